@@ -1,0 +1,1 @@
+"""HTTP APIs: routes (powertools resolvers) over the services."""

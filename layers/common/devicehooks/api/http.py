@@ -1,0 +1,236 @@
+"""What both APIs share: Mender's error body, request ids, body size limit, 404/405, JSON output."""
+
+from __future__ import annotations
+
+import base64
+import contextvars
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from devicehooks.errors import DevicehooksError
+from devicehooks.jsonenc import dumps
+from devicehooks.observability import logger
+from devicehooks.validation import format_errors
+
+JSON = "application/json; charset=utf-8"
+REQUEST_ID_HEADER = "X-MEN-RequestID"
+MAX_REQUEST_ID = 128
+WWW_AUTHENTICATE = 'Bearer realm="ManagementJWT"'
+
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+# Error-body schema for the OpenAPI document (Mender's common Error).
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "string", "description": "Description of the error."},
+        "request_id": {"type": "string", "description": "Same as the X-MEN-RequestID header."},
+    },
+}
+
+
+def request_id() -> str:
+    """The id of the request being served (echoed from ``X-MEN-RequestID`` or generated)."""
+    return _request_id.get()
+
+
+def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response[str]:
+    """A JSON response written as Mender's Go services write it."""
+    return Response(status_code=status, content_type=JSON, body=dumps(body), headers=dict(headers or {}))
+
+
+def empty_response(status: int, headers: Mapping[str, str] | None = None) -> Response[str]:
+    return Response(status_code=status, content_type=None, body="", headers=dict(headers or {}))
+
+
+def error_response(status: int, message: str) -> Response[str]:
+    """Mender's error body ``{"error", "request_id"}``; 401s say how to authenticate."""
+    body = {"error": message, "request_id": request_id()}
+    headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if status == 401 else {}
+    return json_response(status, body, headers)
+
+
+def error_responses(*codes: int) -> dict[int | str, Any]:
+    """OpenAPI ``responses`` entries for error codes, all with Mender's error body."""
+    names = {
+        400: "Invalid request.",
+        401: "Missing or invalid token.",
+        403: "The token is not a user's token.",
+        404: "Not found.",
+        405: "Method not allowed.",
+        409: "Conflict.",
+        413: "Request body too large.",
+        500: "Internal error.",
+        503: "Unavailable.",
+    }
+    return {
+        code: {"description": names[code], "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+        for code in codes
+    }
+
+
+def _query_message(error: Mapping[str, Any], raw: Mapping[str, str]) -> str | None:
+    """Mender's messages for invalid paging parameters (``rest.utils/paging.go``)."""
+    loc = error.get("loc", ())
+    if len(loc) != 2 or loc[0] != "query":
+        return None
+    name = str(loc[1])
+    kind = error.get("type")
+    if name in ("page", "per_page"):
+        if kind == "less_than_equal" and name == "per_page":
+            return f'parameter "per_page" above limit (max: {error.get("ctx", {}).get("le", 500)})'
+        if kind in ("greater_than_equal", "greater_than"):
+            return f"invalid {name} query: value must be a non-zero positive integer"
+        return f'invalid {name} query: "{raw.get(name, "")}"'
+    return f"invalid {name} query: {format_errors([error], skip_prefix=('query', name)) or 'invalid value'}"
+
+
+def install(app: APIGatewayHttpResolver) -> None:
+    """Register error handlers (Mender's body for every failure) and the 404/405 handler."""
+
+    @app.exception_handler(DevicehooksError)
+    def _domain_error(exc: DevicehooksError) -> Response[str]:
+        return error_response(exc.status_code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(exc: RequestValidationError) -> Response[str]:
+        errors = list(exc.errors())
+        raw = app.current_event.query_string_parameters or {}
+        for error in errors:
+            message = _query_message(error, raw)
+            if message is not None:
+                return error_response(400, message)
+        for error in errors:
+            if error.get("type") == "json_invalid":
+                detail = error.get("ctx", {}).get("error", "invalid JSON")
+                return error_response(400, f"malformed request body: invalid JSON: {detail}")
+        body_errors = [e for e in errors if tuple(e.get("loc", ()))[:1] == ("body",)]
+        if body_errors and all(len(e.get("loc", ())) == 1 for e in body_errors):
+            kind = body_errors[0].get("type")
+            text = "request body is required" if kind == "missing" else "the body must be a JSON object"
+            return error_response(400, f"malformed request body: {text}")
+        return error_response(400, "malformed request body: " + format_errors(errors, skip_prefix=("body",)))
+
+    @app.not_found
+    def _not_found(_: NotFoundError) -> Response[str]:
+        path = app.current_event.path
+        for route in app._static_routes + app._dynamic_routes:  # noqa: SLF001 - no public route table
+            if route.rule.match(path):
+                return error_response(405, "method not allowed")
+        return error_response(404, "not found")
+
+
+def openapi_document(app: APIGatewayHttpResolver, **info: Any) -> dict[str, Any]:
+    """The app's OpenAPI document, with the validation answers as they really are (400, not 422)."""
+    import json
+
+    schema: dict[str, Any] = json.loads(app.get_openapi_json_schema(**info))
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            operation.get("responses", {}).pop("422", None)
+    schemas = schema.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    return schema
+
+
+def docs_routes(app: APIGatewayHttpResolver, docs_path: str, json_path: str, **info: Any) -> None:
+    """Serve the OpenAPI document at ``json_path`` and Swagger UI (bundled, no CDN) at ``docs_path``."""
+
+    @app.get(json_path, include_in_schema=False)
+    def _openapi() -> Response[str]:
+        return json_response(200, openapi_document(app, **info))
+
+    @app.get(docs_path, include_in_schema=False)
+    def _swagger() -> Response[str]:
+        from pathlib import Path
+
+        from aws_lambda_powertools.event_handler.openapi import swagger_ui
+
+        assets = Path(swagger_ui.__file__).parent
+        spec = dumps(openapi_document(app, **info)).replace("</", "<\\/")
+        html = swagger_ui.generate_swagger_html(
+            spec,
+            (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
+            (assets / "swagger-ui.min.css").read_text(encoding="utf-8"),
+            None,
+            None,
+            False,
+        )
+        return Response(status_code=200, content_type="text/html; charset=utf-8", body=html)
+
+
+def _header(event: Mapping[str, Any], name: str) -> str | None:
+    headers = event.get("headers") or {}
+    lowered = name.lower()
+    for key, val in headers.items():
+        if key.lower() == lowered:
+            return str(val)
+    return None
+
+
+def _body_size(event: Mapping[str, Any]) -> int:
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        return len(base64.b64decode(body, validate=False))
+    return len(body.encode())
+
+
+def serve(
+    app: APIGatewayHttpResolver,
+    event: dict[str, Any],
+    context: LambdaContext,
+    size_limit: int,
+    before: Callable[[dict[str, Any]], Response[str] | None] | None = None,
+) -> dict[str, Any]:
+    """Resolve one API Gateway (HTTP API, payload 2.0) event with the cross-cutting rules applied.
+
+    Every response carries ``X-MEN-RequestID``; bodies over ``size_limit`` are refused with 413
+    before anything parses them; anything unexpected becomes a 500 with no internals in it.
+    """
+    given = (_header(event, REQUEST_ID_HEADER) or "").strip()
+    rid = given[:MAX_REQUEST_ID] if given and given.isprintable() else str(uuid.uuid4())
+    token = _request_id.set(rid)
+    try:
+        declared = _header(event, "content-length")
+        too_large = _body_size(event) > size_limit or (declared is not None and declared.isdigit() and int(declared) > size_limit)
+        if too_large:
+            early: Response[str] | None = error_response(413, "http: request body too large")
+        else:
+            early = before(event) if before is not None else None
+        if early is not None:
+            response = _render(early)
+        else:
+            headers = event.setdefault("headers", {}) or {}
+            # Mender decodes the body as JSON whatever Content-Type says (gin ShouldBindJSON)
+            for key in [k for k in headers if k.lower() == "content-type"]:
+                del headers[key]
+            event["headers"] = headers
+            try:
+                response = app.resolve(event, context)
+            except Exception:
+                logger.exception("unhandled error", extra={"request_id": rid})
+                response = _render(error_response(500, "internal error"))
+        response.setdefault("headers", {})[REQUEST_ID_HEADER] = rid
+        return response
+    finally:
+        _request_id.reset(token)
+
+
+def _render(response: Response[str]) -> dict[str, Any]:
+    headers = {k: (v if isinstance(v, str) else ",".join(v)) for k, v in response.headers.items()}
+    if response.content_type:
+        headers["Content-Type"] = response.content_type
+    return {
+        "statusCode": response.status_code,
+        "headers": headers,
+        "body": response.body or "",
+        "isBase64Encoded": False,
+    }

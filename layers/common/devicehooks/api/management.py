@@ -1,0 +1,210 @@
+"""Management API (Mender's ``/api/management/v1/iot-manager``): integrations and activity."""
+
+from __future__ import annotations
+
+import contextvars
+import uuid
+from functools import lru_cache
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.depends import Depends
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from devicehooks import __version__
+from devicehooks.api import http
+from devicehooks.api.schemas import EventOut, IntegrationOut
+from devicehooks.auth import Identity, identity_from_request
+from devicehooks.config import get_settings
+from devicehooks.errors import DevicehooksError, InvalidRequest
+from devicehooks.models import CredentialsIn, IntegrationIn, go_uuid_error
+from devicehooks.secretbox import KmsSecretCipher
+from devicehooks.services.events import EventService
+from devicehooks.services.integrations import IntegrationService
+from devicehooks.ssrf import DestinationGuard
+from devicehooks.store.activity import DynamoActivityStore
+from devicehooks.store.integrations import DynamoIntegrationStore
+
+BASE = "/api/management/v1/iot-manager"
+DOCS = f"{BASE}/docs"
+OPENAPI = f"{BASE}/openapi.json"
+PUBLIC_PATHS = frozenset({DOCS, OPENAPI})
+MAX_PER_PAGE = 500
+
+app = APIGatewayHttpResolver(enable_validation=True)
+http.install(app)
+
+_identity: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("identity", default=None)
+
+
+@lru_cache(maxsize=1)
+def integration_service() -> IntegrationService:
+    """The service wired from settings (tests override it through ``app.dependency_overrides``)."""
+    settings = get_settings()
+    return IntegrationService(
+        store=DynamoIntegrationStore(settings.integrations_table),
+        cipher=KmsSecretCipher(settings.secrets_key_id),
+        guard=DestinationGuard(allowed_cidrs=settings.allowed_cidrs),
+        max_integrations=settings.max_integrations,
+    )
+
+
+@lru_cache(maxsize=1)
+def event_service() -> EventService:
+    return EventService(DynamoActivityStore(get_settings().activity_table))
+
+
+def current_identity() -> Identity:
+    """The caller, as verified by the authorizer before any route ran."""
+    identity = _identity.get()
+    if identity is None:
+        raise DevicehooksError("identity missing")  # unreachable: serve() authenticates first
+    return identity
+
+
+def _integration_id(value: str) -> str:
+    problem = go_uuid_error(value)
+    if problem is not None:
+        raise InvalidRequest(f"integration ID must be a valid UUID: {problem}")
+    return str(uuid.UUID(value))
+
+
+Caller = Annotated[Identity, Depends(current_identity)]
+Integrations = Annotated[IntegrationService, Depends(integration_service)]
+Events = Annotated[EventService, Depends(event_service)]
+_JSON_LIST_OF_INTEGRATIONS = {"application/json": {"model": list[IntegrationOut]}}
+
+# ---------------------------------------------------------------- integrations
+
+
+@app.get(
+    f"{BASE}/integrations",
+    summary="List the tenant's integrations",
+    tags=["Integrations"],
+    responses={200: {"description": "The tenant's integrations.", "content": _JSON_LIST_OF_INTEGRATIONS}}
+    | http.error_responses(401, 403),
+)
+def list_integrations(caller: Caller, service: Integrations) -> Response[str]:
+    return http.json_response(200, [i.to_api() for i in service.list(caller.tenant_id)])
+
+
+@app.post(
+    f"{BASE}/integrations",
+    summary="Register a webhook integration",
+    description="Creates a webhook. The URL's host must resolve to public addresses only. "
+    "Answers 201 with an empty body and a Location header.",
+    tags=["Integrations"],
+    responses={
+        201: {
+            "description": "Created.",
+            "headers": {"Location": {"description": "Path of the new integration.", "schema": {"type": "string"}}},
+        }
+    }
+    | http.error_responses(400, 401, 403, 409, 413),
+)
+def create_integration(
+    integration: Annotated[IntegrationIn, Body()], caller: Caller, service: Integrations
+) -> Response[str]:
+    created = service.create(caller.tenant_id, integration)
+    return http.empty_response(201, {"Location": f"{BASE}/integrations/{created.id}"})
+
+
+@app.get(
+    f"{BASE}/integrations/<integration_id>",
+    summary="Get one integration",
+    tags=["Integrations"],
+    responses={200: {"description": "The integration.", "content": {"application/json": {"model": IntegrationOut}}}}
+    | http.error_responses(400, 401, 403, 404),
+)
+def get_integration(integration_id: str, caller: Caller, service: Integrations) -> Response[str]:
+    return http.json_response(200, service.get(caller.tenant_id, _integration_id(integration_id)).to_api())
+
+
+@app.delete(
+    f"{BASE}/integrations/<integration_id>",
+    summary="Remove an integration",
+    tags=["Integrations"],
+    responses={204: {"description": "Removed."}} | http.error_responses(400, 401, 403, 404),
+)
+def delete_integration(integration_id: str, caller: Caller, service: Integrations) -> Response[str]:
+    service.delete(caller.tenant_id, _integration_id(integration_id))
+    return http.empty_response(204)
+
+
+@app.put(
+    f"{BASE}/integrations/<integration_id>/credentials",
+    summary="Replace an integration's credentials",
+    description="Replaces URL and secret. Leaving the secret out removes it.",
+    tags=["Integrations"],
+    responses={204: {"description": "Replaced."}} | http.error_responses(400, 401, 403, 404, 413),
+)
+def set_credentials(
+    integration_id: str, credentials: Annotated[CredentialsIn, Body()], caller: Caller, service: Integrations
+) -> Response[str]:
+    service.set_credentials(caller.tenant_id, _integration_id(integration_id), credentials)
+    return http.empty_response(204)
+
+
+# ---------------------------------------------------------------- activity
+
+
+@app.get(
+    f"{BASE}/events",
+    summary="List events (activity), newest first",
+    tags=["Activity"],
+    responses={
+        200: {"description": "A page of events.", "content": {"application/json": {"model": list[EventOut]}}}
+    }
+    | http.error_responses(400, 401, 403),
+)
+def list_events(
+    caller: Caller,
+    service: Events,
+    page: Annotated[int, Query(ge=1, description="Page number.")] = 1,
+    per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE, description="Events per page.")] = 20,
+    integration_id: Annotated[str | None, Query(description="Only events delivered to this integration.")] = None,
+) -> Response[str]:
+    only: str | None = None
+    if integration_id:
+        if go_uuid_error(integration_id) is not None:
+            raise InvalidRequest("integration ID is not a valid UUID")
+        only = str(uuid.UUID(integration_id))
+    events = service.list(caller.tenant_id, page, per_page, only)
+    return http.json_response(200, events)
+
+
+# ---------------------------------------------------------------- OpenAPI
+
+http.docs_routes(
+    app,
+    DOCS,
+    OPENAPI,
+    title="devicehooks management API",
+    version=__version__,
+    description="Mender iot-manager compatible management API for webhook integrations, "
+    "with devicehooks' additions (several webhooks per tenant, event filters, retries, activity detail).",
+    security_schemes={"ManagementJWT": HTTPBearer(bearerFormat="JWT", description="Mender user JWT.")},
+    security=[{"ManagementJWT": []}],
+)
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def _authenticate(event: dict[str, Any]) -> Response[str] | None:
+    path = event.get("rawPath") or ""
+    _identity.set(None)
+    if path in PUBLIC_PATHS or not any(r.rule.match(path) for r in app._static_routes + app._dynamic_routes):  # noqa: SLF001
+        return None
+    try:
+        _identity.set(identity_from_request(event.get("requestContext") or {}))
+    except DevicehooksError as exc:
+        return http.error_response(exc.status_code, exc.message)
+    return None
+
+
+def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Serve one API Gateway event (the Lambda entry point calls this)."""
+    return http.serve(app, event, context, get_settings().request_size_limit, before=_authenticate)

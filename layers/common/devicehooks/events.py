@@ -1,0 +1,167 @@
+"""Device events: the bus contract, Mender's payload shapes, and the exact webhook body."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from devicehooks.jsonenc import dumpb
+from devicehooks.models import EventType
+from devicehooks.timeutil import parse_time, rfc3339
+
+DeviceStatus = Literal["accepted", "noauth", "pending", "preauthorized", "rejected", "decommissioned"]
+DEVICE_STATUSES: tuple[str, ...] = ("accepted", "noauth", "pending", "preauthorized", "rejected", "decommissioned")
+
+
+def _rfc3339(value: str) -> str:
+    parse_time(value)  # raises ValueError with a message pydantic reports
+    return value
+
+
+Timestamp = Annotated[str, AfterValidator(_rfc3339)]
+
+
+def sort_keys(value: Any) -> Any:
+    """Recursively sort object keys, as Go writes ``map[string]interface{}``."""
+    if isinstance(value, dict):
+        return {k: sort_keys(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [sort_keys(v) for v in value]
+    return value
+
+
+class AuthSet(BaseModel):
+    """Mender's ``AuthSet``. Unknown fields are dropped; times keep their original spelling."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = ""
+    device_id: str = ""
+    identity_data: dict[str, Any] | None = None
+    pubkey: str = ""
+    status: str = ""
+    ts: Timestamp | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """Go's field order; only ``ts`` is left out when empty (BEHAVIOUR.md §5.3)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "device_id": self.device_id,
+            "identity_data": sort_keys(self.identity_data) if self.identity_data is not None else None,
+            "pubkey": self.pubkey,
+            "status": self.status,
+        }
+        if self.ts:
+            out["ts"] = self.ts
+        return out
+
+
+class ProvisionedDevice(BaseModel):
+    """``device-provisioned`` data (and the internal API's provision body)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, max_length=256)
+    status: str = Field(default="", max_length=64)
+    auth_sets: list[AuthSet] = Field(default_factory=list, max_length=100)
+    created_ts: Timestamp | None = None
+
+    def payload(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id}
+        if self.status:
+            out["status"] = self.status
+        if self.auth_sets:
+            out["auth_sets"] = [a.payload() for a in self.auth_sets]
+        if self.created_ts is not None:
+            out["created_ts"] = self.created_ts
+        return out
+
+
+class StatusChange(BaseModel):
+    """``device-status-changed`` data."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(max_length=256)
+    status: DeviceStatus
+
+    def payload(self) -> dict[str, Any]:
+        return {"id": self.id, "status": self.status}
+
+
+class Decommission(BaseModel):
+    """``device-decommissioned`` data."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, max_length=256)
+
+    def payload(self) -> dict[str, Any]:
+        return {"id": self.id}
+
+
+_DATA_MODELS: dict[str, type[ProvisionedDevice] | type[StatusChange] | type[Decommission]] = {
+    "device-provisioned": ProvisionedDevice,
+    "device-status-changed": StatusChange,
+    "device-decommissioned": Decommission,
+}
+
+
+def normalize_data(event_type: str, data: Any) -> dict[str, Any]:
+    """Validate ``data`` for ``event_type`` and return it in Mender's exact shape and order."""
+    return _DATA_MODELS[event_type].model_validate(data).payload()
+
+
+class BusDetail(BaseModel):
+    """``detail`` of a device event on the bus."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    tenant_id: str = Field(max_length=256)
+    data: dict[str, Any]
+    time: Timestamp | None = None
+
+
+class BusEvent(BaseModel):
+    """An EventBridge event as the rule delivers it to the dispatch queue."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    id: str = Field(min_length=1, max_length=128)
+    detail_type: EventType = Field(alias="detail-type")
+    source: str
+    time: Timestamp
+    detail: BusDetail
+
+    def event_time(self) -> datetime:
+        """The detail's time when given (sub-second precision), else the envelope's."""
+        return parse_time(self.detail.time or self.time)
+
+
+class WebhookEvent(BaseModel):
+    """One event as webhooks receive it: ``{"id","type","data","time"}`` in that order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    tenant_id: str
+    type: EventType
+    data: dict[str, Any]
+    time: datetime
+
+    @classmethod
+    def from_bus(cls, event: BusEvent) -> WebhookEvent:
+        """Validate a bus event's data for its type; raises ``pydantic.ValidationError``."""
+        return cls(
+            id=event.id,
+            tenant_id=event.detail.tenant_id,
+            type=event.detail_type,
+            data=normalize_data(event.detail_type, event.detail.data),
+            time=event.event_time(),
+        )
+
+    def body(self) -> bytes:
+        """The exact bytes POSTed (and signed): compact, Go-escaped, Mender's key order."""
+        return dumpb({"id": self.id, "type": self.type, "data": self.data, "time": rfc3339(self.time)})

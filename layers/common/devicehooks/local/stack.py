@@ -1,0 +1,633 @@
+"""``devicehooks local``: moto's server, the template's resources, and the real handlers.
+
+* moto's server runs in-process on a free loopback port; boto3 (handlers included) reaches it
+  through ``AWS_ENDPOINT_URL``.
+* Tables, queues, the bus, its rule and targets, the KMS key and the topic are created from
+  template.yaml; functions get the environment the template gives them, resolved locally.
+* One HTTP server serves the API routes the template declares (HttpApi events), turning each
+  request into an API Gateway HTTP API (payload 2.0) event, passed through the real authorizer
+  where the route has one, then to the real handler; and the web UI at ``/``.
+* SQS event sources are polled into the real handlers with real SQS event shapes, honouring
+  ``batchItemFailures``; moto moves messages past ``maxReceiveCount`` to their DLQ.
+
+A function runs one invocation at a time, as a Lambda execution environment does.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import mimetypes
+import os
+import re
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qsl
+
+from devicehooks import devkeys
+from devicehooks.local.template import (
+    Resolver,
+    load_template,
+    parameter_defaults,
+    queue_order,
+    resources_of,
+)
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+STACK = "devicehooks-local"
+LOCAL_ALLOWED_CIDRS = "127.0.0.0/8,::1/128"
+MAX_API_PAYLOAD = 10 * 1024 * 1024  # API Gateway HTTP API limit
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def project_root() -> Path:
+    """The directory holding template.yaml: ``DEVICEHOOKS_ROOT``, else the current directory or a parent."""
+    explicit = os.environ.get("DEVICEHOOKS_ROOT")
+    if explicit:
+        return Path(explicit).resolve()
+    here = Path.cwd().resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "template.yaml").is_file():
+            return candidate
+    source = Path(__file__).resolve()
+    for candidate in source.parents:
+        if (candidate / "template.yaml").is_file():
+            return candidate
+    raise FileNotFoundError("template.yaml not found (run from the project, or set DEVICEHOOKS_ROOT)")
+
+
+class LambdaContextStub:
+    """The attributes of ``LambdaContext`` that handlers and powertools read."""
+
+    def __init__(self, function_name: str, timeout: int, memory: int) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
+        self.memory_limit_in_mb = memory
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@dataclass
+class LocalFunction:
+    logical_id: str
+    name: str
+    module: ModuleType
+    handler: Handler
+    timeout: int
+    memory: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        with self.lock:
+            return self.handler(event, LambdaContextStub(self.name, self.timeout, self.memory))
+
+
+@dataclass
+class ApiRoute:
+    method: str
+    path: str
+    function: str
+    authorizer: str | None  # logical id of the Lambda authorizer function, None for none/IAM
+    regex: re.Pattern[str]
+    rank: tuple[int, int, int]
+
+    @classmethod
+    def build(cls, method: str, path: str, function: str, authorizer: str | None) -> ApiRoute:
+        pattern = ""
+        params = greedy = 0
+        for part in path.strip("/").split("/"):
+            if part.startswith("{") and part.endswith("+}"):
+                pattern += f"/(?P<{part[1:-2]}>.+)"
+                greedy += 1
+            elif part.startswith("{") and part.endswith("}"):
+                pattern += f"/(?P<{part[1:-1]}>[^/]+)"
+                params += 1
+            else:
+                pattern += "/" + re.escape(part)
+        # API Gateway prefers exact paths, then fewer greedy/parameter segments, then a method over ANY
+        rank = (greedy, params, 1 if method == "ANY" else 0)
+        return cls(method, path, function, authorizer, re.compile(f"^{pattern or '/'}$"), rank)
+
+
+@dataclass
+class SqsSource:
+    function: str
+    queue_url: str
+    queue_arn: str
+    batch_size: int
+    report_failures: bool
+
+
+class LocalStack:
+    """Everything ``devicehooks local`` runs, startable and stoppable from code (tests use it)."""
+
+    def __init__(self, root: Path | None = None, host: str = "127.0.0.1", port: int = 8080) -> None:
+        self.root = root or project_root()
+        self.host = host
+        self.port = port
+        self.template = load_template(self.root / "template.yaml")
+        self.functions: dict[str, LocalFunction] = {}
+        self.routes: list[ApiRoute] = []
+        self.sources: list[SqsSource] = []
+        self.physical: dict[str, dict[str, Any]] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._moto: Any = None
+        self._server: Any = None
+        self.moto_endpoint = ""
+        self.redelivery_seconds = int(os.environ.get("DEVICEHOOKS_LOCAL_REDELIVERY_SECONDS", "2"))
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        user_env = {k: v for k, v in os.environ.items() if k.startswith(("DEVICEHOOKS_", "POWERTOOLS_"))}
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        moto_host, moto_port = self._moto.get_host_and_port()
+        self.moto_endpoint = f"http://{moto_host}:{moto_port}"
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": self.moto_endpoint,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's dummy credentials
+                "AWS_SESSION_TOKEN": "testing",  # noqa: S105
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                "AWS_EC2_METADATA_DISABLED": "true",
+            }
+        )
+        from devicehooks import aws
+
+        aws.reset_clients()
+        resolver = self._create_resources()
+        env = self._function_environment(resolver)
+        env.update(user_env)  # what the developer set wins over the template
+        os.environ.update(env)
+        from devicehooks.config import get_settings
+
+        get_settings.cache_clear()
+        self._load_functions(resolver)
+        self._start_server()
+        for source in self.sources:
+            for n in range(2):
+                thread = threading.Thread(target=self._poll, args=(source,), name=f"poll-{source.function}-{n}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if self._moto is not None:
+            self._moto.stop()
+
+    # ------------------------------------------------------------------ resources
+    def _client(self, service: str) -> Any:
+        from devicehooks import aws
+
+        return aws.client(service)
+
+    def _create_resources(self) -> Resolver:
+        template = self.template
+        overrides = {
+            "JwtPublicKeys": devkeys.public_pem(),
+            "AllowedCidrs": os.environ.get("DEVICEHOOKS_ALLOWED_CIDRS", LOCAL_ALLOWED_CIDRS),
+        }
+        resolver = Resolver(
+            parameters=parameter_defaults(template, overrides),
+            conditions=template.get("Conditions") or {},
+            pseudo={
+                "AWS::StackName": STACK,
+                "AWS::Region": REGION,
+                "AWS::AccountId": ACCOUNT,
+                "AWS::Partition": "aws",
+                "AWS::URLSuffix": "amazonaws.com",
+                "AWS::NoValue": "",
+            },
+        )
+        # names and ARNs that need no call to moto
+        for logical, res in template["Resources"].items():
+            kind = res.get("Type", "")
+            name = f"{STACK}-{logical}"
+            if kind == "AWS::Serverless::Function":
+                resolver.refs[logical] = name
+                resolver.attributes[(logical, "Arn")] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+            elif kind == "AWS::Logs::LogGroup":
+                resolver.refs[logical] = name
+                resolver.attributes[(logical, "Arn")] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}"
+            elif kind == "AWS::Events::Rule":
+                resolver.refs[logical] = name
+                resolver.attributes[(logical, "Arn")] = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{name}"
+            elif kind not in ("AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::KMS::Key", "AWS::Events::EventBus", "AWS::SNS::Topic"):
+                resolver.refs[logical] = name
+
+        kms = self._client("kms")
+        for logical, res in resources_of(template, "AWS::KMS::Key").items():
+            key = kms.create_key(Description=str((res.get("Properties") or {}).get("Description", logical)))["KeyMetadata"]
+            resolver.refs[logical] = key["KeyId"]
+            resolver.attributes[(logical, "Arn")] = key["Arn"]
+            resolver.attributes[(logical, "KeyId")] = key["KeyId"]
+            self.physical[logical] = {"KeyId": key["KeyId"], "Arn": key["Arn"]}
+
+        dynamodb = self._client("dynamodb")
+        for logical, res in resources_of(template, "AWS::DynamoDB::Table").items():
+            props = resolver.resolve(res["Properties"])
+            name = f"{STACK}-{logical}"
+            kwargs: dict[str, Any] = {
+                "TableName": name,
+                "KeySchema": props["KeySchema"],
+                "AttributeDefinitions": props["AttributeDefinitions"],
+                "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+            }
+            if props.get("GlobalSecondaryIndexes"):
+                kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+            if props.get("LocalSecondaryIndexes"):
+                kwargs["LocalSecondaryIndexes"] = props["LocalSecondaryIndexes"]
+            arn = dynamodb.create_table(**kwargs)["TableDescription"]["TableArn"]
+            ttl = props.get("TimeToLiveSpecification")
+            if ttl and ttl.get("Enabled"):
+                dynamodb.update_time_to_live(
+                    TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
+                )
+            resolver.refs[logical] = name
+            resolver.attributes[(logical, "Arn")] = arn
+            self.physical[logical] = {"TableName": name, "Arn": arn}
+
+        sqs = self._client("sqs")
+        queues = resources_of(template, "AWS::SQS::Queue")
+        for logical in queue_order(queues):
+            props = resolver.resolve(queues[logical].get("Properties") or {})
+            name = props.get("QueueName") or f"{STACK}-{logical}"
+            attributes = {}
+            for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds", "MaximumMessageSize"):
+                if key in props:
+                    attributes[key] = str(props[key])
+            if "RedrivePolicy" in props:
+                attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
+            url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            resolver.refs[logical] = url
+            resolver.attributes[(logical, "Arn")] = arn
+            resolver.attributes[(logical, "QueueName")] = name
+            resolver.attributes[(logical, "QueueUrl")] = url
+            self.physical[logical] = {"QueueUrl": url, "Arn": arn, "QueueName": name}
+
+        sns = self._client("sns")
+        for logical in resources_of(template, "AWS::SNS::Topic"):
+            arn = sns.create_topic(Name=f"{STACK}-{logical}")["TopicArn"]
+            resolver.refs[logical] = arn
+            resolver.attributes[(logical, "TopicArn")] = arn
+            self.physical[logical] = {"TopicArn": arn}
+
+        events = self._client("events")
+        for logical, res in resources_of(template, "AWS::Events::EventBus").items():
+            props = resolver.resolve(res.get("Properties") or {})
+            name = props.get("Name") or f"{STACK}-{logical}"
+            arn = events.create_event_bus(Name=name)["EventBusArn"]
+            resolver.refs[logical] = name
+            resolver.attributes[(logical, "Arn")] = arn
+            resolver.attributes[(logical, "Name")] = name
+            self.physical[logical] = {"Name": name, "Arn": arn}
+        for logical, res in resources_of(template, "AWS::Events::Rule").items():
+            props = resolver.resolve(res.get("Properties") or {})
+            name = f"{STACK}-{logical}"
+            bus = props.get("EventBusName", "default")
+            events.put_rule(
+                Name=name,
+                EventBusName=bus,
+                EventPattern=json.dumps(props["EventPattern"]),
+                State=props.get("State", "ENABLED"),
+            )
+            targets = [{"Id": t["Id"], "Arn": t["Arn"]} for t in props.get("Targets", [])]
+            if targets:
+                events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
+            self.physical[logical] = {"Name": name, "EventBusName": bus}
+        return resolver
+
+    def _function_environment(self, resolver: Resolver) -> dict[str, str]:
+        globals_env = ((self.template.get("Globals") or {}).get("Function") or {}).get("Environment") or {}
+        env: dict[str, str] = {}
+        for source in [globals_env] + [
+            (res.get("Properties") or {}).get("Environment") or {}
+            for res in resources_of(self.template, "AWS::Serverless::Function").values()
+        ]:
+            for key, val in (resolver.resolve(source.get("Variables") or {})).items():
+                env[key] = str(val)
+        return env
+
+    # ------------------------------------------------------------------ functions
+    def _load_functions(self, resolver: Resolver) -> None:
+        template = self.template
+        glob = (template.get("Globals") or {}).get("Function") or {}
+        apis = resources_of(template, "AWS::Serverless::HttpApi")
+        for logical, res in resources_of(template, "AWS::Serverless::Function").items():
+            props = res.get("Properties") or {}
+            module_name, _, attr = str(props["Handler"]).rpartition(".")
+            path = self.root / str(props["CodeUri"]) / f"{module_name.replace('.', '/')}.py"
+            spec = importlib.util.spec_from_file_location(f"devicehooks_local_{logical}", path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot load {path}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+            self.functions[logical] = LocalFunction(
+                logical_id=logical,
+                name=resolver.refs[logical],
+                module=module,
+                handler=getattr(module, attr),
+                timeout=int(props.get("Timeout", glob.get("Timeout", 3))),
+                memory=int(props.get("MemorySize", glob.get("MemorySize", 128))),
+            )
+            for event in (props.get("Events") or {}).values():
+                eprops = event.get("Properties") or {}
+                if event.get("Type") == "HttpApi":
+                    api_id = eprops.get("ApiId", {}).get("Ref") if isinstance(eprops.get("ApiId"), dict) else None
+                    api_auth = ((apis.get(api_id or "", {}).get("Properties") or {}).get("Auth")) or {}
+                    chosen = (eprops.get("Auth") or {}).get("Authorizer", api_auth.get("DefaultAuthorizer"))
+                    authorizer = None
+                    if chosen and chosen not in ("NONE", "AWS_IAM"):
+                        arn = api_auth["Authorizers"][chosen]["FunctionArn"]
+                        authorizer = arn["Fn::GetAtt"][0]
+                    self.routes.append(
+                        ApiRoute.build(str(eprops.get("Method", "ANY")).upper(), str(eprops["Path"]), logical, authorizer)
+                    )
+                elif event.get("Type") == "SQS":
+                    queue_ref = eprops["Queue"]
+                    queue_logical = queue_ref["Fn::GetAtt"][0]
+                    self.sources.append(
+                        SqsSource(
+                            function=logical,
+                            queue_url=self.physical[queue_logical]["QueueUrl"],
+                            queue_arn=self.physical[queue_logical]["Arn"],
+                            batch_size=min(10, int(eprops.get("BatchSize", 10))),
+                            report_failures="ReportBatchItemFailures" in (eprops.get("FunctionResponseTypes") or []),
+                        )
+                    )
+        self.routes.sort(key=lambda r: r.rank)
+
+    # ------------------------------------------------------------------ SQS event sources
+    def _poll(self, source: SqsSource) -> None:
+        sqs = self._client("sqs")
+        function = self.functions[source.function]
+        while not self._stop.is_set():
+            try:
+                out = sqs.receive_message(
+                    QueueUrl=source.queue_url,
+                    MaxNumberOfMessages=source.batch_size,
+                    WaitTimeSeconds=1,
+                    AttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                )
+            except Exception:  # noqa: BLE001 - moto stopping, or a transient error: keep polling
+                if self._stop.is_set():
+                    return
+                time.sleep(0.2)
+                continue
+            messages = out.get("Messages", [])
+            if not messages:
+                continue
+            event = {"Records": [self._record(m, source) for m in messages]}
+            failed: set[str] = {m["MessageId"] for m in messages}
+            try:
+                result = function.invoke(event)
+                if source.report_failures and isinstance(result, dict):
+                    failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+                else:
+                    failed = set()
+            except Exception:  # noqa: BLE001 - a crashed invocation returns the whole batch, as Lambda does
+                traceback.print_exc()
+            done = [m for m in messages if m["MessageId"] not in failed]
+            for start in range(0, len(done), 10):
+                entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start : start + 10])]
+                sqs.delete_message_batch(QueueUrl=source.queue_url, Entries=entries)
+            for m in messages:
+                if m["MessageId"] in failed:
+                    # Lambda leaves failed records until the visibility timeout; locally a short wait
+                    sqs.change_message_visibility(
+                        QueueUrl=source.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=self.redelivery_seconds
+                    )
+
+    @staticmethod
+    def _record(message: Mapping[str, Any], source: SqsSource) -> dict[str, Any]:
+        attributes = {}
+        for name, attr in (message.get("MessageAttributes") or {}).items():
+            attributes[name] = {
+                "stringValue": attr.get("StringValue"),
+                "binaryValue": base64.b64encode(attr["BinaryValue"]).decode() if "BinaryValue" in attr else None,
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": attr.get("DataType", "String"),
+            }
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": dict(message.get("Attributes") or {}),
+            "messageAttributes": attributes,
+            "md5OfBody": message.get("MD5OfBody", ""),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": source.queue_arn,
+            "awsRegion": REGION,
+        }
+
+    # ------------------------------------------------------------------ HTTP
+    def _start_server(self) -> None:
+        from werkzeug.serving import make_server
+
+        self._server = make_server(self.host, self.port, self._wsgi, threaded=True)
+        self.port = int(self._server.server_port)
+        thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            status, headers, body = self.handle_http(environ)
+        except Exception:  # noqa: BLE001 - the gateway answers 500 whatever the function did
+            traceback.print_exc()
+            status, headers, body = 500, [("Content-Type", "application/json")], b'{"message":"Internal Server Error"}'
+        reason = _REASONS.get(status, "Unknown")
+        start_response(f"{status} {reason}", headers + [("Content-Length", str(len(body)))])
+        return [body]
+
+    def handle_http(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+        method = str(environ["REQUEST_METHOD"]).upper()
+        raw_path = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
+        path, _, query = str(raw_path).partition("?")
+        if path.startswith(("http://", "https://")):
+            path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length > MAX_API_PAYLOAD:
+            return 413, [("Content-Type", "application/json")], b'{"message":"Request Entity Too Large"}'
+        body = environ["wsgi.input"].read(length) if length else b""
+        headers: dict[str, str] = {}
+        for key, val in environ.items():
+            if key.startswith("HTTP_"):
+                headers[key[5:].replace("_", "-").lower()] = str(val)
+        if environ.get("CONTENT_TYPE"):
+            headers["content-type"] = str(environ["CONTENT_TYPE"])
+        if environ.get("CONTENT_LENGTH"):
+            headers["content-length"] = str(environ["CONTENT_LENGTH"])
+        route, params = self._match(method, path)
+        if route is None:
+            if method in ("GET", "HEAD") and not path.startswith("/api/"):
+                return self._static(path)
+            return 404, [("Content-Type", "application/json")], b'{"message":"Not Found"}'
+        event = self._api_event(method, path, query, headers, body, route, params, environ)
+        if route.authorizer is not None:
+            verdict = self.functions[route.authorizer].invoke(self._authorizer_event(event, route))
+            if not (isinstance(verdict, dict) and verdict.get("isAuthorized") is True):
+                return 403, [("Content-Type", "application/json")], b'{"message":"Forbidden"}'
+            event["requestContext"]["authorizer"] = {"lambda": verdict.get("context") or {}}
+        result = self.functions[route.function].invoke(event)
+        return self._api_response(result)
+
+    def _match(self, method: str, path: str) -> tuple[ApiRoute | None, dict[str, str]]:
+        for route in self.routes:
+            if route.method not in ("ANY", method):
+                continue
+            found = route.regex.match(path)
+            if found:
+                return route, found.groupdict()
+        return None, {}
+
+    def _api_event(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: bytes,
+        route: ApiRoute,
+        params: dict[str, str],
+        environ: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        cookies = [c.strip() for c in headers.pop("cookie", "").split(";") if c.strip()]
+        query_params: dict[str, str] = {}
+        for key, val in parse_qsl(query, keep_blank_values=True):
+            query_params[key] = f"{query_params[key]},{val}" if key in query_params else val
+        try:
+            text, encoded = body.decode(), False
+        except UnicodeDecodeError:
+            text, encoded = base64.b64encode(body).decode(), True
+        route_key = f"{route.method} {route.path}"
+        event: dict[str, Any] = {
+            "version": "2.0",
+            "routeKey": route_key,
+            "rawPath": path,
+            "rawQueryString": query,
+            "headers": headers,
+            "requestContext": {
+                "accountId": ACCOUNT,
+                "apiId": "local",
+                "domainName": headers.get("host", f"{self.host}:{self.port}"),
+                "domainPrefix": "local",
+                "http": {
+                    "method": method,
+                    "path": path,
+                    "protocol": str(environ.get("SERVER_PROTOCOL", "HTTP/1.1")),
+                    "sourceIp": str(environ.get("REMOTE_ADDR", "127.0.0.1")),
+                    "userAgent": headers.get("user-agent", ""),
+                },
+                "requestId": str(uuid.uuid4()),
+                "routeKey": route_key,
+                "stage": "$default",
+                "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+                "timeEpoch": int(now.timestamp() * 1000),
+            },
+            "isBase64Encoded": encoded,
+        }
+        if cookies:
+            event["cookies"] = cookies
+        if query_params:
+            event["queryStringParameters"] = query_params
+        if params:
+            event["pathParameters"] = params
+        if body:
+            event["body"] = text
+        return event
+
+    @staticmethod
+    def _authorizer_event(event: Mapping[str, Any], route: ApiRoute) -> dict[str, Any]:
+        request = {k: v for k, v in event.items() if k not in ("body", "isBase64Encoded")}
+        request["type"] = "REQUEST"
+        request["routeArn"] = f"arn:aws:execute-api:{REGION}:{ACCOUNT}:local/$default/{route.method}{route.path}"
+        request["identitySource"] = []
+        return request
+
+    @staticmethod
+    def _api_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+        if not isinstance(result, dict) or "statusCode" not in result:
+            body = json.dumps(result).encode()
+            return 200, [("Content-Type", "application/json")], body
+        headers = [(k, str(v)) for k, v in (result.get("headers") or {}).items()]
+        for key, values in (result.get("multiValueHeaders") or {}).items():
+            headers += [(key, str(v)) for v in values]
+        for cookie in result.get("cookies") or []:
+            headers.append(("Set-Cookie", cookie))
+        raw = result.get("body") or ""
+        body = base64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode()
+        return int(result["statusCode"]), headers, body
+
+    def _static(self, path: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        ui = self.root / "ui"
+        for base in (ui / "dist", ui):
+            if not base.is_dir():
+                continue
+            relative = path.lstrip("/") or "index.html"
+            target = (base / relative).resolve()
+            if base.resolve() not in target.parents and target != base.resolve():
+                return 404, [("Content-Type", "application/json")], b'{"message":"Not Found"}'
+            if target.is_dir():
+                target = target / "index.html"
+            if target.is_file():
+                kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+                if kind.startswith("text/") or kind in ("application/javascript", "application/json"):
+                    kind += "; charset=utf-8"
+                return 200, [("Content-Type", kind), ("Cache-Control", "no-cache")], target.read_bytes()
+        return 404, [("Content-Type", "application/json")], b'{"message":"Not Found"}'
+
+
+_REASONS = {
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Payload Too Large",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}

@@ -1,0 +1,1 @@
+"""Use cases: what the APIs and the dispatcher do, independent of HTTP and of storage."""

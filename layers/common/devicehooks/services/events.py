@@ -1,0 +1,24 @@
+"""Reading the activity log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from devicehooks.errors import NotFound
+from devicehooks.store.activity import ActivityStore
+
+
+class EventService:
+    """The tenant's events as Mender's Event JSON."""
+
+    def __init__(self, store: ActivityStore) -> None:
+        self.store = store
+
+    def list(self, tenant_id: str, page: int, per_page: int, integration_id: str | None) -> list[dict[str, Any]]:
+        return [e.to_api() for e in self.store.list(tenant_id, page, per_page, integration_id)]
+
+    def get(self, tenant_id: str, event_id: str) -> dict[str, Any]:
+        event = self.store.get(tenant_id, event_id)
+        if event is None:
+            raise NotFound("event not found")
+        return event.to_api(with_attempts=True)

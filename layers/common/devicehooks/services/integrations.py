@@ -1,0 +1,96 @@
+"""Managing a tenant's webhook integrations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from devicehooks.errors import BlockedDestination, InvalidRequest, NotFound
+from devicehooks.models import CredentialsIn, Integration, IntegrationIn, new_id
+from devicehooks.secretbox import SecretCipher
+from devicehooks.ssrf import DestinationGuard
+from devicehooks.store.integrations import IntegrationStore
+from devicehooks.timeutil import utcnow
+from devicehooks.validation import format_tree
+
+NOT_FOUND = "integration not found"
+
+
+def _url_error(path: tuple[str, ...], message: str) -> InvalidRequest:
+    tree: dict[str, object] = {path[-1]: message}
+    for key in reversed(path[:-1]):
+        tree = {key: tree}
+    return InvalidRequest("malformed request body: " + format_tree(tree))
+
+
+class IntegrationService:
+    """Create, read, replace credentials of and delete integrations, one tenant at a time."""
+
+    def __init__(
+        self,
+        store: IntegrationStore,
+        cipher: SecretCipher,
+        guard: DestinationGuard,
+        max_integrations: int,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.cipher = cipher
+        self.guard = guard
+        self.max_integrations = max_integrations
+        self.clock = clock
+
+    def _check_destination(self, url: str, path: tuple[str, ...]) -> None:
+        try:
+            self.guard.check_url(url)
+        except BlockedDestination as exc:
+            raise _url_error(path, exc.message) from None
+
+    def list(self, tenant_id: str) -> list[Integration]:
+        return self.store.list(tenant_id)
+
+    def get(self, tenant_id: str, integration_id: str) -> Integration:
+        found = self.store.get(tenant_id, integration_id)
+        if found is None:
+            raise NotFound(NOT_FOUND)
+        return found
+
+    def create(self, tenant_id: str, spec: IntegrationIn) -> Integration:
+        """Validate the destination, seal the secret, store; :class:`Conflict` past the limit."""
+        http = spec.credentials.http
+        self._check_destination(http.url, ("credentials", "http", "url"))
+        integration_id = new_id()
+        secret = http.secret_bytes()
+        now = self.clock()
+        integration = Integration(
+            id=integration_id,
+            tenant_id=tenant_id,
+            url=http.url,
+            secret=None if secret is None else self.cipher.seal(secret, tenant_id, integration_id),
+            description=spec.description or "",
+            created_at=now,
+            updated_at=now,
+        )
+        self.store.add(integration, self.max_integrations)
+        return integration
+
+    def set_credentials(self, tenant_id: str, integration_id: str, credentials: CredentialsIn) -> Integration:
+        """Replace URL and secret (leaving the secret out removes it, as in Mender)."""
+        current = self.get(tenant_id, integration_id)
+        http = credentials.http
+        self._check_destination(http.url, ("http", "url"))
+        secret = http.secret_bytes()
+        updated = current.model_copy(
+            update={
+                "url": http.url,
+                "secret": None if secret is None else self.cipher.seal(secret, tenant_id, integration_id),
+                "updated_at": self.clock(),
+            }
+        )
+        if not self.store.replace(updated):
+            raise NotFound(NOT_FOUND)
+        return updated
+
+    def delete(self, tenant_id: str, integration_id: str) -> None:
+        if not self.store.remove(tenant_id, integration_id):
+            raise NotFound(NOT_FOUND)

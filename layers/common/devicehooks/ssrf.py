@@ -1,0 +1,151 @@
+"""Server-side request forgery guard: which addresses a webhook may reach.
+
+The rule is Mender's "global unicast" predicate, made stricter: loopback, private, link-local
+(the instance metadata service included), CGNAT, multicast, broadcast, unspecified, reserved,
+documentation and benchmarking ranges are refused, as are IPv6 forms that embed such an IPv4
+address (IPv4-mapped, NAT64, 6to4, Teredo). Addresses inside ``allowed_cidrs`` are let through,
+which is how the local stack reaches receivers on 127.0.0.1.
+
+The same guard runs when a URL is stored and again on every connection, against the address
+actually dialled, so a name that later resolves elsewhere (DNS rebinding) is still refused.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from devicehooks.errors import BlockedDestination
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[str, int] | tuple[str, int, int, int]]
+Resolver = Callable[[str, int], Sequence[AddrInfo]]
+
+RESERVED_MESSAGE = "hostname resolves to reserved address"
+CONNECT_MESSAGE = "destination address is in reserved address range"
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def system_resolver(host: str, port: int) -> Sequence[AddrInfo]:
+    """``getaddrinfo`` for TCP: every address a connection to ``host`` could use."""
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
+def parse_numeric_host(host: str) -> IPAddress | None:
+    """An IP literal in any spelling ``inet_aton`` takes (``0x0a000001``, ``012.1``, ``[::1]``)."""
+    text = host.strip("[]")
+    try:
+        return ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        pass
+    parts = text.split(".")
+    if not 1 <= len(parts) <= 4 or any(p == "" for p in parts):
+        return None
+    numbers = []
+    for part in parts:
+        lower = part.lower()
+        try:
+            if lower.startswith("0x"):
+                numbers.append(int(lower[2:] or "0", 16))
+            elif len(lower) > 1 and lower.startswith("0"):
+                numbers.append(int(lower, 8))
+            else:
+                numbers.append(int(lower, 10))
+        except ValueError:
+            return None
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (4 - len(head)):
+        return None
+    value = 0
+    for n in head:
+        value = value * 256 + n
+    value = value * 256 ** (4 - len(head)) + last
+    return ipaddress.IPv4Address(value)
+
+
+def _embedded_ipv4(addr: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    if addr in _NAT64 or addr in _NAT64_LOCAL:
+        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    if addr.sixtofour is not None:
+        return addr.sixtofour
+    if addr.teredo is not None:
+        return addr.teredo[1]
+    return None
+
+
+def is_public(addr: IPAddress) -> bool:
+    """Whether ``addr`` is global unicast and nothing else (see the module docstring)."""
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.scope_id:
+            return False
+        embedded = _embedded_ipv4(addr)
+        if embedded is not None:
+            return is_public(embedded)
+    return not (
+        addr.is_loopback
+        or addr.is_private
+        or addr.is_link_local
+        or addr.is_multicast
+        or addr.is_unspecified
+        or addr.is_reserved
+        or not addr.is_global
+    )
+
+
+@dataclass(frozen=True)
+class DestinationGuard:
+    """Checks webhook destinations against the address rules and the allowlist."""
+
+    allowed_cidrs: tuple[IPNetwork, ...] = ()
+    resolver: Resolver = system_resolver
+
+    def is_allowed(self, addr: IPAddress) -> bool:
+        """Public addresses, and any address inside an allowed CIDR."""
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            mapped = addr.ipv4_mapped
+            if any(mapped in net for net in self.allowed_cidrs if net.version == 4):
+                return True
+        return any(addr in net for net in self.allowed_cidrs if net.version == addr.version) or is_public(addr)
+
+    def resolve(self, host: str, port: int) -> list[IPAddress]:
+        """Every address ``host`` resolves to; raises :class:`BlockedDestination` when none."""
+        literal = parse_numeric_host(host)
+        if literal is not None:
+            return [literal]
+        try:
+            infos = self.resolver(host, port)
+        except (OSError, UnicodeError):
+            raise BlockedDestination(f"lookup {host}: no such host") from None
+        addresses: list[IPAddress] = []
+        for info in infos:
+            text = str(info[4][0]).split("%", 1)[0]
+            addr = ipaddress.ip_address(text)
+            if addr not in addresses:
+                addresses.append(addr)
+        if not addresses:
+            raise BlockedDestination(f"lookup {host}: no such host")
+        return addresses
+
+    def check_addresses(self, addresses: Iterable[IPAddress], message: str = RESERVED_MESSAGE) -> None:
+        """Raise :class:`BlockedDestination` unless every address is allowed."""
+        if not all(self.is_allowed(a) for a in addresses):
+            raise BlockedDestination(message)
+
+    def check_url(self, url: str) -> list[IPAddress]:
+        """The create-time check: resolve the URL's host; all its addresses must be allowed."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if not host:
+            raise BlockedDestination("lookup : no such host")
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        addresses = self.resolve(host, port)
+        self.check_addresses(addresses)
+        return addresses

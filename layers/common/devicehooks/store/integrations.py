@@ -1,0 +1,239 @@
+"""Integrations: one item per webhook, plus a per-tenant counter that enforces the limit."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Any, Protocol
+
+from devicehooks import aws
+from devicehooks.errors import Conflict
+from devicehooks.models import Integration
+from devicehooks.store.dynamo import batch_delete, from_item, query_all, to_item
+
+COUNTER_ID = "~count"
+
+
+def tenant_key(tenant_id: str) -> str:
+    """Partition key of a tenant (DynamoDB keys cannot be empty; Mender's open source tenant is "")."""
+    return f"T#{tenant_id}"
+
+
+def limit_message(limit: int) -> str:
+    return f"integration limit reached: a tenant may have at most {limit} integrations"
+
+
+class IntegrationStore(Protocol):
+    """Where integrations live. Every method is scoped to one tenant."""
+
+    def add(self, integration: Integration, limit: int) -> None:
+        """Store a new integration; :class:`Conflict` when the tenant already has ``limit``."""
+
+    def list(self, tenant_id: str) -> list[Integration]:
+        """The tenant's integrations, oldest first."""
+
+    def get(self, tenant_id: str, integration_id: str) -> Integration | None:
+        """One integration, or ``None``."""
+
+    def replace(self, integration: Integration) -> bool:
+        """Overwrite an existing integration; ``False`` when it does not exist."""
+
+    def remove(self, tenant_id: str, integration_id: str) -> bool:
+        """Delete one integration; ``False`` when it did not exist."""
+
+    def remove_tenant(self, tenant_id: str) -> int:
+        """Delete all of a tenant's integrations; returns how many there were."""
+
+
+def _to_record(integration: Integration) -> dict[str, Any]:
+    data = integration.model_dump(exclude={"secret"})
+    data["tenant_key"] = tenant_key(integration.tenant_id)
+    data["integration_id"] = data.pop("id")
+    for key, val in list(data.items()):
+        if isinstance(val, datetime):
+            data[key] = val.isoformat()
+        elif isinstance(val, tuple):
+            data[key] = list(val)
+    if integration.secret is not None:
+        data["secret_state"] = "sealed" if integration.secret else "empty"
+        if integration.secret:
+            data["secret_ct"] = integration.secret
+    else:
+        data["secret_state"] = "none"
+    return data
+
+
+def _from_record(data: dict[str, Any]) -> Integration:
+    state = data.pop("secret_state", "none")
+    ciphertext = data.pop("secret_ct", None)
+    data["secret"] = None if state == "none" else (bytes(ciphertext) if ciphertext is not None else b"")
+    data["id"] = data.pop("integration_id")
+    data.pop("tenant_key", None)
+    return Integration.model_validate({k: (int(v) if type(v).__name__ == "Decimal" else v) for k, v in data.items()})
+
+
+class DynamoIntegrationStore:
+    """Integrations in DynamoDB: PK ``tenant_key``, SK ``integration_id``."""
+
+    def __init__(self, table_name: str, client: Any = None) -> None:
+        self.table_name = table_name
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = aws.client("dynamodb")
+        return self._client
+
+    def _key(self, tenant_id: str, integration_id: str) -> dict[str, Any]:
+        return {"tenant_key": {"S": tenant_key(tenant_id)}, "integration_id": {"S": integration_id}}
+
+    def add(self, integration: Integration, limit: int) -> None:
+        counter = self._key(integration.tenant_id, COUNTER_ID)
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": counter,
+                            "UpdateExpression": "SET #n = if_not_exists(#n, :zero) + :one",
+                            "ConditionExpression": "attribute_not_exists(#n) OR #n < :limit",
+                            "ExpressionAttributeNames": {"#n": "count"},
+                            "ExpressionAttributeValues": {
+                                ":zero": {"N": "0"},
+                                ":one": {"N": "1"},
+                                ":limit": {"N": str(limit)},
+                            },
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": to_item(_to_record(integration)),
+                            "ConditionExpression": "attribute_not_exists(integration_id)",
+                        }
+                    },
+                ]
+            )
+        except self.client.exceptions.TransactionCanceledException as exc:
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                raise Conflict(limit_message(limit)) from None
+            raise
+
+    def list(self, tenant_id: str) -> list[Integration]:
+        items = query_all(
+            self.client,
+            TableName=self.table_name,
+            KeyConditionExpression="tenant_key = :t",
+            ExpressionAttributeValues={":t": {"S": tenant_key(tenant_id)}},
+            ConsistentRead=True,
+        )
+        found = [_from_record(from_item(i)) for i in items if i["integration_id"]["S"] != COUNTER_ID]
+        return sorted(found, key=lambda i: (i.created_at, i.id))
+
+    def get(self, tenant_id: str, integration_id: str) -> Integration | None:
+        out = self.client.get_item(
+            TableName=self.table_name, Key=self._key(tenant_id, integration_id), ConsistentRead=True
+        )
+        item = out.get("Item")
+        return _from_record(from_item(item)) if item else None
+
+    def replace(self, integration: Integration) -> bool:
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=to_item(_to_record(integration)),
+                ConditionExpression="attribute_exists(integration_id)",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def remove(self, tenant_id: str, integration_id: str) -> bool:
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Delete": {
+                            "TableName": self.table_name,
+                            "Key": self._key(tenant_id, integration_id),
+                            "ConditionExpression": "attribute_exists(integration_id)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": self._key(tenant_id, COUNTER_ID),
+                            "UpdateExpression": "SET #n = #n - :one",
+                            "ConditionExpression": "#n > :zero",
+                            "ExpressionAttributeNames": {"#n": "count"},
+                            "ExpressionAttributeValues": {":one": {"N": "1"}, ":zero": {"N": "0"}},
+                        }
+                    },
+                ]
+            )
+        except self.client.exceptions.TransactionCanceledException as exc:
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                return False
+            raise
+        return True
+
+    def remove_tenant(self, tenant_id: str) -> int:
+        keys = [
+            {"tenant_key": i["tenant_key"], "integration_id": i["integration_id"]}
+            for i in query_all(
+                self.client,
+                TableName=self.table_name,
+                KeyConditionExpression="tenant_key = :t",
+                ExpressionAttributeValues={":t": {"S": tenant_key(tenant_id)}},
+                ProjectionExpression="tenant_key, integration_id",
+                ConsistentRead=True,
+            )
+        ]
+        batch_delete(self.client, self.table_name, keys)
+        return sum(1 for k in keys if k["integration_id"]["S"] != COUNTER_ID)
+
+
+class MemoryIntegrationStore:
+    """In-memory :class:`IntegrationStore` for unit tests and benchmarks."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str], Integration] = {}
+        self._lock = threading.Lock()
+
+    def add(self, integration: Integration, limit: int) -> None:
+        with self._lock:
+            if sum(1 for t, _ in self._items if t == integration.tenant_id) >= limit:
+                raise Conflict(limit_message(limit))
+            self._items[(integration.tenant_id, integration.id)] = integration
+
+    def list(self, tenant_id: str) -> list[Integration]:
+        with self._lock:
+            found = [i for (t, _), i in self._items.items() if t == tenant_id]
+        return sorted(found, key=lambda i: (i.created_at, i.id))
+
+    def get(self, tenant_id: str, integration_id: str) -> Integration | None:
+        with self._lock:
+            return self._items.get((tenant_id, integration_id))
+
+    def replace(self, integration: Integration) -> bool:
+        with self._lock:
+            key = (integration.tenant_id, integration.id)
+            if key not in self._items:
+                return False
+            self._items[key] = integration
+            return True
+
+    def remove(self, tenant_id: str, integration_id: str) -> bool:
+        with self._lock:
+            return self._items.pop((tenant_id, integration_id), None) is not None
+
+    def remove_tenant(self, tenant_id: str) -> int:
+        with self._lock:
+            keys = [k for k in self._items if k[0] == tenant_id]
+            for k in keys:
+                del self._items[k]
+            return len(keys)
