@@ -29,7 +29,11 @@ class Attempt(BaseModel):
     response_body: str | None = None
 
     def to_api(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"attempt": self.number, "time": rfc3339_millis(self.at), "duration_ms": self.duration_ms}
+        out: dict[str, Any] = {
+            "attempt": self.number,
+            "time": rfc3339_millis(self.at),
+            "duration_ms": self.duration_ms,
+        }
         if self.status_code is not None:
             out["status_code"] = self.status_code
         if self.error:

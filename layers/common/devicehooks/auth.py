@@ -59,7 +59,10 @@ def load_public_keys(pem_text: str) -> list[PublicKey]:
             continue
         pem = block[block.index("-----BEGIN PUBLIC KEY-----") :] + marker + "\n"
         key = load_pem_public_key(pem.encode())
-        if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        if not isinstance(
+            key,
+            rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey,
+        ):
             raise ValueError(f"unsupported public key type {type(key).__name__}")
         keys.append(key)
     if not keys:
@@ -179,7 +182,10 @@ def authorize(event: Mapping[str, Any], config: AuthConfig) -> dict[str, Any]:
         token = bearer_token(event.get("headers") or {}, event.get("cookies"))
         identity = _verifier(config.public_keys, config.issuer, config.audience).verify(token)
     except (Unauthorized, Forbidden) as exc:
-        return {"isAuthorized": True, "context": {"verified": False, "status": exc.status_code, "error": exc.message}}
+        return {
+            "isAuthorized": True,
+            "context": {"verified": False, "status": exc.status_code, "error": exc.message},
+        }
     return {
         "isAuthorized": True,
         "context": {"verified": True, "tenant_id": identity.tenant_id, "subject": identity.subject},

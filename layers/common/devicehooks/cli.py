@@ -29,7 +29,10 @@ def _local(args: argparse.Namespace) -> int:
         stack.stop()
         return 1
     print(f"devicehooks local stack ready on {stack.url}", flush=True)
-    print(f"  management API  {stack.url}/api/management/v1/iot-manager  (docs: /api/management/v1/iot-manager/docs)", file=sys.stderr)
+    print(
+        f"  management API  {stack.url}/api/management/v1/iot-manager  (docs: /api/management/v1/iot-manager/docs)",
+        file=sys.stderr,
+    )
     print(f"  internal API    {stack.url}/api/internal/v1/iot-manager", file=sys.stderr)
     print(f"  web UI          {stack.url}/", file=sys.stderr)
     print("  token           devicehooks token --tenant <id>     (Ctrl-C stops)", file=sys.stderr, flush=True)

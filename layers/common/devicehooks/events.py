@@ -12,7 +12,14 @@ from devicehooks.models import EventType
 from devicehooks.timeutil import parse_time, rfc3339
 
 DeviceStatus = Literal["accepted", "noauth", "pending", "preauthorized", "rejected", "decommissioned"]
-DEVICE_STATUSES: tuple[str, ...] = ("accepted", "noauth", "pending", "preauthorized", "rejected", "decommissioned")
+DEVICE_STATUSES: tuple[str, ...] = (
+    "accepted",
+    "noauth",
+    "pending",
+    "preauthorized",
+    "rejected",
+    "decommissioned",
+)
 
 
 def _rfc3339(value: str) -> str:

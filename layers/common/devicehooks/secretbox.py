@@ -64,7 +64,10 @@ class KmsSecretCipher:
             hit = self._cache.get(key)
             if hit is not None and hit[0] > now:
                 return hit[1]
-        kwargs: dict[str, Any] = {"CiphertextBlob": sealed, "EncryptionContext": _context(tenant_id, integration_id)}
+        kwargs: dict[str, Any] = {
+            "CiphertextBlob": sealed,
+            "EncryptionContext": _context(tenant_id, integration_id),
+        }
         if self._key_id:
             kwargs["KeyId"] = self._key_id
         plaintext = bytes(self.kms.decrypt(**kwargs)["Plaintext"])

@@ -16,13 +16,14 @@ import ipaddress
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from devicehooks.errors import BlockedDestination
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[str, int] | tuple[str, int, int, int]]
+AddrInfo = tuple[Any, ...]
 Resolver = Callable[[str, int], Sequence[AddrInfo]]
 
 RESERVED_MESSAGE = "hostname resolves to reserved address"
@@ -30,6 +31,13 @@ CONNECT_MESSAGE = "destination address is in reserved address range"
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+# Ranges that some Python versions' is_global lets through; never a webhook receiver.
+_ALWAYS_BLOCKED = (
+    ipaddress.IPv4Network("192.0.0.0/24"),  # IETF protocol assignments
+    ipaddress.IPv6Network("2001:db8::/32"),  # documentation
+    ipaddress.IPv6Network("100::/64"),  # discard-only
+    ipaddress.IPv6Network("2001::/23"),  # IETF protocol assignments
+)
 
 
 def system_resolver(host: str, port: int) -> Sequence[AddrInfo]:
@@ -89,6 +97,8 @@ def is_public(addr: IPAddress) -> bool:
         embedded = _embedded_ipv4(addr)
         if embedded is not None:
             return is_public(embedded)
+    if any(addr in net for net in _ALWAYS_BLOCKED if net.version == addr.version):
+        return False
     return not (
         addr.is_loopback
         or addr.is_private

@@ -31,13 +31,15 @@ _GENERIC_MESSAGES: dict[str, str] = {
     "too_long": "has too many items",
 }
 
-type_tree = dict[str, Any]
+_Tree = dict[str, Any]
 
 
 def message_for(error: Mapping[str, Any]) -> str:
     """The ozzo-style message of one pydantic error."""
     if error.get("type") == "devicehooks":
         return str(error["msg"])
+    if "input" in error and error["input"] is None and str(error.get("type", "")).endswith("_type"):
+        return "cannot be blank"  # JSON null decodes to Go's zero value, which ozzo calls blank
     generic = _GENERIC_MESSAGES.get(str(error.get("type")))
     if generic is not None:
         return generic
@@ -45,7 +47,7 @@ def message_for(error: Mapping[str, Any]) -> str:
     return msg[len("Value error, ") :] if msg.startswith("Value error, ") else msg
 
 
-def _insert(tree: type_tree, path: Sequence[str], message: str) -> None:
+def _insert(tree: _Tree, path: Sequence[str], message: str) -> None:
     node = tree
     for key in path[:-1]:
         child = node.get(key)
@@ -69,7 +71,7 @@ def format_tree(tree: Mapping[str, Any]) -> str:
 
 def format_errors(errors: Iterable[ErrorDetails | Mapping[str, Any]], skip_prefix: Sequence[str] = ()) -> str:
     """Format pydantic errors (optionally dropping a leading location such as ``body``)."""
-    tree: type_tree = {}
+    tree: _Tree = {}
     loose: list[str] = []
     for error in errors:
         loc = [str(p) for p in error.get("loc", ())]

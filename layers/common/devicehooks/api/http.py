@@ -57,8 +57,8 @@ def error_response(status: int, message: str) -> Response[str]:
     return json_response(status, body, headers)
 
 
-def error_responses(*codes: int) -> dict[int | str, Any]:
-    """OpenAPI ``responses`` entries for error codes, all with Mender's error body."""
+def responses(documented: dict[int, Any], *codes: int) -> Any:
+    """OpenAPI ``responses``: the given success entries plus error codes with Mender's error body."""
     names = {
         400: "Invalid request.",
         401: "Missing or invalid token.",
@@ -70,10 +70,10 @@ def error_responses(*codes: int) -> dict[int | str, Any]:
         500: "Internal error.",
         503: "Unavailable.",
     }
-    return {
-        code: {"description": names[code], "content": {"application/json": {"schema": ERROR_SCHEMA}}}
-        for code in codes
+    errors = {
+        code: {"description": names[code], "content": {"application/json": {"schema": ERROR_SCHEMA}}} for code in codes
     }
+    return documented | errors
 
 
 def _query_message(error: Mapping[str, Any], raw: Mapping[str, str]) -> str | None:
@@ -95,11 +95,11 @@ def _query_message(error: Mapping[str, Any], raw: Mapping[str, str]) -> str | No
 def install(app: APIGatewayHttpResolver) -> None:
     """Register error handlers (Mender's body for every failure) and the 404/405 handler."""
 
-    @app.exception_handler(DevicehooksError)
+    @app.exception_handler(DevicehooksError)  # type: ignore[untyped-decorator]
     def _domain_error(exc: DevicehooksError) -> Response[str]:
         return error_response(exc.status_code, exc.message)
 
-    @app.exception_handler(RequestValidationError)
+    @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
     def _invalid(exc: RequestValidationError) -> Response[str]:
         errors = list(exc.errors())
         raw = app.current_event.query_string_parameters or {}
@@ -160,7 +160,7 @@ def docs_routes(app: APIGatewayHttpResolver, docs_path: str, json_path: str, **i
             spec,
             (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
             (assets / "swagger-ui.min.css").read_text(encoding="utf-8"),
-            None,
+            "",
             None,
             False,
         )
@@ -200,7 +200,9 @@ def serve(
     token = _request_id.set(rid)
     try:
         declared = _header(event, "content-length")
-        too_large = _body_size(event) > size_limit or (declared is not None and declared.isdigit() and int(declared) > size_limit)
+        too_large = _body_size(event) > size_limit or (
+            declared is not None and declared.isdigit() and int(declared) > size_limit
+        )
         if too_large:
             early: Response[str] | None = error_response(413, "http: request body too large")
         else:

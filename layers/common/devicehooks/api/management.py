@@ -83,11 +83,12 @@ _JSON_LIST_OF_INTEGRATIONS = {"application/json": {"model": list[IntegrationOut]
     f"{BASE}/integrations",
     summary="List the tenant's integrations",
     tags=["Integrations"],
-    responses={200: {"description": "The tenant's integrations.", "content": _JSON_LIST_OF_INTEGRATIONS}}
-    | http.error_responses(401, 403),
+    responses=http.responses(
+        {200: {"description": "The tenant's integrations.", "content": _JSON_LIST_OF_INTEGRATIONS}}, 401, 403
+    ),
 )
 def list_integrations(caller: Caller, service: Integrations) -> Response[str]:
-    return http.json_response(200, [i.to_api() for i in service.list(caller.tenant_id)])
+    return http.json_response(200, [i.to_api() for i in service.list_integrations(caller.tenant_id)])
 
 
 @app.post(
@@ -96,13 +97,19 @@ def list_integrations(caller: Caller, service: Integrations) -> Response[str]:
     description="Creates a webhook. The URL's host must resolve to public addresses only. "
     "Answers 201 with an empty body and a Location header.",
     tags=["Integrations"],
-    responses={
-        201: {
-            "description": "Created.",
-            "headers": {"Location": {"description": "Path of the new integration.", "schema": {"type": "string"}}},
-        }
-    }
-    | http.error_responses(400, 401, 403, 409, 413),
+    responses=http.responses(
+        {
+            201: {
+                "description": "Created.",
+                "headers": {"Location": {"description": "Path of the new integration.", "schema": {"type": "string"}}},
+            }
+        },
+        400,
+        401,
+        403,
+        409,
+        413,
+    ),
 )
 def create_integration(
     integration: Annotated[IntegrationIn, Body()], caller: Caller, service: Integrations
@@ -115,8 +122,18 @@ def create_integration(
     f"{BASE}/integrations/<integration_id>",
     summary="Get one integration",
     tags=["Integrations"],
-    responses={200: {"description": "The integration.", "content": {"application/json": {"model": IntegrationOut}}}}
-    | http.error_responses(400, 401, 403, 404),
+    responses=http.responses(
+        {
+            200: {
+                "description": "The integration.",
+                "content": {"application/json": {"model": IntegrationOut}},
+            }
+        },
+        400,
+        401,
+        403,
+        404,
+    ),
 )
 def get_integration(integration_id: str, caller: Caller, service: Integrations) -> Response[str]:
     return http.json_response(200, service.get(caller.tenant_id, _integration_id(integration_id)).to_api())
@@ -126,7 +143,7 @@ def get_integration(integration_id: str, caller: Caller, service: Integrations) 
     f"{BASE}/integrations/<integration_id>",
     summary="Remove an integration",
     tags=["Integrations"],
-    responses={204: {"description": "Removed."}} | http.error_responses(400, 401, 403, 404),
+    responses=http.responses({204: {"description": "Removed."}}, 400, 401, 403, 404),
 )
 def delete_integration(integration_id: str, caller: Caller, service: Integrations) -> Response[str]:
     service.delete(caller.tenant_id, _integration_id(integration_id))
@@ -138,7 +155,7 @@ def delete_integration(integration_id: str, caller: Caller, service: Integration
     summary="Replace an integration's credentials",
     description="Replaces URL and secret. Leaving the secret out removes it.",
     tags=["Integrations"],
-    responses={204: {"description": "Replaced."}} | http.error_responses(400, 401, 403, 404, 413),
+    responses=http.responses({204: {"description": "Replaced."}}, 400, 401, 403, 404, 413),
 )
 def set_credentials(
     integration_id: str, credentials: Annotated[CredentialsIn, Body()], caller: Caller, service: Integrations
@@ -154,10 +171,17 @@ def set_credentials(
     f"{BASE}/events",
     summary="List events (activity), newest first",
     tags=["Activity"],
-    responses={
-        200: {"description": "A page of events.", "content": {"application/json": {"model": list[EventOut]}}}
-    }
-    | http.error_responses(400, 401, 403),
+    responses=http.responses(
+        {
+            200: {
+                "description": "A page of events.",
+                "content": {"application/json": {"model": list[EventOut]}},
+            }
+        },
+        400,
+        401,
+        403,
+    ),
 )
 def list_events(
     caller: Caller,
@@ -171,7 +195,7 @@ def list_events(
         if go_uuid_error(integration_id) is not None:
             raise InvalidRequest("integration ID is not a valid UUID")
         only = str(uuid.UUID(integration_id))
-    events = service.list(caller.tenant_id, page, per_page, only)
+    events = service.list_events(caller.tenant_id, page, per_page, only)
     return http.json_response(200, events)
 
 

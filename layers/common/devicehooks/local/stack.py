@@ -136,6 +136,162 @@ class SqsSource:
     report_failures: bool
 
 
+def create_resources(
+    template: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> tuple[Resolver, dict[str, dict[str, Any]]]:
+    """Create the template's tables, queues, key, topic, bus and rules in moto (via ``AWS_ENDPOINT_URL``).
+
+    Returns the resolver (for intrinsics such as the functions' environment) and, per logical id,
+    the physical names and ARNs.
+    """
+    from devicehooks import aws
+
+    physical: dict[str, dict[str, Any]] = {}
+    resolver = Resolver(
+        parameters=parameter_defaults(template, overrides),
+        conditions=template.get("Conditions") or {},
+        pseudo={
+            "AWS::StackName": STACK,
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::NoValue": "",
+        },
+    )
+    # names and ARNs that need no call to moto
+    for logical, res in template["Resources"].items():
+        kind = res.get("Type", "")
+        name = f"{STACK}-{logical}"
+        if kind == "AWS::Serverless::Function":
+            resolver.refs[logical] = name
+            resolver.attributes[(logical, "Arn")] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+        elif kind == "AWS::Logs::LogGroup":
+            resolver.refs[logical] = name
+            resolver.attributes[(logical, "Arn")] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}"
+        elif kind == "AWS::Events::Rule":
+            resolver.refs[logical] = name
+            resolver.attributes[(logical, "Arn")] = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{name}"
+        elif kind not in (
+            "AWS::DynamoDB::Table",
+            "AWS::SQS::Queue",
+            "AWS::KMS::Key",
+            "AWS::Events::EventBus",
+            "AWS::SNS::Topic",
+        ):
+            resolver.refs[logical] = name
+
+    kms = aws.client("kms")
+    for logical, res in resources_of(template, "AWS::KMS::Key").items():
+        key = kms.create_key(Description=str((res.get("Properties") or {}).get("Description", logical)))["KeyMetadata"]
+        resolver.refs[logical] = key["KeyId"]
+        resolver.attributes[(logical, "Arn")] = key["Arn"]
+        resolver.attributes[(logical, "KeyId")] = key["KeyId"]
+        physical[logical] = {"KeyId": key["KeyId"], "Arn": key["Arn"]}
+
+    dynamodb = aws.client("dynamodb")
+    for logical, res in resources_of(template, "AWS::DynamoDB::Table").items():
+        props = resolver.resolve(res["Properties"])
+        name = f"{STACK}-{logical}"
+        kwargs: dict[str, Any] = {
+            "TableName": name,
+            "KeySchema": props["KeySchema"],
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+        }
+        if props.get("GlobalSecondaryIndexes"):
+            kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        if props.get("LocalSecondaryIndexes"):
+            kwargs["LocalSecondaryIndexes"] = props["LocalSecondaryIndexes"]
+        arn = dynamodb.create_table(**kwargs)["TableDescription"]["TableArn"]
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            dynamodb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+            )
+        resolver.refs[logical] = name
+        resolver.attributes[(logical, "Arn")] = arn
+        physical[logical] = {"TableName": name, "Arn": arn}
+
+    sqs = aws.client("sqs")
+    queues = resources_of(template, "AWS::SQS::Queue")
+    for logical in queue_order(queues):
+        props = resolver.resolve(queues[logical].get("Properties") or {})
+        name = props.get("QueueName") or f"{STACK}-{logical}"
+        attributes = {}
+        for key in (
+            "VisibilityTimeout",
+            "MessageRetentionPeriod",
+            "DelaySeconds",
+            "ReceiveMessageWaitTimeSeconds",
+            "MaximumMessageSize",
+        ):
+            if key in props:
+                attributes[key] = str(props[key])
+        if "RedrivePolicy" in props:
+            attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        resolver.refs[logical] = url
+        resolver.attributes[(logical, "Arn")] = arn
+        resolver.attributes[(logical, "QueueName")] = name
+        resolver.attributes[(logical, "QueueUrl")] = url
+        physical[logical] = {"QueueUrl": url, "Arn": arn, "QueueName": name}
+
+    sns = aws.client("sns")
+    for logical in resources_of(template, "AWS::SNS::Topic"):
+        arn = sns.create_topic(Name=f"{STACK}-{logical}")["TopicArn"]
+        resolver.refs[logical] = arn
+        resolver.attributes[(logical, "TopicArn")] = arn
+        physical[logical] = {"TopicArn": arn}
+
+    events = aws.client("events")
+    for logical, res in resources_of(template, "AWS::Events::EventBus").items():
+        props = resolver.resolve(res.get("Properties") or {})
+        name = props.get("Name") or f"{STACK}-{logical}"
+        arn = events.create_event_bus(Name=name)["EventBusArn"]
+        resolver.refs[logical] = name
+        resolver.attributes[(logical, "Arn")] = arn
+        resolver.attributes[(logical, "Name")] = name
+        physical[logical] = {"Name": name, "Arn": arn}
+    for logical, res in resources_of(template, "AWS::Events::Rule").items():
+        props = resolver.resolve(res.get("Properties") or {})
+        name = f"{STACK}-{logical}"
+        bus = props.get("EventBusName", "default")
+        events.put_rule(
+            Name=name,
+            EventBusName=bus,
+            EventPattern=json.dumps(props["EventPattern"]),
+            State=props.get("State", "ENABLED"),
+        )
+        targets = [{"Id": t["Id"], "Arn": t["Arn"]} for t in props.get("Targets", [])]
+        if targets:
+            events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
+        physical[logical] = {"Name": name, "EventBusName": bus}
+    return resolver, physical
+
+
+def _references(value: Any) -> set[str]:
+    """Logical ids an intrinsic refers to (Ref, GetAtt, ${X} in Sub)."""
+    if isinstance(value, list):
+        return set().union(*(_references(v) for v in value)) if value else set()
+    if not isinstance(value, dict):
+        return set()
+    found: set[str] = set()
+    for key, arg in value.items():
+        if key == "Ref" and isinstance(arg, str):
+            found.add(arg)
+        elif key == "Fn::GetAtt":
+            found.add(arg[0] if isinstance(arg, list) else str(arg).split(".", 1)[0])
+        elif key == "Fn::Sub":
+            text = arg if isinstance(arg, str) else arg[0]
+            found |= {m.split(".", 1)[0] for m in re.findall(r"\$\{([^}!]+)\}", text)}
+        else:
+            found |= _references(arg)
+    return found
+
+
 class LocalStack:
     """Everything ``devicehooks local`` runs, startable and stoppable from code (tests use it)."""
 
@@ -156,7 +312,8 @@ class LocalStack:
         self.redelivery_seconds = int(os.environ.get("DEVICEHOOKS_LOCAL_REDELIVERY_SECONDS", "2"))
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> None:
+    def start(self, serve_http: bool = True, poll: bool = True) -> None:
+        """Start moto, create the resources, load the functions; then serve and poll unless told not to."""
         from moto.server import ThreadedMotoServer
 
         user_env = {k: v for k, v in os.environ.items() if k.startswith(("DEVICEHOOKS_", "POWERTOOLS_"))}
@@ -179,17 +336,21 @@ class LocalStack:
 
         aws.reset_clients()
         resolver = self._create_resources()
-        env = self._function_environment(resolver)
-        env.update(user_env)  # what the developer set wins over the template
+        env, bound = self._function_environment(resolver)
+        # what the developer set wins over the template, except names of the stack's own resources
+        env.update({k: v for k, v in user_env.items() if k not in bound})
         os.environ.update(env)
         from devicehooks.config import get_settings
 
         get_settings.cache_clear()
         self._load_functions(resolver)
-        self._start_server()
-        for source in self.sources:
+        if serve_http:
+            self._start_server()
+        for source in self.sources if poll else []:
             for n in range(2):
-                thread = threading.Thread(target=self._poll, args=(source,), name=f"poll-{source.function}-{n}", daemon=True)
+                thread = threading.Thread(
+                    target=self._poll, args=(source,), name=f"poll-{source.function}-{n}", daemon=True
+                )
                 thread.start()
                 self._threads.append(thread)
 
@@ -213,132 +374,28 @@ class LocalStack:
         return aws.client(service)
 
     def _create_resources(self) -> Resolver:
-        template = self.template
         overrides = {
             "JwtPublicKeys": devkeys.public_pem(),
             "AllowedCidrs": os.environ.get("DEVICEHOOKS_ALLOWED_CIDRS", LOCAL_ALLOWED_CIDRS),
         }
-        resolver = Resolver(
-            parameters=parameter_defaults(template, overrides),
-            conditions=template.get("Conditions") or {},
-            pseudo={
-                "AWS::StackName": STACK,
-                "AWS::Region": REGION,
-                "AWS::AccountId": ACCOUNT,
-                "AWS::Partition": "aws",
-                "AWS::URLSuffix": "amazonaws.com",
-                "AWS::NoValue": "",
-            },
-        )
-        # names and ARNs that need no call to moto
-        for logical, res in template["Resources"].items():
-            kind = res.get("Type", "")
-            name = f"{STACK}-{logical}"
-            if kind == "AWS::Serverless::Function":
-                resolver.refs[logical] = name
-                resolver.attributes[(logical, "Arn")] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
-            elif kind == "AWS::Logs::LogGroup":
-                resolver.refs[logical] = name
-                resolver.attributes[(logical, "Arn")] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}"
-            elif kind == "AWS::Events::Rule":
-                resolver.refs[logical] = name
-                resolver.attributes[(logical, "Arn")] = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{name}"
-            elif kind not in ("AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::KMS::Key", "AWS::Events::EventBus", "AWS::SNS::Topic"):
-                resolver.refs[logical] = name
-
-        kms = self._client("kms")
-        for logical, res in resources_of(template, "AWS::KMS::Key").items():
-            key = kms.create_key(Description=str((res.get("Properties") or {}).get("Description", logical)))["KeyMetadata"]
-            resolver.refs[logical] = key["KeyId"]
-            resolver.attributes[(logical, "Arn")] = key["Arn"]
-            resolver.attributes[(logical, "KeyId")] = key["KeyId"]
-            self.physical[logical] = {"KeyId": key["KeyId"], "Arn": key["Arn"]}
-
-        dynamodb = self._client("dynamodb")
-        for logical, res in resources_of(template, "AWS::DynamoDB::Table").items():
-            props = resolver.resolve(res["Properties"])
-            name = f"{STACK}-{logical}"
-            kwargs: dict[str, Any] = {
-                "TableName": name,
-                "KeySchema": props["KeySchema"],
-                "AttributeDefinitions": props["AttributeDefinitions"],
-                "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
-            }
-            if props.get("GlobalSecondaryIndexes"):
-                kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
-            if props.get("LocalSecondaryIndexes"):
-                kwargs["LocalSecondaryIndexes"] = props["LocalSecondaryIndexes"]
-            arn = dynamodb.create_table(**kwargs)["TableDescription"]["TableArn"]
-            ttl = props.get("TimeToLiveSpecification")
-            if ttl and ttl.get("Enabled"):
-                dynamodb.update_time_to_live(
-                    TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
-                )
-            resolver.refs[logical] = name
-            resolver.attributes[(logical, "Arn")] = arn
-            self.physical[logical] = {"TableName": name, "Arn": arn}
-
-        sqs = self._client("sqs")
-        queues = resources_of(template, "AWS::SQS::Queue")
-        for logical in queue_order(queues):
-            props = resolver.resolve(queues[logical].get("Properties") or {})
-            name = props.get("QueueName") or f"{STACK}-{logical}"
-            attributes = {}
-            for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds", "MaximumMessageSize"):
-                if key in props:
-                    attributes[key] = str(props[key])
-            if "RedrivePolicy" in props:
-                attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
-            url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
-            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-            resolver.refs[logical] = url
-            resolver.attributes[(logical, "Arn")] = arn
-            resolver.attributes[(logical, "QueueName")] = name
-            resolver.attributes[(logical, "QueueUrl")] = url
-            self.physical[logical] = {"QueueUrl": url, "Arn": arn, "QueueName": name}
-
-        sns = self._client("sns")
-        for logical in resources_of(template, "AWS::SNS::Topic"):
-            arn = sns.create_topic(Name=f"{STACK}-{logical}")["TopicArn"]
-            resolver.refs[logical] = arn
-            resolver.attributes[(logical, "TopicArn")] = arn
-            self.physical[logical] = {"TopicArn": arn}
-
-        events = self._client("events")
-        for logical, res in resources_of(template, "AWS::Events::EventBus").items():
-            props = resolver.resolve(res.get("Properties") or {})
-            name = props.get("Name") or f"{STACK}-{logical}"
-            arn = events.create_event_bus(Name=name)["EventBusArn"]
-            resolver.refs[logical] = name
-            resolver.attributes[(logical, "Arn")] = arn
-            resolver.attributes[(logical, "Name")] = name
-            self.physical[logical] = {"Name": name, "Arn": arn}
-        for logical, res in resources_of(template, "AWS::Events::Rule").items():
-            props = resolver.resolve(res.get("Properties") or {})
-            name = f"{STACK}-{logical}"
-            bus = props.get("EventBusName", "default")
-            events.put_rule(
-                Name=name,
-                EventBusName=bus,
-                EventPattern=json.dumps(props["EventPattern"]),
-                State=props.get("State", "ENABLED"),
-            )
-            targets = [{"Id": t["Id"], "Arn": t["Arn"]} for t in props.get("Targets", [])]
-            if targets:
-                events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
-            self.physical[logical] = {"Name": name, "EventBusName": bus}
+        resolver, self.physical = create_resources(self.template, overrides)
         return resolver
 
-    def _function_environment(self, resolver: Resolver) -> dict[str, str]:
+    def _function_environment(self, resolver: Resolver) -> tuple[dict[str, str], set[str]]:
+        """The functions' environment, and the names bound to a resource (a developer may not override those)."""
         globals_env = ((self.template.get("Globals") or {}).get("Function") or {}).get("Environment") or {}
+        resources = set(self.template["Resources"])
         env: dict[str, str] = {}
+        bound: set[str] = set()
         for source in [globals_env] + [
             (res.get("Properties") or {}).get("Environment") or {}
             for res in resources_of(self.template, "AWS::Serverless::Function").values()
         ]:
-            for key, val in (resolver.resolve(source.get("Variables") or {})).items():
-                env[key] = str(val)
-        return env
+            for key, raw in (source.get("Variables") or {}).items():
+                env[key] = str(resolver.resolve(raw))
+                if _references(raw) & resources:
+                    bound.add(key)
+        return env, bound
 
     # ------------------------------------------------------------------ functions
     def _load_functions(self, resolver: Resolver) -> None:
@@ -374,7 +431,9 @@ class LocalStack:
                         arn = api_auth["Authorizers"][chosen]["FunctionArn"]
                         authorizer = arn["Fn::GetAtt"][0]
                     self.routes.append(
-                        ApiRoute.build(str(eprops.get("Method", "ANY")).upper(), str(eprops["Path"]), logical, authorizer)
+                        ApiRoute.build(
+                            str(eprops.get("Method", "ANY")).upper(), str(eprops["Path"]), logical, authorizer
+                        )
                     )
                 elif event.get("Type") == "SQS":
                     queue_ref = eprops["Queue"]
@@ -423,13 +482,17 @@ class LocalStack:
                 traceback.print_exc()
             done = [m for m in messages if m["MessageId"] not in failed]
             for start in range(0, len(done), 10):
-                entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start : start + 10])]
+                entries = [
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start : start + 10])
+                ]
                 sqs.delete_message_batch(QueueUrl=source.queue_url, Entries=entries)
             for m in messages:
                 if m["MessageId"] in failed:
                     # Lambda leaves failed records until the visibility timeout; locally a short wait
                     sqs.change_message_visibility(
-                        QueueUrl=source.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=self.redelivery_seconds
+                        QueueUrl=source.queue_url,
+                        ReceiptHandle=m["ReceiptHandle"],
+                        VisibilityTimeout=self.redelivery_seconds,
                     )
 
     @staticmethod
@@ -470,7 +533,11 @@ class LocalStack:
             status, headers, body = self.handle_http(environ)
         except Exception:  # noqa: BLE001 - the gateway answers 500 whatever the function did
             traceback.print_exc()
-            status, headers, body = 500, [("Content-Type", "application/json")], b'{"message":"Internal Server Error"}'
+            status, headers, body = (
+                500,
+                [("Content-Type", "application/json")],
+                b'{"message":"Internal Server Error"}',
+            )
         reason = _REASONS.get(status, "Unknown")
         start_response(f"{status} {reason}", headers + [("Content-Length", str(len(body)))])
         return [body]

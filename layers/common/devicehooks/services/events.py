@@ -14,8 +14,8 @@ class EventService:
     def __init__(self, store: ActivityStore) -> None:
         self.store = store
 
-    def list(self, tenant_id: str, page: int, per_page: int, integration_id: str | None) -> list[dict[str, Any]]:
-        return [e.to_api() for e in self.store.list(tenant_id, page, per_page, integration_id)]
+    def list_events(self, tenant_id: str, page: int, per_page: int, integration_id: str | None) -> list[dict[str, Any]]:
+        return [e.to_api() for e in self.store.list_events(tenant_id, page, per_page, integration_id)]
 
     def get(self, tenant_id: str, event_id: str) -> dict[str, Any]:
         event = self.store.get(tenant_id, event_id)

@@ -46,8 +46,8 @@ class IntegrationService:
         except BlockedDestination as exc:
             raise _url_error(path, exc.message) from None
 
-    def list(self, tenant_id: str) -> list[Integration]:
-        return self.store.list(tenant_id)
+    def list_integrations(self, tenant_id: str) -> list[Integration]:
+        return self.store.list_tenant(tenant_id)
 
     def get(self, tenant_id: str, integration_id: str) -> Integration:
         found = self.store.get(tenant_id, integration_id)

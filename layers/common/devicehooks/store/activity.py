@@ -43,7 +43,7 @@ class ActivityStore(Protocol):
     def add_deliveries(self, tenant_id: str, event_id: str, integration_ids: list[str]) -> None:
         """Start tracking deliveries of an existing event to more webhooks."""
 
-    def list(
+    def list_events(
         self, tenant_id: str, page: int, per_page: int, integration_id: str | None = None
     ) -> list[ActivityEvent]:
         """A page of the tenant's events, newest first, optionally only one webhook's."""
@@ -186,7 +186,13 @@ class DynamoActivityStore:
             }
         )
         writes: list[dict[str, Any]] = [
-            {"Put": {"TableName": self.table_name, "Item": item, "ConditionExpression": "attribute_not_exists(sk)"}}
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": item,
+                    "ConditionExpression": "attribute_not_exists(sk)",
+                }
+            }
         ]
         writes += [{"Put": {"TableName": self.table_name, "Item": self._marker(event, i)}} for i in event.deliveries]
         try:
@@ -275,7 +281,7 @@ class DynamoActivityStore:
                 continue
             self.client.put_item(TableName=self.table_name, Item=self._marker(event, integration_id))
 
-    def list(
+    def list_events(
         self, tenant_id: str, page: int, per_page: int, integration_id: str | None = None
     ) -> list[ActivityEvent]:
         skip = (page - 1) * per_page
@@ -388,7 +394,7 @@ class MemoryActivityStore:
                 deliveries.setdefault(i, DeliveryStatus(integration_id=i))
             self._events[key] = event.model_copy(update={"deliveries": deliveries})
 
-    def list(
+    def list_events(
         self, tenant_id: str, page: int, per_page: int, integration_id: str | None = None
     ) -> list[ActivityEvent]:
         with self._lock:

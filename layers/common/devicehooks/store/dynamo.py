@@ -23,7 +23,7 @@ def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
 
 def value(v: Any) -> dict[str, Any]:
     """One Python value as a DynamoDB attribute value."""
-    return _ser.serialize(v)  # type: ignore[no-any-return]
+    return dict(_ser.serialize(v))
 
 
 def query_all(client: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:

@@ -29,7 +29,7 @@ class IntegrationStore(Protocol):
     def add(self, integration: Integration, limit: int) -> None:
         """Store a new integration; :class:`Conflict` when the tenant already has ``limit``."""
 
-    def list(self, tenant_id: str) -> list[Integration]:
+    def list_tenant(self, tenant_id: str) -> list[Integration]:
         """The tenant's integrations, oldest first."""
 
     def get(self, tenant_id: str, integration_id: str) -> Integration | None:
@@ -122,7 +122,7 @@ class DynamoIntegrationStore:
                 raise Conflict(limit_message(limit)) from None
             raise
 
-    def list(self, tenant_id: str) -> list[Integration]:
+    def list_tenant(self, tenant_id: str) -> list[Integration]:
         items = query_all(
             self.client,
             TableName=self.table_name,
@@ -210,7 +210,7 @@ class MemoryIntegrationStore:
                 raise Conflict(limit_message(limit))
             self._items[(integration.tenant_id, integration.id)] = integration
 
-    def list(self, tenant_id: str) -> list[Integration]:
+    def list_tenant(self, tenant_id: str) -> list[Integration]:
         with self._lock:
             found = [i for (t, _), i in self._items.items() if t == tenant_id]
         return sorted(found, key=lambda i: (i.created_at, i.id))

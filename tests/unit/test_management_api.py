@@ -1,0 +1,518 @@
+"""The management API against Mender's behaviour (BEHAVIOUR.md §1), with in-memory stores.
+
+Each test drives the real handler (``management.handle``) with an API Gateway HTTP API event
+built from events/management-list-integrations.json, as the deployed function receives it.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import ipaddress
+import json
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from devicehooks.activity import ActivityEvent, DeliveryStatus
+from devicehooks.api import management
+from devicehooks.events import WebhookEvent
+from devicehooks.secretbox import PlainTestCipher
+from devicehooks.services.events import EventService
+from devicehooks.services.integrations import IntegrationService
+from devicehooks.ssrf import DestinationGuard
+from devicehooks.store.activity import MemoryActivityStore
+from devicehooks.store.integrations import MemoryIntegrationStore
+from tests.conftest import FakeContext, load_event
+
+BASE = "/api/management/v1/iot-manager"
+PUBLIC_HOST = {"hooks.example.com": ["93.184.216.34"], "other.example.com": ["93.184.216.35"]}
+
+
+def _resolver(host: str, port: int) -> list[tuple[Any, ...]]:
+    if host not in PUBLIC_HOST:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in PUBLIC_HOST[host]]
+
+
+class Api:
+    """Calls the handler the way API Gateway does and decodes the answer."""
+
+    def __init__(self) -> None:
+        self.integrations = MemoryIntegrationStore()
+        self.activity = MemoryActivityStore()
+        self.service = IntegrationService(
+            self.integrations,
+            PlainTestCipher(),
+            DestinationGuard(allowed_cidrs=(ipaddress.ip_network("127.0.0.0/8"),), resolver=_resolver),
+            max_integrations=3,
+        )
+        self.events = EventService(self.activity)
+
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        tenant: str | None = "tenant-1",
+        verdict: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        raw_body: str | None = None,
+        query: str = "",
+    ) -> Response:
+        event = copy.deepcopy(load_event("management-list-integrations.json"))
+        event["rawPath"] = path
+        event["requestContext"]["http"]["method"] = method
+        event["requestContext"]["http"]["path"] = path
+        event["headers"] = dict(headers or {})
+        if query:
+            event["rawQueryString"] = query
+            event["queryStringParameters"] = dict(p.split("=", 1) for p in query.split("&"))
+        if verdict is not None:
+            event["requestContext"]["authorizer"] = {"lambda": verdict}
+        elif tenant is None:
+            del event["requestContext"]["authorizer"]
+        else:
+            event["requestContext"]["authorizer"]["lambda"]["tenant_id"] = tenant
+        if raw_body is not None:
+            event["body"] = raw_body
+        elif body is not None:
+            event["body"] = json.dumps(body)
+        return Response(management.handle(event, FakeContext()))  # type: ignore[arg-type]
+
+
+class Response:
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.status = raw["statusCode"]
+        self.headers = {k.lower(): v for k, v in raw.get("headers", {}).items()}
+        self.text = raw.get("body") or ""
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+@pytest.fixture
+def api() -> Iterator[Api]:
+    client = Api()
+    management.app.dependency_overrides[management.integration_service] = lambda: client.service
+    management.app.dependency_overrides[management.event_service] = lambda: client.events
+    yield client
+    management.app.dependency_overrides.clear()
+
+
+def _webhook(
+    url: str = "https://hooks.example.com/mender", secret: str | None = "deadbeef", **extra: Any
+) -> dict[str, Any]:
+    http: dict[str, Any] = {"url": url}
+    if secret is not None:
+        http["secret"] = secret
+    return {"provider": "webhook", "credentials": {"type": "http", "http": http}, **extra}
+
+
+def _create(api: Api, body: dict[str, Any] | None = None, tenant: str = "tenant-1") -> str:
+    response = api("POST", f"{BASE}/integrations", body or _webhook(), tenant=tenant)
+    assert response.status == 201, response.text
+    return str(response.headers["location"].rsplit("/", 1)[1])
+
+
+# ------------------------------------------------------------------ integrations
+
+
+def test_create_answers_201_with_empty_body_and_a_location(api: Api) -> None:
+    response = api("POST", f"{BASE}/integrations", _webhook(description="ops"))
+    assert response.status == 201
+    assert response.text == ""
+    location = response.headers["location"]
+    assert location.startswith(f"{BASE}/integrations/")
+    assert str(uuid.UUID(location.rsplit("/", 1)[1])) == location.rsplit("/", 1)[1]
+
+
+def test_list_returns_menders_integration_json_with_the_secret_omitted(api: Api) -> None:
+    integration_id = _create(api, _webhook(description="ops"))
+    response = api("GET", f"{BASE}/integrations")
+    assert response.status == 200
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
+    assert response.json() == [
+        {
+            "id": integration_id,
+            "provider": "webhook",
+            "credentials": {
+                "type": "http",
+                "http": {"url": "https://hooks.example.com/mender", "secret": "<omitted>"},
+            },
+            "description": "ops",
+        }
+    ]
+    assert "\\u003comitted\\u003e" in response.text  # Go's HTML escaping, byte for byte
+    assert "deadbeef" not in response.text
+
+
+def test_an_empty_secret_is_a_secret_and_no_secret_is_left_out(api: Api) -> None:
+    with_empty = _create(api, _webhook(secret=""))
+    without = _create(api, _webhook(secret=None))
+    by_id = {i["id"]: i for i in api("GET", f"{BASE}/integrations").json()}
+    assert by_id[with_empty]["credentials"]["http"]["secret"] == "<omitted>"
+    assert "secret" not in by_id[without]["credentials"]["http"]
+    assert "description" not in by_id[without]
+
+
+def test_list_is_empty_json_array_for_a_new_tenant(api: Api) -> None:
+    response = api("GET", f"{BASE}/integrations")
+    assert (response.status, response.text) == (200, "[]")
+
+
+def test_get_returns_one_integration(api: Api) -> None:
+    integration_id = _create(api)
+    response = api("GET", f"{BASE}/integrations/{integration_id}")
+    assert response.status == 200
+    assert response.json()["id"] == integration_id
+
+
+@pytest.mark.parametrize(
+    ("bad", "detail"), [("not-a-uuid!!", "invalid UUID length: 12"), ("x" * 36, "invalid UUID format")]
+)
+def test_ids_that_are_not_uuids_get_400(api: Api, bad: str, detail: str) -> None:
+    for method, suffix in (("GET", ""), ("DELETE", ""), ("PUT", "/credentials")):
+        body = {"type": "http", "http": {"url": "https://hooks.example.com"}} if method == "PUT" else None
+        response = api(method, f"{BASE}/integrations/{bad}{suffix}", body)
+        assert response.status == 400
+        assert response.json()["error"] == f"integration ID must be a valid UUID: {detail}"
+
+
+def test_unknown_integration_is_404(api: Api) -> None:
+    missing = str(uuid.uuid4())
+    for method, suffix in (("GET", ""), ("DELETE", ""), ("PUT", "/credentials")):
+        body = {"type": "http", "http": {"url": "https://hooks.example.com"}} if method == "PUT" else None
+        response = api(method, f"{BASE}/integrations/{missing}{suffix}", body)
+        assert response.status == 404
+        assert response.json()["error"] == "integration not found"
+
+
+def test_another_tenants_integration_is_a_404_never_its_data(api: Api) -> None:
+    theirs = _create(api, tenant="tenant-2")
+    for method, suffix in (("GET", ""), ("DELETE", ""), ("PUT", "/credentials")):
+        body = {"type": "http", "http": {"url": "https://other.example.com"}} if method == "PUT" else None
+        response = api(method, f"{BASE}/integrations/{theirs}{suffix}", body, tenant="tenant-1")
+        assert response.status == 404
+        assert "hooks.example.com" not in response.text
+    assert api("GET", f"{BASE}/integrations", tenant="tenant-1").json() == []
+    assert api("GET", f"{BASE}/integrations/{theirs}", tenant="tenant-2").status == 200
+
+
+def test_the_open_source_empty_tenant_is_a_tenant_of_its_own(api: Api) -> None:
+    mine = _create(api, tenant="")
+    assert [i["id"] for i in api("GET", f"{BASE}/integrations", tenant="").json()] == [mine]
+    assert api("GET", f"{BASE}/integrations", tenant="tenant-1").json() == []
+
+
+def test_delete_answers_204_then_the_integration_is_gone(api: Api) -> None:
+    integration_id = _create(api)
+    response = api("DELETE", f"{BASE}/integrations/{integration_id}")
+    assert (response.status, response.text) == (204, "")
+    assert api("GET", f"{BASE}/integrations/{integration_id}").status == 404
+
+
+def test_put_credentials_replaces_url_and_secret_and_answers_204(api: Api) -> None:
+    integration_id = _create(api)
+    response = api(
+        "PUT",
+        f"{BASE}/integrations/{integration_id}/credentials",
+        {"type": "http", "http": {"url": "https://other.example.com/x"}},
+    )
+    assert (response.status, response.text) == (204, "")
+    stored = api("GET", f"{BASE}/integrations/{integration_id}").json()
+    assert stored["credentials"]["http"] == {"url": "https://other.example.com/x"}  # secret left out: removed
+
+
+def test_put_credentials_validates_like_create(api: Api) -> None:
+    integration_id = _create(api)
+    response = api("PUT", f"{BASE}/integrations/{integration_id}/credentials", {"http": {"url": "https://e.com"}})
+    assert response.status == 400
+    assert response.json()["error"] == "malformed request body: type: cannot be blank."
+    response = api(
+        "PUT",
+        f"{BASE}/integrations/{integration_id}/credentials",
+        {"type": "http", "http": {"url": "http://10.0.0.1/"}},
+    )
+    assert response.json()["error"] == "malformed request body: http: (url: hostname resolves to reserved address.)."
+
+
+def test_beyond_mender_several_webhooks_per_tenant_up_to_the_limit_then_409(api: Api) -> None:
+    ids = [_create(api) for _ in range(3)]
+    assert len(set(ids)) == 3
+    response = api("POST", f"{BASE}/integrations", _webhook())
+    assert response.status == 409
+    assert response.json()["error"] == "integration limit reached: a tenant may have at most 3 integrations"
+    assert api("DELETE", f"{BASE}/integrations/{ids[0]}").status == 204
+    assert api("POST", f"{BASE}/integrations", _webhook()).status == 201
+    assert api("POST", f"{BASE}/integrations", _webhook(), tenant="tenant-2").status == 201
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "malformed request body: credentials: cannot be blank; provider: cannot be blank."),
+        (
+            {"provider": "webhook", "credentials": {"type": "http", "http": {}}},
+            "malformed request body: credentials: (http: (url: cannot be blank.).).",
+        ),
+        (
+            _webhook(url="ftp://hooks.example.com/x"),
+            "malformed request body: credentials: "
+            "(http: (url: must be an absolute http:// or https:// URL with a host.).).",
+        ),
+        (
+            _webhook(secret="abc"),
+            "malformed request body: credentials: (http: (secret: must be a hexadecimal string of even length.).).",
+        ),
+        (
+            {**_webhook(), "provider": "iot-hub"},
+            "malformed request body: provider: 'iot-hub' is not supported: "
+            "devicehooks manages 'webhook' integrations only.",
+        ),
+        (
+            {**_webhook(), "description": "d" * 1025},
+            "malformed request body: description: the length must be no more than 1024.",
+        ),
+        (
+            _webhook(url="http://169.254.169.254/latest/meta-data"),
+            "malformed request body: credentials: (http: (url: hostname resolves to reserved address.).).",
+        ),
+        (
+            _webhook(url="https://nosuch.invalid/x"),
+            "malformed request body: credentials: (http: (url: lookup nosuch.invalid: no such host.).).",
+        ),
+        ([], "malformed request body: the body must be a JSON object"),
+    ],
+)
+def test_invalid_bodies_get_400_with_menders_message_format(api: Api, body: Any, message: str) -> None:
+    response = api("POST", f"{BASE}/integrations", body)
+    assert response.status == 400
+    assert response.json()["error"] == message
+    assert api("GET", f"{BASE}/integrations").json() == []
+
+
+def test_invalid_json_is_a_400_not_a_500(api: Api) -> None:
+    response = api("POST", f"{BASE}/integrations", raw_body='{"provider": "webhook",')
+    assert response.status == 400
+    assert response.json()["error"].startswith("malformed request body: invalid JSON")
+
+
+def test_a_missing_body_is_a_400(api: Api) -> None:
+    response = api("POST", f"{BASE}/integrations")
+    assert response.status == 400
+    assert response.json()["error"].startswith("malformed request body")
+
+
+def test_loopback_is_reachable_only_through_the_allowlist(api: Api) -> None:
+    assert api("POST", f"{BASE}/integrations", _webhook(url="http://127.0.0.1:9000/hook")).status == 201
+    assert api("POST", f"{BASE}/integrations", _webhook(url="http://[::1]:9000/hook")).status == 400
+
+
+# ------------------------------------------------------------------ cross-cutting
+
+
+def test_the_request_id_is_echoed_and_goes_into_error_bodies(api: Api) -> None:
+    response = api("GET", f"{BASE}/integrations/nope", headers={"X-MEN-RequestID": "req-123"})
+    assert response.headers["x-men-requestid"] == "req-123"
+    assert response.json() == {
+        "error": "integration ID must be a valid UUID: invalid UUID length: 4",
+        "request_id": "req-123",
+    }
+
+
+def test_a_request_id_is_generated_on_every_response_when_absent(api: Api) -> None:
+    ok = api("GET", f"{BASE}/integrations")
+    created = api("POST", f"{BASE}/integrations", _webhook())
+    for response in (ok, created):
+        assert uuid.UUID(response.headers["x-men-requestid"]).version == 4
+    assert ok.headers["x-men-requestid"] != created.headers["x-men-requestid"]
+
+
+def test_unknown_routes_get_a_json_404(api: Api) -> None:
+    response = api("GET", f"{BASE}/nothing-here", headers={"X-MEN-RequestID": "r1"})
+    assert response.status == 404
+    assert response.json() == {"error": "not found", "request_id": "r1"}
+    assert response.headers["x-men-requestid"] == "r1"
+
+
+def test_known_paths_with_the_wrong_method_get_405(api: Api) -> None:
+    for method, path in (
+        ("PATCH", "/integrations"),
+        ("POST", f"/integrations/{uuid.uuid4()}"),
+        ("DELETE", "/events"),
+    ):
+        response = api(method, BASE + path)
+        assert response.status == 405
+        assert response.json()["error"] == "method not allowed"
+
+
+def test_bodies_over_1_mib_get_413(api: Api) -> None:
+    big = json.dumps({**_webhook(), "description": "x" * (1024 * 1024)})
+    response = api("POST", f"{BASE}/integrations", raw_body=big)
+    assert response.status == 413
+    assert response.json()["error"] == "http: request body too large"
+    assert api("GET", f"{BASE}/integrations").json() == []
+
+
+def test_base64_bodies_are_measured_decoded(api: Api) -> None:
+    body = base64.b64encode(json.dumps(_webhook()).encode()).decode()
+    event = copy.deepcopy(load_event("management-create-integration.json"))
+    event["body"], event["isBase64Encoded"] = body, True
+    raw = management.handle(event, FakeContext())  # type: ignore[arg-type]
+    assert raw["statusCode"] == 201
+
+
+def test_without_a_verified_identity_every_route_is_401_with_www_authenticate(api: Api) -> None:
+    routes = [
+        ("GET", "/integrations"),
+        ("POST", "/integrations"),
+        ("GET", f"/integrations/{uuid.uuid4()}"),
+        ("DELETE", f"/integrations/{uuid.uuid4()}"),
+        ("PUT", f"/integrations/{uuid.uuid4()}/credentials"),
+        ("GET", "/events"),
+    ]
+    for method, path in routes:
+        response = api(method, BASE + path, {"garbage": True}, tenant=None)
+        assert response.status == 401, (method, path)
+        assert response.headers["www-authenticate"] == 'Bearer realm="ManagementJWT"'
+        assert response.json()["error"] == "Authorization not present in header"
+
+
+def test_the_authorizers_refusal_is_passed_on_verbatim(api: Api) -> None:
+    refused = api(
+        "GET",
+        f"{BASE}/integrations",
+        verdict={"verified": False, "status": 401, "error": "identity: token has expired"},
+    )
+    assert (refused.status, refused.json()["error"]) == (401, "identity: token has expired")
+    forbidden = api(
+        "GET",
+        f"{BASE}/integrations",
+        verdict={"verified": False, "status": 403, "error": "user identity missing from authorization token"},
+    )
+    assert forbidden.status == 403
+    assert forbidden.json()["error"] == "user identity missing from authorization token"
+    assert "www-authenticate" not in forbidden.headers
+
+
+def test_the_openapi_document_is_public_and_lists_every_route(api: Api) -> None:
+    response = api("GET", f"{BASE}/openapi.json", tenant=None)
+    assert response.status == 200
+    document = response.json()
+    assert document["openapi"].startswith("3.")
+    paths = document["paths"]
+    assert set(paths[f"{BASE}/integrations"]) == {"get", "post"}
+    assert set(paths[f"{BASE}/integrations/{{integration_id}}"]) == {"get", "delete"}
+    assert set(paths[f"{BASE}/integrations/{{integration_id}}/credentials"]) == {"put"}
+    assert "422" not in json.dumps(paths)
+    secret = document["components"]["schemas"]["HttpCredentialsIn"]["properties"]["secret"]
+    assert "writeOnly" in json.dumps(secret)
+
+
+def test_swagger_ui_is_served_without_a_cdn(api: Api) -> None:
+    response = api("GET", f"{BASE}/docs", tenant=None)
+    assert response.status == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "SwaggerUIBundle" in response.text
+    assert "cdn" not in response.text.lower().split("<script>")[0]
+
+
+# ------------------------------------------------------------------ events
+
+
+def _store_events(api: Api, count: int, tenant: str = "tenant-1", integration: str | None = None) -> list[str]:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    ids = []
+    for n in range(count):
+        event = WebhookEvent(
+            id=str(uuid.uuid4()),
+            tenant_id=tenant,
+            type="device-decommissioned",
+            data={"id": f"device-{n}"},
+            time=start + timedelta(seconds=n),
+        )
+        stored = ActivityEvent.new(event, [integration] if integration else [], expire_ts=0)
+        api.activity.create(stored)
+        if integration:
+            api.activity.record(
+                tenant,
+                event.id,
+                DeliveryStatus(integration_id=integration, state="delivered", status_code=200, attempts=1),
+                None,
+            )
+        ids.append(event.id)
+    return ids
+
+
+def test_events_is_an_empty_list_for_a_tenant_without_activity(api: Api) -> None:
+    response = api("GET", f"{BASE}/events")
+    assert (response.status, response.text) == (200, "[]")
+
+
+def test_events_are_newest_first_and_paged(api: Api) -> None:
+    ids = _store_events(api, 5)
+    first = api("GET", f"{BASE}/events", query="page=1&per_page=2").json()
+    second = api("GET", f"{BASE}/events", query="page=2&per_page=2").json()
+    third = api("GET", f"{BASE}/events", query="page=3&per_page=2").json()
+    assert [e["id"] for e in first + second + third] == list(reversed(ids))
+    assert first[0] == {
+        "id": ids[-1],
+        "type": "device-decommissioned",
+        "data": {"id": "device-4"},
+        "time": "2026-01-01T00:00:04.000Z",
+    }
+    assert len(api("GET", f"{BASE}/events").json()) == 5  # default per_page 20
+
+
+def test_events_filter_by_integration_and_show_delivery_status(api: Api) -> None:
+    integration = str(uuid.uuid4())
+    mine = _store_events(api, 2, integration=integration)
+    _store_events(api, 3)
+    events = api("GET", f"{BASE}/events", query=f"integration_id={integration}").json()
+    assert [e["id"] for e in events] == list(reversed(mine))
+    assert events[0]["delivery_statuses"] == [
+        {
+            "integration_id": integration,
+            "success": True,
+            "status_code": 200,
+            "state": "delivered",
+            "attempts": 1,
+        }
+    ]
+    assert api("GET", f"{BASE}/events", query=f"integration_id={uuid.uuid4()}").json() == []
+
+
+def test_events_of_other_tenants_are_not_listed(api: Api) -> None:
+    _store_events(api, 2, tenant="tenant-2")
+    assert api("GET", f"{BASE}/events").json() == []
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("page=abc", 'invalid page query: "abc"'),
+        ("page=0", "invalid page query: value must be a non-zero positive integer"),
+        ("page=-3", "invalid page query: value must be a non-zero positive integer"),
+        ("per_page=x", 'invalid per_page query: "x"'),
+        ("per_page=0", "invalid per_page query: value must be a non-zero positive integer"),
+        ("per_page=501", 'parameter "per_page" above limit (max: 500)'),
+        ("integration_id=nope", "integration ID is not a valid UUID"),
+    ],
+)
+def test_events_paging_is_validated_with_menders_messages(api: Api, query: str, message: str) -> None:
+    response = api("GET", f"{BASE}/events", query=query)
+    assert response.status == 400
+    assert response.json()["error"] == message
+
+
+def test_per_page_500_and_an_empty_integration_filter_are_accepted(api: Api) -> None:
+    assert api("GET", f"{BASE}/events", query="per_page=500&integration_id=").status == 200
+
+
+Caller = Callable[..., Response]
