@@ -1,5 +1,8 @@
 # devicehooks - `make help` lists the targets.
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# pip warns about this machine's optional local indexes; the filter keeps real output readable
+QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3.11
@@ -19,13 +22,13 @@ help: ## list the targets
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q --upgrade pip $(QUIET_PIP)
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]' $(QUIET_PIP)
 	@touch $@
 
 $(SAM):
 	@test -x $(TOOLS)/sam/bin/python || $(PYTHON) -m venv $(TOOLS)/sam || python3 -m venv $(TOOLS)/sam
-	$(TOOLS)/sam/bin/pip install -q -c constraints-tools.txt aws-sam-cli
+	$(TOOLS)/sam/bin/pip install -q -c constraints-tools.txt aws-sam-cli $(QUIET_PIP)
 
 .PHONY: install
 install: $(STAMP) ## create .venv and install the project with its dev tools
@@ -49,8 +52,9 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 template-check: $(STAMP) $(SAM) ## sam validate --lint, cfn-lint, sam build (when python3.12 exists)
 	AWS_DEFAULT_REGION=us-east-1 $(SAM) validate --lint
 	$(BIN)/cfn-lint template.yaml
-	@if [ -n "$(PY312_DIR)" ]; then \
-	  PATH="$(PY312_DIR):$$PATH" AWS_DEFAULT_REGION=us-east-1 $(SAM) build --build-dir .aws-sam/check >/dev/null && echo "sam build: ok"; \
+	@mkdir -p .aws-sam; if [ -n "$(PY312_DIR)" ]; then \
+	  PATH="$(PY312_DIR):$$PATH" AWS_DEFAULT_REGION=us-east-1 $(SAM) build --build-dir .aws-sam/check >.aws-sam/check.log 2>&1 \
+	    && echo "sam build: ok" || { cat .aws-sam/check.log; exit 1; }; \
 	else echo "sam build: skipped (no python3.12 on this machine)"; fi
 
 .PHONY: unit

@@ -24,20 +24,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from devicehooks.errors import ConfigError, Forbidden, Unauthorized
+from devicehooks.identity import Identity
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
 
 _EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 LEEWAY_SECONDS = 30
 MAX_TOKEN_LENGTH = 8192
-
-
-@dataclass(frozen=True)
-class Identity:
-    """Who is calling: the tenant (``""`` in open source Mender) and the subject (user id)."""
-
-    tenant_id: str
-    subject: str
 
 
 def algorithms_for(key: PublicKey) -> tuple[str, ...]:
@@ -190,14 +183,3 @@ def authorize(event: Mapping[str, Any], config: AuthConfig) -> dict[str, Any]:
         "isAuthorized": True,
         "context": {"verified": True, "tenant_id": identity.tenant_id, "subject": identity.subject},
     }
-
-
-def identity_from_request(request_context: Mapping[str, Any]) -> Identity:
-    """The verified identity the authorizer passed on; raises when it refused the token."""
-    verdict = (request_context.get("authorizer") or {}).get("lambda") or {}
-    if verdict.get("verified") is True:
-        return Identity(tenant_id=str(verdict.get("tenant_id", "")), subject=str(verdict.get("subject", "")))
-    message = str(verdict.get("error") or "Authorization not present in header")
-    if verdict.get("status") == 403:
-        raise Forbidden(message)
-    raise Unauthorized(message)

@@ -141,12 +141,14 @@ def openapi_document(app: APIGatewayHttpResolver, **info: Any) -> dict[str, Any]
     return schema
 
 
-def docs_routes(app: APIGatewayHttpResolver, docs_path: str, json_path: str, **info: Any) -> None:
+def docs_routes(
+    app: APIGatewayHttpResolver, docs_path: str, json_path: str, info: Callable[[], dict[str, Any]]
+) -> None:
     """Serve the OpenAPI document at ``json_path`` and Swagger UI (bundled, no CDN) at ``docs_path``."""
 
     @app.get(json_path, include_in_schema=False)
     def _openapi() -> Response[str]:
-        return json_response(200, openapi_document(app, **info))
+        return json_response(200, openapi_document(app, **info()))
 
     @app.get(docs_path, include_in_schema=False)
     def _swagger() -> Response[str]:
@@ -155,7 +157,7 @@ def docs_routes(app: APIGatewayHttpResolver, docs_path: str, json_path: str, **i
         from aws_lambda_powertools.event_handler.openapi import swagger_ui
 
         assets = Path(swagger_ui.__file__).parent
-        spec = dumps(openapi_document(app, **info)).replace("</", "<\\/")
+        spec = dumps(openapi_document(app, **info())).replace("</", "<\\/")
         html = swagger_ui.generate_swagger_html(
             spec,
             (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),

@@ -9,16 +9,15 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.depends import Depends
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from devicehooks import __version__
 from devicehooks.api import http
 from devicehooks.api.schemas import EventOut, IntegrationOut
-from devicehooks.auth import Identity, identity_from_request
 from devicehooks.config import get_settings
 from devicehooks.errors import DevicehooksError, InvalidRequest
+from devicehooks.identity import Identity, identity_from_request
 from devicehooks.models import CredentialsIn, IntegrationIn, go_uuid_error
 from devicehooks.secretbox import KmsSecretCipher
 from devicehooks.services.events import EventService
@@ -201,17 +200,21 @@ def list_events(
 
 # ---------------------------------------------------------------- OpenAPI
 
-http.docs_routes(
-    app,
-    DOCS,
-    OPENAPI,
-    title="devicehooks management API",
-    version=__version__,
-    description="Mender iot-manager compatible management API for webhook integrations, "
-    "with devicehooks' additions (several webhooks per tenant, event filters, retries, activity detail).",
-    security_schemes={"ManagementJWT": HTTPBearer(bearerFormat="JWT", description="Mender user JWT.")},
-    security=[{"ManagementJWT": []}],
-)
+
+def _document_info() -> dict[str, Any]:
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer  # heavy: only for the docs
+
+    return {
+        "title": "devicehooks management API",
+        "version": __version__,
+        "description": "Mender iot-manager compatible management API for webhook integrations, "
+        "with devicehooks' additions (several webhooks per tenant, event filters, retries, activity detail).",
+        "security_schemes": {"ManagementJWT": HTTPBearer(bearerFormat="JWT", description="Mender user JWT.")},
+        "security": [{"ManagementJWT": []}],
+    }
+
+
+http.docs_routes(app, DOCS, OPENAPI, _document_info)
 
 
 # ---------------------------------------------------------------- entry point
