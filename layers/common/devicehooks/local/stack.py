@@ -310,11 +310,16 @@ class LocalStack:
         self._server: Any = None
         self.moto_endpoint = ""
         self.redelivery_seconds = int(os.environ.get("DEVICEHOOKS_LOCAL_REDELIVERY_SECONDS", "2"))
+        self.access_log = True
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, serve_http: bool = True, poll: bool = True) -> None:
         """Start moto, create the resources, load the functions; then serve and poll unless told not to."""
+        import logging
+
         from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's and our servers' request lines
 
         user_env = {k: v for k, v in os.environ.items() if k.startswith(("DEVICEHOOKS_", "POWERTOOLS_"))}
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -529,6 +534,7 @@ class LocalStack:
         self._threads.append(thread)
 
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        started = time.perf_counter()
         try:
             status, headers, body = self.handle_http(environ)
         except Exception:  # noqa: BLE001 - the gateway answers 500 whatever the function did
@@ -539,6 +545,10 @@ class LocalStack:
                 b'{"message":"Internal Server Error"}',
             )
         reason = _REASONS.get(status, "Unknown")
+        if self.access_log:
+            path = str(environ.get("RAW_URI") or environ.get("PATH_INFO", "/")).split("?", 1)[0]
+            took = (time.perf_counter() - started) * 1000
+            print(f"{environ['REQUEST_METHOD']} {path} {status} {took:.0f}ms", file=sys.stderr, flush=True)
         start_response(f"{status} {reason}", headers + [("Content-Length", str(len(body)))])
         return [body]
 
