@@ -43,12 +43,13 @@ def test_every_queue_is_encrypted_and_every_work_queue_has_a_dead_letter_queue(
     template: dict[str, Any],
 ) -> None:
     queues = resources_of(template, "AWS::SQS::Queue")
-    dead_letter = {
+    dead_letter = {name for name in queues if name.endswith("DeadLetterQueue")}
+    redrive_targets = {
         q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
         for q in queues.values()
         if "RedrivePolicy" in q["Properties"]
     }
-    assert dead_letter, "no queue redrives to a DLQ"
+    assert redrive_targets and redrive_targets <= dead_letter
     for name, queue in queues.items():
         assert queue["Properties"].get("SqsManagedSseEnabled") is True, name
         if name not in dead_letter:
@@ -56,12 +57,8 @@ def test_every_queue_is_encrypted_and_every_work_queue_has_a_dead_letter_queue(
 
 
 def test_every_dead_letter_queue_has_an_alarm(template: dict[str, Any]) -> None:
-    queues = resources_of(template, "AWS::SQS::Queue")
-    dead_letter = {
-        q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
-        for q in queues.values()
-        if "RedrivePolicy" in q["Properties"]
-    }
+    dead_letter = {name for name in resources_of(template, "AWS::SQS::Queue") if name.endswith("DeadLetterQueue")}
+    assert len(dead_letter) == 3
     alarmed = {
         dim["Value"]["Fn::GetAtt"][0]
         for alarm in resources_of(template, "AWS::CloudWatch::Alarm").values()

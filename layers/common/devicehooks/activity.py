@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from devicehooks.events import WebhookEvent, sort_keys
-from devicehooks.models import EventType
+from devicehooks.models import ActivityType
 from devicehooks.timeutil import rfc3339_millis
 
 DeliveryState = Literal["pending", "retrying", "delivered", "failed", "skipped"]
@@ -55,6 +55,7 @@ class DeliveryStatus(BaseModel):
     error: str | None = None
     updated_at: datetime | None = None
     next_attempt_at: datetime | None = None
+    lease_until: datetime | None = Field(default=None, description="internal: a dispatcher is POSTing it")
 
     @property
     def success(self) -> bool:
@@ -81,7 +82,7 @@ class ActivityEvent(BaseModel):
 
     id: str
     tenant_id: str
-    type: EventType
+    type: ActivityType
     time: datetime
     body: bytes = Field(repr=False)
     expire_ts: int
@@ -89,7 +90,15 @@ class ActivityEvent(BaseModel):
     attempts: dict[str, list[Attempt]] = Field(default_factory=dict)
 
     @classmethod
-    def new(cls, event: WebhookEvent, integration_ids: list[str], expire_ts: int) -> ActivityEvent:
+    def new(
+        cls,
+        event: WebhookEvent,
+        integration_ids: list[str],
+        expire_ts: int,
+        statuses: list[DeliveryStatus] | None = None,
+    ) -> ActivityEvent:
+        deliveries = {i: DeliveryStatus(integration_id=i) for i in integration_ids}
+        deliveries.update({s.integration_id: s for s in statuses or []})
         return cls(
             id=event.id,
             tenant_id=event.tenant_id,
@@ -97,7 +106,7 @@ class ActivityEvent(BaseModel):
             time=event.time,
             body=event.body(),
             expire_ts=expire_ts,
-            deliveries={i: DeliveryStatus(integration_id=i) for i in integration_ids},
+            deliveries=deliveries,
         )
 
     def data(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from devicehooks.jsonenc import dumpb
-from devicehooks.models import EventType
+from devicehooks.models import ActivityType, EventType
 from devicehooks.timeutil import parse_time, rfc3339
 
 DeviceStatus = Literal["accepted", "noauth", "pending", "preauthorized", "rejected", "decommissioned"]
@@ -70,7 +70,7 @@ class ProvisionedDevice(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    id: str = Field(min_length=1, max_length=256)
+    id: str = Field(default="", max_length=256)
     status: str = Field(default="", max_length=64)
     auth_sets: list[AuthSet] = Field(default_factory=list, max_length=100)
     created_ts: Timestamp | None = None
@@ -103,7 +103,7 @@ class Decommission(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    id: str = Field(min_length=1, max_length=256)
+    id: str = Field(max_length=256)
 
     def payload(self) -> dict[str, Any]:
         return {"id": self.id}
@@ -154,7 +154,7 @@ class WebhookEvent(BaseModel):
 
     id: str
     tenant_id: str
-    type: EventType
+    type: ActivityType
     data: dict[str, Any]
     time: datetime
 

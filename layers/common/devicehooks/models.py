@@ -13,6 +13,9 @@ from pydantic_core import PydanticCustomError
 
 EventType = Literal["device-provisioned", "device-decommissioned", "device-status-changed"]
 EVENT_TYPES: tuple[EventType, ...] = ("device-provisioned", "device-decommissioned", "device-status-changed")
+# The type of the event ``POST /integrations/{id}/test`` sends; never sent for a device event.
+TEST_EVENT_TYPE = "webhook-test"
+ActivityType = Literal["device-provisioned", "device-decommissioned", "device-status-changed", "webhook-test"]
 
 OMITTED = "<omitted>"
 PROVIDER_WEBHOOK = "webhook"
@@ -77,6 +80,24 @@ def _check_secret(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
+def _check_event_types(value: list[EventType] | None) -> list[EventType] | None:
+    if value is None:
+        return None
+    if not value:
+        raise _fail("must list at least one event type (leave it out for all types)")
+    return [t for t in EVENT_TYPES if t in value]  # canonical order, no duplicates
+
+
+EventTypes = Annotated[
+    list[EventType] | None,
+    AfterValidator(_check_event_types),
+    Field(
+        default=None,
+        description="devicehooks: only these event types are sent to the webhook; absent or null means all types.",
+    ),
+]
+
+
 def _check_description(value: str | None) -> str | None:
     if value is not None and len(value.encode()) > MAX_DESCRIPTION_BYTES:
         raise _fail(f"the length must be no more than {MAX_DESCRIPTION_BYTES}")
@@ -130,6 +151,26 @@ class IntegrationIn(BaseModel):
         AfterValidator(_check_description),
         Field(default=None, description="Free text, at most 1024 bytes of UTF-8."),
     ]
+    event_types: EventTypes
+
+
+class IntegrationUpdate(BaseModel):
+    """Body of ``PUT /integrations/{id}`` (devicehooks): the fields given are changed, the others kept."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    url: Annotated[
+        str | None,
+        AfterValidator(lambda v: None if v is None else check_url(v)),
+        Field(default=None, description="New destination URL."),
+    ]
+    description: Annotated[
+        str | None,
+        AfterValidator(_check_description),
+        Field(default=None, description="New description (at most 1024 bytes)."),
+    ]
+    event_types: EventTypes
+    enabled: bool | None = Field(default=None, description="true re-enables a disabled webhook; false disables it.")
 
 
 class Integration(BaseModel):
@@ -143,8 +184,18 @@ class Integration(BaseModel):
     url: str
     secret: bytes | None = Field(default=None, repr=False)
     description: str = ""
+    event_types: tuple[EventType, ...] | None = None
+    enabled: bool = True
+    disabled_reason: str | None = None
+    failing_since: datetime | None = None
+    previous_secret: bytes | None = Field(default=None, repr=False)
+    previous_secret_until: datetime | None = None
     created_at: datetime
     updated_at: datetime
+
+    def wants(self, event_type: str) -> bool:
+        """Whether the event-type filter lets ``event_type`` through (no filter: everything)."""
+        return self.event_types is None or event_type in self.event_types
 
     @property
     def has_secret(self) -> bool:
@@ -163,6 +214,11 @@ class Integration(BaseModel):
         }
         if self.description:
             body["description"] = self.description
+        if self.event_types is not None:
+            body["event_types"] = list(self.event_types)
+        body["enabled"] = self.enabled
+        if not self.enabled and self.disabled_reason:
+            body["disabled_reason"] = self.disabled_reason
         return body
 
 

@@ -127,14 +127,23 @@ def install(app: APIGatewayHttpResolver) -> None:
         return error_response(404, "not found")
 
 
-def openapi_document(app: APIGatewayHttpResolver, **info: Any) -> dict[str, Any]:
+def openapi_document(
+    app: APIGatewayHttpResolver, patch: Callable[[dict[str, Any]], None] | None = None, **info: Any
+) -> dict[str, Any]:
     """The app's OpenAPI document, with the validation answers as they really are (400, not 422)."""
     import json
 
     schema: dict[str, Any] = json.loads(app.get_openapi_json_schema(**info))
+    if patch is not None:
+        patch(schema)
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
-            operation.get("responses", {}).pop("422", None)
+            responses = operation.get("responses", {})
+            responses.pop("422", None)
+            for code, response in responses.items():
+                # powertools documents the handler's return annotation; these answers have no body
+                if code in ("201", "202", "204"):
+                    response.pop("content", None)
     schemas = schema.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
@@ -142,13 +151,17 @@ def openapi_document(app: APIGatewayHttpResolver, **info: Any) -> dict[str, Any]
 
 
 def docs_routes(
-    app: APIGatewayHttpResolver, docs_path: str, json_path: str, info: Callable[[], dict[str, Any]]
+    app: APIGatewayHttpResolver,
+    docs_path: str,
+    json_path: str,
+    info: Callable[[], dict[str, Any]],
+    patch: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
     """Serve the OpenAPI document at ``json_path`` and Swagger UI (bundled, no CDN) at ``docs_path``."""
 
     @app.get(json_path, include_in_schema=False)
     def _openapi() -> Response[str]:
-        return json_response(200, openapi_document(app, **info()))
+        return json_response(200, openapi_document(app, patch, **info()))
 
     @app.get(docs_path, include_in_schema=False)
     def _swagger() -> Response[str]:
@@ -157,7 +170,7 @@ def docs_routes(
         from aws_lambda_powertools.event_handler.openapi import swagger_ui
 
         assets = Path(swagger_ui.__file__).parent
-        spec = dumps(openapi_document(app, **info())).replace("</", "<\\/")
+        spec = dumps(openapi_document(app, patch, **info())).replace("</", "<\\/")
         html = swagger_ui.generate_swagger_html(
             spec,
             (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any, Protocol
 
 from devicehooks import aws
@@ -23,6 +24,14 @@ from devicehooks.activity import ActivityEvent, Attempt, DeliveryStatus
 from devicehooks.store.dynamo import batch_delete, from_item, query_all, to_item, value
 
 INDEX = "by_time"
+
+
+class Claim(Enum):
+    """Outcome of trying to take a delivery."""
+
+    TAKEN = "taken"  # this worker may POST
+    DONE = "done"  # already delivered (or no such delivery): nothing to do
+    BUSY = "busy"  # another worker holds the lease: try again later
 
 
 class ActivityStore(Protocol):
@@ -34,8 +43,8 @@ class ActivityStore(Protocol):
     def get(self, tenant_id: str, event_id: str) -> ActivityEvent | None:
         """One event with its attempt detail (strongly consistent)."""
 
-    def claim(self, tenant_id: str, event_id: str, integration_id: str, now: datetime, lease_seconds: int) -> bool:
-        """Take the right to POST this delivery: ``False`` when it already succeeded or is leased."""
+    def claim(self, tenant_id: str, event_id: str, integration_id: str, now: datetime, lease_seconds: int) -> Claim:
+        """Take the right to POST this delivery for ``lease_seconds``."""
 
     def record(self, tenant_id: str, event_id: str, status: DeliveryStatus, attempt: Attempt | None) -> None:
         """Store a delivery's new status (never downgrading a success) and append ``attempt``."""
@@ -68,7 +77,7 @@ def _from_millis(value: Any) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(int(value) / 1000, UTC)
 
 
-def _status_map(status: DeliveryStatus, lease_until: int | None = None) -> dict[str, Any]:
+def _status_map(status: DeliveryStatus) -> dict[str, Any]:
     return {
         "state": status.state,
         "attempts": status.attempts,
@@ -76,7 +85,7 @@ def _status_map(status: DeliveryStatus, lease_until: int | None = None) -> dict[
         "error": status.error,
         "updated_at": _millis(status.updated_at),
         "next_attempt_at": _millis(status.next_attempt_at),
-        "lease_until": lease_until,
+        "lease_until": _millis(status.lease_until),
     }
 
 
@@ -110,6 +119,7 @@ def _event_from_item(raw: Mapping[str, Any]) -> ActivityEvent:
             error=d.get("error"),
             updated_at=_from_millis(d.get("updated_at")),
             next_attempt_at=_from_millis(d.get("next_attempt_at")),
+            lease_until=_from_millis(d.get("lease_until")),
         )
         for integration_id, d in item.get("deliveries", {}).items()
     }
@@ -214,14 +224,14 @@ class DynamoActivityStore:
         item = out.get("Item")
         return _event_from_item(item) if item else None
 
-    def claim(self, tenant_id: str, event_id: str, integration_id: str, now: datetime, lease_seconds: int) -> bool:
+    def claim(self, tenant_id: str, event_id: str, integration_id: str, now: datetime, lease_seconds: int) -> Claim:
         now_ms = _millis(now) or 0
         try:
             self.client.update_item(
                 TableName=self.table_name,
                 Key=self._key(tenant_id, event_id),
                 UpdateExpression="SET deliveries.#i.lease_until = :until",
-                ConditionExpression="deliveries.#i.#s <> :delivered AND "
+                ConditionExpression="attribute_exists(deliveries.#i) AND deliveries.#i.#s <> :delivered AND "
                 "(attribute_not_exists(deliveries.#i.lease_until) OR deliveries.#i.lease_until < :now)",
                 ExpressionAttributeNames={"#i": integration_id, "#s": "state"},
                 ExpressionAttributeValues={
@@ -231,8 +241,12 @@ class DynamoActivityStore:
                 },
             )
         except self.client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+            current = self.get(tenant_id, event_id)
+            status = current.deliveries.get(integration_id) if current else None
+            if status is None or status.state == "delivered":
+                return Claim.DONE
+            return Claim.BUSY
+        return Claim.TAKEN
 
     def record(self, tenant_id: str, event_id: str, status: DeliveryStatus, attempt: Attempt | None) -> None:
         names = {"#i": status.integration_id}
@@ -338,7 +352,6 @@ class MemoryActivityStore:
 
     def __init__(self) -> None:
         self._events: dict[tuple[str, str], ActivityEvent] = {}
-        self._leases: dict[tuple[str, str, str], datetime] = {}
         self._lock = threading.Lock()
 
     def create(self, event: ActivityEvent) -> bool:
@@ -353,19 +366,18 @@ class MemoryActivityStore:
         with self._lock:
             return self._events.get((tenant_id, event_id))
 
-    def claim(self, tenant_id: str, event_id: str, integration_id: str, now: datetime, lease_seconds: int) -> bool:
+    def claim(self, tenant_id: str, event_id: str, integration_id: str, now: datetime, lease_seconds: int) -> Claim:
         with self._lock:
-            event = self._events.get((tenant_id, event_id))
-            if event is None or integration_id not in event.deliveries:
-                return False
-            if event.deliveries[integration_id].state == "delivered":
-                return False
-            lease_key = (tenant_id, event_id, integration_id)
-            held = self._leases.get(lease_key)
-            if held is not None and held > now:
-                return False
-            self._leases[lease_key] = datetime.fromtimestamp(now.timestamp() + lease_seconds, UTC)
-            return True
+            key = (tenant_id, event_id)
+            event = self._events.get(key)
+            status = event.deliveries.get(integration_id) if event else None
+            if event is None or status is None or status.state == "delivered":
+                return Claim.DONE
+            if status.lease_until is not None and status.lease_until > now:
+                return Claim.BUSY
+            leased = status.model_copy(update={"lease_until": now + timedelta(seconds=lease_seconds)})
+            self._events[key] = event.model_copy(update={"deliveries": {**event.deliveries, integration_id: leased}})
+            return Claim.TAKEN
 
     def record(self, tenant_id: str, event_id: str, status: DeliveryStatus, attempt: Attempt | None) -> None:
         with self._lock:
@@ -381,7 +393,6 @@ class MemoryActivityStore:
             if attempt is not None:
                 attempts[status.integration_id] = [*attempts.get(status.integration_id, []), attempt]
             self._events[key] = event.model_copy(update={"deliveries": deliveries, "attempts": attempts})
-            self._leases.pop((tenant_id, event_id, status.integration_id), None)
 
     def add_deliveries(self, tenant_id: str, event_id: str, integration_ids: list[str]) -> None:
         with self._lock:
@@ -415,4 +426,4 @@ class MemoryActivityStore:
             return len(keys)
 
 
-__all__ = ["ActivityStore", "DynamoActivityStore", "MemoryActivityStore"]
+__all__ = ["ActivityStore", "Claim", "DynamoActivityStore", "MemoryActivityStore"]

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from devicehooks import aws
 from devicehooks.errors import Conflict
 from devicehooks.models import Integration
-from devicehooks.store.dynamo import batch_delete, from_item, query_all, to_item
+from devicehooks.store.dynamo import batch_delete, from_item, query_all, to_item, value
 
 COUNTER_ID = "~count"
 
@@ -41,12 +41,21 @@ class IntegrationStore(Protocol):
     def remove(self, tenant_id: str, integration_id: str) -> bool:
         """Delete one integration; ``False`` when it did not exist."""
 
+    def update(self, tenant_id: str, integration_id: str, changes: dict[str, Any]) -> Integration | None:
+        """Change the given fields (``None`` removes one); the new integration, ``None`` if absent."""
+
+    def note_failure(self, tenant_id: str, integration_id: str, now: datetime) -> datetime | None:
+        """Remember when the webhook started failing (kept if already set); returns that time."""
+
+    def note_success(self, tenant_id: str, integration_id: str) -> None:
+        """The webhook works again: forget when it started failing."""
+
     def remove_tenant(self, tenant_id: str) -> int:
         """Delete all of a tenant's integrations; returns how many there were."""
 
 
 def _to_record(integration: Integration) -> dict[str, Any]:
-    data = integration.model_dump(exclude={"secret"})
+    data = integration.model_dump(exclude={"secret", "previous_secret"})
     data["tenant_key"] = tenant_key(integration.tenant_id)
     data["integration_id"] = data.pop("id")
     for key, val in list(data.items()):
@@ -54,19 +63,43 @@ def _to_record(integration: Integration) -> dict[str, Any]:
             data[key] = val.isoformat()
         elif isinstance(val, tuple):
             data[key] = list(val)
-    if integration.secret is not None:
-        data["secret_state"] = "sealed" if integration.secret else "empty"
-        if integration.secret:
-            data["secret_ct"] = integration.secret
-    else:
-        data["secret_state"] = "none"
-    return data
+    for field, prefix in (("secret", "secret"), ("previous_secret", "prev_secret")):
+        sealed = getattr(integration, field)
+        data[f"{prefix}_state"] = "none" if sealed is None else ("sealed" if sealed else "empty")
+        if sealed:
+            data[f"{prefix}_ct"] = sealed
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def _record_changes(changes: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Integration field changes as item attributes to SET and attribute names to REMOVE."""
+    sets: dict[str, Any] = {}
+    removes: list[str] = []
+    for field, val in changes.items():
+        if field in ("secret", "previous_secret"):
+            prefix = "secret" if field == "secret" else "prev_secret"
+            sets[f"{prefix}_state"] = "none" if val is None else ("sealed" if val else "empty")
+            if val:
+                sets[f"{prefix}_ct"] = val
+            else:
+                removes.append(f"{prefix}_ct")
+        elif val is None:
+            removes.append(field)
+        elif isinstance(val, datetime):
+            sets[field] = val.isoformat()
+        elif isinstance(val, tuple):
+            sets[field] = list(val)
+        else:
+            sets[field] = val
+    return sets, removes
 
 
 def _from_record(data: dict[str, Any]) -> Integration:
-    state = data.pop("secret_state", "none")
-    ciphertext = data.pop("secret_ct", None)
-    data["secret"] = None if state == "none" else (bytes(ciphertext) if ciphertext is not None else b"")
+    for field, prefix in (("secret", "secret"), ("previous_secret", "prev_secret")):
+        state = data.pop(f"{prefix}_state", "none")
+        ciphertext = data.pop(f"{prefix}_ct", None)
+        data[field] = None if state == "none" else (bytes(ciphertext) if ciphertext is not None else b"")
+    data.pop("kind", None)
     data["id"] = data.pop("integration_id")
     data.pop("tenant_key", None)
     return Integration.model_validate({k: (int(v) if type(v).__name__ == "Decimal" else v) for k, v in data.items()})
@@ -181,6 +214,62 @@ class DynamoIntegrationStore:
             raise
         return True
 
+    def update(self, tenant_id: str, integration_id: str, changes: dict[str, Any]) -> Integration | None:
+        sets, removes = _record_changes(changes)
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        clauses = []
+        for n, (key, val) in enumerate(sets.items()):
+            names[f"#s{n}"] = key
+            values[f":s{n}"] = value(val)
+            clauses.append(f"#s{n} = :s{n}")
+        expression = "SET " + ", ".join(clauses) if clauses else ""
+        if removes:
+            for n, key in enumerate(removes):
+                names[f"#r{n}"] = key
+            expression += " REMOVE " + ", ".join(f"#r{n}" for n in range(len(removes)))
+        names["#id"] = "integration_id"
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": self._key(tenant_id, integration_id),
+            "UpdateExpression": expression.strip(),
+            "ConditionExpression": "attribute_exists(#id)",
+            "ExpressionAttributeNames": names,
+            "ReturnValues": "ALL_NEW",
+        }
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+        try:
+            out = self.client.update_item(**kwargs)
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return None
+        return _from_record(from_item(out["Attributes"]))
+
+    def note_failure(self, tenant_id: str, integration_id: str, now: datetime) -> datetime | None:
+        try:
+            out = self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(tenant_id, integration_id),
+                UpdateExpression="SET failing_since = if_not_exists(failing_since, :now)",
+                ConditionExpression="attribute_exists(integration_id)",
+                ExpressionAttributeValues={":now": {"S": now.isoformat()}},
+                ReturnValues="UPDATED_NEW",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return None
+        return datetime.fromisoformat(out["Attributes"]["failing_since"]["S"])
+
+    def note_success(self, tenant_id: str, integration_id: str) -> None:
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(tenant_id, integration_id),
+                UpdateExpression="REMOVE failing_since",
+                ConditionExpression="attribute_exists(failing_since)",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return
+
     def remove_tenant(self, tenant_id: str) -> int:
         keys = [
             {"tenant_key": i["tenant_key"], "integration_id": i["integration_id"]}
@@ -230,6 +319,31 @@ class MemoryIntegrationStore:
     def remove(self, tenant_id: str, integration_id: str) -> bool:
         with self._lock:
             return self._items.pop((tenant_id, integration_id), None) is not None
+
+    def update(self, tenant_id: str, integration_id: str, changes: dict[str, Any]) -> Integration | None:
+        with self._lock:
+            current = self._items.get((tenant_id, integration_id))
+            if current is None:
+                return None
+            updated = current.model_copy(update=changes)
+            self._items[(tenant_id, integration_id)] = updated
+            return updated
+
+    def note_failure(self, tenant_id: str, integration_id: str, now: datetime) -> datetime | None:
+        with self._lock:
+            current = self._items.get((tenant_id, integration_id))
+            if current is None:
+                return None
+            if current.failing_since is None:
+                current = current.model_copy(update={"failing_since": now})
+                self._items[(tenant_id, integration_id)] = current
+            return current.failing_since
+
+    def note_success(self, tenant_id: str, integration_id: str) -> None:
+        with self._lock:
+            current = self._items.get((tenant_id, integration_id))
+            if current is not None and current.failing_since is not None:
+                self._items[(tenant_id, integration_id)] = current.model_copy(update={"failing_since": None})
 
     def remove_tenant(self, tenant_id: str) -> int:
         with self._lock:

@@ -1,0 +1,14 @@
+"""Internal API function: Mender's device endpoints publish device events to the bus."""
+
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from devicehooks.api import internal
+from devicehooks.observability import logger
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return internal.handle(event, context)

@@ -1,0 +1,263 @@
+"""Internal API (Mender's ``/api/internal/v1/iot-manager``): device events in, tenant removal.
+
+Called by Mender's workflows service. Deployed behind IAM authorization; the local stack serves
+it without authentication, as Mender does. Mender's open-source deployments use an empty tenant
+id (``/tenants//devices``), which every tenant route also accepts.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+from urllib.parse import unquote
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import TypeAdapter, ValidationError
+
+from devicehooks import __version__, aws
+from devicehooks.api import http
+from devicehooks.config import get_settings
+from devicehooks.errors import InvalidRequest, ServiceUnavailable
+from devicehooks.events import DEVICE_STATUSES, ProvisionedDevice
+from devicehooks.services.ingest import EventBridgePublisher, IngestService
+from devicehooks.services.tenants import TenantService
+from devicehooks.store.activity import DynamoActivityStore
+from devicehooks.store.integrations import DynamoIntegrationStore
+from devicehooks.validation import format_errors
+
+BASE = "/api/internal/v1/iot-manager"
+DOCS = f"{BASE}/docs"
+OPENAPI = f"{BASE}/openapi.json"
+MAX_BULK = 100
+
+# Bodies are read by hand (Mender's messages differ per endpoint), so no request validation here.
+app = APIGatewayHttpResolver()
+http.install(app)
+
+
+@lru_cache(maxsize=1)
+def ingest_service() -> IngestService:
+    settings = get_settings()
+    if not settings.event_bus:
+        raise ServiceUnavailable("DEVICEHOOKS_EVENT_BUS is not configured")
+    return IngestService(EventBridgePublisher(settings.event_bus, settings.event_source))
+
+
+@lru_cache(maxsize=1)
+def tenant_service() -> TenantService:
+    settings = get_settings()
+    return TenantService(
+        DynamoIntegrationStore(settings.integrations_table), DynamoActivityStore(settings.activity_table)
+    )
+
+
+def _json_body(prefix: str) -> Any:
+    raw = app.current_event.decoded_body or ""
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise InvalidRequest(f"{prefix}: {exc.args[0] if exc.args else 'invalid JSON'}") from None
+
+
+# ------------------------------------------------------------------ health
+
+
+@app.get(f"{BASE}/alive", summary="Liveness", tags=["Internal"], responses={204: {"description": "Alive."}})
+def alive() -> Response[str]:
+    return http.empty_response(204)
+
+
+@app.get(
+    f"{BASE}/health",
+    summary="Health: the tables answer",
+    tags=["Internal"],
+    responses=http.responses({204: {"description": "Healthy."}}, 503),
+)
+def health() -> Response[str]:
+    settings = get_settings()
+    try:
+        aws.client("dynamodb").get_item(
+            TableName=settings.integrations_table,
+            Key={"tenant_key": {"S": "#health"}, "integration_id": {"S": "#health"}},
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure means unhealthy; Mender answers 503 with the cause
+        return http.json_response(503, {"error": f"database unavailable: {type(exc).__name__}"})
+    return http.empty_response(204)
+
+
+# ------------------------------------------------------------------ device events
+
+
+def _provision(tenant_id: str) -> Response[str]:
+    data = _json_body("malformed request body")
+    if not isinstance(data, dict):
+        raise InvalidRequest("malformed request body: the body must be a JSON object")
+    alias = data.get("device_id")
+    if isinstance(alias, str) and alias:
+        data["id"] = alias
+    try:
+        device = ProvisionedDevice.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequest("malformed request body: " + format_errors(exc.errors())) from None
+    if not device.id:
+        raise InvalidRequest("missing device ID")
+    ingest_service().provision(tenant_id, device)
+    return http.empty_response(202)
+
+
+def _decommission(tenant_id: str, device_id: str) -> Response[str]:
+    ingest_service().decommission(tenant_id, unquote(device_id))
+    return http.empty_response(202)
+
+
+_BULK = TypeAdapter(list[dict[str, Any]])
+
+
+def _bulk_status(tenant_id: str, status: str) -> Response[str]:
+    status = unquote(status)
+    if status not in DEVICE_STATUSES:
+        raise InvalidRequest(f"invalid status '{status[:64]}'")
+    data = _json_body("invalid request body")
+    try:
+        items = _BULK.validate_python(data)
+    except ValidationError as exc:
+        raise InvalidRequest("invalid request body: " + format_errors(exc.errors())) from None
+    if len(items) > MAX_BULK:
+        raise InvalidRequest(f"too many bulk items: max {MAX_BULK} items per request")
+    ids: list[str] = []
+    for n, item in enumerate(items):
+        alias = item.get("device_id")
+        device_id = alias if isinstance(alias, str) and alias else item.get("id", "")
+        if not isinstance(device_id, str) or len(device_id) > 256:
+            raise InvalidRequest(f"invalid request body: {n}: (id: must be a string of at most 256 characters.).")
+        ids.append(device_id)
+    ingest_service().change_status(tenant_id, status, ids)
+    return http.empty_response(202)
+
+
+def _remove_tenant(tenant_id: str) -> Response[str]:
+    tenant_service().remove(tenant_id)
+    return http.empty_response(204)
+
+
+_ACCEPTED = http.responses({202: {"description": "Accepted: the events are on the bus."}}, 400, 503)
+
+# Each tenant route is served twice: with a tenant id, and with Mender's empty open-source one.
+_T = f"{BASE}/tenants/<tenant_id>"
+_OPEN = f"{BASE}/tenants/"
+
+
+@app.post(f"{_T}/devices", summary="Provision a device", tags=["Internal"], responses=_ACCEPTED)
+def provision(tenant_id: str) -> Response[str]:
+    return _provision(unquote(tenant_id))
+
+
+@app.post(f"{_OPEN}/devices", include_in_schema=False)
+def provision_open_source() -> Response[str]:
+    return _provision("")
+
+
+@app.delete(f"{_T}/devices/<device_id>", summary="Decommission a device", tags=["Internal"], responses=_ACCEPTED)
+def decommission(tenant_id: str, device_id: str) -> Response[str]:
+    return _decommission(unquote(tenant_id), device_id)
+
+
+@app.delete(f"{_OPEN}/devices/<device_id>", include_in_schema=False)
+def decommission_open_source(device_id: str) -> Response[str]:
+    return _decommission("", device_id)
+
+
+@app.put(
+    f"{_T}/bulk/devices/status/<status>",
+    summary="Change the status of up to 100 devices",
+    tags=["Internal"],
+    responses=_ACCEPTED,
+)
+def bulk_status(tenant_id: str, status: str) -> Response[str]:
+    return _bulk_status(unquote(tenant_id), status)
+
+
+@app.put(f"{_OPEN}/bulk/devices/status/<status>", include_in_schema=False)
+def bulk_status_open_source(status: str) -> Response[str]:
+    return _bulk_status("", status)
+
+
+@app.delete(
+    _T,
+    summary="Delete a tenant's integrations and activity",
+    tags=["Internal"],
+    responses=http.responses({204: {"description": "Deleted."}}),
+)
+def remove_tenant(tenant_id: str) -> Response[str]:
+    return _remove_tenant(unquote(tenant_id))
+
+
+@app.delete(_OPEN, include_in_schema=False)
+def remove_open_source_tenant() -> Response[str]:
+    return _remove_tenant("")
+
+
+# ------------------------------------------------------------------ OpenAPI
+
+_DEVICE_ID = {"type": "string", "maxLength": 256}
+_AUTH_SET = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "device_id": {"type": "string"},
+        "identity_data": {"type": "object", "additionalProperties": True},
+        "pubkey": {"type": "string"},
+        "status": {"type": "string"},
+        "ts": {"type": "string", "format": "date-time"},
+    },
+}
+_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("/tenants/{tenant_id}/devices", "post"): {
+        "type": "object",
+        "description": "The device (Mender's NewDeviceInternalProvision); device_id is accepted for id.",
+        "properties": {
+            "id": _DEVICE_ID,
+            "device_id": _DEVICE_ID,
+            "status": {"type": "string", "maxLength": 64},
+            "auth_sets": {"type": "array", "items": _AUTH_SET, "maxItems": 100},
+            "created_ts": {"type": "string", "format": "date-time"},
+        },
+        "required": ["id"],
+    },
+    ("/tenants/{tenant_id}/bulk/devices/status/{status}", "put"): {
+        "type": "array",
+        "maxItems": MAX_BULK,
+        "items": {"type": "object", "properties": {"id": _DEVICE_ID}, "required": ["id"]},
+    },
+}
+
+
+def _document_info() -> dict[str, Any]:
+    return {
+        "title": "devicehooks internal API",
+        "version": __version__,
+        "description": "Mender iot-manager compatible internal API: device lifecycle events in, tenant removal. "
+        "IAM-authorized when deployed; open on the local stack.",
+    }
+
+
+def _with_bodies(document: dict[str, Any]) -> None:
+    paths = document.get("paths", {})
+    for (path, method), schema in _BODIES.items():
+        operation = paths.get(BASE + path, {}).get(method)
+        if operation is not None:
+            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+    status = paths.get(f"{BASE}/tenants/{{tenant_id}}/bulk/devices/status/{{status}}", {}).get("put", {})
+    for parameter in status.get("parameters", []):
+        if parameter.get("name") == "status":
+            parameter["schema"] = {"type": "string", "enum": list(DEVICE_STATUSES)}
+
+
+http.docs_routes(app, DOCS, OPENAPI, _document_info, patch=_with_bodies)
+
+
+def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Serve one API Gateway event (the Lambda entry point calls this)."""
+    return http.serve(app, event, context, get_settings().request_size_limit)

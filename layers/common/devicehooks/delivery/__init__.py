@@ -1,0 +1,1 @@
+"""Delivering webhooks: the exact request (body, signatures) and the guarded HTTP sender."""

@@ -1,0 +1,116 @@
+"""Delivery tasks: one webhook's next attempt at one event, carried by the retry queue.
+
+SQS delays messages by at most 15 minutes. A task due later is sent with the longest delay SQS
+allows and carries its due time; whoever receives it early sends it on again with the delay
+that remains, so any schedule works (the default runs over about 27 hours).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from devicehooks import aws
+
+MAX_SQS_DELAY = 900
+
+
+class DeliveryTask(BaseModel):
+    """Attempt ``series_attempt`` (1-based, within the retry schedule) of one delivery."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    kind: Literal["delivery"] = "delivery"
+    tenant_id: str
+    event_id: str
+    integration_id: str
+    series_attempt: int = Field(ge=1)
+    due_at: float = 0.0
+    reason: Literal["retry", "redeliver", "redrive"] = "retry"
+
+
+class TaskQueue(Protocol):
+    """Where retries wait, and where deliveries and events that cannot go on are kept."""
+
+    def schedule(self, task: DeliveryTask, delay_seconds: float) -> None:
+        """Make ``task`` due in ``delay_seconds`` (any length)."""
+
+    def dead_letter(self, task: DeliveryTask, reason: str) -> None:
+        """Keep a delivery that exhausted its attempts (the delivery DLQ)."""
+
+    def reject_event(self, body: str, reason: str) -> None:
+        """Keep a malformed bus event (the dispatch DLQ), with why it was refused."""
+
+
+class SqsTaskQueue:
+    """:class:`TaskQueue` on the retry queue and the two dead-letter queues of template.yaml."""
+
+    def __init__(self, retry_queue_url: str, delivery_dlq_url: str, dispatch_dlq_url: str, sqs: Any = None) -> None:
+        self.retry_queue_url = retry_queue_url
+        self.delivery_dlq_url = delivery_dlq_url
+        self.dispatch_dlq_url = dispatch_dlq_url
+        self._sqs = sqs
+
+    @property
+    def sqs(self) -> Any:
+        if self._sqs is None:
+            self._sqs = aws.client("sqs")
+        return self._sqs
+
+    def schedule(self, task: DeliveryTask, delay_seconds: float) -> None:
+        due = time.time() + max(0.0, delay_seconds)
+        body = task.model_copy(update={"due_at": due}).model_dump_json()
+        self.sqs.send_message(
+            QueueUrl=self.retry_queue_url,
+            MessageBody=body,
+            DelaySeconds=int(min(MAX_SQS_DELAY, max(0.0, delay_seconds))),
+        )
+
+    def dead_letter(self, task: DeliveryTask, reason: str) -> None:
+        self.sqs.send_message(
+            QueueUrl=self.delivery_dlq_url,
+            MessageBody=task.model_dump_json(),
+            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000]}},
+        )
+
+    def reject_event(self, body: str, reason: str) -> None:
+        self.sqs.send_message(
+            QueueUrl=self.dispatch_dlq_url,
+            MessageBody=body,
+            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000] or "malformed"}},
+        )
+
+
+class MemoryTaskQueue:
+    """In-memory :class:`TaskQueue` for unit tests and benchmarks."""
+
+    def __init__(self) -> None:
+        self.scheduled: list[tuple[DeliveryTask, float]] = []
+        self.dead: list[tuple[DeliveryTask, str]] = []
+        self.rejected: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def schedule(self, task: DeliveryTask, delay_seconds: float) -> None:
+        with self._lock:
+            self.scheduled.append((task.model_copy(update={"due_at": time.time() + delay_seconds}), delay_seconds))
+
+    def dead_letter(self, task: DeliveryTask, reason: str) -> None:
+        with self._lock:
+            self.dead.append((task, reason))
+
+    def reject_event(self, body: str, reason: str) -> None:
+        with self._lock:
+            self.rejected.append((body, reason))
+
+
+def parse_message(body: str) -> dict[str, Any] | None:
+    """The JSON object in a queue message, or ``None`` when it is not one."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
