@@ -94,14 +94,19 @@ def test_tables_are_encrypted_with_point_in_time_recovery_and_activity_expires(
     assert ttl == {"AttributeName": "expire_ts", "Enabled": True}
 
 
-def test_the_secrets_key_rotates_and_only_the_management_function_may_encrypt(
-    template: dict[str, Any],
-) -> None:
+def _kms_actions(template: dict[str, Any], function: str) -> set[str]:
+    policies = _functions(template)[function]["Properties"].get("Policies", [])
+    statements = [s for p in policies if isinstance(p, dict) and "Statement" in p for s in p["Statement"]]
+    return {s["Action"] for s in statements if str(s["Action"]).startswith("kms:")}
+
+
+def test_the_secrets_key_rotates_and_only_signing_functions_may_decrypt(template: dict[str, Any]) -> None:
     key = resources_of(template, "AWS::KMS::Key")["SecretsKey"]
     assert key["Properties"]["EnableKeyRotation"] is True
-    management = _functions(template)["ManagementFunction"]["Properties"]["Policies"]
-    statements = [s for p in management if isinstance(p, dict) and "Statement" in p for s in p["Statement"]]
-    assert [s["Action"] for s in statements] == ["kms:Encrypt"]
+    assert _kms_actions(template, "ManagementFunction") == {"kms:Encrypt", "kms:Decrypt"}  # decrypt: test sends
+    assert _kms_actions(template, "DispatcherFunction") == {"kms:Decrypt"}
+    assert _kms_actions(template, "InternalFunction") == set()
+    assert _kms_actions(template, "AuthorizerFunction") == set()
 
 
 def test_the_rule_routes_the_three_device_event_types_to_the_dispatch_queue(template: dict[str, Any]) -> None:

@@ -140,10 +140,13 @@ def openapi_document(
         for operation in operations.values():
             responses = operation.get("responses", {})
             responses.pop("422", None)
-            for code, response in responses.items():
-                # powertools documents the handler's return annotation; these answers have no body
-                if code in ("201", "202", "204"):
+            for response in responses.values():
+                # powertools documents the handler's return annotation (Response[str]) as the body
+                body = response.get("content", {}).get("application/json", {}).get("schema", {})
+                if body == {"type": "string", "title": "Return"}:
                     response.pop("content", None)
+                else:
+                    body.pop("title", None)
     schemas = schema.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)

@@ -14,14 +14,23 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from devicehooks import __version__
 from devicehooks.api import http
-from devicehooks.api.schemas import EventOut, IntegrationOut
+from devicehooks.api.schemas import (
+    EventDetailOut,
+    EventOut,
+    IntegrationOut,
+    RedeliverIn,
+    RedeliverOut,
+    TestOutcomeOut,
+)
 from devicehooks.config import get_settings
+from devicehooks.delivery.tasks import SqsTaskQueue
 from devicehooks.errors import DevicehooksError, InvalidRequest
 from devicehooks.identity import Identity, identity_from_request
-from devicehooks.models import CredentialsIn, IntegrationIn, go_uuid_error
+from devicehooks.models import CredentialsIn, IntegrationIn, IntegrationUpdate, go_uuid_error
 from devicehooks.secretbox import KmsSecretCipher
 from devicehooks.services.events import EventService
 from devicehooks.services.integrations import IntegrationService
+from devicehooks.services.redelivery import DeliveryService
 from devicehooks.ssrf import DestinationGuard
 from devicehooks.store.activity import DynamoActivityStore
 from devicehooks.store.integrations import DynamoIntegrationStore
@@ -47,12 +56,31 @@ def integration_service() -> IntegrationService:
         cipher=KmsSecretCipher(settings.secrets_key_id),
         guard=DestinationGuard(allowed_cidrs=settings.allowed_cidrs),
         max_integrations=settings.max_integrations,
+        secret_overlap=settings.secret_overlap,
     )
 
 
 @lru_cache(maxsize=1)
 def event_service() -> EventService:
     return EventService(DynamoActivityStore(get_settings().activity_table))
+
+
+def _dispatcher() -> Any:
+    from devicehooks import worker  # the delivery stack, only when a test delivery is asked for
+
+    return worker.dispatcher()
+
+
+@lru_cache(maxsize=1)
+def delivery_service() -> DeliveryService:
+    settings = get_settings()
+    return DeliveryService(
+        integrations=DynamoIntegrationStore(settings.integrations_table),
+        activity=DynamoActivityStore(settings.activity_table),
+        queue=SqsTaskQueue(settings.retry_queue_url, settings.delivery_dlq_url, settings.dispatch_dlq_url),
+        dispatcher=_dispatcher,
+        retention=settings.event_retention,
+    )
 
 
 def current_identity() -> Identity:
@@ -70,9 +98,17 @@ def _integration_id(value: str) -> str:
     return str(uuid.UUID(value))
 
 
+def _event_id(value: str) -> str:
+    problem = go_uuid_error(value)
+    if problem is not None:
+        raise InvalidRequest(f"event ID must be a valid UUID: {problem}")
+    return str(uuid.UUID(value))
+
+
 Caller = Annotated[Identity, Depends(current_identity)]
 Integrations = Annotated[IntegrationService, Depends(integration_service)]
 Events = Annotated[EventService, Depends(event_service)]
+Deliveries = Annotated[DeliveryService, Depends(delivery_service)]
 _JSON_LIST_OF_INTEGRATIONS = {"application/json": {"model": list[IntegrationOut]}}
 
 # ---------------------------------------------------------------- integrations
@@ -163,6 +199,46 @@ def set_credentials(
     return http.empty_response(204)
 
 
+@app.put(
+    f"{BASE}/integrations/<integration_id>",
+    summary="Change an integration (devicehooks)",
+    description="Changes the fields given (url, description, event_types, enabled) and keeps the others. "
+    "enabled=true re-enables a webhook that was disabled; event_types=null sends every type.",
+    tags=["Integrations"],
+    responses=http.responses(
+        {200: {"description": "The changed integration.", "content": {"application/json": {"model": IntegrationOut}}}},
+        400,
+        401,
+        403,
+        404,
+        413,
+    ),
+)
+def update_integration(
+    integration_id: str, changes: Annotated[IntegrationUpdate, Body()], caller: Caller, service: Integrations
+) -> Response[str]:
+    updated = service.update(caller.tenant_id, _integration_id(integration_id), changes)
+    return http.json_response(200, updated.to_api())
+
+
+@app.post(
+    f"{BASE}/integrations/<integration_id>/test",
+    summary="Send a test event now (devicehooks)",
+    description='POSTs an event of type "webhook-test" (data: integration_id, message), signed like any other, '
+    "once, and answers with the outcome. It is recorded in the activity log; it is never retried.",
+    tags=["Integrations"],
+    responses=http.responses(
+        {200: {"description": "The outcome.", "content": {"application/json": {"model": TestOutcomeOut}}}},
+        400,
+        401,
+        403,
+        404,
+    ),
+)
+def test_integration(integration_id: str, caller: Caller, service: Deliveries) -> Response[str]:
+    return http.json_response(200, service.send_test(caller.tenant_id, _integration_id(integration_id)))
+
+
 # ---------------------------------------------------------------- activity
 
 
@@ -196,6 +272,48 @@ def list_events(
         only = str(uuid.UUID(integration_id))
     events = service.list_events(caller.tenant_id, page, per_page, only)
     return http.json_response(200, events)
+
+
+@app.get(
+    f"{BASE}/events/<event_id>",
+    summary="One event with per-attempt detail (devicehooks)",
+    tags=["Activity"],
+    responses=http.responses(
+        {200: {"description": "The event.", "content": {"application/json": {"model": EventDetailOut}}}},
+        400,
+        401,
+        403,
+        404,
+    ),
+)
+def get_event(event_id: str, caller: Caller, service: Events) -> Response[str]:
+    return http.json_response(200, service.get(caller.tenant_id, _event_id(event_id)))
+
+
+@app.post(
+    f"{BASE}/events/<event_id>/redeliver",
+    summary="Send an event again (devicehooks)",
+    description="Queues the event for one webhook (integration_id) or for every enabled webhook it went to. "
+    "The same bytes and webhook-id are sent; the attempts are recorded as new attempts.",
+    tags=["Activity"],
+    responses=http.responses(
+        {202: {"description": "Queued.", "content": {"application/json": {"model": RedeliverOut}}}},
+        400,
+        401,
+        403,
+        404,
+        409,
+    ),
+)
+def redeliver_event(
+    event_id: str,
+    caller: Caller,
+    service: Deliveries,
+    request: Annotated[RedeliverIn | None, Body()] = None,
+) -> Response[str]:
+    target = request.integration_id if request is not None else None
+    queued = service.redeliver(caller.tenant_id, _event_id(event_id), _integration_id(target) if target else None)
+    return http.json_response(202, queued)
 
 
 # ---------------------------------------------------------------- OpenAPI

@@ -26,6 +26,9 @@ class IntegrationOut(BaseModel):
     provider: Literal["webhook"]
     credentials: CredentialsOut
     description: str | None = None
+    event_types: list[EventType] | None = Field(default=None, description="devicehooks: the event-type filter.")
+    enabled: bool = Field(description="devicehooks: false when disabled (by a user, a 410, or failing too long).")
+    disabled_reason: str | None = Field(default=None, description="devicehooks: why it is disabled.")
 
 
 class DeliveryStatusOut(BaseModel):
@@ -42,7 +45,48 @@ class DeliveryStatusOut(BaseModel):
 
 class EventOut(BaseModel):
     id: str
-    type: EventType
+    type: str = Field(description="A device event type, or webhook-test for test deliveries.")
     data: dict[str, Any]
     time: str = Field(description="Event time, RFC 3339 UTC, milliseconds.")
     delivery_statuses: list[DeliveryStatusOut] | None = None
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    time: str
+    duration_ms: int
+    status_code: int | None = None
+    error: str | None = None
+    response_body: str | None = Field(default=None, description="The first 256 bytes of the response body.")
+
+
+class DeliveryDetailOut(DeliveryStatusOut):
+    attempt_log: list[AttemptOut]
+
+
+class EventDetailOut(BaseModel):
+    id: str
+    type: str
+    data: dict[str, Any]
+    time: str
+    delivery_statuses: list[DeliveryDetailOut] | None = None
+
+
+class RedeliverIn(BaseModel):
+    integration_id: str | None = Field(
+        default=None, description="Only this webhook; absent: every enabled webhook the event went to."
+    )
+
+
+class RedeliverOut(BaseModel):
+    event_id: str
+    integration_ids: list[str]
+
+
+class TestOutcomeOut(BaseModel):
+    event_id: str = Field(description='Id of the test event (type "webhook-test"), also in the activity log.')
+    success: bool
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: int
+    response_body: str | None = None

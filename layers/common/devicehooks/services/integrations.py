@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from devicehooks.errors import BlockedDestination, InvalidRequest, NotFound
-from devicehooks.models import CredentialsIn, Integration, IntegrationIn, new_id
+from devicehooks.models import CredentialsIn, Integration, IntegrationIn, IntegrationUpdate, new_id
 from devicehooks.secretbox import SecretCipher
 from devicehooks.ssrf import DestinationGuard
 from devicehooks.store.integrations import IntegrationStore
@@ -33,7 +33,9 @@ class IntegrationService:
         guard: DestinationGuard,
         max_integrations: int,
         clock: Callable[[], datetime] = utcnow,
+        secret_overlap: int = 24 * 3600,
     ) -> None:
+        self.secret_overlap = secret_overlap
         self.store = store
         self.cipher = cipher
         self.guard = guard
@@ -68,6 +70,7 @@ class IntegrationService:
             url=http.url,
             secret=None if secret is None else self.cipher.seal(secret, tenant_id, integration_id),
             description=spec.description or "",
+            event_types=tuple(spec.event_types) if spec.event_types is not None else None,
             created_at=now,
             updated_at=now,
         )
@@ -75,19 +78,49 @@ class IntegrationService:
         return integration
 
     def set_credentials(self, tenant_id: str, integration_id: str, credentials: CredentialsIn) -> Integration:
-        """Replace URL and secret (leaving the secret out removes it, as in Mender)."""
+        """Replace URL and secret (leaving the secret out removes it, as in Mender).
+
+        A replaced secret keeps signing ``webhook-signature`` for ``secret_overlap`` seconds, so
+        receivers can switch to the new one without dropping requests.
+        """
         current = self.get(tenant_id, integration_id)
         http = credentials.http
         self._check_destination(http.url, ("http", "url"))
         secret = http.secret_bytes()
-        updated = current.model_copy(
-            update={
-                "url": http.url,
-                "secret": None if secret is None else self.cipher.seal(secret, tenant_id, integration_id),
-                "updated_at": self.clock(),
-            }
-        )
-        if not self.store.replace(updated):
+        now = self.clock()
+        changes: dict[str, object] = {
+            "url": http.url,
+            "secret": None if secret is None else self.cipher.seal(secret, tenant_id, integration_id),
+            "updated_at": now,
+            "previous_secret": None,
+            "previous_secret_until": None,
+        }
+        if current.secret is not None and secret is not None and self.secret_overlap > 0:
+            changes["previous_secret"] = current.secret
+            changes["previous_secret_until"] = now + timedelta(seconds=self.secret_overlap)
+        updated = self.store.update(tenant_id, integration_id, changes)
+        if updated is None:
+            raise NotFound(NOT_FOUND)
+        return updated
+
+    def update(self, tenant_id: str, integration_id: str, spec: IntegrationUpdate) -> Integration:
+        """Change URL, description, event filter or enabled state (fields not given are kept)."""
+        self.get(tenant_id, integration_id)
+        given = spec.model_fields_set
+        changes: dict[str, object] = {"updated_at": self.clock()}
+        if "url" in given and spec.url is not None:
+            self._check_destination(spec.url, ("url",))
+            changes["url"] = spec.url
+        if "description" in given:
+            changes["description"] = spec.description or ""
+        if "event_types" in given:
+            changes["event_types"] = tuple(spec.event_types) if spec.event_types is not None else None
+        if "enabled" in given and spec.enabled is not None:
+            changes["enabled"] = spec.enabled
+            changes["failing_since"] = None
+            changes["disabled_reason"] = None if spec.enabled else "disabled by a user"
+        updated = self.store.update(tenant_id, integration_id, changes)
+        if updated is None:
             raise NotFound(NOT_FOUND)
         return updated
 
