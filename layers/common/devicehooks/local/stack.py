@@ -570,6 +570,8 @@ class LocalStack:
             headers["content-type"] = str(environ["CONTENT_TYPE"])
         if environ.get("CONTENT_LENGTH"):
             headers["content-length"] = str(environ["CONTENT_LENGTH"])
+        if path.startswith("/local/"):
+            return self._local_endpoint(method, path, body)
         route, params = self._match(method, path)
         if route is None:
             if method in ("GET", "HEAD") and not path.startswith("/api/"):
@@ -583,6 +585,21 @@ class LocalStack:
             event["requestContext"]["authorizer"] = {"lambda": verdict.get("context") or {}}
         result = self.functions[route.function].invoke(event)
         return self._api_response(result)
+
+    def _local_endpoint(self, method: str, path: str, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Local-stack-only helpers for the web UI (never deployed): who we are, development tokens."""
+        json_type = [("Content-Type", "application/json")]
+        if path == "/local/info" and method == "GET":
+            return 200, json_type, json.dumps({"local": True, "moto_endpoint": self.moto_endpoint}).encode()
+        if path == "/local/dev-token" and method == "POST":
+            try:
+                request = json.loads(body or b"{}")
+                tenant = str(request.get("tenant", ""))
+            except (ValueError, AttributeError):
+                return 400, json_type, b'{"error":"body must be {\"tenant\": \"<id>\"}"}'
+            token = devkeys.mint_token(tenant[:256], ttl=8 * 3600)
+            return 200, json_type, json.dumps({"token": token, "tenant": tenant}).encode()
+        return 404, json_type, b'{"message":"Not Found"}'
 
     def _match(self, method: str, path: str) -> tuple[ApiRoute | None, dict[str, str]]:
         for route in self.routes:
