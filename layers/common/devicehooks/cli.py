@@ -49,6 +49,59 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from devicehooks.receiver import WebhookVerificationError, verify_men_signature, verify_standard_webhook
+
+    body = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()  # noqa: SIM115
+    try:
+        if args.signature.startswith("v1,"):
+            if not args.webhook_id or args.timestamp is None:
+                print("devicehooks verify: a v1 signature needs --webhook-id and --timestamp", file=sys.stderr)
+                return 2
+            headers = {
+                "webhook-id": args.webhook_id,
+                "webhook-timestamp": str(args.timestamp),
+                "webhook-signature": args.signature,
+            }
+            verify_standard_webhook(args.secret, body, headers, tolerance=args.tolerance)
+            ok = True
+        else:
+            ok = verify_men_signature(args.secret, body, args.signature)
+    except WebhookVerificationError as exc:
+        print(f"devicehooks verify: {exc}", file=sys.stderr)
+        return 1 if "secret" not in str(exc) else 2
+    print("signature matches" if ok else "signature does NOT match", file=sys.stderr)
+    return 0 if ok else 1
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    import json
+    import urllib.request
+
+    from devicehooks import aws
+    from devicehooks.redrive import OUTPUTS, ROUTES, redrive
+
+    source, target = ROUTES[args.queue]
+    if args.local:
+        with urllib.request.urlopen(args.local.rstrip("/") + "/local/info", timeout=10) as response:  # noqa: S310
+            info = json.load(response)
+        os.environ.update(
+            AWS_ENDPOINT_URL=info["moto_endpoint"],
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",  # noqa: S105 - moto's dummy credentials
+            AWS_DEFAULT_REGION="us-east-1",
+        )
+        aws.reset_clients()
+        urls = {name: info["resources"][name]["QueueUrl"] for name in (source, target)}
+    else:
+        stack = aws.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        urls = {name: outputs[OUTPUTS[name]] for name in (source, target)}
+    moved = redrive(aws.client("sqs"), urls[source], urls[target])
+    print(f"moved {moved} message(s) from {source} to {target}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="devicehooks", description="devicehooks developer commands")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +116,24 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--user", default=None, help="user id (sub claim)")
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
     token.set_defaults(run=_token)
+
+    verify = commands.add_parser(
+        "verify", help="check a webhook signature (X-Men-Signature, or a Standard Webhooks v1 signature)"
+    )
+    verify.add_argument("--secret", required=True, help="the integration's secret, hex")
+    verify.add_argument("--signature", required=True, help="X-Men-Signature (hex) or one webhook-signature v1,...")
+    verify.add_argument("--webhook-id", default=None, help="webhook-id header (v1 signatures)")
+    verify.add_argument("--timestamp", type=int, default=None, help="webhook-timestamp header (v1 signatures)")
+    verify.add_argument("--tolerance", type=int, default=300, help="accepted timestamp age, seconds (v1)")
+    verify.add_argument("file", nargs="?", default="-", help="the request body (default: standard input)")
+    verify.set_defaults(run=_verify)
+
+    redrive = commands.add_parser("redrive", help="move dead-lettered messages back to be processed")
+    redrive.add_argument("--queue", choices=["delivery", "dispatch", "retry"], default="delivery")
+    where = redrive.add_mutually_exclusive_group(required=True)
+    where.add_argument("--stack", help="a deployed stack's name (its outputs name the queues)")
+    where.add_argument("--local", metavar="URL", help="a running local stack, e.g. http://127.0.0.1:8080")
+    redrive.set_defaults(run=_redrive)
     return parser
 
 

@@ -590,13 +590,14 @@ class LocalStack:
         """Local-stack-only helpers for the web UI (never deployed): who we are, development tokens."""
         json_type = [("Content-Type", "application/json")]
         if path == "/local/info" and method == "GET":
-            return 200, json_type, json.dumps({"local": True, "moto_endpoint": self.moto_endpoint}).encode()
+            info = {"local": True, "moto_endpoint": self.moto_endpoint, "resources": self.physical}
+            return 200, json_type, json.dumps(info).encode()
         if path == "/local/dev-token" and method == "POST":
             try:
                 request = json.loads(body or b"{}")
                 tenant = str(request.get("tenant", ""))
             except (ValueError, AttributeError):
-                return 400, json_type, b'{"error":"body must be {\"tenant\": \"<id>\"}"}'
+                return 400, json_type, b'{"error":"body must be {"tenant": "<id>"}"}'
             token = devkeys.mint_token(tenant[:256], ttl=8 * 3600)
             return 200, json_type, json.dumps({"token": token, "tenant": tenant}).encode()
         return 404, json_type, b'{"message":"Not Found"}'

@@ -1,0 +1,66 @@
+"""Move messages out of a dead-letter queue back to where they are processed.
+
+* delivery DLQ → retry queue: each exhausted delivery gets a fresh series of attempts;
+* dispatch DLQ → dispatch queue: device events are dispatched again (recorded deliveries are
+  not POSTed twice);
+* retry DLQ → retry queue: tasks the dispatcher failed on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from devicehooks.delivery.tasks import DeliveryTask, parse_message
+
+ROUTES = {
+    "delivery": ("DeliveryDeadLetterQueue", "RetryQueue"),
+    "dispatch": ("DispatchDeadLetterQueue", "DispatchQueue"),
+    "retry": ("RetryDeadLetterQueue", "RetryQueue"),
+}
+OUTPUTS = {
+    "DeliveryDeadLetterQueue": "DeliveryDeadLetterQueueUrl",
+    "RetryQueue": "RetryQueueUrl",
+    "DispatchDeadLetterQueue": "DispatchDeadLetterQueueUrl",
+    "DispatchQueue": "DispatchQueueUrl",
+    "RetryDeadLetterQueue": "RetryDeadLetterQueueUrl",
+}
+
+
+def fresh_series(body: str) -> str:
+    """A delivery task starts its retry schedule again; anything else is moved unchanged."""
+    data = parse_message(body)
+    if data is None or data.get("kind") != "delivery":
+        return body
+    task = DeliveryTask.model_validate(data)
+    return task.model_copy(update={"series_attempt": 1, "due_at": 0.0, "reason": "redrive"}).model_dump_json()
+
+
+def redrive(sqs: Any, source_url: str, target_url: str, transform: Callable[[str], str] = fresh_series) -> int:
+    """Move every message from ``source_url`` to ``target_url``; returns how many were moved.
+
+    A message is deleted from the source only after the target accepted it.
+    """
+    moved = 0
+    empty = 0
+    while empty < 2:
+        out = sqs.receive_message(
+            QueueUrl=source_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"]
+        )
+        messages = out.get("Messages", [])
+        if not messages:
+            empty += 1
+            continue
+        empty = 0
+        entries = [{"Id": str(n), "MessageBody": transform(m["Body"])} for n, m in enumerate(messages)]
+        sent = sqs.send_message_batch(QueueUrl=target_url, Entries=entries)
+        ok = {e["Id"] for e in sent.get("Successful", [])}
+        done = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages) if str(n) in ok]
+        if done:
+            sqs.delete_message_batch(QueueUrl=source_url, Entries=done)
+        moved += len(done)
+        if len(done) < len(messages):
+            failed = [e for e in sent.get("Failed", [])]
+            raise RuntimeError(f"{len(failed)} message(s) could not be sent to the target: {json.dumps(failed)[:500]}")
+    return moved
