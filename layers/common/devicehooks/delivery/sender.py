@@ -141,7 +141,6 @@ class HttpSender:
         self.timeout = timeout
         session = requests.Session()
         session.trust_env = False  # no environment proxies: they would bypass the guard
-        session.max_redirects = 0
         adapter = _adapter(guard, pool_size)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
