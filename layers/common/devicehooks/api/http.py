@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import contextvars
 import uuid
 from collections.abc import Callable, Mapping
@@ -194,11 +195,26 @@ def _header(event: Mapping[str, Any], name: str) -> str | None:
     return None
 
 
-def _body_size(event: Mapping[str, Any]) -> int:
+def _body_bytes(event: Mapping[str, Any]) -> bytes:
     body = event.get("body") or ""
     if event.get("isBase64Encoded"):
-        return len(base64.b64decode(body, validate=False))
-    return len(body.encode())
+        try:
+            return base64.b64decode(body, validate=False)
+        except (binascii.Error, ValueError):
+            return body.encode()
+    return str(body).encode()
+
+
+def _as_text_body(event: dict[str, Any], raw: bytes) -> None:
+    """Hand the handlers the body as text, read as Go's ``encoding/json`` reads bytes.
+
+    API Gateway base64-encodes a body that is not UTF-8 text. Mender decodes such a body as
+    JSON all the same, and invalid UTF-8 becomes U+FFFD: inside a string it is kept, anywhere
+    else the JSON is invalid (a 400). Without this, decoding the body raised (a 500).
+    """
+    if event.get("isBase64Encoded"):
+        event["body"] = raw.decode("utf-8", errors="replace")
+        event["isBase64Encoded"] = False
 
 
 def serve(
@@ -218,12 +234,14 @@ def serve(
     token = _request_id.set(rid)
     try:
         declared = _header(event, "content-length")
-        too_large = _body_size(event) > size_limit or (
+        raw = _body_bytes(event)
+        too_large = len(raw) > size_limit or (
             declared is not None and declared.isdigit() and int(declared) > size_limit
         )
         if too_large:
             early: Response[str] | None = error_response(413, "http: request body too large")
         else:
+            _as_text_body(event, raw)
             early = before(event) if before is not None else None
         if early is not None:
             response = _render(early)
