@@ -104,3 +104,20 @@ def test_a_body_gateway_marked_base64_but_not_base64_is_a_400(api: Api) -> None:
     event["body"] = "not base64 at all!"
     status, answer = _answer(management.handle(event, FakeContext()))  # type: ignore[arg-type]
     assert status == 400, answer
+
+
+def _internal(method: str, path: str) -> dict[str, Any]:
+    event = _event(method, path, b"")
+    event["body"], event["isBase64Encoded"] = "", False
+    del event["requestContext"]["authorizer"]
+    return internal.handle(event, FakeContext())  # type: ignore[arg-type]
+
+
+def test_an_empty_device_id_is_no_route_and_the_document_says_device_ids_are_not_empty() -> None:
+    status, answer = _answer(_internal("DELETE", f"{INTERNAL}/tenants/t1/devices/"))
+    assert (status, answer["error"]) == (404, "not found")
+
+    document = json.loads(_internal("GET", f"{INTERNAL}/openapi.json")["body"])
+    operation = document["paths"][f"{INTERNAL}/tenants/{{tenant_id}}/devices/{{device_id}}"]["delete"]
+    [device_id] = [p for p in operation["parameters"] if p["name"] == "device_id"]
+    assert device_id["schema"]["minLength"] == 1

@@ -253,6 +253,11 @@ def _with_bodies(document: dict[str, Any]) -> None:
     for parameter in status.get("parameters", []):
         if parameter.get("name") == "status":
             parameter["schema"] = {"type": "string", "enum": list(DEVICE_STATUSES)}
+    # An empty device id is another path (``.../devices/``), which no route serves: 404, as in Mender.
+    decommission = paths.get(f"{BASE}/tenants/{{tenant_id}}/devices/{{device_id}}", {}).get("delete", {})
+    for parameter in decommission.get("parameters", []):
+        if parameter.get("name") == "device_id":
+            parameter["schema"] = {"type": "string", "minLength": 1}
 
 
 http.docs_routes(app, DOCS, OPENAPI, _document_info, patch=_with_bodies)
