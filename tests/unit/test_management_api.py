@@ -22,7 +22,11 @@ from devicehooks.activity import ActivityEvent, DeliveryStatus
 from devicehooks.api import management
 from devicehooks.events import WebhookEvent
 from devicehooks.secretbox import PlainTestCipher
+from devicehooks.delivery.sender import HttpSender
+from devicehooks.delivery.tasks import MemoryTaskQueue
+from devicehooks.services.dispatch import Dispatcher, DispatchPolicy
 from devicehooks.services.events import EventService
+from devicehooks.services.redelivery import DeliveryService
 from devicehooks.services.integrations import IntegrationService
 from devicehooks.ssrf import DestinationGuard
 from devicehooks.store.activity import MemoryActivityStore
@@ -30,7 +34,11 @@ from devicehooks.store.integrations import MemoryIntegrationStore
 from tests.conftest import FakeContext, load_event
 
 BASE = "/api/management/v1/iot-manager"
-PUBLIC_HOST = {"hooks.example.com": ["93.184.216.34"], "other.example.com": ["93.184.216.35"]}
+PUBLIC_HOST = {
+    "hooks.example.com": ["93.184.216.34"],
+    "other.example.com": ["93.184.216.35"],
+    "localhost": ["127.0.0.1"],
+}
 
 
 def _resolver(host: str, port: int) -> list[tuple[Any, ...]]:
@@ -52,6 +60,19 @@ class Api:
             max_integrations=3,
         )
         self.events = EventService(self.activity)
+        self.queue = MemoryTaskQueue()
+        guard = DestinationGuard(allowed_cidrs=(ipaddress.ip_network("127.0.0.0/8"),), resolver=_resolver)
+        self.dispatcher = Dispatcher(
+            self.integrations,
+            self.activity,
+            PlainTestCipher(),
+            HttpSender(guard, timeout=2),
+            self.queue,
+            DispatchPolicy(),
+        )
+        self.deliveries = DeliveryService(
+            self.integrations, self.activity, self.queue, lambda: self.dispatcher, retention=3600
+        )
 
     def __call__(
         self,
@@ -101,6 +122,7 @@ def api() -> Iterator[Api]:
     client = Api()
     management.app.dependency_overrides[management.integration_service] = lambda: client.service
     management.app.dependency_overrides[management.event_service] = lambda: client.events
+    management.app.dependency_overrides[management.delivery_service] = lambda: client.deliveries
     yield client
     management.app.dependency_overrides.clear()
 
@@ -146,6 +168,7 @@ def test_list_returns_menders_integration_json_with_the_secret_omitted(api: Api)
                 "http": {"url": "https://hooks.example.com/mender", "secret": "<omitted>"},
             },
             "description": "ops",
+            "enabled": True,
         }
     ]
     assert "\\u003comitted\\u003e" in response.text  # Go's HTML escaping, byte for byte
@@ -408,7 +431,10 @@ def test_the_openapi_document_is_public_and_lists_every_route(api: Api) -> None:
     assert document["openapi"].startswith("3.")
     paths = document["paths"]
     assert set(paths[f"{BASE}/integrations"]) == {"get", "post"}
-    assert set(paths[f"{BASE}/integrations/{{integration_id}}"]) == {"get", "delete"}
+    assert set(paths[f"{BASE}/integrations/{{integration_id}}"]) == {"get", "delete", "put"}
+    assert set(paths[f"{BASE}/integrations/{{integration_id}}/test"]) == {"post"}
+    assert set(paths[f"{BASE}/events/{{event_id}}"]) == {"get"}
+    assert set(paths[f"{BASE}/events/{{event_id}}/redeliver"]) == {"post"}
     assert set(paths[f"{BASE}/integrations/{{integration_id}}/credentials"]) == {"put"}
     assert "422" not in json.dumps(paths)
     secret = document["components"]["schemas"]["HttpCredentialsIn"]["properties"]["secret"]
@@ -513,6 +539,102 @@ def test_events_paging_is_validated_with_menders_messages(api: Api, query: str, 
 
 def test_per_page_500_and_an_empty_integration_filter_are_accepted(api: Api) -> None:
     assert api("GET", f"{BASE}/events", query="per_page=500&integration_id=").status == 200
+
+
+# ------------------------------------------------------------------ beyond Mender: filters, changes, tests
+
+
+def test_event_types_are_stored_in_canonical_order_and_returned(api: Api) -> None:
+    integration_id = _create(
+        api, _webhook(event_types=["device-status-changed", "device-provisioned", "device-provisioned"])
+    )
+    got = api("GET", f"{BASE}/integrations/{integration_id}").json()
+    assert got["event_types"] == ["device-provisioned", "device-status-changed"]
+    bad = api("POST", f"{BASE}/integrations", _webhook(event_types=["device-exploded"]))
+    assert bad.status == 400 and bad.json()["error"].startswith("malformed request body: event_types: (0: must be")
+    empty = api("POST", f"{BASE}/integrations", _webhook(event_types=[]))
+    assert empty.status == 400 and "at least one event type" in empty.json()["error"]
+
+
+def test_put_changes_only_the_fields_given(api: Api) -> None:
+    integration_id = _create(api, _webhook(description="before", event_types=["device-provisioned"]))
+    response = api("PUT", f"{BASE}/integrations/{integration_id}", {"description": "after"})
+    assert response.status == 200
+    assert response.json()["description"] == "after"
+    assert response.json()["event_types"] == ["device-provisioned"]
+    assert response.json()["credentials"]["http"]["secret"] == "<omitted>"
+    cleared = api("PUT", f"{BASE}/integrations/{integration_id}", {"event_types": None}).json()
+    assert "event_types" not in cleared
+    moved = api("PUT", f"{BASE}/integrations/{integration_id}", {"url": "https://other.example.com/new"}).json()
+    assert moved["credentials"]["http"]["url"] == "https://other.example.com/new"
+    refused = api("PUT", f"{BASE}/integrations/{integration_id}", {"url": "http://10.1.1.1/"})
+    assert refused.status == 400 and refused.json()["error"] == (
+        "malformed request body: url: hostname resolves to reserved address."
+    )
+
+
+def test_put_disables_and_re_enables_a_webhook(api: Api) -> None:
+    integration_id = _create(api)
+    disabled = api("PUT", f"{BASE}/integrations/{integration_id}", {"enabled": False}).json()
+    assert (disabled["enabled"], disabled["disabled_reason"]) == (False, "disabled by a user")
+    enabled = api("PUT", f"{BASE}/integrations/{integration_id}", {"enabled": True}).json()
+    assert enabled["enabled"] is True and "disabled_reason" not in enabled
+    assert api("PUT", f"{BASE}/integrations/{uuid.uuid4()}", {"enabled": True}).status == 404
+
+
+def test_replacing_the_secret_keeps_the_previous_one_for_the_overlap(api: Api) -> None:
+    integration_id = _create(api, _webhook(secret="deadbeef"))
+    body = {"type": "http", "http": {"url": "https://hooks.example.com/mender", "secret": "c0ffee"}}
+    assert api("PUT", f"{BASE}/integrations/{integration_id}/credentials", body).status == 204
+    stored = api.integrations.get("tenant-1", integration_id)
+    assert stored is not None and stored.previous_secret is not None and stored.previous_secret_until is not None
+    assert PlainTestCipher().open(stored.previous_secret, "tenant-1", integration_id) == bytes.fromhex("deadbeef")
+    assert PlainTestCipher().open(stored.secret or b"", "tenant-1", integration_id) == bytes.fromhex("c0ffee")
+    assert 23.9 * 3600 < (stored.previous_secret_until - stored.updated_at).total_seconds() <= 24 * 3600
+
+
+def test_test_delivery_answers_with_the_outcome(api: Api, httpserver: Any) -> None:
+    httpserver.expect_request("/hook", method="POST").respond_with_data("received", status=202)
+    integration_id = _create(api, _webhook(url=httpserver.url_for("/hook")))
+    response = api("POST", f"{BASE}/integrations/{integration_id}/test")
+    assert response.status == 200
+    outcome = response.json()
+    assert (outcome["success"], outcome["status_code"], outcome["response_body"]) == (True, 202, "received")
+    sent = json.loads(httpserver.log[0][0].get_data())
+    assert sent["type"] == "webhook-test" and sent["id"] == outcome["event_id"]
+    listed = api("GET", f"{BASE}/events").json()
+    assert listed[0]["type"] == "webhook-test"
+
+
+def test_event_detail_has_per_attempt_records(api: Api, httpserver: Any) -> None:
+    httpserver.expect_request("/hook", method="POST").respond_with_data("teapot", status=418)
+    integration_id = _create(api, _webhook(url=httpserver.url_for("/hook")))
+    event_id = api("POST", f"{BASE}/integrations/{integration_id}/test").json()["event_id"]
+    detail = api("GET", f"{BASE}/events/{event_id}")
+    assert detail.status == 200
+    (status,) = detail.json()["delivery_statuses"]
+    assert (status["success"], status["status_code"], status["state"], status["attempts"]) == (False, 418, "failed", 1)
+    (attempt,) = status["attempt_log"]
+    assert (attempt["attempt"], attempt["status_code"], attempt["response_body"]) == (1, 418, "teapot")
+    assert attempt["error"] == "unexpected status code from webhook: 418"
+    assert api("GET", f"{BASE}/events/{uuid.uuid4()}").status == 404
+    assert api("GET", f"{BASE}/events/not-a-uuid").json()["error"].startswith("event ID must be a valid UUID")
+    assert api("GET", f"{BASE}/events/{event_id}", tenant="tenant-2").status == 404
+
+
+def test_redeliver_queues_the_event_for_its_webhooks(api: Api, httpserver: Any) -> None:
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    integration_id = _create(api, _webhook(url=httpserver.url_for("/hook")))
+    event_id = _store_events(api, 1, integration=integration_id)[0]
+    response = api("POST", f"{BASE}/events/{event_id}/redeliver")
+    assert response.status == 202
+    assert response.json() == {"event_id": event_id, "integration_ids": [integration_id]}
+    assert [t.integration_id for t, _ in api.queue.scheduled] == [integration_id]
+    again = api("POST", f"{BASE}/events/{event_id}/redeliver", {"integration_id": integration_id})
+    assert again.status == 409
+    assert api("POST", f"{BASE}/events/{uuid.uuid4()}/redeliver").status == 404
+    missing = api("POST", f"{BASE}/events/{event_id}/redeliver", {"integration_id": str(uuid.uuid4())})
+    assert (missing.status, missing.json()["error"]) == (404, "integration not found")
 
 
 Caller = Callable[..., Response]

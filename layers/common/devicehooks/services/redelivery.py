@@ -64,16 +64,15 @@ class DeliveryService:
         if missing:
             self.activity.add_deliveries(tenant_id, event_id, missing)
         now = self.clock()
-        for target in targets:
-            current = event.deliveries.get(target)
-            if current is not None:
-                reset = current.model_copy(update={"state": "pending", "next_attempt_at": now, "updated_at": now})
-                self.activity.record(tenant_id, event_id, reset, None)
+        reopened = [t for t in targets if t in missing or self.activity.reopen(tenant_id, event_id, t, now)]
+        if not reopened:
+            raise Conflict("the delivery is already in progress")
+        for target in reopened:
             task = DeliveryTask(
                 tenant_id=tenant_id, event_id=event_id, integration_id=target, series_attempt=1, reason="redeliver"
             )
             self.queue.schedule(task, 0)
-        return {"event_id": event_id, "integration_ids": targets}
+        return {"event_id": event_id, "integration_ids": reopened}
 
     def send_test(self, tenant_id: str, integration_id: str) -> dict[str, Any]:
         """POST a ``webhook-test`` event to the webhook now (one attempt) and report the outcome."""

@@ -52,6 +52,12 @@ class ActivityStore(Protocol):
     def add_deliveries(self, tenant_id: str, event_id: str, integration_ids: list[str]) -> None:
         """Start tracking deliveries of an existing event to more webhooks."""
 
+    def reopen(self, tenant_id: str, event_id: str, integration_id: str, now: datetime) -> bool:
+        """Make a finished delivery (delivered, failed, skipped) pending again, for a redelivery.
+
+        ``False`` when it is still in progress (pending or retrying) or does not exist.
+        """
+
     def list_events(
         self, tenant_id: str, page: int, per_page: int, integration_id: str | None = None
     ) -> list[ActivityEvent]:
@@ -274,6 +280,25 @@ class DynamoActivityStore:
         except self.client.exceptions.ConditionalCheckFailedException:
             return
 
+    def reopen(self, tenant_id: str, event_id: str, integration_id: str, now: datetime) -> bool:
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(tenant_id, event_id),
+                UpdateExpression="SET deliveries.#i.#s = :pending, deliveries.#i.next_attempt_at = :now "
+                "REMOVE deliveries.#i.lease_until",
+                ConditionExpression="attribute_exists(deliveries.#i) AND NOT deliveries.#i.#s IN (:pending, :retrying)",
+                ExpressionAttributeNames={"#i": integration_id, "#s": "state"},
+                ExpressionAttributeValues={
+                    ":pending": {"S": "pending"},
+                    ":retrying": {"S": "retrying"},
+                    ":now": {"N": str(_millis(now))},
+                },
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
     def add_deliveries(self, tenant_id: str, event_id: str, integration_ids: list[str]) -> None:
         event = self.get(tenant_id, event_id)
         if event is None:
@@ -393,6 +418,17 @@ class MemoryActivityStore:
             if attempt is not None:
                 attempts[status.integration_id] = [*attempts.get(status.integration_id, []), attempt]
             self._events[key] = event.model_copy(update={"deliveries": deliveries, "attempts": attempts})
+
+    def reopen(self, tenant_id: str, event_id: str, integration_id: str, now: datetime) -> bool:
+        with self._lock:
+            key = (tenant_id, event_id)
+            event = self._events.get(key)
+            status = event.deliveries.get(integration_id) if event else None
+            if event is None or status is None or status.state in ("pending", "retrying"):
+                return False
+            reopened = status.model_copy(update={"state": "pending", "next_attempt_at": now, "lease_until": None})
+            self._events[key] = event.model_copy(update={"deliveries": {**event.deliveries, integration_id: reopened}})
+            return True
 
     def add_deliveries(self, tenant_id: str, event_id: str, integration_ids: list[str]) -> None:
         with self._lock:

@@ -1,0 +1,491 @@
+"""The dispatcher with in-memory stores and a real HTTP receiver (pytest-httpserver)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from devicehooks.delivery.sender import HttpSender
+from devicehooks.delivery.tasks import DeliveryTask, MemoryTaskQueue
+from devicehooks.errors import Conflict
+from devicehooks.models import Integration
+from devicehooks.receiver import verify_men_signature, verify_standard_webhook
+from devicehooks.secretbox import PlainTestCipher
+from devicehooks.services.dispatch import Busy, Dispatcher, DispatchPolicy
+from devicehooks.services.redelivery import DeliveryService
+from devicehooks.ssrf import DestinationGuard
+from devicehooks.store.activity import MemoryActivityStore
+from devicehooks.store.integrations import MemoryIntegrationStore
+
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class Harness:
+    def __init__(self, server: HTTPServer, guard: DestinationGuard | None = None, timeout: float = 2.0) -> None:
+        self.server = server
+        self.integrations = MemoryIntegrationStore()
+        self.activity = MemoryActivityStore()
+        self.queue = MemoryTaskQueue()
+        self.cipher = PlainTestCipher()
+        self.clock = Clock()
+        self.policy = DispatchPolicy(schedule=(5, 60), disable_after=3600, delivery_timeout=timeout)
+        self.dispatcher = Dispatcher(
+            self.integrations,
+            self.activity,
+            self.cipher,
+            HttpSender(guard or DestinationGuard(allowed_cidrs=LOOPBACK), timeout=timeout),
+            self.queue,
+            self.policy,
+            clock=self.clock,
+        )
+
+    def webhook(
+        self,
+        path: str = "/hook",
+        secret: str | None = "deadbeef",
+        tenant: str = "tenant-1",
+        url: str | None = None,
+        **fields: Any,
+    ) -> Integration:
+        integration_id = str(uuid.uuid4())
+        integration = Integration(
+            id=integration_id,
+            tenant_id=tenant,
+            url=url or self.server.url_for(path),
+            secret=None if secret is None else self.cipher.seal(bytes.fromhex(secret), tenant, integration_id),
+            created_at=self.clock(),
+            updated_at=self.clock(),
+            **fields,
+        )
+        self.integrations.add(integration, limit=99)
+        return integration
+
+    def send(self, event_type: str = "device-status-changed", tenant: str = "tenant-1", **data: Any) -> str:
+        event_id = str(uuid.uuid4())
+        payload = {"id": "dev-1", "status": "accepted"} if event_type == "device-status-changed" else {"id": "dev-1"}
+        payload.update(data)
+        self.dispatcher.begin_batch()
+        self.dispatcher.handle_message(self.bus(event_id, event_type, tenant, payload))
+        return event_id
+
+    @staticmethod
+    def bus(event_id: str, event_type: str, tenant: str, data: dict[str, Any]) -> str:
+        return json.dumps(
+            {
+                "version": "0",
+                "id": event_id,
+                "detail-type": event_type,
+                "source": "devicehooks.deviceauth",
+                "time": "2026-01-01T10:00:00Z",
+                "detail": {"tenant_id": tenant, "data": data, "time": "2026-01-01T10:00:00.5Z"},
+            }
+        )
+
+    def requests(self, path: str | None = None) -> list[Request]:
+        return [r for r, _ in self.server.log if path is None or r.path == path]
+
+
+@pytest.fixture
+def h(httpserver: HTTPServer) -> Iterator[Harness]:
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    httpserver.expect_request("/other", method="POST").respond_with_data("ok")
+    yield Harness(httpserver)
+    httpserver.clear()
+
+
+def _task(h: Harness, index: int = 0) -> DeliveryTask:
+    return h.queue.scheduled[index][0].model_copy(update={"due_at": h.clock().timestamp()})
+
+
+# ------------------------------------------------------------------ first delivery
+
+
+def test_every_matching_webhook_gets_one_signed_post_with_the_same_bytes(h: Harness) -> None:
+    hooks = [h.webhook(), h.webhook(secret="c0ffee"), h.webhook(path="/other", secret=None)]
+    event_id = h.send()
+    received = h.requests()
+    assert len(received) == 3
+    bodies = {r.get_data() for r in received}
+    assert len(bodies) == 1
+    body = bodies.pop()
+    assert json.loads(body)["id"] == event_id
+    signed = [r for r in received if "X-Men-Signature" in r.headers]
+    assert len(signed) == 2
+    for request in signed:
+        secret = "deadbeef" if verify_men_signature("deadbeef", body, request.headers["X-Men-Signature"]) else "c0ffee"
+        assert verify_men_signature(secret, body, request.headers["X-Men-Signature"])
+        verify_standard_webhook(secret, body, dict(request.headers), now=h.clock().timestamp())
+    unsigned = [r for r in received if "X-Men-Signature" not in r.headers]
+    assert unsigned[0].headers["webhook-id"] == event_id
+    record = h.activity.get("tenant-1", event_id)
+    assert record is not None
+    assert {s.integration_id: (s.state, s.status_code, s.attempts) for s in record.deliveries.values()} == {
+        i.id: ("delivered", 200, 1) for i in hooks
+    }
+
+
+def test_the_event_type_filter_holds(h: Harness) -> None:
+    only_status = h.webhook(event_types=("device-status-changed",))
+    everything = h.webhook(path="/other")
+    h.send("device-decommissioned")
+    assert [r.path for r in h.requests()] == ["/other"]
+    h.send("device-status-changed")
+    assert sorted(r.path for r in h.requests()) == ["/hook", "/other", "/other"]
+    assert only_status.wants("device-status-changed") and not only_status.wants("device-provisioned")
+    assert everything.wants("device-provisioned")
+
+
+def test_other_tenants_webhooks_receive_nothing_and_no_integration_means_no_record(h: Harness) -> None:
+    h.webhook(tenant="tenant-2")
+    event_id = h.send(tenant="tenant-1")
+    assert h.requests() == []
+    assert h.activity.get("tenant-1", event_id) is None
+
+
+def test_a_disabled_webhook_is_recorded_as_skipped(h: Harness) -> None:
+    hook = h.webhook(enabled=False, disabled_reason="disabled by a user")
+    event_id = h.send()
+    assert h.requests() == []
+    record = h.activity.get("tenant-1", event_id)
+    assert record is not None and record.deliveries[hook.id].state == "skipped"
+
+
+def test_malformed_events_go_to_the_dead_letter_queue_with_a_reason(h: Harness) -> None:
+    h.webhook()
+    h.dispatcher.handle_message('{"detail-type": "device-status-changed", "detail": {}}')
+    h.dispatcher.handle_message("not json")
+    assert len(h.queue.rejected) == 2
+    assert h.queue.rejected[0][1].startswith("malformed device event: ")
+    assert h.queue.rejected[1][1] == "malformed message: not a JSON object"
+    assert h.requests() == []
+
+
+# ------------------------------------------------------------------ at least once, no duplicates
+
+
+def test_the_same_bus_event_twice_is_posted_once(h: Harness) -> None:
+    h.webhook()
+    body = h.bus(str(uuid.uuid4()), "device-decommissioned", "tenant-1", {"id": "dev-1"})
+    h.dispatcher.handle_message(body)
+    h.dispatcher.handle_message(body)
+    assert len(h.requests()) == 1
+
+
+def test_a_crash_before_the_success_is_recorded_never_loses_the_delivery(h: Harness) -> None:
+    hook = h.webhook()
+    body = h.bus(str(uuid.uuid4()), "device-decommissioned", "tenant-1", {"id": "dev-1"})
+    original = h.activity.record
+    failures = iter([RuntimeError("DynamoDB unavailable")])
+
+    def flaky(*args: Any, **kwargs: Any) -> None:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        original(*args, **kwargs)
+
+    h.activity.record = flaky  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        h.dispatcher.handle_message(body)  # SQS will bring the message back
+    assert len(h.requests()) == 1
+    with pytest.raises(Busy):
+        h.dispatcher.handle_message(body)  # too early: the first attempt's lease still holds
+    assert len(h.requests()) == 1
+    h.clock.advance(h.policy.lease_seconds + 1)
+    h.dispatcher.handle_message(body)  # the lease expired: the delivery is made (at least once)
+    assert len(h.requests()) == 2
+    event = json.loads(body)
+    record = h.activity.get("tenant-1", event["id"])
+    assert record is not None and record.deliveries[hook.id].state == "delivered"
+    h.dispatcher.handle_message(body)
+    assert len(h.requests()) == 2  # and never again once recorded
+
+
+# ------------------------------------------------------------------ retries
+
+
+def _respond(server: HTTPServer, path: str, *answers: tuple[int, dict[str, str]]) -> None:
+    server.clear()
+    for status, headers in answers:
+        server.expect_ordered_request(path, method="POST").respond_with_data("nope", status=status, headers=headers)
+
+
+def test_a_failed_delivery_is_retried_on_schedule_with_the_same_bytes(h: Harness) -> None:
+    hook = h.webhook()
+    _respond(h.server, "/hook", (500, {}), (200, {}))
+    event_id = h.send()
+    record = h.activity.get("tenant-1", event_id)
+    assert record is not None
+    status = record.deliveries[hook.id]
+    assert (status.state, status.status_code, status.attempts) == ("retrying", 500, 1)
+    assert status.next_attempt_at == h.clock() + timedelta(seconds=5)
+    assert [(t.series_attempt, delay) for t, delay in h.queue.scheduled] == [(2, 5)]
+    h.clock.advance(5)
+    h.dispatcher.handle_task(_task(h))
+    first, second = h.requests()
+    assert first.get_data() == second.get_data()
+    assert first.headers["webhook-id"] == second.headers["webhook-id"] == event_id
+    record = h.activity.get("tenant-1", event_id)
+    assert record is not None
+    assert (record.deliveries[hook.id].state, record.deliveries[hook.id].attempts) == ("delivered", 2)
+    assert [a.status_code for a in record.attempts[hook.id]] == [500, 200]
+    assert record.attempts[hook.id][0].response_body == "nope"
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "delay"), [(503, "120", 120), (429, "999999", 3600), (429, "soon", 5)]
+)
+def test_retry_after_is_honoured_and_capped(h: Harness, status: int, retry_after: str, delay: int) -> None:
+    h.webhook()
+    _respond(h.server, "/hook", (status, {"Retry-After": retry_after}))
+    h.send()
+    assert [d for _, d in h.queue.scheduled] == [delay]
+
+
+def test_410_gone_disables_the_webhook_without_retries(h: Harness) -> None:
+    hook = h.webhook()
+    _respond(h.server, "/hook", (410, {}))
+    event_id = h.send()
+    assert h.queue.scheduled == []
+    stored = h.integrations.get("tenant-1", hook.id)
+    assert stored is not None and not stored.enabled and stored.disabled_reason == "the endpoint answered 410 Gone"
+    record = h.activity.get("tenant-1", event_id)
+    assert record is not None and record.deliveries[hook.id].state == "failed"
+    h.server.clear()
+    skipped = h.send()
+    record = h.activity.get("tenant-1", skipped)
+    assert record is not None and record.deliveries[hook.id].state == "skipped"
+    assert h.requests() == []
+
+
+def test_after_the_last_attempt_the_delivery_goes_to_the_delivery_dlq(h: Harness) -> None:
+    hook = h.webhook()
+    _respond(h.server, "/hook", (500, {}), (502, {}), (504, {}))
+    event_id = h.send()
+    for _ in range(2):
+        h.dispatcher.handle_task(_task(h))
+        h.queue.scheduled.pop(0)
+    assert len(h.requests()) == 3  # attempts = schedule entries + 1
+    assert h.queue.scheduled == []
+    ((task, reason),) = h.queue.dead
+    assert (task.event_id, task.integration_id) == (event_id, hook.id)
+    assert reason == "unexpected status code from webhook: 504"
+    record = h.activity.get("tenant-1", event_id)
+    assert record is not None and record.deliveries[hook.id].state == "failed"
+    assert record.deliveries[hook.id].attempts == 3
+
+
+def test_a_webhook_failing_longer_than_disable_after_is_disabled(h: Harness) -> None:
+    hook = h.webhook()
+    h.server.clear()
+    h.server.expect_request("/hook", method="POST").respond_with_data("down", status=500)
+    h.send()
+    stored = h.integrations.get("tenant-1", hook.id)
+    assert stored is not None and stored.failing_since == h.clock()
+    h.clock.advance(h.policy.disable_after + 1)
+    h.send()
+    stored = h.integrations.get("tenant-1", hook.id)
+    assert stored is not None and not stored.enabled
+    assert stored.disabled_reason is not None and stored.disabled_reason.startswith("every delivery failed since")
+
+
+def test_a_success_clears_the_failure_streak(h: Harness) -> None:
+    hook = h.webhook()
+    _respond(h.server, "/hook", (500, {}), (200, {}))
+    h.send()
+    h.dispatcher.handle_task(_task(h))
+    stored = h.integrations.get("tenant-1", hook.id)
+    assert stored is not None and stored.failing_since is None and stored.enabled
+
+
+def test_retries_of_removed_or_disabled_webhooks_stop(h: Harness) -> None:
+    removed, disabled = h.webhook(), h.webhook(path="/other")
+    _respond(h.server, "/hook", (500, {}))
+    h.server.expect_request("/other", method="POST").respond_with_data("x", status=500)
+    event_id = h.send()
+    h.integrations.remove("tenant-1", removed.id)
+    h.integrations.update("tenant-1", disabled.id, {"enabled": False})
+    for task, _ in list(h.queue.scheduled):
+        h.dispatcher.handle_task(task.model_copy(update={"due_at": 0}))
+    record = h.activity.get("tenant-1", event_id)
+    assert record is not None
+    assert (
+        record.deliveries[removed.id].state == "failed" and record.deliveries[removed.id].error == "webhook was removed"
+    )
+    assert record.deliveries[disabled.id].state == "skipped"
+    assert len(h.requests()) == 2
+
+
+def test_tasks_not_yet_due_wait_longer_than_sqs_allows(h: Harness) -> None:
+    task = DeliveryTask(
+        tenant_id="t", event_id="e", integration_id="i", series_attempt=2, due_at=h.clock().timestamp() + 7200
+    )
+    h.dispatcher.handle_task(task)
+    ((again, delay),) = h.queue.scheduled
+    assert again.model_copy(update={"due_at": 0}) == task.model_copy(update={"due_at": 0})
+    assert 7199 <= delay <= 7200
+
+
+# ------------------------------------------------------------------ transport failures
+
+
+def test_connection_refused_is_a_retried_failure(h: Harness) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    hook = h.webhook(url=f"http://127.0.0.1:{port}/hook")
+    event_id = h.send()
+    record = h.activity.get("tenant-1", event_id)
+    assert record is not None
+    status = record.deliveries[hook.id]
+    assert (status.state, status.status_code, status.error) == ("retrying", None, "connection refused")
+
+
+def test_a_hanging_endpoint_times_out_and_does_not_delay_the_others() -> None:
+    release = threading.Event()
+
+    def hang(request: Request) -> Response:
+        release.wait(5)
+        return Response("late")
+
+    server = HTTPServer(threaded=True)  # one handler thread per request, like a real receiver
+    server.start()
+    server.expect_request("/slow", method="POST").respond_with_handler(hang)
+    server.expect_request("/hook", method="POST").respond_with_data("ok")
+    h = Harness(server, timeout=1.0)
+    slow, fast = h.webhook(path="/slow"), h.webhook()
+    try:
+        event_id = h.send()
+    finally:
+        release.set()
+        server.clear()
+        server.stop()
+    record = h.activity.get("tenant-1", event_id)
+    assert record is not None
+    assert record.deliveries[fast.id].state == "delivered"
+    assert record.deliveries[slow.id].error == "timeout waiting for the response"
+    assert record.deliveries[slow.id].state == "retrying"
+
+
+def test_redirects_are_not_followed(h: Harness, httpserver: HTTPServer) -> None:
+    httpserver.clear()
+    httpserver.expect_request("/hook", method="POST").respond_with_data(
+        "", status=302, headers={"Location": "http://169.254.169.254/latest/meta-data/"}
+    )
+    hook = h.webhook()
+    event_id = h.send()
+    record = h.activity.get("tenant-1", event_id)
+    assert record is not None
+    assert (record.deliveries[hook.id].status_code, record.deliveries[hook.id].state) == (302, "retrying")
+    assert len(httpserver.log) == 1
+
+
+def test_connect_time_guard_refuses_private_destinations(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    h = Harness(httpserver, guard=DestinationGuard())  # no allowlist: loopback is refused at connect
+    hook = h.webhook()
+    event_id = h.send()
+    assert httpserver.log == []
+    record = h.activity.get("tenant-1", event_id)
+    assert record is not None
+    assert record.deliveries[hook.id].error == "destination address is in reserved address range"
+
+
+def test_dns_rebinding_to_a_private_address_is_refused_at_send(httpserver: HTTPServer) -> None:
+    def rebound(host: str, port: int) -> list[tuple[Any, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", port))]
+
+    h = Harness(httpserver, guard=DestinationGuard(resolver=rebound))
+    hook = h.webhook(url="http://hooks.example.com/x")  # stored when it resolved publicly
+    event_id = h.send()
+    record = h.activity.get("tenant-1", event_id)
+    assert record is not None
+    assert record.deliveries[hook.id].error == "destination address is in reserved address range"
+
+
+def test_a_name_that_no_longer_resolves_is_a_dns_failure(httpserver: HTTPServer) -> None:
+    def gone(host: str, port: int) -> list[tuple[Any, ...]]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    h = Harness(httpserver, guard=DestinationGuard(resolver=gone))
+    hook = h.webhook(url="http://hooks.example.com/x")
+    event_id = h.send()
+    record = h.activity.get("tenant-1", event_id)
+    assert record is not None and record.deliveries[hook.id].error == "dns lookup failed"
+
+
+# ------------------------------------------------------------------ rotation, test, redelivery
+
+
+def test_during_a_rotation_both_secrets_sign_then_only_the_new_one(h: Harness) -> None:
+    hook = h.webhook(secret="c0ffee")
+    h.integrations.update(
+        "tenant-1",
+        hook.id,
+        {
+            "previous_secret": h.cipher.seal(bytes.fromhex("deadbeef"), "tenant-1", hook.id),
+            "previous_secret_until": h.clock() + timedelta(hours=24),
+        },
+    )
+    h.send()
+    request = h.requests()[-1]
+    body = request.get_data()
+    assert verify_men_signature("c0ffee", body, request.headers["X-Men-Signature"])
+    assert len(request.headers["webhook-signature"].split()) == 2
+    verify_standard_webhook("deadbeef", body, dict(request.headers), now=h.clock().timestamp())
+    h.clock.advance(24 * 3600 + 1)
+    h.send()
+    assert len(h.requests()[-1].headers["webhook-signature"].split()) == 1
+
+
+def _deliveries(h: Harness) -> DeliveryService:
+    return DeliveryService(h.integrations, h.activity, h.queue, lambda: h.dispatcher, retention=3600, clock=h.clock)
+
+
+def test_a_test_delivery_posts_a_marked_event_once_and_reports_it(h: Harness) -> None:
+    hook = h.webhook()
+    outcome = _deliveries(h).send_test("tenant-1", hook.id)
+    assert outcome["success"] is True and outcome["status_code"] == 200 and outcome["response_body"] == "ok"
+    request = h.requests()[-1]
+    body = json.loads(request.get_data())
+    assert body["type"] == "webhook-test"
+    assert body["id"] == outcome["event_id"] == request.headers["webhook-id"]
+    assert body["data"]["integration_id"] == hook.id
+    assert verify_men_signature("deadbeef", request.get_data(), request.headers["X-Men-Signature"])
+    assert h.activity.get("tenant-1", outcome["event_id"]) is not None
+
+
+def test_redelivery_sends_the_same_event_again_as_new_attempts(h: Harness) -> None:
+    hook = h.webhook()
+    event_id = h.send()
+    service = _deliveries(h)
+    assert service.redeliver("tenant-1", event_id, hook.id) == {"event_id": event_id, "integration_ids": [hook.id]}
+    with pytest.raises(Conflict):
+        service.redeliver("tenant-1", event_id, hook.id)  # still queued
+    h.dispatcher.handle_task(_task(h))
+    first, second = h.requests()
+    assert first.get_data() == second.get_data()
+    record = h.activity.get("tenant-1", event_id)
+    assert record is not None
+    assert (record.deliveries[hook.id].state, record.deliveries[hook.id].attempts) == ("delivered", 2)
+    assert [a.number for a in record.attempts[hook.id]] == [1, 2]

@@ -1,0 +1,93 @@
+"""The exact webhook body per event type (BEHAVIOUR.md §3.2, §5.3), from the bus contract."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from devicehooks.events import BusEvent, WebhookEvent
+from tests.conftest import load_event
+
+
+def _bus(name: str) -> dict[str, Any]:
+    return dict(json.loads(load_event(name)["Records"][0]["body"]))
+
+
+def test_provisioned_body_has_menders_key_order_and_fields() -> None:
+    event = WebhookEvent.from_bus(BusEvent.model_validate(_bus("dispatcher-device-provisioned.json")))
+    body = event.body()
+    assert body.startswith(b'{"id":"5d0f1c2a-8a6e-4a59-9a2f-3b1b2e6c7d01","type":"device-provisioned","data":{')
+    decoded = json.loads(body)
+    assert list(decoded) == ["id", "type", "data", "time"]
+    assert list(decoded["data"]) == ["id", "status", "auth_sets", "created_ts"]
+    assert list(decoded["data"]["auth_sets"][0]) == ["id", "device_id", "identity_data", "pubkey", "status", "ts"]
+    assert list(decoded["data"]["auth_sets"][0]["identity_data"]) == ["mac", "sn"]  # Go sorts map keys
+    assert decoded["time"] == "2026-01-01T10:00:00.123456Z"  # the detail's sub-second time wins
+    assert b" " not in body.split(b'"pubkey"')[0]  # compact
+
+
+def test_auth_set_defaults_follow_go_zero_values_and_only_ts_is_omitted() -> None:
+    data = _bus("dispatcher-device-provisioned.json")
+    data["detail"]["data"]["auth_sets"] = [{"id": "a1"}]
+    event = WebhookEvent.from_bus(BusEvent.model_validate(data))
+    auth_set = json.loads(event.body())["data"]["auth_sets"][0]
+    assert auth_set == {"id": "a1", "device_id": "", "identity_data": None, "pubkey": "", "status": ""}
+
+
+def test_empty_status_auth_sets_and_created_ts_are_left_out() -> None:
+    data = _bus("dispatcher-device-provisioned.json")
+    data["detail"]["data"] = {"id": "dev-9", "status": "", "auth_sets": []}
+    event = WebhookEvent.from_bus(BusEvent.model_validate(data))
+    assert json.loads(event.body())["data"] == {"id": "dev-9"}
+
+
+def test_status_change_and_decommission_bodies() -> None:
+    status = WebhookEvent.from_bus(BusEvent.model_validate(_bus("dispatcher-device-status-changed.json")))
+    assert status.body() == (
+        b'{"id":"5d0f1c2a-8a6e-4a59-9a2f-3b1b2e6c7d02","type":"device-status-changed",'
+        b'"data":{"id":"9c91e5fa-9dcb-451b-b4d8-d30e6b1e9266","status":"rejected"},"time":"2026-01-01T10:00:00.123456Z"}'
+    )
+    gone = WebhookEvent.from_bus(BusEvent.model_validate(_bus("dispatcher-device-decommissioned.json")))
+    assert json.loads(gone.body())["data"] == {"id": "9c91e5fa-9dcb-451b-b4d8-d30e6b1e9266"}
+
+
+def test_envelope_time_is_used_when_the_detail_has_none() -> None:
+    data = _bus("dispatcher-device-decommissioned.json")
+    del data["detail"]["time"]
+    event = WebhookEvent.from_bus(BusEvent.model_validate(data))
+    assert json.loads(event.body())["time"] == "2026-01-01T10:00:00Z"
+
+
+def test_html_characters_are_escaped_as_go_does() -> None:
+    data = _bus("dispatcher-device-decommissioned.json")
+    data["detail"]["data"]["id"] = "<dev>&\u2028"
+    body = WebhookEvent.from_bus(BusEvent.model_validate(data)).body()
+    assert b"\\u003cdev\\u003e\\u0026\\u2028" in body
+    assert json.loads(body)["data"]["id"] == "<dev>&\u2028"
+
+
+def test_times_keep_their_original_spelling_and_precision() -> None:
+    data = _bus("dispatcher-device-provisioned.json")
+    data["detail"]["data"]["created_ts"] = "2024-05-01T12:00:00.123456789+02:00"
+    body = json.loads(WebhookEvent.from_bus(BusEvent.model_validate(data)).body())
+    assert body["data"]["created_ts"] == "2024-05-01T12:00:00.123456789+02:00"
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d.pop("detail"),
+        lambda d: d.update({"detail-type": "device-exploded"}),
+        lambda d: d["detail"].pop("tenant_id"),
+        lambda d: d["detail"]["data"].update({"status": "sleeping"}),
+        lambda d: d.update({"time": "yesterday"}),
+    ],
+)
+def test_malformed_bus_events_are_refused(mutate: Any) -> None:
+    data = _bus("dispatcher-device-status-changed.json")
+    mutate(data)
+    with pytest.raises(ValidationError):
+        WebhookEvent.from_bus(BusEvent.model_validate(data))
