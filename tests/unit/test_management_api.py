@@ -20,14 +20,14 @@ import pytest
 
 from devicehooks.activity import ActivityEvent, DeliveryStatus
 from devicehooks.api import management
-from devicehooks.events import WebhookEvent
-from devicehooks.secretbox import PlainTestCipher
 from devicehooks.delivery.sender import HttpSender
 from devicehooks.delivery.tasks import MemoryTaskQueue
+from devicehooks.events import WebhookEvent
+from devicehooks.secretbox import PlainTestCipher
 from devicehooks.services.dispatch import Dispatcher, DispatchPolicy
 from devicehooks.services.events import EventService
-from devicehooks.services.redelivery import DeliveryService
 from devicehooks.services.integrations import IntegrationService
+from devicehooks.services.redelivery import DeliveryService
 from devicehooks.ssrf import DestinationGuard
 from devicehooks.store.activity import MemoryActivityStore
 from devicehooks.store.integrations import MemoryIntegrationStore
