@@ -53,6 +53,7 @@ class Settings(BaseModel):
     delivery_timeout: float = Field(default=10.0, gt=0, le=60)
     retry_schedule: Annotated[tuple[int, ...], BeforeValidator(_split)] = DEFAULT_RETRY_SCHEDULE
     secret_overlap: int = Field(default=24 * 3600, ge=0)
+    delivery_lease: int = Field(default=0, ge=0)
     disable_after: int = Field(default=5 * 24 * 3600, ge=0)
     request_size_limit: int = Field(default=1024 * 1024, ge=1024)
 

@@ -40,6 +40,7 @@ def policy() -> DispatchPolicy:
         disable_after=settings.disable_after,
         secret_overlap=settings.secret_overlap,
         delivery_timeout=settings.delivery_timeout,
+        lease=settings.delivery_lease,
     )
 
 

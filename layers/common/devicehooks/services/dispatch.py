@@ -46,11 +46,13 @@ class DispatchPolicy:
     secret_overlap: int = 24 * 3600
     delivery_timeout: float = 10.0
     retry_after_cap: int = 3600
+    lease: int = 0
 
     @property
     def lease_seconds(self) -> int:
-        """Longer than any POST can take (connect + read timeouts, per address), plus recording."""
-        return int(4 * self.delivery_timeout) + 30
+        """How long a delivery is reserved: by default longer than any POST can take (connect and
+        read timeouts, per address) plus recording it."""
+        return self.lease or int(4 * self.delivery_timeout) + 30
 
     def retry_delay(self, series_attempt: int, retry_after: float | None) -> float | None:
         """Seconds until the next attempt after attempt ``series_attempt`` failed; ``None``: no more."""
@@ -199,9 +201,16 @@ class Dispatcher:
     ) -> DeliveryResult:
         """POST ``event`` to ``integration`` once, record the attempt, schedule what comes next."""
         started = self.clock()
-        keys = self._keys(integration, started)
-        headers = webhook_headers(event.id, event.body, keys, int(started.timestamp()))
-        result = self.sender.send(WebhookRequest(integration.url, event.body, headers))
+        try:
+            keys = self._keys(integration, started)
+            headers = webhook_headers(event.id, event.body, keys, int(started.timestamp()))
+            result = self.sender.send(WebhookRequest(integration.url, event.body, headers))
+        except Exception:
+            # nothing was sent: give the delivery back at once, rather than when the lease expires
+            current = event.deliveries.get(integration.id)
+            if current is not None and retry:
+                self.activity.record(event.tenant_id, event.id, current.model_copy(update={"lease_until": None}), None)
+            raise
         done = self.clock()
         record_delivery(result.ok, result.duration_ms)
         attempt = Attempt(
