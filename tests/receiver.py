@@ -48,7 +48,7 @@ class Answer:
 class Receiver:
     """``Receiver()`` starts on a free loopback port; ``url(path)``; ``script(path, *answers)``."""
 
-    def __init__(self, tls: bool = False) -> None:
+    def __init__(self, tls: bool = False, port: int = 0) -> None:
         self.requests: list[Received] = []
         self._scripts: dict[str, deque[Answer]] = defaultdict(deque)
         self._lock = threading.Lock()
@@ -80,7 +80,7 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self.scheme = "https" if tls else "http"
         if tls:

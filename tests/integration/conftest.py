@@ -1,30 +1,54 @@
-"""moto's server with every resource created from template.yaml, and the real handlers loaded."""
+"""An in-process local stack (moto's server, every resource from template.yaml, the real handlers,
+HTTP on a free port, SQS pollers), with a short retry schedule so faults play out in seconds."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
-from devicehooks import aws
+from devicehooks import aws, worker
 from devicehooks.api import management
 from devicehooks.config import get_settings
 from devicehooks.local.stack import LocalStack
 from tests.conftest import ROOT
 
+FAST = {
+    "DEVICEHOOKS_RETRY_SCHEDULE": "1,1",
+    "DEVICEHOOKS_DELIVERY_TIMEOUT": "1",
+    "DEVICEHOOKS_DELIVERY_LEASE": "3",
+    "DEVICEHOOKS_LOCAL_REDELIVERY_SECONDS": "1",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+
+
+def _clear_caches() -> None:
+    aws.reset_clients()
+    get_settings.cache_clear()
+    for cached in (
+        management.integration_service,
+        management.event_service,
+        management.delivery_service,
+        worker.dispatcher,
+    ):
+        cached.cache_clear()
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    import os
-
     os.environ["DEVICEHOOKS_DEV_KEY_FILE"] = str(tmp_path_factory.mktemp("keys") / "dev.pem")
+    saved = {k: os.environ.get(k) for k in FAST}
+    os.environ.update(FAST)
     local = LocalStack(root=ROOT, port=0)
-    local.start(serve_http=False, poll=False)
-    management.integration_service.cache_clear()
-    management.event_service.cache_clear()
+    local.access_log = False
+    _clear_caches()
+    local.start()
     yield local
     local.stop()
-    aws.reset_clients()
-    get_settings.cache_clear()
-    management.integration_service.cache_clear()
-    management.event_service.cache_clear()
+    for key, val in saved.items():
+        if val is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = val
+    _clear_caches()

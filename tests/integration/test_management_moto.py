@@ -84,6 +84,7 @@ def test_create_list_get_replace_delete_round_trip_on_dynamodb(stack: LocalStack
                 "type": "http",
                 "http": {"url": "http://127.0.0.1:9999/hook", "secret": "<omitted>"},
             },
+            "enabled": True,
         }
     ]
     replaced = _call(

@@ -253,7 +253,7 @@ class DynamoIntegrationStore:
                 UpdateExpression="SET failing_since = if_not_exists(failing_since, :now)",
                 ConditionExpression="attribute_exists(integration_id)",
                 ExpressionAttributeValues={":now": {"S": now.isoformat()}},
-                ReturnValues="UPDATED_NEW",
+                ReturnValues="ALL_NEW",
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return None
