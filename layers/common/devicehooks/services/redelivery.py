@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devicehooks.activity import ActivityEvent
 from devicehooks.delivery.tasks import DeliveryTask, TaskQueue
 from devicehooks.errors import Conflict, NotFound
 from devicehooks.events import WebhookEvent
 from devicehooks.models import TEST_EVENT_TYPE, new_id
-from devicehooks.services.dispatch import Dispatcher
 from devicehooks.store.activity import ActivityStore
 from devicehooks.store.integrations import IntegrationStore
 from devicehooks.timeutil import utcnow
+
+if TYPE_CHECKING:  # the delivery stack is imported only when a test delivery is sent
+    from devicehooks.services.dispatch import Dispatcher
 
 IN_PROGRESS = ("pending", "retrying")
 
