@@ -1,0 +1,356 @@
+// Webhook details: the "Settings" and "Activity" tabs.
+import { events, integrations, SignedOut } from "./api.js";
+import {
+  append,
+  busy,
+  button,
+  confirmDialog,
+  deliveryFor,
+  enabledState,
+  eventTypesLabel,
+  formatTime,
+  h,
+  modal,
+  notice,
+  replace,
+  statusCell,
+  timeEl,
+  triggerLabel,
+} from "./dom.js";
+import { field, secretError, secretHelp } from "./form.js";
+
+const PER_PAGE = 20;
+const POLL_MS = 10_000;
+
+export async function renderDetail(ctx, id, initialTab) {
+  document.title = "Webhook details · devicehooks";
+  const base = `#/integrations/${encodeURIComponent(id)}`;
+  const subtitle = h("p.subtitle.url");
+  const body = h("div", { "aria-busy": "true" }, h("p.muted", { text: "Loading…" }));
+  append(ctx.root, [
+    h(
+      "nav.crumbs",
+      { "aria-label": "Breadcrumb" },
+      h("span", { text: "Settings" }),
+      h("a", { href: "#/integrations", text: "Integrations" }),
+    ),
+    h("h1", { text: "Webhook details" }),
+    subtitle,
+    ctx.flash ? notice(ctx.flash[0], ctx.flash[1]) : null,
+    body,
+  ]);
+
+  let hook;
+  try {
+    hook = await integrations.get(id);
+  } catch (err) {
+    if (err instanceof SignedOut || !ctx.active) return;
+    replace(body, notice("error", err.message), h("p", {}, h("a", { href: "#/integrations", text: "Back to integrations" })));
+    return;
+  }
+  if (!ctx.active) return;
+  body.removeAttribute("aria-busy");
+  subtitle.textContent = hook.credentials?.http?.url ?? "";
+
+  const settingsPanel = h("div.panel#panel-settings", { role: "tabpanel", "aria-labelledby": "tab-settings", tabindex: "0" });
+  const activityPanel = h("div.panel#panel-activity", { role: "tabpanel", "aria-labelledby": "tab-activity", tabindex: "0" });
+  const tabs = [
+    { name: "settings", label: "Settings", panel: settingsPanel },
+    { name: "activity", label: "Activity", panel: activityPanel },
+  ];
+  const activity = activityView(ctx, hook, activityPanel);
+  const select = (name, focus = false) => {
+    for (const tab of tabs) {
+      const on = tab.name === name;
+      tab.button.setAttribute("aria-selected", String(on));
+      tab.button.tabIndex = on ? 0 : -1;
+      tab.panel.hidden = !on;
+      if (on && focus) tab.button.focus();
+    }
+    ctx.note(name === "activity" ? `${base}/activity` : base);
+    if (name === "activity") activity.start();
+    else activity.stop();
+  };
+  for (const [index, tab] of tabs.entries()) {
+    tab.button = h(
+      `button.tab#tab-${tab.name}`,
+      {
+        type: "button",
+        role: "tab",
+        "aria-controls": tab.panel.id,
+        on: {
+          click: () => select(tab.name),
+          keydown: (event) => {
+            const moves = { ArrowRight: index + 1, ArrowLeft: index - 1, Home: 0, End: tabs.length - 1 };
+            if (!(event.key in moves)) return;
+            event.preventDefault();
+            select(tabs[(moves[event.key] + tabs.length) % tabs.length].name, true);
+          },
+        },
+      },
+      tab.label,
+    );
+  }
+  replace(
+    body,
+    h("div.tabs", { role: "tablist", "aria-label": "Webhook" }, tabs.map((t) => t.button)),
+    settingsPanel,
+    activityPanel,
+  );
+  settingsView(ctx, hook, settingsPanel);
+  select(initialTab);
+}
+
+function settingsView(ctx, initial, panel) {
+  let hook = initial;
+  const outcome = h("div.outcome");
+  const say = (...nodes) => replace(outcome, ...nodes);
+  const failed = (prefix) => (err) => {
+    if (!(err instanceof SignedOut) && ctx.active) say(notice("error", prefix, h("span", { text: err.message })));
+  };
+
+  const render = () => {
+    const enabled = hook.enabled !== false;
+    const toggle = button(enabled ? "Disable" : "Enable", () =>
+      busy(toggle, async () => {
+        try {
+          hook = await integrations.update(hook.id, { enabled: !enabled });
+          if (!ctx.active) return;
+          render();
+          say(notice("ok", enabled ? "The webhook was disabled." : "The webhook was enabled."));
+        } catch (err) {
+          failed("The webhook could not be changed: ")(err);
+        }
+      }),
+    );
+    const test = button("Send test event", () =>
+      busy(test, async () => {
+        say(notice("info", "Sending a test event…"));
+        try {
+          const result = await integrations.test(hook.id);
+          if (ctx.active) say(testOutcome(result));
+        } catch (err) {
+          failed("The test event could not be sent: ")(err);
+        }
+      }),
+    );
+    const rotate = button("Rotate secret", async () => {
+      const secret = await askSecret();
+      if (secret === null) return;
+      busy(rotate, async () => {
+        try {
+          await integrations.setCredentials(hook.id, hook.credentials.http.url, secret);
+          hook = await integrations.get(hook.id);
+          if (!ctx.active) return;
+          render();
+          say(notice("ok", "The secret was replaced: requests are now signed with the new secret."));
+        } catch (err) {
+          failed("The secret could not be replaced: ")(err);
+        }
+      });
+    });
+    const remove = button(
+      "Delete webhook",
+      async () => {
+        const sure = await confirmDialog("Delete webhook", "Remove the webhook. Are you sure?", "Delete");
+        if (!sure) return;
+        busy(remove, async () => {
+          try {
+            await integrations.remove(hook.id);
+            ctx.go("#/integrations", ["ok", "The webhook was removed successfully."]);
+          } catch (err) {
+            failed("The webhook could not be removed: ")(err);
+          }
+        });
+      },
+      ".danger",
+    );
+    const hasSecret = Boolean(hook.credentials?.http?.secret);
+    replace(
+      panel,
+      h(
+        "dl.props",
+        {},
+        h("dt", { text: "Destination URL" }),
+        h("dd.url", { text: hook.credentials?.http?.url ?? "" }),
+        h("dt", { text: "Description" }),
+        h("dd", { text: hook.description || "—" }),
+        h("dt", { text: "Event types" }),
+        h("dd", { text: eventTypesLabel(hook.event_types) }),
+        h("dt", { text: "Secret" }),
+        h("dd", { text: hasSecret ? "Set" : "Not set" }),
+        h("dt", { text: "State" }),
+        h("dd", {}, enabledState(hook)),
+      ),
+      h("div.actions.start", {}, toggle, test, rotate),
+      outcome,
+      h(
+        "div.danger-zone",
+        {},
+        h("p.help", { text: "Deleting the webhook stops deliveries at once. Its activity stays until it expires." }),
+        remove,
+      ),
+    );
+  };
+  render();
+}
+
+function testOutcome(result) {
+  const took = typeof result.duration_ms === "number" ? ` in ${result.duration_ms} ms` : "";
+  const code = result.status_code ? `HTTP ${result.status_code}` : "no HTTP answer";
+  const parts = [
+    notice(
+      result.success ? "ok" : "error",
+      result.success ? `Test event delivered: ${code}${took}.` : `Test event failed: ${code}${took}`,
+      result.error ? h("span", { text: ` (${result.error})` }) : null,
+    ),
+  ];
+  if (result.response_body) {
+    parts.push(h("details.response", {}, h("summary", { text: "Response body" }), h("pre", { text: result.response_body })));
+  }
+  return parts;
+}
+
+function askSecret() {
+  return modal("Rotate secret", (close) => {
+    const secret = field({
+      id: "new-secret",
+      label: "New secret",
+      input: h("input", { type: "text", name: "secret", autocomplete: "off", spellcheck: "false", class: "mono" }),
+      help: secretHelp(false),
+      validate: (v) => secretError(v.trim(), true),
+    });
+    return h(
+      "form",
+      {
+        novalidate: true,
+        on: {
+          submit: (event) => {
+            event.preventDefault();
+            if (secret.check()) close(secret.input.value.trim().toLowerCase());
+            else secret.input.focus();
+          },
+        },
+      },
+      h("p", { text: "Requests are signed with the new secret as soon as it is saved: update your receiver too." }),
+      secret.node,
+      h(
+        "div.actions",
+        {},
+        button("Cancel", () => close(null)),
+        h("button.button.primary", { type: "submit", text: "Save secret" }),
+      ),
+    );
+  });
+}
+
+/** The Activity tab: polled every 10 s while shown, paginated 20 at a time. */
+function activityView(ctx, hook, panel) {
+  let page = 1;
+  let timer = null;
+  let running = false;
+  let last = "";
+  const updated = h("span.muted.small", { "aria-live": "off" });
+  const table = h("div.activity-body", {}, h("p.muted", { text: "Loading…" }));
+  const prev = button("Previous page", () => turn(-1));
+  const next = button("Next page", () => turn(1));
+  const pageLabel = h("span.page", { "aria-live": "polite" });
+  const pager = h("nav.pager", { "aria-label": "Activity pages", hidden: true }, prev, pageLabel, next);
+  const refresh = button("Refresh", () => load());
+  panel.append(h("div.section-head", {}, h("h2", { text: "Activity" }), h("div.head-tools", {}, updated, refresh)), table, pager);
+
+  async function load() {
+    if (!ctx.active || running || timer === false) return;
+    clearTimeout(timer);
+    if (document.hidden) {
+      // nobody is looking: check again later (the first look after coming back is at most 10 s old)
+      timer = ctx.after(POLL_MS, load);
+      return;
+    }
+    running = true;
+    try {
+      const list = (await events.list(hook.id, page, PER_PAGE)) || [];
+      if (!ctx.active) return;
+      updated.textContent = `Updated ${formatTime(new Date().toISOString(), true).slice(11)}`;
+      const key = JSON.stringify([page, list]);
+      if (key !== last) {
+        last = key;
+        show(list);
+      }
+    } catch (err) {
+      if (err instanceof SignedOut || !ctx.active) return;
+      last = "";
+      replace(table, notice("error", "The activity could not be loaded: ", h("span", { text: err.message })));
+    } finally {
+      running = false;
+      if (ctx.active && timer !== false) timer = ctx.after(POLL_MS, load);
+    }
+  }
+
+  function turn(step) {
+    page = Math.max(1, page + step);
+    load();
+  }
+
+  function show(list) {
+    prev.disabled = page <= 1;
+    next.disabled = list.length < PER_PAGE;
+    pager.hidden = page <= 1 && list.length < PER_PAGE;
+    pageLabel.textContent = `Page ${page}`;
+    if (!list.length) {
+      replace(table, h("p.empty", { text: page > 1 ? "No more activity." : "No webhook activity yet." }));
+      return;
+    }
+    replace(
+      table,
+      h(
+        "table.table.stack",
+        {},
+        h("caption.sr-only", { text: `Activity, page ${page}` }),
+        h(
+          "thead",
+          {},
+          h(
+            "tr",
+            {},
+            ["Time", "Event trigger", "Status", "Attempts"].map((t) => h("th", { scope: "col", text: t })),
+            h("th", { scope: "col" }, h("span.sr-only", { text: "Details" })),
+          ),
+        ),
+        h(
+          "tbody",
+          {},
+          list.map((event) => {
+            const status = deliveryFor(event, hook.id);
+            return h(
+              "tr",
+              {},
+              h("td", { "data-label": "Time" }, timeEl(event.time)),
+              h("td", { "data-label": "Event trigger", text: triggerLabel(event.type) }),
+              h("td", { "data-label": "Status" }, statusCell(status)),
+              h("td", { "data-label": "Attempts", text: status ? String(status.attempts ?? 0) : "—" }),
+              h(
+                "td.manage",
+                {},
+                button("View details", () =>
+                  ctx.go(`#/integrations/${encodeURIComponent(hook.id)}/events/${encodeURIComponent(event.id)}`),
+                ".outlined"),
+              ),
+            );
+          }),
+        ),
+      ),
+    );
+  }
+
+  return {
+    start() {
+      timer = null;
+      load();
+    },
+    stop() {
+      clearTimeout(timer);
+      timer = false;
+    },
+  };
+}

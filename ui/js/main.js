@@ -1,0 +1,138 @@
+// Start-up, session and hash routing (#/integrations, #/integrations/new, #/integrations/<id>[/activity],
+// #/integrations/<id>/events/<event id>). Opening /#token=<jwt> signs in with that token.
+import { session, SignedOut, whenUnauthorized } from "./api.js";
+import { h, notice, replace } from "./dom.js";
+import { renderEvent } from "./event.js";
+import { renderForm } from "./form.js";
+import { renderDetail } from "./detail.js";
+import { renderList } from "./list.js";
+import { renderSignIn } from "./signin.js";
+
+const main = document.getElementById("main");
+let current = null; // the view on screen: {active, timers, cleanups}
+let flash = null; // a message for the next view
+let firstRoute = true;
+
+function takeTokenFromAddress() {
+  const found = /^#token=([^&]*)/.exec(location.hash);
+  if (!found) return;
+  const token = decodeURIComponent(found[1]).trim();
+  if (token) session.set(token);
+  // the token must not stay in the address bar, the history or a bookmark
+  history.replaceState(null, "", `${location.pathname}${location.search}#/integrations`);
+}
+
+function stopView() {
+  if (!current) return;
+  current.active = false;
+  current.timers.forEach(clearTimeout);
+  current.cleanups.forEach((fn) => fn());
+  current = null;
+}
+
+function showSession() {
+  const signedIn = Boolean(session.token);
+  document.getElementById("session").hidden = !signedIn;
+  const tenant = session.tenant();
+  document.getElementById("tenant").textContent = signedIn ? `Tenant: ${tenant || "(default)"}` : "";
+}
+
+function signInView(message) {
+  stopView();
+  showSession();
+  document.title = "Sign in · devicehooks";
+  const view = newView();
+  renderSignIn(view.root, { message, onToken: (token) => signIn(token) });
+}
+
+function signIn(token) {
+  session.set(token);
+  flash = null;
+  if (location.hash.startsWith("#/integrations")) route();
+  else location.hash = "#/integrations";
+}
+
+function newView() {
+  current = { active: true, timers: [], cleanups: [] };
+  current.root = h("div.view");
+  replace(main, current.root);
+  return current;
+}
+
+function route() {
+  stopView();
+  showSession();
+  if (!session.token) return signInView(null);
+  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  if (parts[0] !== "integrations") {
+    history.replaceState(null, "", "#/integrations");
+    parts.splice(0, parts.length, "integrations");
+  }
+  const view = newView();
+  const ctx = {
+    root: view.root,
+    get active() {
+      return view.active;
+    },
+    go(hash, message) {
+      flash = message || null;
+      if (location.hash === hash) route();
+      else location.hash = hash;
+    },
+    /** replaces the current history entry (tab switches) without re-rendering */
+    note(hash) {
+      history.replaceState(null, "", hash);
+    },
+    flash: flash,
+    after(ms, fn) {
+      const id = setTimeout(() => view.active && fn(), ms);
+      view.timers.push(id);
+      return id;
+    },
+    onStop(fn) {
+      view.cleanups.push(fn);
+    },
+    fail(err) {
+      if (err instanceof SignedOut || !view.active) return;
+      replace(view.root, notice("error", err.message || String(err)));
+      console.error(err);
+    },
+  };
+  flash = null;
+  const [, id, sub, eventId] = parts;
+  let work;
+  if (!id) work = renderList(ctx);
+  else if (id === "new") work = renderForm(ctx);
+  else if (sub === "events" && eventId) work = renderEvent(ctx, id, eventId);
+  else work = renderDetail(ctx, id, sub === "activity" ? "activity" : "settings");
+  Promise.resolve(work).catch((err) => ctx.fail(err));
+  // move focus to the new view's heading so that keyboard and screen-reader users follow along
+  const heading = view.root.querySelector("h1");
+  if (heading && !firstRoute && !view.root.contains(document.activeElement)) {
+    heading.setAttribute("tabindex", "-1");
+    heading.focus({ preventScroll: true });
+  }
+  firstRoute = false;
+}
+
+whenUnauthorized((error) => {
+  session.clear();
+  signInView(error);
+});
+
+document.getElementById("sign-out").addEventListener("click", () => {
+  session.clear();
+  signInView(null);
+  history.replaceState(null, "", `${location.pathname}${location.search}`);
+});
+document.querySelector(".skip-link").addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
+window.addEventListener("hashchange", () => {
+  if (location.hash.startsWith("#token=")) takeTokenFromAddress();
+  route();
+});
+
+takeTokenFromAddress();
+route();
