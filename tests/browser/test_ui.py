@@ -1,0 +1,573 @@
+"""The web UI in headless Chromium against a real ``devicehooks local`` stack and a real receiver.
+
+Every test fails on a JavaScript error, a failed request or a 5xx answer seen by the page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
+
+from tests.conftest import ROOT
+from tests.e2e.conftest import RunningStack, start_stack, stop_stack
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("DEVICEHOOKS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+MANAGEMENT = "/api/management/v1/iot-manager"
+INTERNAL = "/api/internal/v1/iot-manager"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+TIMEOUT = 10_000  # ms, for anything the UI shows after one API call
+POLL_TIMEOUT = 25_000  # ms, for what may need the Activity tab's 10 s poll
+STRAY = re.compile(r"\b(null|undefined|NaN)\b|\[object Object\]")  # a missing value rendered as text
+
+
+# ---------------------------------------------------------------------------- a webhook receiver
+@dataclass
+class Receiver:
+    url: str
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def hook(self, path: str = "/hook") -> str:
+        return self.url + path
+
+
+def _handler(received: list[dict[str, Any]]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received.append({"path": self.path, "headers": dict(self.headers), "body": body})
+            # /status/<code> answers that code; anything else is a 200
+            parts = self.path.strip("/").split("/")
+            code = int(parts[1]) if len(parts) == 2 and parts[0] == "status" and parts[1].isdigit() else 200
+            answer = b'{"received":true}' if code == 200 else b'{"error":"nope"}'
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+            pass
+
+    return Handler
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    received: list[dict[str, Any]] = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(received))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield Receiver(f"http://127.0.0.1:{server.server_address[1]}", received)
+    server.shutdown()
+    server.server_close()
+
+
+# ---------------------------------------------------------------------------- the stack and the browser
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    running = start_stack(tmp_path_factory.mktemp("browser"))
+    yield running
+    stop_stack(running)
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"Chromium not found at {CHROMIUM} (apt-get install chromium, or set DEVICEHOOKS_CHROMIUM)")
+    launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    yield launched
+    launched.close()
+
+
+@dataclass
+class Session:
+    """A page whose JavaScript errors, failed requests and 5xx answers are recorded."""
+
+    context: BrowserContext
+    page: Page
+    base: str
+    problems: list[str] = field(default_factory=list)
+
+    def open(self, path: str = "/") -> None:
+        self.page.goto(self.base + path)
+
+    def assert_clean(self) -> None:
+        assert self.problems == [], "\n".join(self.problems)
+
+
+def _new_session(browser: Browser, stack: RunningStack, width: int, height: int) -> Session:
+    context = browser.new_context(viewport={"width": width, "height": height}, base_url=stack.url)
+    context.set_default_timeout(TIMEOUT)
+    page = context.new_page()
+    session = Session(context, page, stack.url)
+    page.on("pageerror", lambda error: session.problems.append(f"page error: {error}"))
+    page.on(
+        "requestfailed",
+        lambda request: session.problems.append(f"request failed: {request.method} {request.url} {request.failure}"),
+    )
+    page.on(
+        "response",
+        lambda response: (
+            session.problems.append(f"HTTP {response.status}: {response.request.method} {response.url}")
+            if response.status >= 500
+            else None
+        ),
+    )
+    return session
+
+
+def _session(browser: Browser, stack: RunningStack, width: int, height: int) -> Iterator[Session]:
+    session = _new_session(browser, stack, width, height)
+    yield session
+    problems = list(session.problems)
+    session.context.close()
+    assert problems == [], "\n".join(problems)
+
+
+@pytest.fixture
+def ui(browser: Browser, stack: RunningStack) -> Iterator[Session]:
+    yield from _session(browser, stack, 1280, 860)
+
+
+@pytest.fixture
+def narrow(browser: Browser, stack: RunningStack) -> Iterator[Session]:
+    yield from _session(browser, stack, 360, 740)
+
+
+# ---------------------------------------------------------------------------- API helpers
+def _tenant() -> str:
+    return f"ui-{uuid.uuid4().hex[:12]}"
+
+
+def _headers(stack: RunningStack, tenant: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {stack.token(tenant)}"}
+
+
+def _create_webhook(stack: RunningStack, tenant: str, url: str, **extra: Any) -> str:
+    http: dict[str, str] = {"url": url}
+    if "secret" in extra:
+        http["secret"] = extra.pop("secret")
+    body = {"provider": "webhook", "credentials": {"type": "http", "http": http}, **extra}
+    created = requests.post(
+        f"{stack.url}{MANAGEMENT}/integrations", json=body, headers=_headers(stack, tenant), timeout=10
+    )
+    assert created.status_code == 201, created.text
+    return str(created.headers["Location"].rsplit("/", 1)[1])
+
+
+def _integrations(stack: RunningStack, tenant: str) -> list[dict[str, Any]]:
+    listed = requests.get(f"{stack.url}{MANAGEMENT}/integrations", headers=_headers(stack, tenant), timeout=10)
+    assert listed.status_code == 200, listed.text
+    result: list[dict[str, Any]] = listed.json()
+    return result
+
+
+def _provision(stack: RunningStack, tenant: str, device: str) -> None:
+    sent = requests.post(
+        f"{stack.url}{INTERNAL}/tenants/{tenant}/devices", json={"id": device, "status": "accepted"}, timeout=10
+    )
+    assert sent.status_code == 202, sent.text
+
+
+def _sign_in(ui: Session, stack: RunningStack, tenant: str, path: str = "") -> None:
+    ui.open(f"/#token={stack.token(tenant)}")
+    expect(ui.page.get_by_role("heading", name="Webhooks")).to_be_visible()
+    if path:
+        ui.open(path)
+
+
+def _no_stray_text(page: Page) -> None:
+    expect(page.locator("main")).not_to_contain_text(STRAY)
+
+
+def _no_horizontal_overflow(page: Page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 360, f"{page.url}: the page is {width} px wide"
+
+
+# ---------------------------------------------------------------------------- tests
+def test_add_a_webhook_see_its_activity_and_delete_it(ui: Session, stack: RunningStack, receiver: Receiver) -> None:
+    tenant = _tenant()
+    page = ui.page
+    ui.open(f"/#token={stack.token(tenant)}")
+    expect(page).to_have_title("Integrations · devicehooks")
+    expect(page.get_by_role("heading", name="Integrations", exact=True)).to_be_visible()
+    expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
+    assert "token=" not in page.url
+    assert page.evaluate("sessionStorage.getItem('devicehooks.token')")
+    expect(page.get_by_text("No webhooks yet")).to_be_visible()
+    # nor in the history: Back leaves the UI instead of returning to the token
+    page.go_back()
+    assert page.url == "about:blank"
+    page.go_forward()
+    expect(page.get_by_text("No webhooks yet")).to_be_visible()
+    assert "token=" not in page.url
+
+    # the form validates the URL and the secret before anything is sent
+    page.get_by_role("button", name="Add webhook", exact=True).click()
+    expect(page.get_by_role("heading", name="Webhook details")).to_be_visible()
+    url = page.get_by_label("URL", exact=True)
+    secret = page.get_by_label("Secret", exact=True)
+    url.fill("not a url")
+    secret.fill("not-hex!")
+    expect(page.get_by_text("Please enter a valid URL")).to_be_visible()
+    expect(page.get_by_text("The secret has to be entered as a hexadecimal string")).to_be_visible()
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_role("heading", name="Webhook details")).to_be_visible()  # still on the form
+    expect(url).to_have_attribute("aria-invalid", "true")
+    secret.fill("abc")  # odd length: not a whole number of bytes
+    expect(page.get_by_text("The secret has to be entered as a hexadecimal string")).to_be_visible()
+
+    hook_url = receiver.hook(f"/hook/{tenant}")
+    url.fill(hook_url)
+    expect(page.get_by_text("not protected by HTTPS")).to_be_visible()  # the receiver is plain http
+    secret.fill("deadbeef")
+    expect(page.get_by_text("Please enter a valid URL")).to_be_hidden()
+    expect(page.get_by_text("The secret has to be entered as a hexadecimal string")).to_be_hidden()
+    page.get_by_label("Description", exact=True).fill("Browser test <b>receiver</b>")
+    page.get_by_role("button", name="Save", exact=True).click()
+
+    # listed, with the description as text (never as markup)
+    expect(page.get_by_text("The webhook was set up successfully")).to_be_visible()
+    row = page.get_by_role("row").filter(has_text=hook_url)
+    expect(row).to_be_visible()
+    expect(row).to_contain_text("Browser test <b>receiver</b>")
+    expect(row).to_contain_text("All events")
+    expect(row).to_contain_text("Enabled")
+    _no_stray_text(page)
+    [stored] = _integrations(stack, tenant)
+    assert stored["credentials"]["http"] == {"url": hook_url, "secret": "<omitted>"}
+    assert "event_types" not in stored
+
+    # a device event reaches the receiver, signed with the secret
+    device = f"dev-{uuid.uuid4().hex[:8]}"
+    _provision(stack, tenant, device)
+    row.get_by_role("button", name="View details").click()
+    expect(page.get_by_role("tab", name="Settings")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("dt:text-is('Secret') + dd")).to_have_text("Set")
+    page.get_by_role("tab", name="Activity").click()
+    expect(page.get_by_role("tab", name="Activity")).to_have_attribute("aria-selected", "true")
+    assert page.url.endswith("/activity")
+    event_row = page.get_by_role("row").filter(has_text="Device provisioned")
+    expect(event_row).to_be_visible(timeout=POLL_TIMEOUT)
+    expect(event_row.get_by_text("200")).to_be_visible(timeout=POLL_TIMEOUT)
+    expect(event_row.locator(".status.ok")).to_be_visible()
+    _no_stray_text(page)
+    delivered = [r for r in receiver.requests if r["path"] == f"/hook/{tenant}"]
+    assert len(delivered) == 1
+    signature = hmac.new(bytes.fromhex("deadbeef"), delivered[0]["body"], hashlib.sha256).hexdigest()
+    assert {k.lower(): v for k, v in delivered[0]["headers"].items()}["x-men-signature"] == signature
+
+    # the event's exact payload and its attempts
+    event_row.get_by_role("button", name="View details").click()
+    expect(page.get_by_role("heading", name="Event details")).to_be_visible()
+    payload = page.locator("pre.payload")
+    expect(payload).to_contain_text(device)
+    assert json.loads(payload.inner_text()) == json.loads(delivered[0]["body"])["data"]
+    expect(page.get_by_role("heading", name="Delivery attempts")).to_be_visible()
+    expect(page.get_by_role("row").filter(has_text="HTTP 200")).to_be_visible()
+    _no_stray_text(page)
+
+    # redelivery sends the same event again
+    page.get_by_role("button", name="Redeliver").click()
+    expect(page.get_by_text("The event was queued for redelivery")).to_be_visible()
+    expect(page.get_by_role("row").filter(has_text="HTTP 200")).to_have_count(2, timeout=POLL_TIMEOUT)
+    again = [r for r in receiver.requests if r["path"] == f"/hook/{tenant}"]
+    assert len(again) == 2 and again[1]["body"] == delivered[0]["body"]
+
+    # back to the webhook, then delete it (after a confirmation)
+    page.get_by_role("link", name="Back to webhook").click()
+    expect(page.get_by_role("tab", name="Activity")).to_have_attribute("aria-selected", "true")
+    page.get_by_role("tab", name="Settings").click()
+    page.get_by_role("button", name="Delete webhook").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Remove the webhook. Are you sure?")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    assert len(_integrations(stack, tenant)) == 1
+    page.get_by_role("button", name="Delete webhook").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete", exact=True).click()
+    expect(page.get_by_text("The webhook was removed successfully")).to_be_visible()
+    expect(page.get_by_text("No webhooks yet")).to_be_visible()
+    assert _integrations(stack, tenant) == []
+    ui.assert_clean()
+
+
+def test_sign_in_form_and_development_token(ui: Session, stack: RunningStack, receiver: Receiver) -> None:
+    page = ui.page
+    ui.open("/")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    token_field = page.get_by_label("Access token", exact=True)
+    expect(token_field).to_be_visible()
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.get_by_text("Enter a token")).to_be_visible()
+
+    tenant = _tenant()
+    _create_webhook(stack, tenant, receiver.hook("/signed-in"), description="visible after sign-in")
+    token_field.fill(stack.token(tenant))
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
+    expect(page.get_by_role("row").filter(has_text=receiver.hook("/signed-in"))).to_be_visible()
+    expect(page.get_by_text(f"Tenant: {tenant}")).to_be_visible()
+
+    # a reload keeps the session (sessionStorage); signing out forgets it
+    page.reload()
+    expect(page.get_by_role("row").filter(has_text="visible after sign-in")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("Access token", exact=True)).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('devicehooks.token')") is None
+
+    # the local stack answers /local/info, so the development token is offered
+    other = _tenant()
+    tenant_field = page.get_by_label("Tenant", exact=True)
+    expect(tenant_field).to_have_value("acme")
+    tenant_field.fill(other)
+    page.get_by_role("button", name="Use a development token").click()
+    expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
+    expect(page.get_by_text(f"Tenant: {other}")).to_be_visible()
+    expect(page.get_by_text("No webhooks yet")).to_be_visible()
+    ui.assert_clean()
+
+
+def test_development_token_is_hidden_without_the_local_stack(ui: Session) -> None:
+    page = ui.page
+    # as behind CloudFront: /local/info is a 404
+    page.route(
+        "**/local/info",
+        lambda route: route.fulfill(status=404, content_type="application/json", body='{"message":"Not Found"}'),
+    )
+    with page.expect_response("**/local/info") as answered:
+        ui.open("/")
+    assert answered.value.status == 404
+    expect(page.get_by_label("Access token", exact=True)).to_be_visible()
+    expect(page.get_by_role("button", name="Use a development token")).to_have_count(0)
+    ui.assert_clean()
+
+
+def test_a_refused_token_returns_to_sign_in_with_the_reason(ui: Session, stack: RunningStack) -> None:
+    page = ui.page
+    ui.open("/#token=not-a-valid-token")
+    expect(page.get_by_text("Your session has expired or the token was refused: sign in again")).to_be_visible()
+    expect(page.get_by_role("alert").filter(has_text="identity: incorrect token format")).to_be_visible()
+    expect(page.get_by_label("Access token", exact=True)).to_be_visible()
+    assert "token=" not in page.url
+    assert page.evaluate("sessionStorage.getItem('devicehooks.token')") is None
+
+    # an expired session mid-way does the same
+    tenant = _tenant()
+    _sign_in(ui, stack, tenant)
+    page.evaluate(f"sessionStorage.setItem('devicehooks.token', {json.dumps(stack.token(tenant, ttl=-120))})")
+    page.get_by_role("button", name="Add webhook").click()
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_role("alert").filter(has_text="identity: token has expired")).to_be_visible()
+    expect(page.get_by_label("Access token", exact=True)).to_be_visible()
+    ui.assert_clean()
+
+
+def test_settings_actions_and_keyboard_tabs(ui: Session, stack: RunningStack, receiver: Receiver) -> None:
+    tenant = _tenant()
+    page = ui.page
+    _sign_in(ui, stack, tenant)
+
+    # a subset of event types is sent as event_types; no secret means "Not set"
+    page.get_by_role("button", name="Add webhook").click()
+    page.get_by_label("URL", exact=True).fill(receiver.hook(f"/settings/{tenant}"))
+    page.get_by_label("Device decommissioned").check()
+    page.get_by_role("button", name="Save", exact=True).click()
+    row = page.get_by_role("row").filter(has_text=f"/settings/{tenant}")
+    expect(row).to_contain_text("Device decommissioned")
+    [stored] = _integrations(stack, tenant)
+    assert stored["event_types"] == ["device-decommissioned"]
+    assert "secret" not in stored["credentials"]["http"]
+
+    row.get_by_role("button", name="View details").click()
+    panel = page.get_by_role("tabpanel")
+    secret_state = page.locator("dt:text-is('Secret') + dd")
+    expect(secret_state).to_have_text("Not set")
+    expect(panel).to_contain_text("Device decommissioned")
+    _no_stray_text(page)
+
+    # disable, enable
+    panel.get_by_role("button", name="Disable").click()
+    expect(panel).to_contain_text("Disabled (disabled by a user)")
+    assert _integrations(stack, tenant)[0]["enabled"] is False
+    panel.get_by_role("button", name="Enable").click()
+    expect(panel.get_by_text("The webhook was enabled")).to_be_visible()
+    assert _integrations(stack, tenant)[0]["enabled"] is True
+
+    # a test event reaches the receiver
+    panel.get_by_role("button", name="Send test event").click()
+    expect(panel.get_by_text("Test event delivered: HTTP 200")).to_be_visible()
+    assert any(r["path"] == f"/settings/{tenant}" for r in receiver.requests)
+
+    # rotate the secret: validated, then sent with the current URL
+    panel.get_by_role("button", name="Rotate secret").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("New secret").fill("xyz")
+    dialog.get_by_role("button", name="Save secret").click()
+    expect(dialog.get_by_text("The secret has to be entered as a hexadecimal string")).to_be_visible()
+    dialog.get_by_label("New secret").fill("00ff00ff")
+    dialog.get_by_role("button", name="Save secret").click()
+    expect(panel.get_by_text("The secret was replaced")).to_be_visible()
+    expect(secret_state).to_have_text("Set")
+    assert _integrations(stack, tenant)[0]["credentials"]["http"]["secret"] == "<omitted>"
+
+    # the tabs work from the keyboard, and the test event shows in the activity
+    settings_tab = page.get_by_role("tab", name="Settings")
+    settings_tab.focus()
+    page.keyboard.press("ArrowRight")
+    activity_tab = page.get_by_role("tab", name="Activity")
+    expect(activity_tab).to_be_focused()
+    expect(activity_tab).to_have_attribute("aria-selected", "true")
+    expect(settings_tab).to_have_attribute("aria-selected", "false")
+    test_row = page.get_by_role("row").filter(has_text="Test event")
+    expect(test_row).to_be_visible(timeout=POLL_TIMEOUT)
+    expect(test_row).to_contain_text("200")
+    page.keyboard.press("ArrowLeft")
+    expect(settings_tab).to_be_focused()
+    expect(settings_tab).to_have_attribute("aria-selected", "true")
+    ui.assert_clean()
+
+
+def test_server_errors_are_shown_on_the_form(ui: Session, stack: RunningStack) -> None:
+    page = ui.page
+    _sign_in(ui, stack, _tenant())
+    page.get_by_role("button", name="Add webhook").click()
+    page.get_by_label("URL", exact=True).fill("http://10.1.2.3/hook")  # private: the server refuses it
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_role("alert").filter(has_text="There was an error creating the webhook")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("reserved address")
+    expect(page.get_by_role("heading", name="Webhook details")).to_be_visible()
+    ui.assert_clean()
+
+
+def test_readable_at_360_px_without_horizontal_overflow(
+    narrow: Session, stack: RunningStack, receiver: Receiver
+) -> None:
+    tenant = _tenant()
+    page = narrow.page
+    long_url = receiver.hook("/a-rather-long-path/" + "segment/" * 8 + "?with=query&and=more")
+    hook = _create_webhook(stack, tenant, long_url, secret="deadbeef", description="A webhook " * 12)
+    _provision(stack, tenant, "narrow-device-with-a-long-identifier")
+
+    _sign_in(narrow, stack, tenant)
+    expect(page.get_by_role("row").filter(has_text="A webhook")).to_be_visible()
+    _no_horizontal_overflow(page)
+
+    page.get_by_role("button", name="View details").click()
+    expect(page.get_by_role("tabpanel")).to_contain_text("Destination URL")
+    _no_horizontal_overflow(page)
+    page.get_by_role("tab", name="Activity").click()
+    event_row = page.get_by_role("row").filter(has_text="Device provisioned")
+    expect(event_row.get_by_text("200")).to_be_visible(timeout=POLL_TIMEOUT)
+    _no_horizontal_overflow(page)
+    event_row.get_by_role("button", name="View details").click()
+    expect(page.locator("pre.payload")).to_contain_text("narrow-device-with-a-long-identifier")
+    _no_horizontal_overflow(page)
+
+    narrow.open("/#/integrations/new")
+    expect(page.get_by_label("URL", exact=True)).to_be_visible()
+    page.get_by_label("URL", exact=True).fill("http://plain.example.com/hook")
+    expect(page.get_by_text("not protected by HTTPS")).to_be_visible()
+    _no_horizontal_overflow(page)
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("Access token", exact=True)).to_be_visible()
+    _no_horizontal_overflow(page)
+    assert hook
+    narrow.assert_clean()
+
+
+def test_screenshots_of_the_list_and_the_activity(ui: Session, stack: RunningStack, receiver: Receiver) -> None:
+    """Writes docs/screenshots/integrations.png and activity.png from a tenant with some history."""
+    tenant = "acme"  # only this test uses it
+    page = ui.page
+    main = _create_webhook(
+        stack, tenant, receiver.hook("/fleet/events"), secret="deadbeef", description="Fleet dashboard"
+    )
+    _create_webhook(
+        stack,
+        tenant,
+        receiver.hook("/tickets"),
+        description="Ticketing system",
+        event_types=["device-decommissioned", "device-status-changed"],
+    )
+    disabled = _create_webhook(stack, tenant, receiver.hook("/archive"), description="Archive")
+    requests.put(
+        f"{stack.url}{MANAGEMENT}/integrations/{disabled}",
+        json={"enabled": False},
+        headers=_headers(stack, tenant),
+        timeout=10,
+    ).raise_for_status()
+    for n in range(3):
+        _provision(stack, tenant, f"sensor-{n:03d}")
+    requests.post(
+        f"{stack.url}{MANAGEMENT}/integrations/{main}/test", headers=_headers(stack, tenant), timeout=10
+    ).raise_for_status()
+
+    _sign_in(ui, stack, tenant)
+    expect(page.get_by_role("row").filter(has_text="Archive")).to_contain_text("Disabled")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "integrations.png"))
+
+    ui.open(f"/#/integrations/{main}/activity")
+    rows = page.get_by_role("row").filter(has_text="Device provisioned")
+    expect(rows).to_have_count(3, timeout=POLL_TIMEOUT)
+    for n in range(3):
+        expect(rows.nth(n).get_by_text("200")).to_be_visible(timeout=POLL_TIMEOUT)
+    expect(page.get_by_role("row").filter(has_text="Test event")).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "activity.png"))
+    ui.assert_clean()
+
+
+def test_the_watchdog_sees_page_errors_failed_requests_and_server_errors(browser: Browser, stack: RunningStack) -> None:
+    """The other tests' guarantee: what they would miss if these listeners did not work."""
+    session = _new_session(browser, stack, 800, 600)
+    try:
+        page = session.page
+        page.route("**/boom", lambda route: route.fulfill(status=502, body="bad gateway"))
+        page.route("**/unreachable", lambda route: route.abort("connectionrefused"))
+        session.open("/")
+        expect(page.get_by_label("Access token", exact=True)).to_be_visible()
+        page.evaluate("setTimeout(() => { throw new Error('deliberate') }, 0)")
+        page.evaluate("fetch('/boom').catch(() => null)")
+        page.evaluate("fetch('/unreachable').catch(() => null)")
+        deadline = time.monotonic() + TIMEOUT / 1000
+        while len(session.problems) < 3 and time.monotonic() < deadline:
+            page.wait_for_timeout(50)  # lets Playwright deliver the events
+        text = "\n".join(session.problems)
+        assert "deliberate" in text and "HTTP 502" in text and "unreachable" in text
+    finally:
+        session.context.close()
