@@ -1,0 +1,85 @@
+"""Operating the pipeline: dead-letter redrive, EMF metrics and correlated logs, health."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from devicehooks.local.stack import LocalStack
+from devicehooks.observability import logger
+from tests.conftest import load_event
+from tests.integration.test_faults import Scenario
+from tests.receiver import Answer, Receiver, eventually
+
+DEVICEHOOKS = Path(sys.executable).parent / "devicehooks"
+
+
+def test_an_exhausted_delivery_is_redriven_from_the_delivery_dlq(stack: LocalStack) -> None:
+    receiver = Receiver()
+    try:
+        receiver.script("/hook", *[Answer(500)] * 3)
+        scenario = Scenario(stack, receiver.url("/hook"))
+        scenario.decommission()
+        scenario.final("failed")
+        assert eventually(scenario.dead_lettered)
+        moved = subprocess.run(
+            [str(DEVICEHOOKS), "redrive", "--queue", "delivery", "--local", stack.url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert moved.returncode == 0, moved.stderr
+        assert moved.stdout.startswith("moved ")
+        status = scenario.final("delivered")
+        assert status["attempts"] == 4  # three failed, then the redriven one
+        assert len(receiver.on("/hook")) == 4
+        assert not scenario.dead_lettered()
+    finally:
+        receiver.close()
+
+
+def test_the_dispatcher_emits_delivery_metrics_and_logs_with_the_event_id(
+    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    receiver = Receiver()
+    logs = io.StringIO()
+    handlers = [h for h in logging.getLogger(logger.service).handlers if isinstance(h, logging.StreamHandler)]
+    previous = [h.setStream(logs) for h in handlers]
+    try:
+        receiver.script("/hook", Answer(500))
+        scenario = Scenario(stack, receiver.url("/hook"))
+        event = copy.deepcopy(load_event("dispatcher-device-decommissioned.json"))
+        body = json.loads(event["Records"][0]["body"])
+        body["id"] = str(uuid.uuid4())
+        body["detail"]["tenant_id"] = scenario.tenant
+        event["Records"][0]["body"] = json.dumps(body)
+        capsys.readouterr()
+        result = stack.functions["DispatcherFunction"].invoke(event)
+        assert result == {"batchItemFailures": []}
+        output = capsys.readouterr().out + logs.getvalue()
+    finally:
+        for handler, stream in zip(handlers, previous, strict=True):
+            handler.setStream(stream)  # type: ignore[arg-type]
+        receiver.close()
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    metrics = [line for line in lines if "_aws" in line]
+    names = {m["Name"] for line in metrics for d in line["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert {"DeliveryFailed", "DeliveryLatency"} <= names
+    failures = [line for line in lines if line.get("message") == "webhook delivery failed"]
+    assert failures and failures[0]["correlation_id"] == body["id"]
+    assert failures[0]["integration_id"] == scenario.integration_id
+
+
+def test_health_checks_the_table_and_alive_answers(stack: LocalStack) -> None:
+    base = f"{stack.url}/api/internal/v1/iot-manager"
+    assert requests.get(f"{base}/alive", timeout=10).status_code == 204
+    assert requests.get(f"{base}/health", timeout=10).status_code == 204
