@@ -102,6 +102,23 @@ def _redrive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish_ui(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from devicehooks import aws
+    from devicehooks.local.stack import project_root
+    from devicehooks.publish import publish
+
+    stack = aws.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    root = Path(args.dir) if args.dir else project_root() / "ui"
+    keys = publish(
+        aws.client("s3"), aws.client("cloudfront"), outputs["UiBucketName"], outputs["UiDistributionId"], root
+    )
+    print(f"uploaded {len(keys)} file(s); the UI is at {outputs['UiUrl']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="devicehooks", description="devicehooks developer commands")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -134,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--stack", help="a deployed stack's name (its outputs name the queues)")
     where.add_argument("--local", metavar="URL", help="a running local stack, e.g. http://127.0.0.1:8080")
     redrive.set_defaults(run=_redrive)
+
+    publish_ui = commands.add_parser("publish-ui", help="upload the web UI to a deployed stack and refresh its CDN")
+    publish_ui.add_argument("--stack", required=True, help="the deployed stack's name")
+    publish_ui.add_argument("--dir", default=None, help="the UI's directory (default: ui/ of the project)")
+    publish_ui.set_defaults(run=_publish_ui)
     return parser
 
 
