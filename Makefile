@@ -10,6 +10,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 TOOLS := .tools
 SAM := $(TOOLS)/sam/bin/sam
+# checkov in a venv of its own: its dependencies conflict with the project's pins
+CHECKOV := $(TOOLS)/checkov/bin/checkov
 STAMP := $(VENV)/.installed
 # SAM needs python3.12 on PATH to build for the python3.12 runtime; pyenv keeps it out of PATH.
 PY312_DIR := $(shell command -v python3.12 >/dev/null 2>&1 && python3.12 -c 'import sys;print(sys.prefix + "/bin")' 2>/dev/null || ls -d $$HOME/.pyenv/versions/3.12*/bin 2>/dev/null | tail -n 1)
@@ -30,6 +32,10 @@ $(SAM):
 	@test -x $(TOOLS)/sam/bin/python || $(PYTHON) -m venv $(TOOLS)/sam || python3 -m venv $(TOOLS)/sam
 	$(TOOLS)/sam/bin/pip install -q -c constraints-tools.txt aws-sam-cli $(QUIET_PIP)
 
+$(CHECKOV):
+	@test -x $(TOOLS)/checkov/bin/python || $(PYTHON) -m venv $(TOOLS)/checkov || python3 -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install -q -c constraints-checkov.txt checkov $(QUIET_PIP)
+
 .PHONY: install
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
@@ -49,9 +55,10 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 .PHONY: template-check
-template-check: $(STAMP) $(SAM) ## sam validate --lint, cfn-lint, sam build (when python3.12 exists)
+template-check: $(STAMP) $(SAM) $(CHECKOV) ## sam validate --lint, cfn-lint, checkov, sam build (when python3.12 exists)
 	AWS_DEFAULT_REGION=us-east-1 $(SAM) validate --lint
 	$(BIN)/cfn-lint template.yaml
+	CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV) --quiet --compact --skip-download --framework cloudformation -f template.yaml
 	@mkdir -p .aws-sam; if [ -n "$(PY312_DIR)" ]; then \
 	  PATH="$(PY312_DIR):$$PATH" AWS_DEFAULT_REGION=us-east-1 $(SAM) build --build-dir .aws-sam/check >.aws-sam/check.log 2>&1 \
 	    && echo "sam build: ok" || { cat .aws-sam/check.log; exit 1; }; \
