@@ -113,3 +113,29 @@ def test_verify_command_checks_standard_webhook_signatures() -> None:
     assert _verify_cli(*args) == 0
     assert _verify_cli(*args[:-2], "--timestamp", str(now - 3600)) == 1
     assert _verify_cli("--secret", "deadbeef", "--signature", signature) == 2
+
+
+def test_the_development_receiver_prints_each_webhook_and_checks_its_signatures() -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [str(DEVICEHOOKS), "receive", "--port", str(port), "--secret", "deadbeef"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("receiving webhooks on")
+        headers = webhook_headers("evt-9", VECTOR_BODY, [bytes.fromhex("deadbeef")], int(time.time()))
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/hook", data=VECTOR_BODY, headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        assert process.stdout.readline().strip() == "POST /hook  X-Men-Signature valid, webhook-signature valid"
+        assert process.stdout.readline().strip() == VECTOR_BODY.decode()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -74,6 +74,43 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _receive(args: argparse.Namespace) -> int:
+    """A development receiver: prints each webhook and whether its signatures verify."""
+    import http.server
+
+    from devicehooks.receiver import WebhookVerificationError, verify_men_signature, verify_standard_webhook
+
+    secret = args.secret
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            verdict = "unsigned"
+            if secret is not None and self.headers.get("X-Men-Signature"):
+                men = verify_men_signature(secret, body, self.headers["X-Men-Signature"])
+                try:
+                    verify_standard_webhook(secret, body, dict(self.headers.items()))
+                    standard = "valid"
+                except WebhookVerificationError as exc:
+                    standard = f"INVALID ({exc})"
+                verdict = f"X-Men-Signature {'valid' if men else 'INVALID'}, webhook-signature {standard}"
+            print(f"POST {self.path}  {verdict}\n{body.decode(errors='replace')}", flush=True)
+            self.send_response(args.status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((args.host, args.port), Handler)
+    print(f"receiving webhooks on http://{args.host}:{server.server_address[1]}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def _redrive(args: argparse.Namespace) -> int:
     import json
     import urllib.request
@@ -144,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--tolerance", type=int, default=300, help="accepted timestamp age, seconds (v1)")
     verify.add_argument("file", nargs="?", default="-", help="the request body (default: standard input)")
     verify.set_defaults(run=_verify)
+
+    receive = commands.add_parser("receive", help="a development webhook receiver that checks signatures")
+    receive.add_argument("--host", default="127.0.0.1")
+    receive.add_argument("--port", type=int, default=9000)
+    receive.add_argument("--secret", default=None, help="the integration's secret, hex")
+    receive.add_argument("--status", type=int, default=200, help="the status to answer with (default 200)")
+    receive.set_defaults(run=_receive)
 
     redrive = commands.add_parser("redrive", help="move dead-lettered messages back to be processed")
     redrive.add_argument("--queue", choices=["delivery", "dispatch", "retry"], default="delivery")
