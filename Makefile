@@ -93,4 +93,7 @@ constraints: ## refresh the pinned versions (constraints*.txt) from fresh instal
 	rm -rf /tmp/devicehooks-pins && $(PYTHON) -m venv /tmp/devicehooks-pins
 	/tmp/devicehooks-pins/bin/pip install -q aws-sam-cli
 	(echo "# pins for the tool venvs (.tools/): aws-sam-cli"; /tmp/devicehooks-pins/bin/pip freeze) > constraints-tools.txt
+	rm -rf /tmp/devicehooks-pins && $(PYTHON) -m venv /tmp/devicehooks-pins
+	/tmp/devicehooks-pins/bin/pip install -q checkov
+	(echo "# pins for .tools/checkov"; /tmp/devicehooks-pins/bin/pip freeze) > constraints-checkov.txt
 	rm -rf /tmp/devicehooks-pins

@@ -47,6 +47,7 @@ def test_management_api_round_trip_over_http(local_stack: RunningStack) -> None:
                 "type": "http",
                 "http": {"url": body["credentials"]["http"]["url"], "secret": "<omitted>"},
             },
+            "enabled": True,
         }
     ]
 
