@@ -35,9 +35,6 @@ class IntegrationStore(Protocol):
     def get(self, tenant_id: str, integration_id: str) -> Integration | None:
         """One integration, or ``None``."""
 
-    def replace(self, integration: Integration) -> bool:
-        """Overwrite an existing integration; ``False`` when it does not exist."""
-
     def remove(self, tenant_id: str, integration_id: str) -> bool:
         """Delete one integration; ``False`` when it did not exist."""
 
@@ -173,17 +170,6 @@ class DynamoIntegrationStore:
         item = out.get("Item")
         return _from_record(from_item(item)) if item else None
 
-    def replace(self, integration: Integration) -> bool:
-        try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=to_item(_to_record(integration)),
-                ConditionExpression="attribute_exists(integration_id)",
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
-
     def remove(self, tenant_id: str, integration_id: str) -> bool:
         try:
             self.client.transact_write_items(
@@ -307,14 +293,6 @@ class MemoryIntegrationStore:
     def get(self, tenant_id: str, integration_id: str) -> Integration | None:
         with self._lock:
             return self._items.get((tenant_id, integration_id))
-
-    def replace(self, integration: Integration) -> bool:
-        with self._lock:
-            key = (integration.tenant_id, integration.id)
-            if key not in self._items:
-                return False
-            self._items[key] = integration
-            return True
 
     def remove(self, tenant_id: str, integration_id: str) -> bool:
         with self._lock:
