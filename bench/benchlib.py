@@ -1,0 +1,294 @@
+"""What the benchmarks share: output, the receiver process, bus events, dispatchers, the local stack.
+
+Output: figures go to the real standard output as ``NAME value`` lines, context as ``# ...``
+lines; the package's own output (powertools' EMF metrics are ``print``ed, its logger writes to
+stdout) is kept out of it by :func:`quiet`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+RECEIVER = Path(__file__).resolve().with_name("receiver.py")
+# `devicehooks local` with moto fixed (BENCH_LAUNCHER: another script, e.g. one that profiles it)
+LAUNCHER = Path(os.environ.get("BENCH_LAUNCHER") or Path(__file__).resolve().with_name("local_launcher.py"))
+OUT = sys.stdout  # the figures' stream, whatever quiet() does to sys.stdout
+
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "devicehooks-bench")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "devicehooks-bench")
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
+
+
+def figure(name: str, value: float, digits: int = 2) -> None:
+    print(f"{name} {value:.{digits}f}", file=OUT, flush=True)
+
+
+def note(text: str) -> None:
+    print(f"# {text}", file=OUT, flush=True)
+
+
+def quiet() -> None:
+    """Keep the package's output off the figures' stream (in the process that measures)."""
+    from devicehooks.observability import logger
+
+    handler = logger.registered_handler
+    if hasattr(handler, "setStream"):
+        handler.setStream(sys.stderr)
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - EMF metrics are print()ed every 100 values
+
+
+# ------------------------------------------------------------------ the receiver process
+
+
+class Receiver:
+    """``receiver.py`` in a separate process; ``url(path)`` to POST to, its log to count with."""
+
+    def __init__(self, delay: float = 0.0, hang: float = 5.0) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(RECEIVER), "--delay", str(delay), "--hang", str(hang)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        found = re.search(r"listening on (\d+)", line)
+        if not found:
+            self.process.kill()
+            raise RuntimeError(f"the receiver did not start: {line!r}")
+        self.port = int(found.group(1))
+        self._control = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _get(self, path: str) -> Any:
+        for attempt in range(2):
+            try:
+                self._control.request("GET", path)
+                return json.loads(self._control.getresponse().read())
+            except (OSError, http.client.HTTPException):
+                self._control.close()
+                if attempt:
+                    raise
+        return None
+
+    def count(self) -> int:
+        return int(self._get("/_count"))
+
+    def log(self, since: int = 0) -> list[tuple[str, str | None, float, str | None]]:
+        """``(path, webhook_id, received on time.monotonic(), device id)`` per POST, from entry ``since``."""
+        return [(p, w, t, d) for p, w, t, d in self._get(f"/_log?since={since}")]
+
+    def reset(self) -> None:
+        self._get("/_reset")
+
+    def wait_for(self, total: int, deadline: float, what: str) -> None:
+        """Poll until ``total`` POSTs arrived; fail loudly after ``deadline`` seconds."""
+        end = time.monotonic() + deadline
+        while (got := self.count()) < total:
+            if time.monotonic() > end:
+                raise RuntimeError(f"{what}: {got} of {total} deliveries arrived within {deadline:.0f} s")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._control.close()
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@contextmanager
+def receiver(delay: float = 0.0, hang: float = 5.0) -> Iterator[Receiver]:
+    started = Receiver(delay, hang)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+# ------------------------------------------------------------------ the dispatcher in this process
+
+
+def bus_event(tenant_id: str, device_id: str, status: str = "accepted", event_id: str | None = None) -> str:
+    """A device event as the dispatch queue receives it (the JSON of an EventBridge event)."""
+    return json.dumps(
+        {
+            "version": "0",
+            "id": event_id or str(uuid.uuid4()),
+            "detail-type": "device-status-changed",
+            "source": "devicehooks.deviceauth",
+            "account": "123456789012",
+            "time": "2026-01-01T00:00:00Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": {
+                "tenant_id": tenant_id,
+                "data": {"id": device_id, "status": status},
+                "time": "2026-01-01T00:00:00.123456Z",
+            },
+        }
+    )
+
+
+def guard() -> Any:
+    from devicehooks.ssrf import DestinationGuard
+
+    return DestinationGuard(allowed_cidrs=(ipaddress.ip_network("127.0.0.0/8"),))
+
+
+def dispatcher(integrations: Any, activity: Any, cipher: Any, timeout: float = 10.0) -> Any:
+    """The production Dispatcher and HttpSender over the given stores, retries kept in memory."""
+    from devicehooks.delivery.sender import HttpSender
+    from devicehooks.delivery.tasks import MemoryTaskQueue
+    from devicehooks.services.dispatch import Dispatcher, DispatchPolicy
+
+    return Dispatcher(
+        integrations=integrations,
+        activity=activity,
+        cipher=cipher,
+        sender=HttpSender(guard(), timeout=timeout),
+        queue=MemoryTaskQueue(),
+        policy=DispatchPolicy(delivery_timeout=timeout),
+    )
+
+
+def add_webhook(store: Any, cipher: Any, tenant_id: str, url: str, secret: bytes = b"\xde\xad\xbe\xef") -> str:
+    from devicehooks.models import Integration, new_id
+    from devicehooks.timeutil import utcnow
+
+    now = utcnow()
+    integration_id = new_id()
+    store.add(
+        Integration(
+            id=integration_id,
+            tenant_id=tenant_id,
+            url=url,
+            secret=cipher.seal(secret, tenant_id, integration_id),
+            created_at=now,
+            updated_at=now,
+        ),
+        limit=99,
+    )
+    return integration_id
+
+
+# ------------------------------------------------------------------ `devicehooks local` in a subprocess
+
+READY = re.compile(r"devicehooks local stack ready on (http://[\d.]+:\d+)")
+MANAGEMENT = "/api/management/v1/iot-manager"
+INTERNAL = "/api/internal/v1/iot-manager"
+
+
+@dataclass
+class RunningStack:
+    url: str
+    process: subprocess.Popen[str]
+    env: dict[str, str]
+    output: list[str] = field(default_factory=list)
+
+    def token(self, tenant: str) -> str:
+        command = [str(BIN / "devicehooks"), "token", "--tenant", tenant]
+        return subprocess.run(command, env=self.env, check=True, capture_output=True, text=True).stdout.strip()
+
+    def tail(self, lines: int = 40) -> str:
+        return "".join(self.output[-lines:])
+
+    def create_webhook(self, tenant: str, url: str, secret: str = "deadbeef") -> str:
+        """A webhook through the management API, as a user would create it; returns its id."""
+        import requests
+
+        body = {"provider": "webhook", "credentials": {"type": "http", "http": {"url": url, "secret": secret}}}
+        response = requests.post(
+            f"{self.url}{MANAGEMENT}/integrations",
+            json=body,
+            headers={"Authorization": f"Bearer {self.token(tenant)}"},
+            timeout=30,
+        )
+        if response.status_code != 201:
+            raise RuntimeError(f"creating a webhook: {response.status_code} {response.text}")
+        return str(response.headers["Location"].rsplit("/", 1)[1])
+
+    def bulk_status(self, session: Any, tenant: str, device_ids: list[str], status: str = "accepted") -> None:
+        """Mender's bulk status change (at most 100 devices) through the internal API."""
+        response = session.put(
+            f"{self.url}{INTERNAL}/tenants/{tenant}/bulk/devices/status/{status}",
+            json=[{"id": d} for d in device_ids],
+            timeout=60,
+        )
+        if response.status_code != 202:
+            raise RuntimeError(f"bulk status change: {response.status_code} {response.text}")
+
+
+def start_stack(workdir: Path, deadline: float = 60.0) -> RunningStack:
+    """``devicehooks local --port 0`` as tests/e2e/conftest.py runs it (through local_launcher.py, which
+    fixes moto first); its output is drained all along."""
+    env = {
+        **os.environ,
+        "DEVICEHOOKS_DEV_KEY_FILE": str(workdir / "dev-key.pem"),
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    }
+    for key in ("DEVICEHOOKS_INTEGRATIONS_TABLE", "DEVICEHOOKS_ACTIVITY_TABLE", "AWS_ENDPOINT_URL"):
+        env.pop(key, None)
+    process = subprocess.Popen(
+        [sys.executable, str(LAUNCHER), "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    output: list[str] = []
+
+    def pump() -> None:  # keeps reading: a full pipe would block the stack
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            line = lines.get(timeout=0.2)
+        except queue.Empty:
+            if process.poll() is not None:
+                break
+            continue
+        found = READY.search(line)
+        if found:
+            return RunningStack(found.group(1), process, env, output)
+    process.kill()
+    raise RuntimeError("devicehooks local did not become ready:\n" + "".join(output))
+
+
+def stop_stack(stack: RunningStack, deadline: float = 30.0) -> None:
+    if stack.process.poll() is None:
+        stack.process.send_signal(signal.SIGINT)
+    try:
+        stack.process.wait(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        stack.process.kill()
+        stack.process.wait()

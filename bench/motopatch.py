@@ -1,0 +1,215 @@
+"""Fixes to moto, the local stack's emulator, for the benchmarks (moto is not what they measure).
+
+Each fix keeps moto's answers; it removes a cost or a race of the emulator that would swamp the
+figures taken through ``devicehooks local`` (P1 on moto, P4, R1). Measured on moto 5.2.5:
+
+* DynamoDB ``transact_write_items`` deep-copies every table it writes to, once per item of the
+  transaction, to be able to roll back: O(table size) per call. The activity log's ``create`` is
+  one (event item + one marker per webhook): 55 ms per call at 600 items, growing with every
+  event; 10,000 events would take hours. It also copies without a lock while moto's threaded
+  server writes the same table for other requests: ``RuntimeError: dictionary changed size
+  during iteration``, an HTTP 500 (P1 on moto: 412 failed record attempts for 500 events, and the
+  rate was 5 deliveries/s; P4: a failed record comes back 2 s later, 4-4.8 s instead of ~2 s),
+  and its rollback puts back a copy taken before those writes, losing them.
+  Fix: moto's DynamoDB requests are serialised (DynamoDB is linearisable per item), and the
+  rollback snapshot copies the table's item index shallowly, deep-copying only the items the
+  transaction names.
+* SQS ``send_message`` and ``receive_message`` compute every attribute of the queue (counting its
+  messages) to read one; ``delete_message`` scans every message twice, building a list per
+  message; the visible-message list reads the clock twice per message. O(queue depth) in Python
+  per message: with thousands of events queued, deletes alone took ~300 ms per batch of 10.
+  Fix: read the one attribute, scan once, read the clock once.
+* EventBridge builds a jsonpath parser (PLY lexer and grammar) for each input path of each
+  target of each event (~17 ms per event). Fix: the parser of a path is remembered.
+* The server lists moto's package directory (a stat call per entry) for every request, under
+  its global lock, and werkzeug closes every connection after its response (a TCP connection
+  and a server thread per AWS call). Fix: the list is remembered; connections are kept open.
+
+The benchmarks apply it unless ``BENCH_MOTO_PATCH=0``.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import socket
+import threading
+from collections import defaultdict
+from functools import lru_cache
+from typing import Any
+
+_state = threading.local()
+
+
+def enabled() -> bool:
+    return os.environ.get("BENCH_MOTO_PATCH", "1") != "0"
+
+
+def _snapshot(table: Any, keys: list[tuple[Any, Any]]) -> Any:
+    from moto.dynamodb.models.dynamo_type import Item
+
+    snap = copy.copy(table)
+    items: Any = defaultdict(dict)
+    if table.range_key_attr is not None:
+        for hash_value, by_range in table.items.items():
+            items[hash_value] = dict(by_range)
+    else:
+        items.update(table.items)
+    for hash_value, range_value in keys:
+        if range_value is None:
+            current = items.get(hash_value)
+            if isinstance(current, Item):
+                items[hash_value] = copy.deepcopy(current)
+        elif hash_value in items and range_value in items[hash_value]:
+            items[hash_value][range_value] = copy.deepcopy(items[hash_value][range_value])
+    snap.items = items
+    return snap
+
+
+class _CopyModule:
+    """Stands for ``copy`` in moto.dynamodb.models: a Table copied for a rollback is snapshotted."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+    @staticmethod
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        from moto.dynamodb.models.table import Table
+
+        touched = getattr(_state, "touched", None)
+        if touched is not None and isinstance(value, Table):
+            return _snapshot(value, touched.get(value.name, []))
+        return copy.deepcopy(value, memo)
+
+
+def _keep_alive_handler(base: Any) -> Any:
+    """moto's request handler, keeping connections open. werkzeug's closes each one after its
+    response (a TCP connection and a server thread per AWS call), because after a response it
+    drains what the client may still send, which would eat the next request. Here the request's
+    body is read whole first and werkzeug is given it from memory, its drain an exhausted socket;
+    chunked requests are served as werkzeug does (then closed)."""
+    left, right = socket.socketpair()
+    right.close()  # ``left`` now reads as at its end at once: the drain finds nothing and stops
+
+    class KeepAliveHandler(base):  # type: ignore[misc, valid-type]
+        keep_alive = False
+        disable_nagle_algorithm = True  # werkzeug writes the headers, then the body
+
+        def run_wsgi(self) -> None:
+            length = self.headers.get("Content-Length") or "0"
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower() or not length.isdigit():
+                base.run_wsgi(self)
+                return
+            body = self.rfile.read(int(length))
+            stream, connection = self.rfile, self.connection
+            self.rfile, self.connection, self.keep_alive = io.BytesIO(body), left, True
+            try:
+                base.run_wsgi(self)
+            finally:
+                self.rfile, self.connection, self.keep_alive = stream, connection, False
+
+        def send_header(self, keyword: str, value: str) -> None:
+            if self.keep_alive and keyword.lower() == "connection" and value.lower() == "close":
+                return
+            base.send_header(self, keyword, value)
+
+    return KeepAliveHandler
+
+
+def apply() -> None:
+    from jsonpath_ng import ext as jsonpath_ext
+    from moto import backends
+    from moto.core.utils import unix_time
+    from moto.dynamodb import models, responses
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.moto_server import threaded_moto_server
+    from moto.sqs import models as sqs_models
+
+    # moto's server lists its own package directory (~170 stat calls) for every request, under
+    # its global lock; the list does not change while it runs
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
+
+    lock = threading.RLock()
+    call_action = responses.DynamoHandler.call_action
+
+    def locked_call_action(self: Any) -> Any:
+        with lock:
+            return call_action(self)
+
+    transact = models.DynamoDBBackend.transact_write_items
+
+    def snapshotting_transact(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        touched: dict[str, list[tuple[Any, Any]]] = {}
+        for entry in transact_items:
+            for kind, op in entry.items():
+                table = self.tables.get(op.get("TableName"))
+                source = op.get("Item") if kind == "Put" else op.get("Key")
+                if table is None or not isinstance(source, dict) or table.hash_key_attr not in source:
+                    continue
+                range_attr = table.range_key_attr
+                key = (
+                    DynamoType(source[table.hash_key_attr]),
+                    DynamoType(source[range_attr]) if range_attr and range_attr in source else None,
+                )
+                touched.setdefault(table.name, []).append(key)
+        _state.touched = touched
+        try:
+            transact(self, transact_items)
+        finally:
+            _state.touched = None
+
+    def retained(self: Any, queue_name: str, message: Any) -> bool:
+        retention = int(self.get_queue(queue_name).message_retention_period)
+        return bool(retention + message.sent_timestamp / 1000 > unix_time())
+
+    sqs_models.SQSBackend.is_message_valid_based_on_retention_period = retained
+
+    # SendMessage reads one attribute through Queue.attributes, which counts every message
+    all_attributes = sqs_models.Queue.attributes
+    send_message = sqs_models.SQSBackend.send_message
+
+    def attributes(self: Any) -> Any:
+        if getattr(_state, "sending", False):
+            dedup = self.fifo_queue and str(getattr(self, "content_based_deduplication", "")).lower() == "true"
+            return {"ContentBasedDeduplication": "true"} if dedup else {}
+        return all_attributes.fget(self)
+
+    def sending(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _state.sending = True
+        try:
+            return send_message(self, *args, **kwargs)
+        finally:
+            _state.sending = False
+
+    sqs_models.Queue.attributes = property(attributes)  # type: ignore[method-assign, assignment]
+
+    # Queue.messages reads the clock twice per message; DeleteMessage scans every message twice,
+    # building a list of receipt handles for each: O(queue depth) in Python per message deleted
+    def visible_messages(self: Any) -> list[Any]:
+        now = sqs_models.unix_time_millis()
+        return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        if receipt_handle in self.deleted_messages:
+            return
+        for index, message in enumerate(self._messages):  # noqa: B007 - index is used after the loop
+            if message.receipt_handle == receipt_handle or receipt_handle in message._old_receipt_handles:
+                break
+        else:
+            raise sqs_models.ReceiptHandleIsInvalid()
+        self.pending_messages.discard(message)
+        self.deleted_messages.update(message.all_receipt_handles)
+        self._messages = self._messages[:index] + self._messages[index + 1 :]
+
+    sqs_models.Queue.messages = property(visible_messages)  # type: ignore[method-assign, assignment]
+    sqs_models.Queue.delete_message = delete_message
+    sqs_models.SQSBackend.send_message = sending
+
+    # EventBridge builds a jsonpath parser (PLY) for each path of each target of each event
+    jsonpath_ext.parse = lru_cache(maxsize=256)(jsonpath_ext.parse)
+    threaded_moto_server.MotoRequestHandler = _keep_alive_handler(threaded_moto_server.MotoRequestHandler)
+    responses.DynamoHandler.call_action = locked_call_action
+    models.DynamoDBBackend.transact_write_items = snapshotting_transact
+    models.copy = _CopyModule()  # type: ignore[assignment]
