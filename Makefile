@@ -72,6 +72,12 @@ unit: $(STAMP) ## unit and integration tests (fast)
 test: lint template-check ## every test: lint, template checks, unit, integration, end-to-end
 	$(BIN)/pytest -q
 
+.PHONY: bench
+bench: $(STAMP) ## run the benchmarks (prints NAME value lines)
+	@for name in fanout isolation cold_import bulk load; do \
+	  echo "# bench/$$name.py"; $(BIN)/python bench/$$name.py || exit 1; \
+	done
+
 .PHONY: build
 build: $(SAM) ## sam build (needs python3.12)
 	PATH="$(PY312_DIR):$$PATH" $(SAM) build
