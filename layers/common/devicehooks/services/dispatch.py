@@ -282,6 +282,10 @@ class Dispatcher:
         return keys
 
     def _run(self, jobs: list[tuple[ActivityEvent, Integration, int]]) -> None:
+        if len(jobs) == 1:  # one webhook: no hand-off to the pool (the record already has a thread)
+            event, integration, attempts_so_far = jobs[0]
+            self.deliver(event, integration, 1, attempts_so_far)
+            return
         futures: list[Future[DeliveryResult]] = [
             self._pool.submit(self.deliver, event, integration, 1, attempts_so_far)
             for event, integration, attempts_so_far in jobs

@@ -201,29 +201,25 @@ class DynamoActivityStore:
                 "attempt_log": {},
             }
         )
-        writes: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": self.table_name,
-                    "Item": item,
-                    "ConditionExpression": "attribute_not_exists(sk)",
-                }
-            }
-        ]
-        writes += [{"Put": {"TableName": self.table_name, "Item": self._marker(event, i)}} for i in event.deliveries]
         try:
-            if len(writes) == 1:
-                self.client.put_item(**writes[0]["Put"])
-            else:
-                self.client.transact_write_items(TransactItems=writes)
+            self.client.put_item(TableName=self.table_name, Item=item, ConditionExpression="attribute_not_exists(sk)")
+            created = True
         except self.client.exceptions.ConditionalCheckFailedException:
-            return False
-        except self.client.exceptions.TransactionCanceledException as exc:
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if reasons and reasons[0] == "ConditionalCheckFailed":
-                return False
-            raise
-        return True
+            created = False
+        # The markers are idempotent, so no transaction (half the write cost): a copy of the
+        # message that finds the event already there writes them again, in case the first
+        # writer stopped in between.
+        markers = [{"PutRequest": {"Item": self._marker(event, i)}} for i in event.deliveries]
+        for start in range(0, len(markers), 25):
+            pending = markers[start : start + 25]
+            for _ in range(10):
+                if not pending:
+                    break
+                out = self.client.batch_write_item(RequestItems={self.table_name: pending})
+                pending = out.get("UnprocessedItems", {}).get(self.table_name, [])
+            if pending:
+                raise RuntimeError(f"{len(pending)} activity markers left unprocessed")
+        return created
 
     def get(self, tenant_id: str, event_id: str) -> ActivityEvent | None:
         out = self.client.get_item(TableName=self.table_name, Key=self._key(tenant_id, event_id), ConsistentRead=True)
