@@ -11,25 +11,21 @@ import http.client
 import ipaddress
 import json
 import os
-import queue
 import re
-import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from devicehooks.local import process
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 RECEIVER = Path(__file__).resolve().with_name("receiver.py")
-# `devicehooks local` with moto fixed (BENCH_LAUNCHER: another script, e.g. one that profiles it)
-LAUNCHER = Path(os.environ.get("BENCH_LAUNCHER") or Path(__file__).resolve().with_name("local_launcher.py"))
 OUT = sys.stdout  # the figures' stream, whatever quiet() does to sys.stdout
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -195,24 +191,12 @@ def add_webhook(store: Any, cipher: Any, tenant_id: str, url: str, secret: bytes
 
 # ------------------------------------------------------------------ `devicehooks local` in a subprocess
 
-READY = re.compile(r"devicehooks local stack ready on (http://[\d.]+:\d+)")
 MANAGEMENT = "/api/management/v1/iot-manager"
 INTERNAL = "/api/internal/v1/iot-manager"
 
 
-@dataclass
-class RunningStack:
-    url: str
-    process: subprocess.Popen[str]
-    env: dict[str, str]
-    output: list[str] = field(default_factory=list)
-
-    def token(self, tenant: str) -> str:
-        command = [str(BIN / "devicehooks"), "token", "--tenant", tenant]
-        return subprocess.run(command, env=self.env, check=True, capture_output=True, text=True).stdout.strip()
-
-    def tail(self, lines: int = 40) -> str:
-        return "".join(self.output[-lines:])
+class BenchStack(process.RunningStack):
+    """The local stack a benchmark drives, with the calls the benchmarks make."""
 
     def create_webhook(self, tenant: str, url: str, secret: str = "deadbeef") -> str:
         """A webhook through the management API, as a user would create it; returns its id."""
@@ -240,55 +224,14 @@ class RunningStack:
             raise RuntimeError(f"bulk status change: {response.status_code} {response.text}")
 
 
-def start_stack(workdir: Path, deadline: float = 60.0) -> RunningStack:
-    """``devicehooks local --port 0`` as tests/e2e/conftest.py runs it (through local_launcher.py, which
-    fixes moto first); its output is drained all along."""
-    env = {
-        **os.environ,
-        "DEVICEHOOKS_DEV_KEY_FILE": str(workdir / "dev-key.pem"),
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    }
-    for key in ("DEVICEHOOKS_INTEGRATIONS_TABLE", "DEVICEHOOKS_ACTIVITY_TABLE", "AWS_ENDPOINT_URL"):
-        env.pop(key, None)
-    process = subprocess.Popen(
-        [sys.executable, str(LAUNCHER), "--port", "0"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    output: list[str] = []
-
-    def pump() -> None:  # keeps reading: a full pipe would block the stack
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line)
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        try:
-            line = lines.get(timeout=0.2)
-        except queue.Empty:
-            if process.poll() is not None:
-                break
-            continue
-        found = READY.search(line)
-        if found:
-            return RunningStack(found.group(1), process, env, output)
-    process.kill()
-    raise RuntimeError("devicehooks local did not become ready:\n" + "".join(output))
+def start_stack(workdir: Path, deadline: float = 60.0) -> BenchStack:
+    """``devicehooks local --port 0``, the command a developer runs (moto fixed by the stack)."""
+    running = process.start_stack(workdir, deadline=deadline)
+    return BenchStack(running.url, running.process, running.env, running.output)
 
 
-def stop_stack(stack: RunningStack, deadline: float = 30.0) -> None:
-    if stack.process.poll() is None:
-        stack.process.send_signal(signal.SIGINT)
+def stop_stack(stack: process.RunningStack, deadline: float = 30.0) -> None:
     try:
-        stack.process.wait(timeout=deadline)
+        process.stop_stack(stack, deadline)
     except subprocess.TimeoutExpired:
-        stack.process.kill()
-        stack.process.wait()
+        pass

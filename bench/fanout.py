@@ -19,11 +19,11 @@ loop without a session (a new connection each time).
 Prints ``P1_fanout_vs_limit`` and ``P1_fanout_vs_naive`` for the WORSE of the two scenarios
 (both are in the ``#`` lines), then ``P1_fanout_moto_per_s``: the 500x1 scenario with the
 DynamoDB stores on moto (in this process, as ``LocalStack(...).start(serve_http=False,
-poll=False)`` runs it, moto fixed by motopatch.py) and secrets opened through KMS (moto's), an
+poll=False)`` runs it, moto fixed by devicehooks.local.motofixes) and secrets opened through KMS (moto's), an
 absolute rate. The ``#`` lines also give this process's CPU time per delivery, and the 500x1
 rate with a sender that does no I/O at all: the dispatcher's own ceiling on this machine.
 
-Knobs: ``BENCH_ROUNDS`` (5), ``BENCH_SKIP_MOTO=1``, ``BENCH_MOTO_PATCH=0`` (moto as it is).
+Knobs: ``BENCH_ROUNDS`` (5), ``BENCH_SKIP_MOTO=1``, ``DEVICEHOOKS_LOCAL_MOTO_FIXES=0`` (moto as it is).
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import benchlib
-import motopatch
 import requests
 from benchlib import bus_event, figure, note
 
@@ -226,9 +225,7 @@ def moto_scenario(receiver: benchlib.Receiver, records: ThreadPoolExecutor) -> N
     from devicehooks.store.activity import DynamoActivityStore
     from devicehooks.store.integrations import DynamoIntegrationStore
 
-    if motopatch.enabled():
-        motopatch.apply()
-    stack = LocalStack(benchlib.ROOT, port=0)
+    stack = LocalStack(benchlib.ROOT, port=0)  # applies devicehooks.local.motofixes
     stack.start(serve_http=False, poll=False)
     try:
         integrations = DynamoIntegrationStore(stack.physical["IntegrationsTable"]["TableName"])
@@ -242,7 +239,9 @@ def moto_scenario(receiver: benchlib.Receiver, records: ThreadPoolExecutor) -> N
         rate = deliveries_per_s(dispatcher, receiver, batches, "moto", BATCH_EVENTS, 1)
     finally:
         stack.stop()
-    patched = "moto fixed by bench/motopatch.py" if motopatch.enabled() else "moto as it is"
+    from devicehooks.local import motofixes
+
+    patched = "moto with devicehooks.local.motofixes" if motofixes.enabled() else "moto as it is"
     note(f"500x1 on moto (DynamoDB stores, KMS secret, moto in this process; {patched}): {rate:.0f} deliveries/s")
     if FAILED:
         note(f"{len(FAILED)} record(s) raised and were handled again (as SQS redelivers), e.g. {FAILED[0]}")

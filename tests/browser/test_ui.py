@@ -23,8 +23,8 @@ import pytest
 import requests
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
+from devicehooks.local.process import RunningStack, start_stack, stop_stack
 from tests.conftest import ROOT
-from tests.e2e.conftest import RunningStack, start_stack, stop_stack
 
 pytestmark = pytest.mark.browser
 

@@ -2,93 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import queue
-import re
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-
-BIN = Path(sys.executable).parent
-READY = re.compile(r"devicehooks local stack ready on (http://[\d.]+:\d+)")
-
-
-@dataclass
-class RunningStack:
-    url: str
-    process: subprocess.Popen[str]
-    env: dict[str, str]
-    output: list[str] = field(default_factory=list)
-
-    def token(self, tenant: str, user: str | None = None, ttl: int | None = None) -> str:
-        command = [str(BIN / "devicehooks"), "token", "--tenant", tenant]
-        if user:
-            command += ["--user", user]
-        if ttl is not None:
-            command += ["--ttl", str(ttl)]
-        return subprocess.run(command, env=self.env, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def start_stack(tmp: Path, extra_env: dict[str, str] | None = None, deadline: float = 60.0) -> RunningStack:
-    env = {
-        **os.environ,
-        "DEVICEHOOKS_DEV_KEY_FILE": str(tmp / "dev-key.pem"),
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-        **(extra_env or {}),
-    }
-    for key in ("DEVICEHOOKS_INTEGRATIONS_TABLE", "DEVICEHOOKS_ACTIVITY_TABLE", "AWS_ENDPOINT_URL"):
-        env.pop(key, None)
-    process = subprocess.Popen(
-        [str(BIN / "devicehooks"), "local", "--port", "0"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    output: list[str] = []
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line)
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        try:
-            line = lines.get(timeout=0.2)
-        except queue.Empty:
-            if process.poll() is not None:
-                break
-            continue
-        found = READY.search(line)
-        if found:
-            return RunningStack(found.group(1), process, env, output)
-    process.kill()
-    raise RuntimeError("devicehooks local did not become ready:\n" + "".join(output))
-
-
-def stop_stack(stack: RunningStack, deadline: float = 30.0) -> int:
-    if stack.process.poll() is None:
-        stack.process.send_signal(signal.SIGINT)
-    try:
-        return stack.process.wait(timeout=deadline)
-    except subprocess.TimeoutExpired:
-        stack.process.kill()
-        raise
+from devicehooks.local.process import RunningStack, start_stack, stop_stack
 
 
 @pytest.fixture(scope="session")

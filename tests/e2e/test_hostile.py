@@ -34,7 +34,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from devicehooks import devkeys
-from tests.e2e.conftest import RunningStack, start_stack, stop_stack
+from devicehooks.local.process import RunningStack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 

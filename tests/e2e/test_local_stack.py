@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from devicehooks.local.process import BIN, RunningStack, start_stack, stop_stack
 from tests.conftest import ROOT
-from tests.e2e.conftest import BIN, RunningStack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 BASE = "/api/management/v1/iot-manager"

@@ -320,6 +320,10 @@ class LocalStack:
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's and our servers' request lines
+        from devicehooks.local import motofixes
+
+        if motofixes.enabled():
+            motofixes.apply()
 
         user_env = {k: v for k, v in os.environ.items() if k.startswith(("DEVICEHOOKS_", "POWERTOOLS_"))}
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -1,7 +1,8 @@
-"""Fixes to moto, the local stack's emulator, for the benchmarks (moto is not what they measure).
+"""Fixes to moto, the local stack's emulator: races that lose writes, and costs that grow with data.
 
-Each fix keeps moto's answers; it removes a cost or a race of the emulator that would swamp the
-figures taken through ``devicehooks local`` (P1 on moto, P4, R1). Measured on moto 5.2.5:
+``devicehooks local`` applies them when it starts moto (``DEVICEHOOKS_LOCAL_MOTO_FIXES=0`` runs
+moto as it is). Each fix keeps moto's answers; they were written against, and are applied only
+to, the moto version pinned in constraints.txt. Measured on moto 5.2.5:
 
 * DynamoDB ``transact_write_items`` deep-copies every table it writes to, once per item of the
   transaction, to be able to roll back: O(table size) per call. The activity log's ``create`` is
@@ -25,7 +26,6 @@ figures taken through ``devicehooks local`` (P1 on moto, P4, R1). Measured on mo
   its global lock, and werkzeug closes every connection after its response (a TCP connection
   and a server thread per AWS call). Fix: the list is remembered; connections are kept open.
 
-The benchmarks apply it unless ``BENCH_MOTO_PATCH=0``.
 """
 
 from __future__ import annotations
@@ -42,8 +42,14 @@ from typing import Any
 _state = threading.local()
 
 
+FIXED_VERSION = "5.2.5"
+
+
 def enabled() -> bool:
-    return os.environ.get("BENCH_MOTO_PATCH", "1") != "0"
+    """Whether to apply the fixes: asked for (the default), and moto is the version they fit."""
+    from moto import __version__
+
+    return os.environ.get("DEVICEHOOKS_LOCAL_MOTO_FIXES", "1") != "0" and __version__ == FIXED_VERSION
 
 
 def _snapshot(table: Any, keys: list[tuple[Any, Any]]) -> Any:
@@ -92,7 +98,7 @@ def _keep_alive_handler(base: Any) -> Any:
     left, right = socket.socketpair()
     right.close()  # ``left`` now reads as at its end at once: the drain finds nothing and stops
 
-    class KeepAliveHandler(base):  # type: ignore[misc, valid-type]
+    class KeepAliveHandler(base):  # type: ignore[misc]
         keep_alive = False
         disable_nagle_algorithm = True  # werkzeug writes the headers, then the body
 
@@ -101,8 +107,9 @@ def _keep_alive_handler(base: Any) -> Any:
             if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower() or not length.isdigit():
                 base.run_wsgi(self)
                 return
-            body = self.rfile.read(int(length))
-            stream, connection = self.rfile, self.connection
+            stream: Any = self.rfile  # type: ignore[has-type]
+            connection: Any = self.connection  # type: ignore[has-type]
+            body = stream.read(int(length))
             self.rfile, self.connection, self.keep_alive = io.BytesIO(body), left, True
             try:
                 base.run_wsgi(self)
@@ -117,7 +124,15 @@ def _keep_alive_handler(base: Any) -> Any:
     return KeepAliveHandler
 
 
+_applied = False
+
+
 def apply() -> None:
+    """Patch moto in this process (once)."""
+    global _applied
+    if _applied:
+        return
+    _applied = True
     from jsonpath_ng import ext as jsonpath_ext
     from moto import backends
     from moto.core.utils import unix_time
@@ -183,7 +198,7 @@ def apply() -> None:
         finally:
             _state.sending = False
 
-    sqs_models.Queue.attributes = property(attributes)  # type: ignore[method-assign, assignment]
+    sqs_models.Queue.attributes = property(attributes)
 
     # Queue.messages reads the clock twice per message; DeleteMessage scans every message twice,
     # building a list of receipt handles for each: O(queue depth) in Python per message deleted
@@ -203,7 +218,7 @@ def apply() -> None:
         self.deleted_messages.update(message.all_receipt_handles)
         self._messages = self._messages[:index] + self._messages[index + 1 :]
 
-    sqs_models.Queue.messages = property(visible_messages)  # type: ignore[method-assign, assignment]
+    sqs_models.Queue.messages = property(visible_messages)
     sqs_models.Queue.delete_message = delete_message
     sqs_models.SQSBackend.send_message = sending
 
@@ -212,4 +227,4 @@ def apply() -> None:
     threaded_moto_server.MotoRequestHandler = _keep_alive_handler(threaded_moto_server.MotoRequestHandler)
     responses.DynamoHandler.call_action = locked_call_action
     models.DynamoDBBackend.transact_write_items = snapshotting_transact
-    models.copy = _CopyModule()  # type: ignore[assignment]
+    models.copy = _CopyModule()
