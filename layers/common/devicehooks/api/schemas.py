@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from devicehooks.models import EventType
 
 
 class HttpCredentialsOut(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
+
     url: str
     secret: Literal["<omitted>"] | None = Field(
         default=None, description='Present (always "<omitted>") when the integration has a secret.'
@@ -17,11 +19,15 @@ class HttpCredentialsOut(BaseModel):
 
 
 class CredentialsOut(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
+
     type: Literal["http"]
     http: HttpCredentialsOut
 
 
 class IntegrationOut(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
+
     id: str = Field(description="Integration id (UUID).")
     provider: Literal["webhook"]
     credentials: CredentialsOut
@@ -32,6 +38,8 @@ class IntegrationOut(BaseModel):
 
 
 class DeliveryStatusOut(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
+
     integration_id: str
     success: bool
     error: str | None = None
@@ -44,6 +52,8 @@ class DeliveryStatusOut(BaseModel):
 
 
 class EventOut(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
+
     id: str
     type: str = Field(description="A device event type, or webhook-test for test deliveries.")
     data: dict[str, Any]
@@ -52,6 +62,8 @@ class EventOut(BaseModel):
 
 
 class AttemptOut(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
+
     attempt: int
     time: str
     duration_ms: int
@@ -61,10 +73,14 @@ class AttemptOut(BaseModel):
 
 
 class DeliveryDetailOut(DeliveryStatusOut):
+    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
+
     attempt_log: list[AttemptOut]
 
 
 class EventDetailOut(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
+
     id: str
     type: str
     data: dict[str, Any]
@@ -73,17 +89,23 @@ class EventDetailOut(BaseModel):
 
 
 class RedeliverIn(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
+
     integration_id: str | None = Field(
         default=None, description="Only this webhook; absent: every enabled webhook the event went to."
     )
 
 
 class RedeliverOut(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
+
     event_id: str
     integration_ids: list[str]
 
 
 class TestOutcomeOut(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
+
     event_id: str = Field(description='Id of the test event (type "webhook-test"), also in the activity log.')
     success: bool
     status_code: int | None = None
