@@ -654,6 +654,42 @@ def test_server_that_never_answers_times_out_after_the_timeout(serve: Any) -> No
     assert TIMEOUT * 0.9 <= elapsed < TIMEOUT * 3
 
 
+def test_server_dripping_its_status_line_cannot_hold_the_sender_past_the_timeout(serve: Any) -> None:
+    answer = response(200, b"ok", "X-Pad: " + "p" * 40)  # ~80 bytes at DRIP apart: 8 s if read to the end
+
+    def handler(peer: Peer) -> None:
+        if peer.request() is not None:
+            peer.drip(answer)
+
+    server = serve(handler)
+    started = time.monotonic()
+
+    result = post(HttpSender(GUARD, timeout=TIMEOUT), server.url())
+
+    elapsed = time.monotonic() - started
+    assert (result.status_code, result.error) == (None, "timeout waiting for the response")
+    assert elapsed < TIMEOUT * 3
+
+
+def test_server_dripping_its_body_cannot_hold_the_sender_past_the_timeout(serve: Any) -> None:
+    body = b"b" * 60  # 6 s if read to the end
+
+    def handler(peer: Peer) -> None:
+        if peer.request() is not None:
+            peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+            peer.drip(body)
+
+    server = serve(handler)
+    sender = HttpSender(GUARD, timeout=TIMEOUT)
+    started = time.monotonic()
+
+    result = post(sender, server.url())
+
+    elapsed = time.monotonic() - started
+    assert (result.status_code, result.error) == (200, None)  # the status arrived: it stands
+    assert elapsed < TIMEOUT * 3
+
+
 def test_closed_port_is_connection_refused() -> None:
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))  # bound, never listening: the port is ours and refuses

@@ -161,14 +161,20 @@ def _target(url: str) -> _Target:
 class _Reader:
     """Buffered reads from a socket, kept with its connection: what is left unread is visible."""
 
-    __slots__ = ("sock", "buffer", "position")
+    __slots__ = ("sock", "buffer", "position", "deadline")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buffer = b""
         self.position = 0
+        self.deadline: float | None = None  # time.monotonic() past which no read may wait
 
     def _fill(self) -> bool:
+        if self.deadline is not None:  # a peer trickling bytes in must not stretch each wait anew
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("timed out")
+            self.sock.settimeout(remaining)
         data = self.sock.recv(_RECV_BYTES)
         if not data:
             return False
@@ -614,7 +620,10 @@ class HttpSender:
 
         Returns the response, the body's first bytes (``None`` when reading them failed), and
         whether the connection may be reused."""
+        reader = connection.reader
+        reader.deadline = time.monotonic() + self.timeout  # for the whole exchange, not each recv
         try:
+            connection.sock.settimeout(self.timeout)  # the previous exchange's reads may have lowered it
             connection.sock.sendall(data)
         except OSError as exc:
             if isinstance(exc, ssl.SSLError):
@@ -622,7 +631,6 @@ class HttpSender:
             if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.EPROTOTYPE):
                 raise _Failed("connection failed") from None
             # as urllib3: the peer may have answered before closing; read what it said
-        reader = connection.reader
         try:
             response = _read_head(reader)
         except OSError as exc:
