@@ -592,6 +592,27 @@ def test_body_over_64_kib_reports_the_status_and_drops_the_connection(serve: Any
     assert server.accepted == 2  # not drained for reuse: dropped
 
 
+def test_compressed_body_padded_past_64_kib_is_not_read_to_its_end(serve: Any) -> None:
+    # a tiny gzip member followed by megabytes the decoder swallows: decoded it stays small, but
+    # reading it all would take the sender far past the 64 KiB it may read of a response
+    padded = gzip.compress(b"tiny") + bytes(4 * 1024 * 1024)
+    first = response(200, padded, "Content-Encoding: gzip")
+
+    def handler(peer: Peer) -> None:
+        if peer.request() is not None:
+            peer.send(first if peer.number == 1 else OK)
+            keep_alive()(peer)
+
+    server = serve(handler)
+    sender = HttpSender(GUARD, timeout=WAIT)
+
+    result = post(sender, server.url())
+
+    assert (result.status_code, result.response_body) == (200, "tiny")
+    assert post(sender, server.url()).status_code == 200
+    assert server.accepted == 2  # dropped after 64 KiB, not read (4 MiB) to the end and kept
+
+
 @pytest.mark.parametrize(
     ("encoding", "encoded"),
     [

@@ -452,11 +452,14 @@ class _RawBody:
 
 
 def _read_body(body: _RawBody, decoder: Any, limit: int) -> bytes:
-    """Up to ``limit`` decoded bytes of the body."""
+    """Up to ``limit`` decoded bytes of the body, reading at most ``limit`` bytes of it off the wire
+    (a decoder may turn much input into little output: padding after a gzip member, say)."""
     parts: list[bytes] = []
     got = 0
-    while got < limit and not body.done:
-        data = body.read(limit - got if decoder is None else _RAW_CHUNK)
+    raw = 0
+    while got < limit and raw < limit and not body.done:
+        data = body.read(limit - got if decoder is None else min(_RAW_CHUNK, limit - raw))
+        raw += len(data)
         if decoder is not None:
             data = decoder.decompress(data) if data else b""
             if body.done:
