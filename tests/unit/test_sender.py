@@ -17,6 +17,7 @@ import socket
 import ssl
 import threading
 import time
+import tracemalloc
 import types
 import zlib
 from collections.abc import Callable, Iterator
@@ -433,6 +434,34 @@ def test_100_continue_is_skipped_for_the_real_status(serve: Any) -> None:
     assert (result.status_code, result.error, result.response_body) == (201, None, "made")
     assert post(sender, server.url()).status_code == 201
     assert server.accepted == 1  # the interim responses were consumed exactly
+
+
+def test_other_interim_responses_are_skipped_too(serve: Any) -> None:
+    early_hints = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+    server = serve(keep_alive(early_hints + response(500, b"broken")))
+    sender = HttpSender(GUARD, timeout=WAIT)
+
+    result = post(sender, server.url())
+
+    assert (result.status_code, result.error) == (500, "unexpected status code from webhook: 500")
+
+
+def test_a_compressed_body_cannot_expand_in_memory(serve: Any) -> None:
+    bomb = gzip.compress(b"\0" * (64 * 1024 * 1024))  # 64 MiB of zeros in about 64 KiB
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: " + str(len(bomb)).encode() + b"\r\n\r\n" + bomb
+    )
+    server = serve(keep_alive(answer))
+    sender = HttpSender(GUARD, timeout=WAIT)
+    tracemalloc.start()
+    try:
+        result = post(sender, server.url())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert (result.status_code, result.response_body) == (200, "\0" * 256)
+    assert peak < 4 * 1024 * 1024  # never the 64 MiB it would decompress to
 
 
 def test_obsolete_folded_header_lines_continue_the_previous_header(serve: Any) -> None:

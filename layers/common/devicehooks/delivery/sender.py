@@ -26,7 +26,6 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
@@ -40,15 +39,10 @@ from urllib3.util.ssl_ import ALPN_PROTOCOLS, create_urllib3_context
 from devicehooks.errors import BlockedDestination
 from devicehooks.ssrf import CONNECT_MESSAGE, DestinationGuard
 
-_get_decoder: Callable[[str], Any] | None
-try:  # urllib3's decoders (what requests would use); zlib alone for gzip/deflate otherwise
-    from urllib3.response import HTTPResponse as _Urllib3Response
-    from urllib3.response import _get_decoder
-
-    CONTENT_DECODERS: tuple[str, ...] = tuple(_Urllib3Response.CONTENT_DECODERS)
-except ImportError:  # pragma: no cover - an urllib3 without them
-    _get_decoder = None
-    CONTENT_DECODERS = ("gzip", "x-gzip", "deflate")
+# Only gzip and deflate are decoded (the request says so in Accept-Encoding): with zlib, whose
+# output is bounded, so a small compressed body cannot expand into a large one in memory.
+CONTENT_DECODERS = ("gzip", "x-gzip", "deflate")
+ACCEPT_ENCODING = "gzip, deflate"
 
 SNIPPET_BYTES = 256
 MAX_BODY_READ = 64 * 1024  # read at most this much of a response, so the connection can be reused
@@ -312,9 +306,9 @@ def _read_head(reader: Any) -> _Response:
             raise _BadResponse(f"bad status line {line!r}") from None
         if not 100 <= status <= 999:
             raise _BadResponse(f"bad status line {line!r}")
-        if status != 100:
+        if status >= 200:
             break
-        _read_header_lines(reader)  # 100 Continue: its headers, then the real response
+        _read_header_lines(reader)  # an interim 1xx (100 Continue, 103 Early Hints): then the real one
     if version in ("HTTP/1.0", "HTTP/0.9"):
         http11 = False
     elif version.startswith("HTTP/1."):
@@ -356,34 +350,30 @@ def _will_close(response: _Response) -> bool:
 
 
 class _ZlibDecoder:
-    """gzip / deflate with zlib alone (only when urllib3's decoders are not there)."""
+    """gzip, or deflate (zlib-wrapped or raw, as servers send both), with bounded output."""
 
     def __init__(self, mode: str) -> None:
         self._gzip = mode in ("gzip", "x-gzip")
         self._first = True
         self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS if self._gzip else zlib.MAX_WBITS)
 
-    def decompress(self, data: bytes) -> bytes:
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        """At most ``max_length`` bytes of output (the rest of the input is dropped)."""
         if self._first and not self._gzip and data:
             self._first = False
             try:
-                return self._obj.decompress(data)
+                return self._obj.decompress(data, max_length)
             except zlib.error:  # raw deflate, without the zlib header
                 self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
-        return self._obj.decompress(data)
+        return self._obj.decompress(data, max_length)
 
     def flush(self) -> bytes:
         return self._obj.flush()
 
 
-def _decoder(headers: dict[str, str]) -> Any:
-    encoding = headers.get("content-encoding", "").lower()
-    if encoding not in CONTENT_DECODERS:
-        if "," not in encoding or not [e for e in encoding.split(",") if e.strip() in CONTENT_DECODERS]:
-            return None
-    if _get_decoder is not None:
-        return _get_decoder(encoding)
-    return _ZlibDecoder(encoding)  # pragma: no cover
+def _decoder(headers: dict[str, str]) -> _ZlibDecoder | None:
+    encoding = headers.get("content-encoding", "").strip().lower()
+    return _ZlibDecoder(encoding) if encoding in CONTENT_DECODERS else None
 
 
 class _RawBody:
@@ -451,7 +441,7 @@ class _RawBody:
         return data
 
 
-def _read_body(body: _RawBody, decoder: Any, limit: int) -> bytes:
+def _read_body(body: _RawBody, decoder: _ZlibDecoder | None, limit: int) -> bytes:
     """Up to ``limit`` decoded bytes of the body, reading at most ``limit`` bytes of it off the wire
     (a decoder may turn much input into little output: padding after a gzip member, say)."""
     parts: list[bytes] = []
@@ -461,9 +451,9 @@ def _read_body(body: _RawBody, decoder: Any, limit: int) -> bytes:
         data = body.read(limit - got if decoder is None else min(_RAW_CHUNK, limit - raw))
         raw += len(data)
         if decoder is not None:
-            data = decoder.decompress(data) if data else b""
+            data = decoder.decompress(data, limit - got) if data else b""
             if body.done:
-                data += decoder.flush()
+                data += decoder.flush()[: max(0, limit - got - len(data))]
         parts.append(data)
         got += len(data)
     return b"".join(parts)[:limit]
@@ -543,6 +533,7 @@ class HttpSender:
         self._pools = _Pools(hosts=pool_size, per_host=pool_size)
         # what a requests.Session sends unless a request overrides it (User-Agent, Accept-Encoding, ...)
         self._defaults = {name.lower(): (name, value) for name, value in default_headers().items()}
+        self._defaults["accept-encoding"] = ("Accept-Encoding", ACCEPT_ENCODING)  # what _decoder can decode
         for header in self._defaults.values():
             check_header_validity(header)
         self._tls: ssl.SSLContext | None = None
