@@ -40,7 +40,7 @@ $(CHECKOV):
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
 .PHONY: run
-run: $(STAMP) ## run the whole service locally (moto-backed) on $$DEVICEHOOKS_PORT (8080)
+run: $(STAMP) ## run the whole service locally (moto-backed) on port DEVICEHOOKS_PORT (8080)
 	exec $(BIN)/devicehooks local
 
 .PHONY: lint
@@ -69,7 +69,7 @@ unit: $(STAMP) ## unit and integration tests (fast)
 	$(BIN)/pytest tests/unit tests/integration -q
 
 .PHONY: test
-test: lint template-check ## every test: lint, template checks, unit, integration, end-to-end
+test: lint template-check ## every test: lint, template checks, unit, integration, end-to-end, browser
 	$(BIN)/pytest -q
 
 .PHONY: bench
