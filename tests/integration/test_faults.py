@@ -83,17 +83,26 @@ class Scenario:
         return dict(eventually(reached, timeout=timeout))  # type: ignore[arg-type]
 
     def dead_lettered(self) -> list[dict[str, Any]]:
-        """Delivery DLQ messages of this tenant (peeked: left visible for other tests)."""
-        sqs = aws.client("sqs")
-        url = self.stack.physical["DeliveryDeadLetterQueue"]["QueueUrl"]
-        found = []
-        for _ in range(5):
-            out = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)
-            for message in out.get("Messages", []):
-                body = json.loads(message["Body"])
-                if body["tenant_id"] == self.tenant and body not in found:
-                    found.append(body)
-        return found
+        """Delivery DLQ messages of this tenant."""
+        messages = peek(
+            self.stack, "DeliveryDeadLetterQueue", lambda m: json.loads(m["Body"])["tenant_id"] == self.tenant
+        )
+        return [json.loads(m["Body"]) for m in messages]
+
+
+def peek(stack: LocalStack, queue: str, wanted: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+    """The messages of ``queue`` that ``wanted`` picks, left visible (other tests share the queue)."""
+    sqs = aws.client("sqs")
+    found: dict[str, dict[str, Any]] = {}
+    for _ in range(5):  # SQS (and moto) return a sample of the queue per call
+        out = sqs.receive_message(
+            QueueUrl=stack.physical[queue]["QueueUrl"],
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=0,
+            MessageAttributeNames=["All"],
+        )
+        found.update({m["MessageId"]: m for m in out.get("Messages", []) if wanted(m)})
+    return list(found.values())
 
 
 def _quiet(receiver: Receiver, expected: int, path: str = "/hook") -> None:
@@ -298,18 +307,7 @@ def test_a_malformed_event_goes_to_the_dispatch_dlq_with_its_reason(stack: Local
     bad = {"id": marker, "detail-type": "device-decommissioned", "source": "x", "time": "now", "detail": {}}
     sqs.send_message(QueueUrl=stack.physical["DispatchQueue"]["QueueUrl"], MessageBody=json.dumps(bad))
 
-    def in_dlq() -> dict[str, Any] | None:
-        out = sqs.receive_message(
-            QueueUrl=stack.physical["DispatchDeadLetterQueue"]["QueueUrl"],
-            MaxNumberOfMessages=10,
-            VisibilityTimeout=0,
-            MessageAttributeNames=["All"],
-        )
-        for message in out.get("Messages", []):
-            if marker in message["Body"]:
-                return dict(message)
-        return None
-
-    message = eventually(in_dlq)
-    assert isinstance(message, dict)
+    messages = eventually(lambda: peek(stack, "DispatchDeadLetterQueue", lambda m: marker in m["Body"]))
+    assert isinstance(messages, list)
+    (message,) = messages
     assert message["MessageAttributes"]["reason"]["StringValue"].startswith("malformed device event: ")

@@ -111,6 +111,14 @@ def _receive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stack_outputs(name: str) -> dict[str, str]:
+    """A deployed stack's outputs (queue URLs, the UI's bucket and distribution)."""
+    from devicehooks import aws
+
+    stack = aws.client("cloudformation").describe_stacks(StackName=name)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
 def _redrive(args: argparse.Namespace) -> int:
     import json
     import urllib.request
@@ -131,8 +139,7 @@ def _redrive(args: argparse.Namespace) -> int:
         aws.reset_clients()
         urls = {name: info["resources"][name]["QueueUrl"] for name in (source, target)}
     else:
-        stack = aws.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        outputs = _stack_outputs(args.stack)
         urls = {name: outputs[OUTPUTS[name]] for name in (source, target)}
     moved = redrive(aws.client("sqs"), urls[source], urls[target])
     print(f"moved {moved} message(s) from {source} to {target}")
@@ -146,8 +153,7 @@ def _publish_ui(args: argparse.Namespace) -> int:
     from devicehooks.local.stack import project_root
     from devicehooks.publish import publish
 
-    stack = aws.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    outputs = _stack_outputs(args.stack)
     root = Path(args.dir) if args.dir else project_root() / "ui"
     keys = publish(
         aws.client("s3"), aws.client("cloudfront"), outputs["UiBucketName"], outputs["UiDistributionId"], root

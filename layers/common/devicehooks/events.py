@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -12,14 +12,7 @@ from devicehooks.models import ActivityType, EventType
 from devicehooks.timeutil import parse_time, rfc3339
 
 DeviceStatus = Literal["accepted", "noauth", "pending", "preauthorized", "rejected", "decommissioned"]
-DEVICE_STATUSES: tuple[str, ...] = (
-    "accepted",
-    "noauth",
-    "pending",
-    "preauthorized",
-    "rejected",
-    "decommissioned",
-)
+DEVICE_STATUSES: tuple[str, ...] = get_args(DeviceStatus)
 
 
 def _rfc3339(value: str) -> str:

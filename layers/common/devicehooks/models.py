@@ -5,17 +5,17 @@ from __future__ import annotations
 import string
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_core import PydanticCustomError
 
 EventType = Literal["device-provisioned", "device-decommissioned", "device-status-changed"]
-EVENT_TYPES: tuple[EventType, ...] = ("device-provisioned", "device-decommissioned", "device-status-changed")
+EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 # The type of the event ``POST /integrations/{id}/test`` sends; never sent for a device event.
 TEST_EVENT_TYPE = "webhook-test"
-ActivityType = Literal["device-provisioned", "device-decommissioned", "device-status-changed", "webhook-test"]
+ActivityType = Literal[EventType, "webhook-test"]
 
 OMITTED = "<omitted>"
 PROVIDER_WEBHOOK = "webhook"

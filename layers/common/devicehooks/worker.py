@@ -38,7 +38,6 @@ def policy() -> DispatchPolicy:
         retention=settings.event_retention,
         schedule=settings.retry_schedule,
         disable_after=settings.disable_after,
-        secret_overlap=settings.secret_overlap,
         delivery_timeout=settings.delivery_timeout,
         lease=settings.delivery_lease,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextvars
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -132,8 +133,6 @@ def openapi_document(
     app: APIGatewayHttpResolver, patch: Callable[[dict[str, Any]], None] | None = None, **info: Any
 ) -> dict[str, Any]:
     """The app's OpenAPI document, with the validation answers as they really are (400, not 422)."""
-    import json
-
     schema: dict[str, Any] = json.loads(app.get_openapi_json_schema(**info))
     if patch is not None:
         patch(schema)

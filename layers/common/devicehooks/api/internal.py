@@ -16,7 +16,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import TypeAdapter, ValidationError
 
-from devicehooks import __version__, aws
+from devicehooks import __version__
 from devicehooks.api import http
 from devicehooks.config import get_settings
 from devicehooks.errors import InvalidRequest, ServiceUnavailable
@@ -76,12 +76,8 @@ def alive() -> Response[str]:
     responses=http.responses({204: {"description": "Healthy."}}, 503),
 )
 def health() -> Response[str]:
-    settings = get_settings()
     try:
-        aws.client("dynamodb").get_item(
-            TableName=settings.integrations_table,
-            Key={"tenant_key": {"S": "#health"}, "integration_id": {"S": "#health"}},
-        )
+        tenant_service().integrations.get("#health", "#health")  # one read: the table answers
     except Exception as exc:  # noqa: BLE001 - any failure means unhealthy; Mender answers 503 with the cause
         return http.json_response(503, {"error": f"database unavailable: {type(exc).__name__}"})
     return http.empty_response(204)

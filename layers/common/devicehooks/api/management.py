@@ -91,18 +91,20 @@ def current_identity() -> Identity:
     return identity
 
 
-def _integration_id(value: str) -> str:
+def _uuid(value: str, what: str) -> str:
+    """A path id in canonical form, or Mender's 400 naming what it should have been."""
     problem = go_uuid_error(value)
     if problem is not None:
-        raise InvalidRequest(f"integration ID must be a valid UUID: {problem}")
+        raise InvalidRequest(f"{what} ID must be a valid UUID: {problem}")
     return str(uuid.UUID(value))
+
+
+def _integration_id(value: str) -> str:
+    return _uuid(value, "integration")
 
 
 def _event_id(value: str) -> str:
-    problem = go_uuid_error(value)
-    if problem is not None:
-        raise InvalidRequest(f"event ID must be a valid UUID: {problem}")
-    return str(uuid.UUID(value))
+    return _uuid(value, "event")
 
 
 Caller = Annotated[Identity, Depends(current_identity)]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
-import mimetypes
 import os
 import re
 import sys
@@ -695,21 +694,19 @@ class LocalStack:
         return int(result["statusCode"]), headers, body
 
     def _static(self, path: str) -> tuple[int, list[tuple[str, str]], bytes]:
-        ui = self.root / "ui"
-        for base in (ui / "dist", ui):
-            if not base.is_dir():
-                continue
-            relative = path.lstrip("/") or "index.html"
-            target = (base / relative).resolve()
-            if base.resolve() not in target.parents and target != base.resolve():
-                return 404, [("Content-Type", "application/json")], b'{"message":"Not Found"}'
-            if target.is_dir():
-                target = target / "index.html"
-            if target.is_file():
-                kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-                if kind.startswith("text/") or kind in ("application/javascript", "application/json"):
-                    kind += "; charset=utf-8"
-                return 200, [("Content-Type", kind), ("Cache-Control", "no-cache")], target.read_bytes()
+        """The web UI's files, as the deployed bucket serves them (same files, same types)."""
+        from devicehooks.publish import content_type, ui_base
+
+        base = ui_base(self.root / "ui").resolve()
+        target = (base / (path.lstrip("/") or "index.html")).resolve()
+        if target.is_dir():
+            target = target / "index.html"
+        if base in target.parents and target.is_file():
+            return (
+                200,
+                [("Content-Type", content_type(target.name)), ("Cache-Control", "no-cache")],
+                target.read_bytes(),
+            )
         return 404, [("Content-Type", "application/json")], b'{"message":"Not Found"}'
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from devicehooks.activity import ActivityEvent, Attempt, DeliveryStatus
+from devicehooks.config import DEFAULT_RETRY_SCHEDULE
 from devicehooks.delivery.sender import DeliveryResult, Sender, WebhookRequest
 from devicehooks.delivery.signing import webhook_headers
 from devicehooks.delivery.tasks import DeliveryTask, TaskQueue, parse_message
@@ -41,9 +42,8 @@ class DispatchPolicy:
     """The knobs of delivery (from settings)."""
 
     retention: int = 7 * 24 * 3600
-    schedule: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
     disable_after: int = 5 * 24 * 3600
-    secret_overlap: int = 24 * 3600
     delivery_timeout: float = 10.0
     retry_after_cap: int = 3600
     lease: int = 0
@@ -141,17 +141,16 @@ class Dispatcher:
         jobs: list[tuple[ActivityEvent, Integration, int]] = []
         busy = False
         if self.activity.create(record):
-            jobs = [(record, i, 0) for i in targets if i.enabled]
-        else:
-            existing = self.activity.get(event.tenant_id, event.id)
-            for integration in targets if existing is not None else []:
-                status = existing.deliveries.get(integration.id) if existing else None
+            jobs = [(record, i, 0) for i in targets if i.enabled]  # every lease is this worker's
+        elif (existing := self.activity.get(event.tenant_id, event.id)) is not None:
+            for integration in targets:  # a copy of a message already (partly) handled
+                status = existing.deliveries.get(integration.id)
                 if status is None or status.state != "pending" or not integration.enabled:
                     continue  # delivered, waiting for a retry, failed or skipped: not this message's job
                 claim = self.activity.claim(event.tenant_id, event.id, integration.id, now, self.policy.lease_seconds)
                 if claim is Claim.BUSY:
                     busy = True
-                elif claim is Claim.TAKEN and existing is not None:
+                elif claim is Claim.TAKEN:
                     jobs.append((existing, integration, status.attempts))
         self._run(jobs)
         if busy:

@@ -18,8 +18,6 @@ from devicehooks.timeutil import utcnow
 if TYPE_CHECKING:  # the delivery stack is imported only when a test delivery is sent
     from devicehooks.services.dispatch import Dispatcher
 
-IN_PROGRESS = ("pending", "retrying")
-
 
 class DeliveryService:
     """Redeliver an event (through the retry queue, as new attempts) or send a test event now."""
@@ -59,16 +57,14 @@ class DeliveryService:
             targets = [i for i in event.deliveries if i in live and live[i].enabled]
             if not targets:
                 raise Conflict("no enabled webhook of this event to redeliver to")
-        busy = [i for i in targets if i in event.deliveries and event.deliveries[i].state in IN_PROGRESS]
-        if busy:
-            raise Conflict(f"delivery to {busy[0]} is still in progress")
         missing = [i for i in targets if i not in event.deliveries]
         if missing:
             self.activity.add_deliveries(tenant_id, event_id, missing)
         now = self.clock()
+        # reopen() refuses, atomically, a delivery still pending or retrying
         reopened = [t for t in targets if t in missing or self.activity.reopen(tenant_id, event_id, t, now)]
         if not reopened:
-            raise Conflict("the delivery is already in progress")
+            raise Conflict("the delivery is still in progress")
         for target in reopened:
             task = DeliveryTask(
                 tenant_id=tenant_id, event_id=event_id, integration_id=target, series_attempt=1, reason="redeliver"

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from devicehooks import aws
 from devicehooks.activity import ActivityEvent, Attempt, DeliveryStatus
-from devicehooks.store.dynamo import batch_delete, from_item, query_all, to_item, value
+from devicehooks.store.dynamo import batch_delete, batch_write, from_item, query_all, to_item, value
 
 INDEX = "by_time"
 
@@ -210,15 +210,7 @@ class DynamoActivityStore:
         # message that finds the event already there writes them again, in case the first
         # writer stopped in between.
         markers = [{"PutRequest": {"Item": self._marker(event, i)}} for i in event.deliveries]
-        for start in range(0, len(markers), 25):
-            pending = markers[start : start + 25]
-            for _ in range(10):
-                if not pending:
-                    break
-                out = self.client.batch_write_item(RequestItems={self.table_name: pending})
-                pending = out.get("UnprocessedItems", {}).get(self.table_name, [])
-            if pending:
-                raise RuntimeError(f"{len(pending)} activity markers left unprocessed")
+        batch_write(self.client, self.table_name, markers)
         return created
 
     def get(self, tenant_id: str, event_id: str) -> ActivityEvent | None:

@@ -37,14 +37,25 @@ def query_all(client: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
         kwargs["ExclusiveStartKey"] = last
 
 
-def batch_delete(client: Any, table: str, keys: list[dict[str, Any]]) -> None:
-    """Delete ``keys`` in batches of 25, retrying unprocessed items."""
-    for start in range(0, len(keys), 25):
-        pending: list[dict[str, Any]] = [{"DeleteRequest": {"Key": k}} for k in keys[start : start + 25]]
+def batch_write(client: Any, table: str, requests: list[dict[str, Any]]) -> None:
+    """``PutRequest``/``DeleteRequest`` entries in batches of 25, retrying unprocessed items."""
+    for start in range(0, len(requests), 25):
+        pending = requests[start : start + 25]
         for _ in range(10):
             if not pending:
                 break
             out = client.batch_write_item(RequestItems={table: pending})
             pending = out.get("UnprocessedItems", {}).get(table, [])
         if pending:
-            raise RuntimeError(f"{len(pending)} deletes left unprocessed in {table}")
+            raise RuntimeError(f"{len(pending)} writes left unprocessed in {table}")
+
+
+def batch_delete(client: Any, table: str, keys: list[dict[str, Any]]) -> None:
+    """Delete ``keys`` (see :func:`batch_write`)."""
+    batch_write(client, table, [{"DeleteRequest": {"Key": k}} for k in keys])
+
+
+def first_condition_failed(exc: Exception) -> bool:
+    """Whether a cancelled transaction was cancelled by its first item's condition."""
+    reasons = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])]
+    return bool(reasons) and reasons[0] == "ConditionalCheckFailed"

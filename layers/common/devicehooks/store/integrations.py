@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from devicehooks import aws
 from devicehooks.errors import Conflict
 from devicehooks.models import Integration
-from devicehooks.store.dynamo import batch_delete, from_item, query_all, to_item, value
+from devicehooks.store.dynamo import batch_delete, first_condition_failed, from_item, query_all, to_item, value
 
 COUNTER_ID = "~count"
 
@@ -147,8 +147,7 @@ class DynamoIntegrationStore:
                 ]
             )
         except self.client.exceptions.TransactionCanceledException as exc:
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if reasons and reasons[0] == "ConditionalCheckFailed":
+            if first_condition_failed(exc):
                 raise Conflict(limit_message(limit)) from None
             raise
 
@@ -194,8 +193,7 @@ class DynamoIntegrationStore:
                 ]
             )
         except self.client.exceptions.TransactionCanceledException as exc:
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if reasons and reasons[0] == "ConditionalCheckFailed":
+            if first_condition_failed(exc):
                 return False
             raise
         return True
