@@ -36,7 +36,10 @@ def _local(args: argparse.Namespace) -> int:
     print(f"  internal API    {stack.url}/api/internal/v1/iot-manager", file=sys.stderr)
     print(f"  web UI          {stack.url}/", file=sys.stderr)
     print("  token           devicehooks token --tenant <id>     (Ctrl-C stops)", file=sys.stderr, flush=True)
-    stopping.wait()
+    # Wake up now and then: the kernel may deliver Ctrl-C to another thread, and Python runs the
+    # handler only once the main thread wakes (a wait without a timeout could sleep through it).
+    while not stopping.wait(0.25):
+        pass
     print("devicehooks local: stopping", file=sys.stderr, flush=True)
     stack.stop()
     return 0
