@@ -74,7 +74,7 @@ test: lint template-check ## every test: lint, template checks, unit, integratio
 
 .PHONY: bench
 bench: $(STAMP) ## run the benchmarks (prints NAME value lines)
-	@for name in fanout isolation cold_import bulk load; do \
+	@for name in delivery fanout isolation cold_import bulk load; do \
 	  echo "# bench/$$name.py"; $(BIN)/python bench/$$name.py || exit 1; \
 	done
 

@@ -169,6 +169,49 @@ def dispatcher(integrations: Any, activity: Any, cipher: Any, timeout: float = 1
     )
 
 
+def template() -> dict[str, Any]:
+    """template.yaml, as the local stack reads it."""
+    from devicehooks.local.template import load_template
+
+    return dict(load_template(ROOT / "template.yaml"))
+
+
+def function_memory_mb(template: dict[str, Any], function: str) -> int:
+    props = template["Resources"][function]["Properties"]
+    return int(props.get("MemorySize") or template["Globals"]["Function"]["MemorySize"])
+
+
+def dynamo_stores(integrations_table: str, activity_table: str, client: Any) -> tuple[Any, Any]:
+    """The production DynamoDB stores over ``client``."""
+    from devicehooks.store.activity import DynamoActivityStore
+    from devicehooks.store.integrations import DynamoIntegrationStore
+
+    return DynamoIntegrationStore(integrations_table, client=client), DynamoActivityStore(activity_table, client=client)
+
+
+_KMS_CALLS: list[str] = []
+
+
+def kms_cipher(key_id: str) -> Any:
+    """The production KMS secret cipher; its Decrypt calls are counted (:func:`kms_requests`)."""
+    from devicehooks import aws
+    from devicehooks.secretbox import KmsSecretCipher
+
+    kms = aws.client("kms")
+    if not getattr(kms, "_bench_counted", False):
+        kms.meta.events.register("before-call.kms.*", lambda model, **_: _KMS_CALLS.append(model.name))
+        kms._bench_counted = True
+    return KmsSecretCipher(key_id, kms=kms)
+
+
+def kms_requests(reset: bool = False) -> int:
+    """KMS requests made since the last reset."""
+    count = len(_KMS_CALLS)
+    if reset:
+        _KMS_CALLS.clear()
+    return count
+
+
 def add_webhook(store: Any, cipher: Any, tenant_id: str, url: str, secret: bytes = b"\xde\xad\xbe\xef") -> str:
     from devicehooks.models import Integration, new_id
     from devicehooks.timeutil import utcnow

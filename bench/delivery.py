@@ -1,0 +1,228 @@
+"""P1 and C1: what one delivery costs, with DynamoDB in another process (moto's server).
+
+``devicehooks local`` runs in a subprocess (moto's server with every table and key of
+template.yaml); this process runs the production dispatcher (real stores on that moto, the KMS
+secret cipher, the real sender, retries kept in memory) against a receiver in a third process.
+Happy path only: every POST answers 200.
+
+Scenarios (``WxH``: events x webhooks per event):
+
+* ``1x1``: events to one webhook, one SQS batch each (a quiet fleet: every event alone);
+* ``1x5``: events to five webhooks, one batch each;
+* ``10x1``: events to one webhook in batches of 10 records, run side by side as the worker does.
+
+Figures:
+
+* ``P1_cpu_us_per_delivery_<scenario>``: this process's CPU time (every thread) per delivery,
+  median of ``BENCH_ROUNDS`` rounds;
+* ``P1_dynamo_requests_per_delivery_<scenario>``, ``P1_dynamo_wru_per_delivery_<scenario>``,
+  ``P1_dynamo_rru_per_delivery_<scenario>``: DynamoDB requests, write and read request units
+  (counted by bench/dynamometer.py in a separate, unmeasured run);
+* ``C1_usd_per_million_deliveries``: the ``10x1`` scenario (a busy fleet, single-webhook events)
+  priced with docs/operations.md's table: DynamoDB units as counted; SQS requests (the bus's
+  SendMessage, and Lambda's ReceiveMessage and DeleteMessageBatch per batch of 10) plus those the
+  dispatcher made; one EventBridge event per event; Lambda GB-seconds at the dispatcher's
+  measured wall time per batch with a receiver that answers in 250 ms, at the template's memory
+  size, plus one invocation per batch; KMS requests as counted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import benchlib
+import costs
+import dynamometer
+from benchlib import bus_event, figure, note
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+EVENTS = {"1x1": 200, "1x5": 60, "10x1": 300}
+WEBHOOKS = {"1x1": 1, "1x5": 5, "10x1": 1}
+COUNTED_EVENTS = 30
+SLOW_RECEIVER = 0.25
+SLOW_BATCHES = 5
+RECORDS_PER_BATCH = 10
+
+
+def one_by_one(dispatcher: Any, bodies: list[str], _pool: ThreadPoolExecutor) -> None:
+    for body in bodies:
+        dispatcher.begin_batch()
+        dispatcher.handle_message(body)
+
+
+def in_batches(dispatcher: Any, bodies: list[str], pool: ThreadPoolExecutor) -> None:
+    for start in range(0, len(bodies), RECORDS_PER_BATCH):
+        dispatcher.begin_batch()
+        futures = [pool.submit(dispatcher.handle_message, b) for b in bodies[start : start + RECORDS_PER_BATCH]]
+        for future in futures:
+            future.result()
+
+
+RUN: dict[str, Callable[[Any, list[str], ThreadPoolExecutor], None]] = {
+    "1x1": one_by_one,
+    "1x5": one_by_one,
+    "10x1": in_batches,
+}
+
+
+class Fleet:
+    """The stack's tables and key, the webhooks of each scenario, and dispatchers over them."""
+
+    def __init__(self, info: dict[str, Any], receiver: benchlib.Receiver, slow: benchlib.Receiver) -> None:
+        from devicehooks import aws
+
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": info["moto_endpoint"],
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            }
+        )
+        aws.reset_clients()
+        resources = info["resources"]
+        self.integrations_table = resources["IntegrationsTable"]["TableName"]
+        self.activity_table = resources["ActivityTable"]["TableName"]
+        self.key = resources["SecretsKey"]["Arn"]
+        template = benchlib.template()
+        self.shapes = {
+            self.integrations_table: dynamometer.TableShape.from_template(template["Resources"]["IntegrationsTable"]),
+            self.activity_table: dynamometer.TableShape.from_template(template["Resources"]["ActivityTable"]),
+        }
+        self.memory_gb = benchlib.function_memory_mb(template, "DispatcherFunction") / 1024
+        integrations, _ = self.stores(None)
+        cipher = benchlib.kms_cipher(self.key)
+        for scenario, count in WEBHOOKS.items():
+            for n in range(count):
+                benchlib.add_webhook(integrations, cipher, scenario, receiver.url(f"/{scenario}/{n}"))
+        benchlib.add_webhook(integrations, cipher, "slow", slow.url("/slow"))
+
+    def stores(self, meter: dynamometer.Meter | None) -> tuple[Any, Any]:
+        from devicehooks import aws
+
+        client = aws.client("dynamodb")
+        if meter is not None:
+            client = dynamometer.MeteredClient(client, self.shapes, meter)
+        return benchlib.dynamo_stores(self.integrations_table, self.activity_table, client)
+
+    def dispatcher(self, meter: dynamometer.Meter | None = None) -> Any:
+        integrations, activity = self.stores(meter)
+        return benchlib.dispatcher(integrations, activity, benchlib.kms_cipher(self.key))
+
+
+def events(tenant: str, count: int) -> list[str]:
+    return [bus_event(tenant, f"dev-{n}") for n in range(count)]
+
+
+def cpu_per_delivery(
+    fleet: Fleet, receiver: benchlib.Receiver, pool: ThreadPoolExecutor
+) -> tuple[dict[str, float], float]:
+    """CPU microseconds per delivery per scenario, and KMS requests per delivery (warm caches)."""
+    dispatcher = fleet.dispatcher()
+    for scenario in EVENTS:  # warm up: clients, connections, the KMS cache
+        RUN[scenario](dispatcher, events(scenario, 10), pool)
+    benchlib.kms_requests(reset=True)
+    samples: dict[str, list[float]] = {s: [] for s in EVENTS}
+    for _ in range(ROUNDS):
+        for scenario, count in EVENTS.items():
+            bodies = events(scenario, count)
+            deliveries = count * WEBHOOKS[scenario]
+            before = receiver.count()
+            cpu = time.process_time()
+            RUN[scenario](dispatcher, bodies, pool)
+            samples[scenario].append((time.process_time() - cpu) / deliveries * 1e6)
+            arrived = receiver.count() - before
+            if arrived != deliveries:
+                raise RuntimeError(f"{scenario}: {arrived} of {deliveries} deliveries arrived")
+    total = ROUNDS * sum(count * WEBHOOKS[s] for s, count in EVENTS.items())
+    return {s: statistics.median(v) for s, v in samples.items()}, benchlib.kms_requests() / total
+
+
+def counted(fleet: Fleet, pool: ThreadPoolExecutor) -> dict[str, dynamometer.Meter]:
+    meters: dict[str, dynamometer.Meter] = {}
+    for scenario in EVENTS:
+        meter = dynamometer.Meter()
+        dispatcher = fleet.dispatcher(meter)
+        RUN[scenario](dispatcher, events(scenario, RECORDS_PER_BATCH), pool)  # warm: as the CPU run
+        meter.reset()
+        RUN[scenario](dispatcher, events(scenario, COUNTED_EVENTS), pool)
+        meters[scenario] = meter
+    return meters
+
+
+def lambda_seconds_per_delivery(fleet: Fleet, pool: ThreadPoolExecutor) -> float:
+    """Wall time per delivery of batches of 10 single-webhook events, the receiver taking 250 ms."""
+    dispatcher = fleet.dispatcher()
+    in_batches(dispatcher, events("slow", RECORDS_PER_BATCH), pool)  # warm up
+    walls = []
+    for _ in range(SLOW_BATCHES):
+        started = time.perf_counter()
+        in_batches(dispatcher, events("slow", RECORDS_PER_BATCH), pool)
+        walls.append(time.perf_counter() - started)
+    return statistics.median(walls) / RECORDS_PER_BATCH
+
+
+def main() -> None:
+    benchlib.quiet()
+    with (
+        benchlib.receiver() as receiver,
+        benchlib.receiver(delay=SLOW_RECEIVER) as slow,
+        tempfile.TemporaryDirectory(prefix="bench-p1-") as workdir,
+        ThreadPoolExecutor(RECORDS_PER_BATCH, thread_name_prefix="record") as pool,
+    ):
+        stack = benchlib.start_stack(Path(workdir))
+        try:
+            with urllib.request.urlopen(f"{stack.url}/local/info", timeout=30) as answer:
+                fleet = Fleet(json.loads(answer.read()), receiver, slow)
+            cpu, kms = cpu_per_delivery(fleet, receiver, pool)
+            meters = counted(fleet, pool)
+            seconds = lambda_seconds_per_delivery(fleet, pool)
+        finally:
+            benchlib.stop_stack(stack)
+    note(f"dispatcher in this process, DynamoDB and KMS on moto in another; {ROUNDS} rounds, medians")
+    per: dict[str, dict[str, float]] = {}
+    for scenario, meter in meters.items():
+        deliveries = COUNTED_EVENTS * WEBHOOKS[scenario]
+        per[scenario] = {
+            "requests": meter.total_requests / deliveries,
+            "wru": meter.write_units / deliveries,
+            "rru": meter.read_units / deliveries,
+        }
+        calls = ", ".join(f"{op} {n / deliveries:.2f}" for op, n in sorted(meter.requests.items()))
+        note(f"{scenario}: per delivery {calls}")
+    for scenario in EVENTS:
+        figure(f"P1_cpu_us_per_delivery_{scenario}", cpu[scenario], 0)
+    for scenario in EVENTS:
+        figure(f"P1_dynamo_requests_per_delivery_{scenario}", per[scenario]["requests"])
+        figure(f"P1_dynamo_wru_per_delivery_{scenario}", per[scenario]["wru"])
+        figure(f"P1_dynamo_rru_per_delivery_{scenario}", per[scenario]["rru"])
+
+    busy = per["10x1"]
+    sqs = 1 + 2 / RECORDS_PER_BATCH  # the rule's SendMessage; Lambda's Receive and DeleteMessageBatch per batch
+    parts = {
+        "DynamoDB": busy["wru"] * costs.price("dynamodb_write_unit") + busy["rru"] * costs.price("dynamodb_read_unit"),
+        "SQS": sqs * costs.price("sqs_request"),
+        "EventBridge": costs.price("eventbridge_event"),
+        "Lambda": seconds * fleet.memory_gb * costs.price("lambda_gb_second")
+        + costs.price("lambda_request") / RECORDS_PER_BATCH,
+        "KMS": kms * costs.price("kms_request"),
+    }
+    note(
+        f"C1 (10x1, receiver {SLOW_RECEIVER * 1000:.0f} ms: {seconds * 1000:.1f} ms of a "
+        f"{fleet.memory_gb:.0f} GB function per delivery): "
+        + ", ".join(f"{name} ${usd * 1e6:.2f}" for name, usd in parts.items())
+    )
+    figure("C1_usd_per_million_deliveries", sum(parts.values()) * 1e6)
+
+
+if __name__ == "__main__":
+    main()
