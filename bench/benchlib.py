@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from devicehooks.local import process
+from devicehooks_dev.local import process
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -148,7 +148,7 @@ def bus_event(tenant_id: str, device_id: str, status: str = "accepted", event_id
 
 
 def guard() -> Any:
-    from devicehooks.ssrf import DestinationGuard
+    from devicehooks.security.ssrf import DestinationGuard
 
     return DestinationGuard(allowed_cidrs=(ipaddress.ip_network("127.0.0.0/8"),))
 
@@ -156,8 +156,8 @@ def guard() -> Any:
 def dispatcher(integrations: Any, activity: Any, cipher: Any, timeout: float = 10.0) -> Any:
     """The production Dispatcher and HttpSender over the given stores, retries kept in memory."""
     from devicehooks.delivery.sender import HttpSender
-    from devicehooks.delivery.tasks import MemoryTaskQueue
     from devicehooks.services.dispatch import Dispatcher, DispatchPolicy
+    from devicehooks_dev.doubles import MemoryTaskQueue
 
     return Dispatcher(
         integrations=integrations,
@@ -171,7 +171,7 @@ def dispatcher(integrations: Any, activity: Any, cipher: Any, timeout: float = 1
 
 def template() -> dict[str, Any]:
     """template.yaml, as the local stack reads it."""
-    from devicehooks.local.template import load_template
+    from devicehooks_dev.local.template import load_template
 
     return dict(load_template(ROOT / "template.yaml"))
 
@@ -195,7 +195,7 @@ _KMS_CALLS: list[str] = []
 def kms_cipher(key_id: str) -> Any:
     """The production KMS secret cipher; its Decrypt calls are counted (:func:`kms_requests`)."""
     from devicehooks import aws
-    from devicehooks.secretbox import KmsSecretCipher
+    from devicehooks.security.secretbox import KmsSecretCipher
 
     kms = aws.client("kms")
     if not getattr(kms, "_bench_counted", False):
@@ -213,7 +213,7 @@ def kms_requests(reset: bool = False) -> int:
 
 
 def add_webhook(store: Any, cipher: Any, tenant_id: str, url: str, secret: bytes = b"\xde\xad\xbe\xef") -> str:
-    from devicehooks.models import Integration, new_id
+    from devicehooks.domain.models import Integration, new_id
     from devicehooks.timeutil import utcnow
 
     now = utcnow()

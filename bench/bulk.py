@@ -1,7 +1,7 @@
 """P4: Mender's largest bulk status change, end to end on the local stack.
 
 ``devicehooks local`` in a subprocess (bench/local_launcher.py: the same command, moto fixed,
-moto fixed by devicehooks.local.motofixes), the receiver in another; one webhook created through the
+moto fixed by devicehooks_dev.local.motofixes), the receiver in another; one webhook created through the
 management API (token from ``devicehooks token``). After one warm-up event (another tenant: the
 functions' clients and caches are made, as in a warm Lambda), the figure is the seconds from just
 before ``PUT /api/internal/v1/iot-manager/tenants/<t>/bulk/devices/status/accepted`` with 100

@@ -19,7 +19,7 @@ loop without a session (a new connection each time).
 Prints ``P1_fanout_vs_limit`` and ``P1_fanout_vs_naive`` for the WORSE of the two scenarios
 (both are in the ``#`` lines), then ``P1_fanout_moto_per_s``: the 500x1 scenario with the
 DynamoDB stores on moto (in this process, as ``LocalStack(...).start(serve_http=False,
-poll=False)`` runs it, moto fixed by devicehooks.local.motofixes) and secrets opened through KMS (moto's), an
+poll=False)`` runs it, moto fixed by devicehooks_dev.local.motofixes) and secrets opened through KMS (moto's), an
 absolute rate. The ``#`` lines also give this process's CPU time per delivery, and the 500x1
 rate with a sender that does no I/O at all: the dispatcher's own ceiling on this machine.
 
@@ -51,7 +51,7 @@ RECORDS_PER_BATCH = 10
 def sample_request(receiver: benchlib.Receiver) -> tuple[bytes, dict[str, str]]:
     """A webhook body and its headers, exactly as the dispatcher sends them."""
     from devicehooks.delivery.signing import webhook_headers
-    from devicehooks.events import BusEvent, WebhookEvent
+    from devicehooks.domain.events import BusEvent, WebhookEvent
 
     event = WebhookEvent.from_bus(BusEvent.model_validate_json(bus_event("t1", "dev-1")))
     body = event.body()
@@ -155,9 +155,7 @@ class NoIO:
 
 
 def memory_scenarios(receiver: benchlib.Receiver, records: ThreadPoolExecutor) -> None:
-    from devicehooks.secretbox import PlainTestCipher
-    from devicehooks.store.activity import MemoryActivityStore
-    from devicehooks.store.integrations import MemoryIntegrationStore
+    from devicehooks_dev.doubles import MemoryActivityStore, MemoryIntegrationStore, PlainTestCipher
 
     cipher = PlainTestCipher()
     integrations = MemoryIntegrationStore()
@@ -220,12 +218,12 @@ def memory_scenarios(receiver: benchlib.Receiver, records: ThreadPoolExecutor) -
 
 
 def moto_scenario(receiver: benchlib.Receiver, records: ThreadPoolExecutor) -> None:
-    from devicehooks.local.stack import LocalStack
-    from devicehooks.secretbox import KmsSecretCipher
+    from devicehooks.security.secretbox import KmsSecretCipher
     from devicehooks.store.activity import DynamoActivityStore
     from devicehooks.store.integrations import DynamoIntegrationStore
+    from devicehooks_dev.local.stack import LocalStack
 
-    stack = LocalStack(benchlib.ROOT, port=0)  # applies devicehooks.local.motofixes
+    stack = LocalStack(benchlib.ROOT, port=0)  # applies devicehooks_dev.local.motofixes
     stack.start(serve_http=False, poll=False)
     try:
         integrations = DynamoIntegrationStore(stack.physical["IntegrationsTable"]["TableName"])
@@ -239,9 +237,9 @@ def moto_scenario(receiver: benchlib.Receiver, records: ThreadPoolExecutor) -> N
         rate = deliveries_per_s(dispatcher, receiver, batches, "moto", BATCH_EVENTS, 1)
     finally:
         stack.stop()
-    from devicehooks.local import motofixes
+    from devicehooks_dev.local import motofixes
 
-    patched = "moto with devicehooks.local.motofixes" if motofixes.enabled() else "moto as it is"
+    patched = "moto with devicehooks_dev.local.motofixes" if motofixes.enabled() else "moto as it is"
     note(f"500x1 on moto (DynamoDB stores, KMS secret, moto in this process; {patched}): {rate:.0f} deliveries/s")
     if FAILED:
         note(f"{len(FAILED)} record(s) raised and were handled again (as SQS redelivers), e.g. {FAILED[0]}")

@@ -33,7 +33,7 @@ HEALTHY = 19
 
 
 def _timed_store() -> type:
-    from devicehooks.store.activity import MemoryActivityStore
+    from devicehooks_dev.doubles import MemoryActivityStore
 
     class Timed(MemoryActivityStore):
         """The in-memory store, noting when each delivery is recorded as delivered."""
@@ -52,8 +52,7 @@ def _timed_store() -> type:
 
 def main() -> None:
     benchlib.quiet()
-    from devicehooks.secretbox import PlainTestCipher
-    from devicehooks.store.integrations import MemoryIntegrationStore
+    from devicehooks_dev.doubles import MemoryIntegrationStore, PlainTestCipher
 
     TimedActivityStore = _timed_store()  # noqa: N806 - a class
 

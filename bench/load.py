@@ -1,7 +1,7 @@
 """R1: 10,000 device events through the local stack, every delivery counted.
 
 ``devicehooks local`` in a subprocess (bench/local_launcher.py: the same command, moto fixed, see
-devicehooks.local.motofixes), the receiver in another. ``TENANTS`` tenants with one webhook each (created
+devicehooks_dev.local.motofixes), the receiver in another. ``TENANTS`` tenants with one webhook each (created
 through the management API), then 10,000 status changes of distinct devices through the internal
 API: bulk requests of 100, spread over the tenants in turn, ``CLIENTS`` requests at a time. Then
 wait until every webhook received every event of its tenant, or until nothing arrived for

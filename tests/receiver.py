@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devicehooks.receiver import verify_men_signature, verify_standard_webhook
+from devicehooks_dev.receiver import verify_men_signature, verify_standard_webhook
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,12 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from devicehooks.auth import AuthConfig, authorize
+from devicehooks.handlers import authorizer
 from devicehooks.observability import logger
 
-config = AuthConfig.from_env()
+authorizer.config()  # fail at cold start, not at the first request, when the keys are missing
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return authorize(event, config)
+    return authorizer.handle(event, context)

@@ -4,11 +4,11 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from devicehooks import worker
+from devicehooks.handlers import dispatcher
 from devicehooks.observability import logger, metrics
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return worker.handle(event, context)
+    return dispatcher.handle(event, context)

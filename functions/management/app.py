@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from devicehooks.api import management
+from devicehooks.handlers import management
 from devicehooks.observability import logger
 
 

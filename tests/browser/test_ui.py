@@ -23,7 +23,7 @@ import pytest
 import requests
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
-from devicehooks.local.process import RunningStack, start_stack, stop_stack
+from devicehooks_dev.local.process import RunningStack, start_stack, stop_stack
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.browser

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from devicehooks.local.process import RunningStack, start_stack, stop_stack
+from devicehooks_dev.local.process import RunningStack, start_stack, stop_stack
 
 
 @pytest.fixture(scope="session")

@@ -33,8 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from devicehooks import devkeys
-from devicehooks.local.process import RunningStack, start_stack, stop_stack
+from devicehooks_dev import devkeys
+from devicehooks_dev.local.process import RunningStack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from devicehooks.local.process import BIN, RunningStack, start_stack, stop_stack
+from devicehooks_dev.local.process import BIN, RunningStack, start_stack, stop_stack
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e

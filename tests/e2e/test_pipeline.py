@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from devicehooks.local.process import RunningStack
+from devicehooks_dev.local.process import RunningStack
 from tests.receiver import Receiver, eventually
 
 pytestmark = pytest.mark.e2e

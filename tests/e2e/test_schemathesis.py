@@ -40,7 +40,7 @@ from schemathesis.checks import (  # type: ignore[attr-defined]
     status_code_conformance,
 )
 
-from devicehooks.local.process import RunningStack, start_stack, stop_stack
+from devicehooks_dev.local.process import RunningStack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 

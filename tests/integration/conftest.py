@@ -8,10 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from devicehooks import aws, worker
+from devicehooks import aws
 from devicehooks.api import management
 from devicehooks.config import get_settings
-from devicehooks.local.stack import LocalStack
+from devicehooks.handlers import dispatcher as worker
+from devicehooks_dev.local.stack import LocalStack
 from tests.conftest import ROOT
 
 FAST = {

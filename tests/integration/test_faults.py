@@ -18,11 +18,13 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from devicehooks import aws, devkeys, worker
+from devicehooks import aws
 from devicehooks.config import get_settings
 from devicehooks.delivery.sender import HttpSender
-from devicehooks.local.stack import LocalStack
-from devicehooks.ssrf import DestinationGuard
+from devicehooks.handlers import dispatcher as worker
+from devicehooks.security.ssrf import DestinationGuard
+from devicehooks_dev import devkeys
+from devicehooks_dev.local.stack import LocalStack
 from tests.receiver import Answer, Receiver, eventually
 
 MGMT = "/api/management/v1/iot-manager"

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from devicehooks import aws, devkeys
-from devicehooks.local.stack import LocalStack
+from devicehooks import aws
+from devicehooks_dev import devkeys
+from devicehooks_dev.local.stack import LocalStack
 from tests.conftest import load_event
 
 BASE = "/api/management/v1/iot-manager"

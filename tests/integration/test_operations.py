@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from devicehooks.local.stack import LocalStack
 from devicehooks.observability import logger
+from devicehooks_dev.local.stack import LocalStack
 from tests.conftest import load_event
 from tests.integration.test_faults import Scenario
 from tests.receiver import Answer, Receiver, eventually

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from devicehooks import aws
-from devicehooks.local.stack import LocalStack
-from devicehooks.publish import publish, ui_files
+from devicehooks_dev.local.stack import LocalStack
+from devicehooks_dev.publish import publish, ui_files
 from tests.conftest import ROOT
 
 

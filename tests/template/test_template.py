@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from devicehooks.local.template import load_template, resources_of
+from devicehooks_dev.local.template import load_template, resources_of
 from tests.conftest import EVENTS, ROOT
 
 pytestmark = pytest.mark.template

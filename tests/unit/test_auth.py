@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from devicehooks.auth import AuthConfig, TokenVerifier, authorize, bearer_token, load_public_keys
 from devicehooks.errors import Forbidden, Unauthorized
-from devicehooks.identity import Identity, identity_from_request
+from devicehooks.security.auth import AuthConfig, TokenVerifier, authorize, bearer_token, load_public_keys
+from devicehooks.security.identity import Identity, identity_from_request
 
 
 def _pem(key: Any) -> str:

@@ -16,16 +16,14 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from devicehooks.delivery.sender import HttpSender
-from devicehooks.delivery.tasks import DeliveryTask, MemoryTaskQueue
+from devicehooks.delivery.tasks import DeliveryTask
+from devicehooks.domain.models import Integration
 from devicehooks.errors import Conflict
-from devicehooks.models import Integration
-from devicehooks.receiver import verify_men_signature, verify_standard_webhook
-from devicehooks.secretbox import PlainTestCipher
+from devicehooks.security.ssrf import DestinationGuard
 from devicehooks.services.dispatch import Busy, Dispatcher, DispatchPolicy
 from devicehooks.services.redelivery import DeliveryService
-from devicehooks.ssrf import DestinationGuard
-from devicehooks.store.activity import MemoryActivityStore
-from devicehooks.store.integrations import MemoryIntegrationStore
+from devicehooks_dev.doubles import MemoryActivityStore, MemoryIntegrationStore, MemoryTaskQueue, PlainTestCipher
+from devicehooks_dev.receiver import verify_men_signature, verify_standard_webhook
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 

@@ -16,15 +16,12 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from devicehooks.delivery.sender import HttpSender
-from devicehooks.delivery.tasks import MemoryTaskQueue
+from devicehooks.domain.models import Integration, IntegrationIn
 from devicehooks.errors import InvalidRequest
-from devicehooks.models import Integration, IntegrationIn
-from devicehooks.secretbox import PlainTestCipher
+from devicehooks.security.ssrf import DestinationGuard, system_resolver
 from devicehooks.services.dispatch import Dispatcher, DispatchPolicy
 from devicehooks.services.integrations import IntegrationService
-from devicehooks.ssrf import DestinationGuard, system_resolver
-from devicehooks.store.activity import MemoryActivityStore
-from devicehooks.store.integrations import MemoryIntegrationStore
+from devicehooks_dev.doubles import MemoryActivityStore, MemoryIntegrationStore, MemoryTaskQueue, PlainTestCipher
 
 # names that resolve to private places (what a hostile DNS zone would publish)
 HOSTILE_NAMES = {

@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from devicehooks.api import internal, management
+from devicehooks.api import management
+from devicehooks.handlers import internal as internal_handler
+from devicehooks.handlers import management as management_handler
 from tests.conftest import FakeContext, load_event
 from tests.unit.test_management_api import Api
 
@@ -67,7 +69,7 @@ NOT_UTF8 = [b"\xe2l", b"\xa5", b"@V\xca\xa1u\x8a", b'{"provider": "webhook"\xff}
     ],
 )
 def test_management_bodies_that_are_not_utf8_get_400_not_500(api: Api, method: str, path: str, body: bytes) -> None:
-    status, answer = _answer(management.handle(_event(method, path, body), FakeContext()))  # type: ignore[arg-type]
+    status, answer = _answer(management_handler.handle(_event(method, path, body), FakeContext()))  # type: ignore[arg-type]
     assert status == 400, answer
     assert answer["error"].startswith("malformed request body: invalid JSON")
 
@@ -77,7 +79,7 @@ def test_invalid_utf8_inside_a_json_string_becomes_the_replacement_character_as_
         b'{"provider":"webhook","credentials":{"type":"http","http":{"url":"http://127.0.0.1:9000/hook"}},'
         b'"description":"caf\xe9"}'
     )
-    raw = management.handle(_event("POST", f"{BASE}/integrations", body), FakeContext())  # type: ignore[arg-type]
+    raw = management_handler.handle(_event("POST", f"{BASE}/integrations", body), FakeContext())  # type: ignore[arg-type]
     assert raw["statusCode"] == 201, raw["body"]
     [created] = api.service.list_integrations("tenant-1")
     assert created.description == "caf\ufffd"
@@ -86,7 +88,7 @@ def test_invalid_utf8_inside_a_json_string_becomes_the_replacement_character_as_
 @pytest.mark.parametrize("body", NOT_UTF8, ids=lambda b: b.hex())
 def test_internal_provision_bodies_that_are_not_utf8_get_400_not_500(body: bytes) -> None:
     event = _event("POST", f"{INTERNAL}/tenants/t1/devices", body)
-    status, answer = _answer(internal.handle(event, FakeContext()))  # type: ignore[arg-type]
+    status, answer = _answer(internal_handler.handle(event, FakeContext()))  # type: ignore[arg-type]
     assert status == 400, answer
     assert answer["error"].startswith("malformed request body: ")
 
@@ -94,7 +96,7 @@ def test_internal_provision_bodies_that_are_not_utf8_get_400_not_500(body: bytes
 @pytest.mark.parametrize("body", NOT_UTF8, ids=lambda b: b.hex())
 def test_internal_bulk_status_bodies_that_are_not_utf8_get_400_not_500(body: bytes) -> None:
     event = _event("PUT", f"{INTERNAL}/tenants/t1/bulk/devices/status/accepted", body)
-    status, answer = _answer(internal.handle(event, FakeContext()))  # type: ignore[arg-type]
+    status, answer = _answer(internal_handler.handle(event, FakeContext()))  # type: ignore[arg-type]
     assert status == 400, answer
     assert answer["error"].startswith("invalid request body: ")
 
@@ -102,7 +104,7 @@ def test_internal_bulk_status_bodies_that_are_not_utf8_get_400_not_500(body: byt
 def test_a_body_gateway_marked_base64_but_not_base64_is_a_400(api: Api) -> None:
     event = _event("POST", f"{BASE}/integrations", b"")
     event["body"] = "not base64 at all!"
-    status, answer = _answer(management.handle(event, FakeContext()))  # type: ignore[arg-type]
+    status, answer = _answer(management_handler.handle(event, FakeContext()))  # type: ignore[arg-type]
     assert status == 400, answer
 
 
@@ -110,7 +112,7 @@ def _internal(method: str, path: str) -> dict[str, Any]:
     event = _event(method, path, b"")
     event["body"], event["isBase64Encoded"] = "", False
     del event["requestContext"]["authorizer"]
-    return internal.handle(event, FakeContext())  # type: ignore[arg-type]
+    return internal_handler.handle(event, FakeContext())  # type: ignore[arg-type]
 
 
 def test_an_empty_device_id_is_no_route_and_the_document_says_device_ids_are_not_empty() -> None:

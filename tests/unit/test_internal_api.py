@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from devicehooks.api import internal
+from devicehooks.domain.models import Integration
 from devicehooks.errors import ServiceUnavailable
-from devicehooks.models import Integration
-from devicehooks.services.ingest import EventBridgePublisher, IngestService, MemoryPublisher
+from devicehooks.handlers import internal as internal_handler
+from devicehooks.services.ingest import EventBridgePublisher, IngestService
 from devicehooks.services.tenants import TenantService
-from devicehooks.store.activity import MemoryActivityStore
-from devicehooks.store.integrations import MemoryIntegrationStore
+from devicehooks_dev.doubles import MemoryActivityStore, MemoryIntegrationStore, MemoryPublisher
 from tests.conftest import FakeContext, load_event
 
 BASE = "/api/internal/v1/iot-manager"
@@ -39,7 +39,7 @@ class Internal:
             event["body"] = raw
         elif body is not None:
             event["body"] = json.dumps(body)
-        out = internal.handle(event, FakeContext())  # type: ignore[arg-type]
+        out = internal_handler.handle(event, FakeContext())  # type: ignore[arg-type]
         text = out.get("body") or ""
         return out["statusCode"], (json.loads(text) if text else None), out["headers"]
 

@@ -18,19 +18,17 @@ from typing import Any
 
 import pytest
 
-from devicehooks.activity import ActivityEvent, DeliveryStatus
 from devicehooks.api import management
 from devicehooks.delivery.sender import HttpSender
-from devicehooks.delivery.tasks import MemoryTaskQueue
-from devicehooks.events import WebhookEvent
-from devicehooks.secretbox import PlainTestCipher
+from devicehooks.domain.activity import ActivityEvent, DeliveryStatus
+from devicehooks.domain.events import WebhookEvent
+from devicehooks.handlers import management as management_handler
+from devicehooks.security.ssrf import DestinationGuard
 from devicehooks.services.dispatch import Dispatcher, DispatchPolicy
 from devicehooks.services.events import EventService
 from devicehooks.services.integrations import IntegrationService
 from devicehooks.services.redelivery import DeliveryService
-from devicehooks.ssrf import DestinationGuard
-from devicehooks.store.activity import MemoryActivityStore
-from devicehooks.store.integrations import MemoryIntegrationStore
+from devicehooks_dev.doubles import MemoryActivityStore, MemoryIntegrationStore, MemoryTaskQueue, PlainTestCipher
 from tests.conftest import FakeContext, load_event
 
 BASE = "/api/management/v1/iot-manager"
@@ -104,7 +102,7 @@ class Api:
             event["body"] = raw_body
         elif body is not None:
             event["body"] = json.dumps(body)
-        return Response(management.handle(event, FakeContext()))  # type: ignore[arg-type]
+        return Response(management_handler.handle(event, FakeContext()))  # type: ignore[arg-type]
 
 
 class Response:
@@ -387,7 +385,7 @@ def test_base64_bodies_are_measured_decoded(api: Api) -> None:
     body = base64.b64encode(json.dumps(_webhook()).encode()).decode()
     event = copy.deepcopy(load_event("management-create-integration.json"))
     event["body"], event["isBase64Encoded"] = body, True
-    raw = management.handle(event, FakeContext())  # type: ignore[arg-type]
+    raw = management_handler.handle(event, FakeContext())  # type: ignore[arg-type]
     assert raw["statusCode"] == 201
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from devicehooks.events import BusEvent, WebhookEvent
+from devicehooks.domain.events import BusEvent, WebhookEvent
 from tests.conftest import load_event
 
 

@@ -31,7 +31,7 @@ from requests.utils import default_headers
 
 import devicehooks.delivery.sender as sender_module
 from devicehooks.delivery.sender import MAX_BODY_READ, DeliveryResult, HttpSender, WebhookRequest
-from devicehooks.ssrf import CONNECT_MESSAGE, DestinationGuard
+from devicehooks.security.ssrf import CONNECT_MESSAGE, DestinationGuard
 from tests.receiver import Answer, Receiver, _self_signed_certificate
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from devicehooks.delivery.signing import MEN_ALGORITHM, men_signature, standard_signature, webhook_headers
-from devicehooks.receiver import WebhookVerificationError, verify_men_signature, verify_standard_webhook
+from devicehooks_dev.receiver import WebhookVerificationError, verify_men_signature, verify_standard_webhook
 
 VECTOR_BODY = (
     b'{"id":"00000000-0000-0000-0000-000000000000","type":"device-decommissioned",'

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from devicehooks.errors import BlockedDestination
-from devicehooks.ssrf import RESERVED_MESSAGE, DestinationGuard, is_public, parse_numeric_host
+from devicehooks.security.ssrf import RESERVED_MESSAGE, DestinationGuard, is_public, parse_numeric_host
 
 
 def _resolver(mapping: dict[str, list[str]]):  # type: ignore[no-untyped-def]

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from devicehooks.models import CredentialsIn, IntegrationIn
-from devicehooks.validation import format_errors, format_tree
+from devicehooks.domain.models import CredentialsIn, IntegrationIn
+from devicehooks.domain.validation import format_errors, format_tree
 
 
 def _message(payload: Any, model: type[IntegrationIn] | type[CredentialsIn] = IntegrationIn) -> str:

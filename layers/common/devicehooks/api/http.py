@@ -15,10 +15,10 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from devicehooks.domain.validation import format_errors
 from devicehooks.errors import DevicehooksError
 from devicehooks.jsonenc import dumps
 from devicehooks.observability import logger
-from devicehooks.validation import format_errors
 
 JSON = "application/json; charset=utf-8"
 REQUEST_ID_HEADER = "X-MEN-RequestID"

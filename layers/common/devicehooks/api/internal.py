@@ -13,19 +13,18 @@ from typing import Any
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import TypeAdapter, ValidationError
 
 from devicehooks import __version__
 from devicehooks.api import http
 from devicehooks.config import get_settings
+from devicehooks.domain.events import DEVICE_STATUSES, ProvisionedDevice
+from devicehooks.domain.validation import format_errors
 from devicehooks.errors import InvalidRequest, ServiceUnavailable
-from devicehooks.events import DEVICE_STATUSES, ProvisionedDevice
 from devicehooks.services.ingest import EventBridgePublisher, IngestService
 from devicehooks.services.tenants import TenantService
 from devicehooks.store.activity import DynamoActivityStore
 from devicehooks.store.integrations import DynamoIntegrationStore
-from devicehooks.validation import format_errors
 
 BASE = "/api/internal/v1/iot-manager"
 DOCS = f"{BASE}/docs"
@@ -257,8 +256,3 @@ def _with_bodies(document: dict[str, Any]) -> None:
 
 
 http.docs_routes(app, DOCS, OPENAPI, _document_info, patch=_with_bodies)
-
-
-def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Serve one API Gateway event (the Lambda entry point calls this)."""
-    return http.serve(app, event, context, get_settings().request_size_limit)

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from devicehooks import __version__
 from devicehooks.api import http
@@ -24,14 +23,14 @@ from devicehooks.api.schemas import (
 )
 from devicehooks.config import get_settings
 from devicehooks.delivery.tasks import SqsTaskQueue
+from devicehooks.domain.models import CredentialsIn, IntegrationIn, IntegrationUpdate, go_uuid_error
 from devicehooks.errors import DevicehooksError, InvalidRequest
-from devicehooks.identity import Identity, identity_from_request
-from devicehooks.models import CredentialsIn, IntegrationIn, IntegrationUpdate, go_uuid_error
-from devicehooks.secretbox import KmsSecretCipher
+from devicehooks.security.identity import Identity, identity_from_request
+from devicehooks.security.secretbox import KmsSecretCipher
+from devicehooks.security.ssrf import DestinationGuard
 from devicehooks.services.events import EventService
 from devicehooks.services.integrations import IntegrationService
 from devicehooks.services.redelivery import DeliveryService
-from devicehooks.ssrf import DestinationGuard
 from devicehooks.store.activity import DynamoActivityStore
 from devicehooks.store.integrations import DynamoIntegrationStore
 
@@ -66,7 +65,7 @@ def event_service() -> EventService:
 
 
 def _dispatcher() -> Any:
-    from devicehooks import worker  # the delivery stack, only when a test delivery is asked for
+    from devicehooks.handlers import dispatcher as worker  # the delivery stack, only when a test delivery is asked for
 
     return worker.dispatcher()
 
@@ -337,10 +336,11 @@ def _document_info() -> dict[str, Any]:
 http.docs_routes(app, DOCS, OPENAPI, _document_info)
 
 
-# ---------------------------------------------------------------- entry point
+# ---------------------------------------------------------------- identity
 
 
-def _authenticate(event: dict[str, Any]) -> Response[str] | None:
+def authenticate(event: dict[str, Any]) -> Response[str] | None:
+    """Read the authorizer's verdict before any route runs: Mender's 401/403 when it refused."""
     path = event.get("rawPath") or ""
     _identity.set(None)
     if path in PUBLIC_PATHS or not any(r.rule.match(path) for r in app._static_routes + app._dynamic_routes):  # noqa: SLF001
@@ -350,8 +350,3 @@ def _authenticate(event: dict[str, Any]) -> Response[str] | None:
     except DevicehooksError as exc:
         return http.error_response(exc.status_code, exc.message)
     return None
-
-
-def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Serve one API Gateway event (the Lambda entry point calls this)."""
-    return http.serve(app, event, context, get_settings().request_size_limit, before=_authenticate)

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from devicehooks.models import EventType
+from devicehooks.domain.models import EventType
 
 
 class HttpCredentialsOut(BaseModel):

@@ -37,7 +37,7 @@ from requests.utils import DEFAULT_CA_BUNDLE_PATH, check_header_validity, defaul
 from urllib3.util.ssl_ import ALPN_PROTOCOLS, create_urllib3_context
 
 from devicehooks.errors import BlockedDestination
-from devicehooks.ssrf import CONNECT_MESSAGE, DestinationGuard
+from devicehooks.security.ssrf import CONNECT_MESSAGE, DestinationGuard
 
 # Only gzip and deflate are decoded (the request says so in Accept-Encoding): with zlib, whose
 # output is bounded, so a small compressed body cannot expand into a large one in memory.

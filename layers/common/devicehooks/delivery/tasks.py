@@ -8,7 +8,6 @@ that remains, so any schedule works (the default runs over about 27 hours).
 from __future__ import annotations
 
 import json
-import threading
 import time
 from typing import Any, Literal, Protocol
 
@@ -83,28 +82,6 @@ class SqsTaskQueue:
             MessageBody=body,
             MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000] or "malformed"}},
         )
-
-
-class MemoryTaskQueue:
-    """In-memory :class:`TaskQueue` for unit tests and benchmarks."""
-
-    def __init__(self) -> None:
-        self.scheduled: list[tuple[DeliveryTask, float]] = []
-        self.dead: list[tuple[DeliveryTask, str]] = []
-        self.rejected: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
-
-    def schedule(self, task: DeliveryTask, delay_seconds: float) -> None:
-        with self._lock:
-            self.scheduled.append((task.model_copy(update={"due_at": time.time() + delay_seconds}), delay_seconds))
-
-    def dead_letter(self, task: DeliveryTask, reason: str) -> None:
-        with self._lock:
-            self.dead.append((task, reason))
-
-    def reject_event(self, body: str, reason: str) -> None:
-        with self._lock:
-            self.rejected.append((body, reason))
 
 
 def parse_message(body: str) -> dict[str, Any] | None:

@@ -16,19 +16,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from devicehooks.activity import ActivityEvent, Attempt, DeliveryStatus
 from devicehooks.config import DEFAULT_RETRY_SCHEDULE
 from devicehooks.delivery.sender import DeliveryResult, Sender, WebhookRequest
 from devicehooks.delivery.signing import webhook_headers
 from devicehooks.delivery.tasks import DeliveryTask, TaskQueue, parse_message
-from devicehooks.events import BusEvent, WebhookEvent
-from devicehooks.models import Integration
+from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
+from devicehooks.domain.events import BusEvent, WebhookEvent
+from devicehooks.domain.models import Integration
+from devicehooks.domain.validation import format_errors
 from devicehooks.observability import logger, record_delivery
-from devicehooks.secretbox import SecretCipher
+from devicehooks.security.secretbox import SecretCipher
 from devicehooks.store.activity import ActivityStore, Claim
 from devicehooks.store.integrations import IntegrationStore
 from devicehooks.timeutil import utcnow
-from devicehooks.validation import format_errors
 
 GONE_REASON = "the endpoint answered 410 Gone"
 

@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from devicehooks import aws
+from devicehooks.domain.events import Decommission, ProvisionedDevice, StatusChange
 from devicehooks.errors import ServiceUnavailable
-from devicehooks.events import Decommission, ProvisionedDevice, StatusChange
 from devicehooks.timeutil import rfc3339, utcnow
 
 BATCH = 10  # PutEvents takes at most 10 entries
@@ -57,16 +57,6 @@ class EventBridgePublisher:
             pending = [e for e, r in zip(pending, out["Entries"], strict=True) if r.get("ErrorCode")]
             time.sleep(min(0.05 * 2**attempt, 1.0))
         raise ServiceUnavailable(f"failed to publish {len(pending)} device event(s) to the bus; retry the request")
-
-
-class MemoryPublisher:
-    """:class:`EventPublisher` that keeps what it was given (tests)."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def publish(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        self.events.extend(events)
 
 
 class IngestService:

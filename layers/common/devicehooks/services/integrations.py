@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from devicehooks.domain.models import CredentialsIn, Integration, IntegrationIn, IntegrationUpdate, new_id
+from devicehooks.domain.validation import format_tree
 from devicehooks.errors import BlockedDestination, InvalidRequest, NotFound
-from devicehooks.models import CredentialsIn, Integration, IntegrationIn, IntegrationUpdate, new_id
-from devicehooks.secretbox import SecretCipher
-from devicehooks.ssrf import DestinationGuard
+from devicehooks.security.secretbox import SecretCipher
+from devicehooks.security.ssrf import DestinationGuard
 from devicehooks.store.integrations import IntegrationStore
 from devicehooks.timeutil import utcnow
-from devicehooks.validation import format_tree
 
 NOT_FOUND = "integration not found"
 

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from devicehooks.activity import ActivityEvent
 from devicehooks.delivery.tasks import DeliveryTask, TaskQueue
+from devicehooks.domain.activity import ActivityEvent
+from devicehooks.domain.events import WebhookEvent
+from devicehooks.domain.models import TEST_EVENT_TYPE, new_id
 from devicehooks.errors import Conflict, NotFound
-from devicehooks.events import WebhookEvent
-from devicehooks.models import TEST_EVENT_TYPE, new_id
 from devicehooks.store.activity import ActivityStore
 from devicehooks.store.integrations import IntegrationStore
 from devicehooks.timeutil import utcnow

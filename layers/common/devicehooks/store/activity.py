@@ -13,14 +13,13 @@ The ``by_time`` index (``gsi1pk``, ``gsi1sk = <time>#<id>``) lists a tenant's ev
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Protocol
 
 from devicehooks import aws
-from devicehooks.activity import ActivityEvent, Attempt, DeliveryStatus
+from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
 from devicehooks.store.dynamo import batch_delete, batch_write, from_item, query_all, to_item, value
 
 INDEX = "by_time"
@@ -360,94 +359,4 @@ class DynamoActivityStore:
         return len(keys)
 
 
-class MemoryActivityStore:
-    """In-memory :class:`ActivityStore` with the same semantics, for unit tests and benchmarks."""
-
-    def __init__(self) -> None:
-        self._events: dict[tuple[str, str], ActivityEvent] = {}
-        self._lock = threading.Lock()
-
-    def create(self, event: ActivityEvent) -> bool:
-        with self._lock:
-            key = (event.tenant_id, event.id)
-            if key in self._events:
-                return False
-            self._events[key] = event
-            return True
-
-    def get(self, tenant_id: str, event_id: str) -> ActivityEvent | None:
-        with self._lock:
-            return self._events.get((tenant_id, event_id))
-
-    def claim(self, tenant_id: str, event_id: str, integration_id: str, now: datetime, lease_seconds: int) -> Claim:
-        with self._lock:
-            key = (tenant_id, event_id)
-            event = self._events.get(key)
-            status = event.deliveries.get(integration_id) if event else None
-            if event is None or status is None or status.state == "delivered":
-                return Claim.DONE
-            if status.lease_until is not None and status.lease_until > now:
-                return Claim.BUSY
-            leased = status.model_copy(update={"lease_until": now + timedelta(seconds=lease_seconds)})
-            self._events[key] = event.model_copy(update={"deliveries": {**event.deliveries, integration_id: leased}})
-            return Claim.TAKEN
-
-    def record(self, tenant_id: str, event_id: str, status: DeliveryStatus, attempt: Attempt | None) -> None:
-        with self._lock:
-            key = (tenant_id, event_id)
-            event = self._events.get(key)
-            if event is None:
-                return
-            current = event.deliveries.get(status.integration_id)
-            if current is not None and current.state == "delivered" and status.state != "delivered":
-                return
-            deliveries = {**event.deliveries, status.integration_id: status}
-            attempts = dict(event.attempts)
-            if attempt is not None:
-                attempts[status.integration_id] = [*attempts.get(status.integration_id, []), attempt]
-            self._events[key] = event.model_copy(update={"deliveries": deliveries, "attempts": attempts})
-
-    def reopen(self, tenant_id: str, event_id: str, integration_id: str, now: datetime) -> bool:
-        with self._lock:
-            key = (tenant_id, event_id)
-            event = self._events.get(key)
-            status = event.deliveries.get(integration_id) if event else None
-            if event is None or status is None or status.state in ("pending", "retrying"):
-                return False
-            reopened = status.model_copy(update={"state": "pending", "next_attempt_at": now, "lease_until": None})
-            self._events[key] = event.model_copy(update={"deliveries": {**event.deliveries, integration_id: reopened}})
-            return True
-
-    def add_deliveries(self, tenant_id: str, event_id: str, integration_ids: list[str]) -> None:
-        with self._lock:
-            key = (tenant_id, event_id)
-            event = self._events.get(key)
-            if event is None:
-                return
-            deliveries = dict(event.deliveries)
-            for i in integration_ids:
-                deliveries.setdefault(i, DeliveryStatus(integration_id=i))
-            self._events[key] = event.model_copy(update={"deliveries": deliveries})
-
-    def list_events(
-        self, tenant_id: str, page: int, per_page: int, integration_id: str | None = None
-    ) -> list[ActivityEvent]:
-        with self._lock:
-            events = [
-                e
-                for (t, _), e in self._events.items()
-                if t == tenant_id and (integration_id is None or integration_id in e.deliveries)
-            ]
-        events.sort(key=lambda e: (e.time, e.id), reverse=True)
-        skip = (page - 1) * per_page
-        return events[skip : skip + per_page]
-
-    def remove_tenant(self, tenant_id: str) -> int:
-        with self._lock:
-            keys = [k for k in self._events if k[0] == tenant_id]
-            for k in keys:
-                del self._events[k]
-            return len(keys)
-
-
-__all__ = ["ActivityStore", "Claim", "DynamoActivityStore", "MemoryActivityStore"]
+__all__ = ["ActivityStore", "Claim", "DynamoActivityStore"]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from typing import Any, Protocol
 
 from devicehooks import aws
+from devicehooks.domain.models import Integration
 from devicehooks.errors import Conflict
-from devicehooks.models import Integration
 from devicehooks.store.dynamo import batch_delete, first_condition_failed, from_item, query_all, to_item, value
 
 COUNTER_ID = "~count"
@@ -268,62 +267,3 @@ class DynamoIntegrationStore:
         ]
         batch_delete(self.client, self.table_name, keys)
         return sum(1 for k in keys if k["integration_id"]["S"] != COUNTER_ID)
-
-
-class MemoryIntegrationStore:
-    """In-memory :class:`IntegrationStore` for unit tests and benchmarks."""
-
-    def __init__(self) -> None:
-        self._items: dict[tuple[str, str], Integration] = {}
-        self._lock = threading.Lock()
-
-    def add(self, integration: Integration, limit: int) -> None:
-        with self._lock:
-            if sum(1 for t, _ in self._items if t == integration.tenant_id) >= limit:
-                raise Conflict(limit_message(limit))
-            self._items[(integration.tenant_id, integration.id)] = integration
-
-    def list_tenant(self, tenant_id: str) -> list[Integration]:
-        with self._lock:
-            found = [i for (t, _), i in self._items.items() if t == tenant_id]
-        return sorted(found, key=lambda i: (i.created_at, i.id))
-
-    def get(self, tenant_id: str, integration_id: str) -> Integration | None:
-        with self._lock:
-            return self._items.get((tenant_id, integration_id))
-
-    def remove(self, tenant_id: str, integration_id: str) -> bool:
-        with self._lock:
-            return self._items.pop((tenant_id, integration_id), None) is not None
-
-    def update(self, tenant_id: str, integration_id: str, changes: dict[str, Any]) -> Integration | None:
-        with self._lock:
-            current = self._items.get((tenant_id, integration_id))
-            if current is None:
-                return None
-            updated = current.model_copy(update=changes)
-            self._items[(tenant_id, integration_id)] = updated
-            return updated
-
-    def note_failure(self, tenant_id: str, integration_id: str, now: datetime) -> datetime | None:
-        with self._lock:
-            current = self._items.get((tenant_id, integration_id))
-            if current is None:
-                return None
-            if current.failing_since is None:
-                current = current.model_copy(update={"failing_since": now})
-                self._items[(tenant_id, integration_id)] = current
-            return current.failing_since
-
-    def note_success(self, tenant_id: str, integration_id: str) -> None:
-        with self._lock:
-            current = self._items.get((tenant_id, integration_id))
-            if current is not None and current.failing_since is not None:
-                self._items[(tenant_id, integration_id)] = current.model_copy(update={"failing_since": None})
-
-    def remove_tenant(self, tenant_id: str) -> int:
-        with self._lock:
-            keys = [k for k in self._items if k[0] == tenant_id]
-            for k in keys:
-                del self._items[k]
-            return len(keys)

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from devicehooks.events import WebhookEvent, sort_keys
-from devicehooks.models import ActivityType
+from devicehooks.domain.events import WebhookEvent, sort_keys
+from devicehooks.domain.models import ActivityType
 from devicehooks.timeutil import rfc3339_millis
 
 DeliveryState = Literal["pending", "retrying", "delivered", "failed", "skipped"]

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devicehooks.local.stack import project_root
+from devicehooks_dev.local.stack import project_root
 
 READY = re.compile(r"devicehooks local stack ready on (http://[\d.]+:\d+)")
 BIN = Path(sys.executable).parent

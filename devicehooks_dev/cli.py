@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 
 def _local(args: argparse.Namespace) -> int:
-    from devicehooks.local.stack import LocalStack
+    from devicehooks_dev.local.stack import LocalStack
 
     port = args.port if args.port is not None else int(os.environ.get("DEVICEHOOKS_PORT", "8080"))
     stack = LocalStack(host=args.host, port=port)
@@ -46,14 +46,14 @@ def _local(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from devicehooks.devkeys import mint_token
+    from devicehooks_dev.devkeys import mint_token
 
     print(mint_token(args.tenant, args.user, args.ttl))
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from devicehooks.receiver import WebhookVerificationError, verify_men_signature, verify_standard_webhook
+    from devicehooks_dev.receiver import WebhookVerificationError, verify_men_signature, verify_standard_webhook
 
     body = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()  # noqa: SIM115
     try:
@@ -81,7 +81,7 @@ def _receive(args: argparse.Namespace) -> int:
     """A development receiver: prints each webhook and whether its signatures verify."""
     import http.server
 
-    from devicehooks.receiver import WebhookVerificationError, verify_men_signature, verify_standard_webhook
+    from devicehooks_dev.receiver import WebhookVerificationError, verify_men_signature, verify_standard_webhook
 
     secret = args.secret
 
@@ -127,7 +127,7 @@ def _redrive(args: argparse.Namespace) -> int:
     import urllib.request
 
     from devicehooks import aws
-    from devicehooks.redrive import OUTPUTS, ROUTES, redrive
+    from devicehooks_dev.redrive import OUTPUTS, ROUTES, redrive
 
     source, target = ROUTES[args.queue]
     if args.local:
@@ -153,8 +153,8 @@ def _publish_ui(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from devicehooks import aws
-    from devicehooks.local.stack import project_root
-    from devicehooks.publish import publish
+    from devicehooks_dev.local.stack import project_root
+    from devicehooks_dev.publish import publish
 
     outputs = _stack_outputs(args.stack)
     root = Path(args.dir) if args.dir else project_root() / "ui"

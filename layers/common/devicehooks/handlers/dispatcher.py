@@ -22,9 +22,9 @@ from devicehooks.config import get_settings
 from devicehooks.delivery.sender import HttpSender
 from devicehooks.delivery.tasks import SqsTaskQueue
 from devicehooks.errors import ConfigError
-from devicehooks.secretbox import KmsSecretCipher
+from devicehooks.security.secretbox import KmsSecretCipher
+from devicehooks.security.ssrf import DestinationGuard
 from devicehooks.services.dispatch import Dispatcher, DispatchPolicy
-from devicehooks.ssrf import DestinationGuard
 from devicehooks.store.activity import DynamoActivityStore
 from devicehooks.store.integrations import DynamoIntegrationStore
 

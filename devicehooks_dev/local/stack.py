@@ -33,8 +33,8 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl
 
-from devicehooks import devkeys
-from devicehooks.local.template import (
+from devicehooks_dev import devkeys
+from devicehooks_dev.local.template import (
     Resolver,
     load_template,
     parameter_defaults,
@@ -319,7 +319,7 @@ class LocalStack:
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's and our servers' request lines
-        from devicehooks.local import motofixes
+        from devicehooks_dev.local import motofixes
 
         if motofixes.enabled():
             motofixes.apply()
@@ -695,7 +695,7 @@ class LocalStack:
 
     def _static(self, path: str) -> tuple[int, list[tuple[str, str]], bytes]:
         """The web UI's files, as the deployed bucket serves them (same files, same types)."""
-        from devicehooks.publish import content_type, ui_base
+        from devicehooks_dev.publish import content_type, ui_base
 
         base = ui_base(self.root / "ui").resolve()
         target = (base / (path.lstrip("/") or "index.html")).resolve()

@@ -76,15 +76,3 @@ class KmsSecretCipher:
                 self._cache.clear()
             self._cache[key] = (now + self._cache_seconds, plaintext)
         return plaintext
-
-
-class PlainTestCipher:
-    """Test double that 'seals' by prefixing a marker: only for unit tests and benchmarks."""
-
-    MARK = b"test-sealed:"
-
-    def seal(self, plaintext: bytes, tenant_id: str, integration_id: str) -> bytes:
-        return self.MARK + plaintext if plaintext else b""
-
-    def open(self, sealed: bytes, tenant_id: str, integration_id: str) -> bytes:
-        return sealed[len(self.MARK) :] if sealed else b""

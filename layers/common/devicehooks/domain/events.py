@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from devicehooks.domain.models import ActivityType, EventType
 from devicehooks.jsonenc import dumpb
-from devicehooks.models import ActivityType, EventType
 from devicehooks.timeutil import parse_time, rfc3339
 
 DeviceStatus = Literal["accepted", "noauth", "pending", "preauthorized", "rejected", "decommissioned"]

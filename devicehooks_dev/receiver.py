@@ -1,6 +1,6 @@
 """For receivers: verify devicehooks' (and Mender's) webhook signatures.
 
-    from devicehooks.receiver import verify_men_signature, verify_standard_webhook
+    from devicehooks_dev.receiver import verify_men_signature, verify_standard_webhook
 
     verify_men_signature("deadbeef", body, headers["X-Men-Signature"])          # -> bool
     verify_standard_webhook("deadbeef", body, headers, tolerance=300)           # raises on failure

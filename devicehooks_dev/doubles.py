@@ -1,0 +1,213 @@
+"""In-memory doubles of the stores, the secret cipher, the task queue and the event publisher.
+
+Each keeps the contract of the production class it stands in for (the store contract suite in
+tests/contract runs against both); unit tests and benchmarks use them. Never shipped.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from devicehooks.delivery.tasks import DeliveryTask
+from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
+from devicehooks.domain.models import Integration
+from devicehooks.errors import Conflict
+from devicehooks.store.activity import Claim
+from devicehooks.store.integrations import limit_message
+
+
+class MemoryIntegrationStore:
+    """In-memory :class:`IntegrationStore` for unit tests and benchmarks."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str], Integration] = {}
+        self._lock = threading.Lock()
+
+    def add(self, integration: Integration, limit: int) -> None:
+        with self._lock:
+            if sum(1 for t, _ in self._items if t == integration.tenant_id) >= limit:
+                raise Conflict(limit_message(limit))
+            self._items[(integration.tenant_id, integration.id)] = integration
+
+    def list_tenant(self, tenant_id: str) -> list[Integration]:
+        with self._lock:
+            found = [i for (t, _), i in self._items.items() if t == tenant_id]
+        return sorted(found, key=lambda i: (i.created_at, i.id))
+
+    def get(self, tenant_id: str, integration_id: str) -> Integration | None:
+        with self._lock:
+            return self._items.get((tenant_id, integration_id))
+
+    def remove(self, tenant_id: str, integration_id: str) -> bool:
+        with self._lock:
+            return self._items.pop((tenant_id, integration_id), None) is not None
+
+    def update(self, tenant_id: str, integration_id: str, changes: dict[str, Any]) -> Integration | None:
+        with self._lock:
+            current = self._items.get((tenant_id, integration_id))
+            if current is None:
+                return None
+            updated = current.model_copy(update=changes)
+            self._items[(tenant_id, integration_id)] = updated
+            return updated
+
+    def note_failure(self, tenant_id: str, integration_id: str, now: datetime) -> datetime | None:
+        with self._lock:
+            current = self._items.get((tenant_id, integration_id))
+            if current is None:
+                return None
+            if current.failing_since is None:
+                current = current.model_copy(update={"failing_since": now})
+                self._items[(tenant_id, integration_id)] = current
+            return current.failing_since
+
+    def note_success(self, tenant_id: str, integration_id: str) -> None:
+        with self._lock:
+            current = self._items.get((tenant_id, integration_id))
+            if current is not None and current.failing_since is not None:
+                self._items[(tenant_id, integration_id)] = current.model_copy(update={"failing_since": None})
+
+    def remove_tenant(self, tenant_id: str) -> int:
+        with self._lock:
+            keys = [k for k in self._items if k[0] == tenant_id]
+            for k in keys:
+                del self._items[k]
+            return len(keys)
+
+
+class MemoryActivityStore:
+    """In-memory :class:`ActivityStore` with the same semantics, for unit tests and benchmarks."""
+
+    def __init__(self) -> None:
+        self._events: dict[tuple[str, str], ActivityEvent] = {}
+        self._lock = threading.Lock()
+
+    def create(self, event: ActivityEvent) -> bool:
+        with self._lock:
+            key = (event.tenant_id, event.id)
+            if key in self._events:
+                return False
+            self._events[key] = event
+            return True
+
+    def get(self, tenant_id: str, event_id: str) -> ActivityEvent | None:
+        with self._lock:
+            return self._events.get((tenant_id, event_id))
+
+    def claim(self, tenant_id: str, event_id: str, integration_id: str, now: datetime, lease_seconds: int) -> Claim:
+        with self._lock:
+            key = (tenant_id, event_id)
+            event = self._events.get(key)
+            status = event.deliveries.get(integration_id) if event else None
+            if event is None or status is None or status.state == "delivered":
+                return Claim.DONE
+            if status.lease_until is not None and status.lease_until > now:
+                return Claim.BUSY
+            leased = status.model_copy(update={"lease_until": now + timedelta(seconds=lease_seconds)})
+            self._events[key] = event.model_copy(update={"deliveries": {**event.deliveries, integration_id: leased}})
+            return Claim.TAKEN
+
+    def record(self, tenant_id: str, event_id: str, status: DeliveryStatus, attempt: Attempt | None) -> None:
+        with self._lock:
+            key = (tenant_id, event_id)
+            event = self._events.get(key)
+            if event is None:
+                return
+            current = event.deliveries.get(status.integration_id)
+            if current is not None and current.state == "delivered" and status.state != "delivered":
+                return
+            deliveries = {**event.deliveries, status.integration_id: status}
+            attempts = dict(event.attempts)
+            if attempt is not None:
+                attempts[status.integration_id] = [*attempts.get(status.integration_id, []), attempt]
+            self._events[key] = event.model_copy(update={"deliveries": deliveries, "attempts": attempts})
+
+    def reopen(self, tenant_id: str, event_id: str, integration_id: str, now: datetime) -> bool:
+        with self._lock:
+            key = (tenant_id, event_id)
+            event = self._events.get(key)
+            status = event.deliveries.get(integration_id) if event else None
+            if event is None or status is None or status.state in ("pending", "retrying"):
+                return False
+            reopened = status.model_copy(update={"state": "pending", "next_attempt_at": now, "lease_until": None})
+            self._events[key] = event.model_copy(update={"deliveries": {**event.deliveries, integration_id: reopened}})
+            return True
+
+    def add_deliveries(self, tenant_id: str, event_id: str, integration_ids: list[str]) -> None:
+        with self._lock:
+            key = (tenant_id, event_id)
+            event = self._events.get(key)
+            if event is None:
+                return
+            deliveries = dict(event.deliveries)
+            for i in integration_ids:
+                deliveries.setdefault(i, DeliveryStatus(integration_id=i))
+            self._events[key] = event.model_copy(update={"deliveries": deliveries})
+
+    def list_events(
+        self, tenant_id: str, page: int, per_page: int, integration_id: str | None = None
+    ) -> list[ActivityEvent]:
+        with self._lock:
+            events = [
+                e
+                for (t, _), e in self._events.items()
+                if t == tenant_id and (integration_id is None or integration_id in e.deliveries)
+            ]
+        events.sort(key=lambda e: (e.time, e.id), reverse=True)
+        skip = (page - 1) * per_page
+        return events[skip : skip + per_page]
+
+    def remove_tenant(self, tenant_id: str) -> int:
+        with self._lock:
+            keys = [k for k in self._events if k[0] == tenant_id]
+            for k in keys:
+                del self._events[k]
+            return len(keys)
+
+
+class PlainTestCipher:
+    """Test double that 'seals' by prefixing a marker: only for unit tests and benchmarks."""
+
+    MARK = b"test-sealed:"
+
+    def seal(self, plaintext: bytes, tenant_id: str, integration_id: str) -> bytes:
+        return self.MARK + plaintext if plaintext else b""
+
+    def open(self, sealed: bytes, tenant_id: str, integration_id: str) -> bytes:
+        return sealed[len(self.MARK) :] if sealed else b""
+
+
+class MemoryTaskQueue:
+    """In-memory :class:`TaskQueue` for unit tests and benchmarks."""
+
+    def __init__(self) -> None:
+        self.scheduled: list[tuple[DeliveryTask, float]] = []
+        self.dead: list[tuple[DeliveryTask, str]] = []
+        self.rejected: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def schedule(self, task: DeliveryTask, delay_seconds: float) -> None:
+        with self._lock:
+            self.scheduled.append((task.model_copy(update={"due_at": time.time() + delay_seconds}), delay_seconds))
+
+    def dead_letter(self, task: DeliveryTask, reason: str) -> None:
+        with self._lock:
+            self.dead.append((task, reason))
+
+    def reject_event(self, body: str, reason: str) -> None:
+        with self._lock:
+            self.rejected.append((body, reason))
+
+
+class MemoryPublisher:
+    """:class:`EventPublisher` that keeps what it was given (tests)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def publish(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        self.events.extend(events)

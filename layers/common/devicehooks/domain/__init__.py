@@ -1,0 +1,1 @@
+"""The domain: integrations, device events and the activity log, with Mender's rules and wire shapes."""

@@ -1,0 +1,1 @@
+"""Each Lambda function's wiring: what functions/<name>/app.py calls."""

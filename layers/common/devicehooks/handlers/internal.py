@@ -1,0 +1,15 @@
+"""The internal function's wiring: Mender's internal routes behind the request rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from devicehooks.api import http, internal
+from devicehooks.config import get_settings
+
+
+def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Serve one API Gateway event (size limit, request id, Mender's error bodies)."""
+    return http.serve(internal.app, event, context, get_settings().request_size_limit)

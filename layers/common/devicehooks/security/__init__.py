@@ -1,0 +1,1 @@
+"""Who may call, where webhooks may go, and how their secrets are kept."""
