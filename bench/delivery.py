@@ -91,12 +91,12 @@ class Fleet:
         aws.reset_clients()
         resources = info["resources"]
         self.integrations_table = resources["IntegrationsTable"]["TableName"]
-        self.activity_table = resources["ActivityTable"]["TableName"]
+        self.activity_table = resources["ActivityLogTable"]["TableName"]
         self.key = resources["SecretsKey"]["Arn"]
         template = benchlib.template()
         self.shapes = {
             self.integrations_table: dynamometer.TableShape.from_template(template["Resources"]["IntegrationsTable"]),
-            self.activity_table: dynamometer.TableShape.from_template(template["Resources"]["ActivityTable"]),
+            self.activity_table: dynamometer.TableShape.from_template(template["Resources"]["ActivityLogTable"]),
         }
         self.memory_gb = benchlib.function_memory_mb(template, "DispatcherFunction") / 1024
         integrations, _ = self.stores(None)

@@ -227,7 +227,7 @@ def moto_scenario(receiver: benchlib.Receiver, records: ThreadPoolExecutor) -> N
     stack.start(serve_http=False, poll=False)
     try:
         integrations = DynamoIntegrationStore(stack.physical["IntegrationsTable"]["TableName"])
-        activity = DynamoActivityStore(stack.physical["ActivityTable"]["TableName"])
+        activity = DynamoActivityStore(stack.physical["ActivityLogTable"]["TableName"])
         cipher = KmsSecretCipher(stack.physical["SecretsKey"]["Arn"])
         benchlib.add_webhook(integrations, cipher, "moto", receiver.url("/moto"))
         dispatcher = benchlib.dispatcher(integrations, activity, cipher)

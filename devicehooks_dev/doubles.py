@@ -13,15 +13,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from devicehooks.delivery.tasks import DeliveryTask
-from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
-from devicehooks.domain.models import Integration
+from devicehooks.domain.activity import ActivityEvent, DeliveryStatus
+from devicehooks.domain.models import Integration, IntegrationChanges
 from devicehooks.errors import Conflict
-from devicehooks.store.activity import Claim
+from devicehooks.store.activity import Claim, Update
 from devicehooks.store.integrations import limit_message
 
 
 class MemoryIntegrationStore:
-    """In-memory :class:`IntegrationStore` for unit tests and benchmarks."""
+    """In-memory :class:`~devicehooks.store.integrations.IntegrationStore`."""
 
     def __init__(self) -> None:
         self._items: dict[tuple[str, str], Integration] = {}
@@ -46,13 +46,12 @@ class MemoryIntegrationStore:
         with self._lock:
             return self._items.pop((tenant_id, integration_id), None) is not None
 
-    def update(self, tenant_id: str, integration_id: str, changes: dict[str, Any]) -> Integration | None:
+    def update(self, tenant_id: str, integration_id: str, changes: IntegrationChanges) -> Integration | None:
         with self._lock:
             current = self._items.get((tenant_id, integration_id))
             if current is None:
                 return None
-            updated = current.model_copy(update=changes)
-            self._items[(tenant_id, integration_id)] = updated
+            updated = self._items[(tenant_id, integration_id)] = current.changed(changes)
             return updated
 
     def note_failure(self, tenant_id: str, integration_id: str, now: datetime) -> datetime | None:
@@ -61,7 +60,7 @@ class MemoryIntegrationStore:
             if current is None:
                 return None
             if current.failing_since is None:
-                current = current.model_copy(update={"failing_since": now})
+                current = current.changed(IntegrationChanges(updated_at=current.updated_at, failing_since=now))
                 self._items[(tenant_id, integration_id)] = current
             return current.failing_since
 
@@ -69,7 +68,8 @@ class MemoryIntegrationStore:
         with self._lock:
             current = self._items.get((tenant_id, integration_id))
             if current is not None and current.failing_since is not None:
-                self._items[(tenant_id, integration_id)] = current.model_copy(update={"failing_since": None})
+                changes = IntegrationChanges(updated_at=current.updated_at, failing_since=None)
+                self._items[(tenant_id, integration_id)] = current.changed(changes)
 
     def remove_tenant(self, tenant_id: str) -> int:
         with self._lock:
@@ -80,19 +80,21 @@ class MemoryIntegrationStore:
 
 
 class MemoryActivityStore:
-    """In-memory :class:`ActivityStore` with the same semantics, for unit tests and benchmarks."""
+    """In-memory :class:`~devicehooks.store.activity.ActivityStore`."""
 
     def __init__(self) -> None:
         self._events: dict[tuple[str, str], ActivityEvent] = {}
         self._lock = threading.Lock()
 
-    def create(self, event: ActivityEvent) -> bool:
+    def create(self, event: ActivityEvent) -> ActivityEvent | None:
         with self._lock:
-            key = (event.tenant_id, event.id)
-            if key in self._events:
-                return False
-            self._events[key] = event
-            return True
+            stored = self._events.get((event.tenant_id, event.id))
+            if stored is None:
+                self._store(event)
+            return stored
+
+    def _store(self, event: ActivityEvent) -> None:
+        self._events[(event.tenant_id, event.id)] = event
 
     def get(self, tenant_id: str, event_id: str) -> ActivityEvent | None:
         with self._lock:
@@ -100,53 +102,45 @@ class MemoryActivityStore:
 
     def claim(self, tenant_id: str, event_id: str, integration_id: str, now: datetime, lease_seconds: int) -> Claim:
         with self._lock:
-            key = (tenant_id, event_id)
-            event = self._events.get(key)
+            event = self._events.get((tenant_id, event_id))
             status = event.deliveries.get(integration_id) if event else None
             if event is None or status is None or status.state == "delivered":
                 return Claim.DONE
             if status.lease_until is not None and status.lease_until > now:
                 return Claim.BUSY
-            leased = status.model_copy(update={"lease_until": now + timedelta(seconds=lease_seconds)})
-            self._events[key] = event.model_copy(update={"deliveries": {**event.deliveries, integration_id: leased}})
+            self._store(event.with_status(status.with_lease(now + timedelta(seconds=lease_seconds))))
             return Claim.TAKEN
 
-    def record(self, tenant_id: str, event_id: str, status: DeliveryStatus, attempt: Attempt | None) -> None:
+    def record(self, tenant_id: str, event_id: str, updates: Sequence[Update]) -> None:
         with self._lock:
-            key = (tenant_id, event_id)
-            event = self._events.get(key)
+            event = self._events.get((tenant_id, event_id))
             if event is None:
                 return
-            current = event.deliveries.get(status.integration_id)
-            if current is not None and current.state == "delivered" and status.state != "delivered":
-                return
-            deliveries = {**event.deliveries, status.integration_id: status}
-            attempts = dict(event.attempts)
-            if attempt is not None:
-                attempts[status.integration_id] = [*attempts.get(status.integration_id, []), attempt]
-            self._events[key] = event.model_copy(update={"deliveries": deliveries, "attempts": attempts})
+            for status, attempt in updates:
+                current = event.deliveries.get(status.integration_id)
+                if current is not None and current.state == "delivered" and status.state != "delivered":
+                    continue
+                event = event.with_status(status, attempt)
+            self._store(event)
 
     def reopen(self, tenant_id: str, event_id: str, integration_id: str, now: datetime) -> bool:
         with self._lock:
-            key = (tenant_id, event_id)
-            event = self._events.get(key)
+            event = self._events.get((tenant_id, event_id))
             status = event.deliveries.get(integration_id) if event else None
-            if event is None or status is None or status.state in ("pending", "retrying"):
+            if event is None or status is None or status.in_progress:
                 return False
-            reopened = status.model_copy(update={"state": "pending", "next_attempt_at": now, "lease_until": None})
-            self._events[key] = event.model_copy(update={"deliveries": {**event.deliveries, integration_id: reopened}})
+            self._store(event.with_status(status.reopened(now)))
             return True
 
     def add_deliveries(self, tenant_id: str, event_id: str, integration_ids: list[str]) -> None:
         with self._lock:
-            key = (tenant_id, event_id)
-            event = self._events.get(key)
+            event = self._events.get((tenant_id, event_id))
             if event is None:
                 return
-            deliveries = dict(event.deliveries)
-            for i in integration_ids:
-                deliveries.setdefault(i, DeliveryStatus(integration_id=i))
-            self._events[key] = event.model_copy(update={"deliveries": deliveries})
+            for integration_id in integration_ids:
+                if integration_id not in event.deliveries:
+                    event = event.with_status(DeliveryStatus(integration_id))
+            self._store(event)
 
     def list_events(
         self, tenant_id: str, page: int, per_page: int, integration_id: str | None = None
@@ -192,7 +186,7 @@ class MemoryTaskQueue:
 
     def schedule(self, task: DeliveryTask, delay_seconds: float) -> None:
         with self._lock:
-            self.scheduled.append((task.model_copy(update={"due_at": time.time() + delay_seconds}), delay_seconds))
+            self.scheduled.append((task.due(time.time() + delay_seconds), delay_seconds))
 
     def dead_letter(self, task: DeliveryTask, reason: str) -> None:
         with self._lock:

@@ -34,7 +34,7 @@ def fresh_series(body: str) -> str:
     if data is None or data.get("kind") != "delivery":
         return body
     task = DeliveryTask.model_validate(data)
-    return task.model_copy(update={"series_attempt": 1, "due_at": 0.0, "reason": "redrive"}).model_dump_json()
+    return task.redriven().model_dump_json()
 
 
 def redrive(sqs: Any, source_url: str, target_url: str, transform: Callable[[str], str] = fresh_series) -> int:

@@ -265,11 +265,11 @@ def test_a_dynamodb_error_while_recording_loses_nothing(
     real_record = dispatcher.activity.record
     failures = {"left": 1}
 
-    def flaky(tenant_id: str, event_id: str, status: Any, attempt: Any) -> None:
-        if status.state == "delivered" and failures["left"] > 0:
+    def flaky(tenant_id: str, event_id: str, updates: Any) -> None:
+        if any(status.state == "delivered" for status, _ in updates) and failures["left"] > 0:
             failures["left"] -= 1
             raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "UpdateItem")
-        real_record(tenant_id, event_id, status, attempt)
+        real_record(tenant_id, event_id, updates)
 
     monkeypatch.setattr(dispatcher.activity, "record", flaky)
     scenario = Scenario(stack, receiver.url("/hook"))

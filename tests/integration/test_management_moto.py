@@ -57,10 +57,12 @@ def _raw_item(stack: LocalStack, tenant: str, integration_id: str) -> dict[str, 
 
 def test_tables_and_indexes_are_created_from_the_template(stack: LocalStack) -> None:
     ddb = aws.client("dynamodb")
-    activity = ddb.describe_table(TableName=stack.physical["ActivityTable"]["TableName"])["Table"]
+    activity = ddb.describe_table(TableName=stack.physical["ActivityLogTable"]["TableName"])["Table"]
     assert [k["AttributeName"] for k in activity["KeySchema"]] == ["pk", "sk"]
-    assert [i["IndexName"] for i in activity["GlobalSecondaryIndexes"]] == ["by_time"]
-    ttl = ddb.describe_time_to_live(TableName=stack.physical["ActivityTable"]["TableName"])
+    indexes = {i["IndexName"]: i for i in activity["GlobalSecondaryIndexes"]}
+    assert sorted(indexes) == ["by_time", "by_webhook"]
+    assert {i["Projection"]["ProjectionType"] for i in indexes.values()} == {"KEYS_ONLY"}
+    ttl = ddb.describe_time_to_live(TableName=stack.physical["ActivityLogTable"]["TableName"])
     assert ttl["TimeToLiveDescription"]["AttributeName"] == "expire_ts"
     attrs = aws.client("sqs").get_queue_attributes(
         QueueUrl=stack.physical["DispatchQueue"]["QueueUrl"],

@@ -90,7 +90,7 @@ def test_tables_are_encrypted_with_point_in_time_recovery_and_activity_expires(
         assert props["SSESpecification"]["SSEEnabled"] is True, name
         assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True, name
         assert table["DeletionPolicy"] == "Retain", name
-    ttl = tables["ActivityTable"]["Properties"]["TimeToLiveSpecification"]
+    ttl = tables["ActivityLogTable"]["Properties"]["TimeToLiveSpecification"]
     assert ttl == {"AttributeName": "expire_ts", "Enabled": True}
 
 

@@ -17,7 +17,7 @@ from werkzeug import Request, Response
 
 from devicehooks.delivery.sender import HttpSender
 from devicehooks.delivery.tasks import DeliveryTask
-from devicehooks.domain.models import Integration
+from devicehooks.domain.models import Integration, IntegrationChanges
 from devicehooks.errors import Conflict
 from devicehooks.security.ssrf import DestinationGuard
 from devicehooks.services.dispatch import Busy, Dispatcher, DispatchPolicy
@@ -113,7 +113,7 @@ def h(httpserver: HTTPServer) -> Iterator[Harness]:
 
 
 def _task(h: Harness, index: int = 0) -> DeliveryTask:
-    return h.queue.scheduled[index][0].model_copy(update={"due_at": h.clock().timestamp()})
+    return h.queue.scheduled[index][0].due(h.clock().timestamp())
 
 
 # ------------------------------------------------------------------ first delivery
@@ -322,9 +322,9 @@ def test_retries_of_removed_or_disabled_webhooks_stop(h: Harness) -> None:
     h.server.expect_request("/other", method="POST").respond_with_data("x", status=500)
     event_id = h.send()
     h.integrations.remove("tenant-1", removed.id)
-    h.integrations.update("tenant-1", disabled.id, {"enabled": False})
+    h.integrations.update("tenant-1", disabled.id, IntegrationChanges.settings(at=h.clock(), enabled=False))
     for task, _ in list(h.queue.scheduled):
-        h.dispatcher.handle_task(task.model_copy(update={"due_at": 0}))
+        h.dispatcher.handle_task(task.due(0))
     record = h.activity.get("tenant-1", event_id)
     assert record is not None
     assert (
@@ -340,7 +340,7 @@ def test_tasks_not_yet_due_wait_longer_than_sqs_allows(h: Harness) -> None:
     )
     h.dispatcher.handle_task(task)
     ((again, delay),) = h.queue.scheduled
-    assert again.model_copy(update={"due_at": 0}) == task.model_copy(update={"due_at": 0})
+    assert again.due(0) == task.due(0)
     assert 7199 <= delay <= 7200
 
 
@@ -440,10 +440,13 @@ def test_during_a_rotation_both_secrets_sign_then_only_the_new_one(h: Harness) -
     h.integrations.update(
         "tenant-1",
         hook.id,
-        {
-            "previous_secret": h.cipher.seal(bytes.fromhex("deadbeef"), "tenant-1", hook.id),
-            "previous_secret_until": h.clock() + timedelta(hours=24),
-        },
+        IntegrationChanges.credentials(
+            url=hook.url,
+            secret=hook.secret,
+            previous=h.cipher.seal(bytes.fromhex("deadbeef"), "tenant-1", hook.id),
+            previous_until=h.clock() + timedelta(hours=24),
+            at=h.clock(),
+        ),
     )
     h.send()
     request = h.requests()[-1]
@@ -462,22 +465,22 @@ def _deliveries(h: Harness) -> DeliveryService:
 
 def test_a_test_delivery_posts_a_marked_event_once_and_reports_it(h: Harness) -> None:
     hook = h.webhook()
-    outcome = _deliveries(h).send_test("tenant-1", hook.id)
-    assert outcome["success"] is True and outcome["status_code"] == 200 and outcome["response_body"] == "ok"
+    event_id, attempt = _deliveries(h).send_test("tenant-1", hook.id)
+    assert (attempt.status_code, attempt.error, attempt.response_body) == (200, None, "ok")
     request = h.requests()[-1]
     body = json.loads(request.get_data())
     assert body["type"] == "webhook-test"
-    assert body["id"] == outcome["event_id"] == request.headers["webhook-id"]
+    assert body["id"] == event_id == request.headers["webhook-id"]
     assert body["data"]["integration_id"] == hook.id
     assert verify_men_signature("deadbeef", request.get_data(), request.headers["X-Men-Signature"])
-    assert h.activity.get("tenant-1", outcome["event_id"]) is not None
+    assert h.activity.get("tenant-1", event_id) is not None
 
 
 def test_redelivery_sends_the_same_event_again_as_new_attempts(h: Harness) -> None:
     hook = h.webhook()
     event_id = h.send()
     service = _deliveries(h)
-    assert service.redeliver("tenant-1", event_id, hook.id) == {"event_id": event_id, "integration_ids": [hook.id]}
+    assert service.redeliver("tenant-1", event_id, hook.id) == [hook.id]
     with pytest.raises(Conflict):
         service.redeliver("tenant-1", event_id, hook.id)  # still queued
     h.dispatcher.handle_task(_task(h))

@@ -461,14 +461,13 @@ def _store_events(api: Api, count: int, tenant: str = "tenant-1", integration: s
             data={"id": f"device-{n}"},
             time=start + timedelta(seconds=n),
         )
-        stored = ActivityEvent.new(event, [integration] if integration else [], expire_ts=0)
+        stored = ActivityEvent.new(event, 0, [DeliveryStatus(integration)] if integration else [])
         api.activity.create(stored)
         if integration:
             api.activity.record(
                 tenant,
                 event.id,
-                DeliveryStatus(integration_id=integration, state="delivered", status_code=200, attempts=1),
-                None,
+                [(DeliveryStatus(integration_id=integration, state="delivered", status_code=200, attempts=1), None)],
             )
         ids.append(event.id)
     return ids

@@ -15,6 +15,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from devicehooks.api.schemas import ResponseModel
 from devicehooks.domain.validation import format_errors
 from devicehooks.errors import DevicehooksError
 from devicehooks.jsonenc import dumps
@@ -46,6 +47,12 @@ def request_id() -> str:
 def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response[str]:
     """A JSON response written as Mender's Go services write it."""
     return Response(status_code=status, content_type=JSON, body=dumps(body), headers=dict(headers or {}))
+
+
+def model_response(status: int, body: ResponseModel | list[ResponseModel]) -> Response[str]:
+    """A response written from its response model(s) (api/schemas.py), as Mender writes it."""
+    content = [m.to_json() for m in body] if isinstance(body, list) else body.to_json()
+    return json_response(status, content)
 
 
 def empty_response(status: int, headers: Mapping[str, str] | None = None) -> Response[str]:

@@ -124,7 +124,7 @@ _JSON_LIST_OF_INTEGRATIONS = {"application/json": {"model": list[IntegrationOut]
     ),
 )
 def list_integrations(caller: Caller, service: Integrations) -> Response[str]:
-    return http.json_response(200, [i.to_api() for i in service.list_integrations(caller.tenant_id)])
+    return http.model_response(200, [IntegrationOut.of(i) for i in service.list_integrations(caller.tenant_id)])
 
 
 @app.post(
@@ -172,7 +172,7 @@ def create_integration(
     ),
 )
 def get_integration(integration_id: str, caller: Caller, service: Integrations) -> Response[str]:
-    return http.json_response(200, service.get(caller.tenant_id, _integration_id(integration_id)).to_api())
+    return http.model_response(200, IntegrationOut.of(service.get(caller.tenant_id, _integration_id(integration_id))))
 
 
 @app.delete(
@@ -219,7 +219,7 @@ def update_integration(
     integration_id: str, changes: Annotated[IntegrationUpdate, Body()], caller: Caller, service: Integrations
 ) -> Response[str]:
     updated = service.update(caller.tenant_id, _integration_id(integration_id), changes)
-    return http.json_response(200, updated.to_api())
+    return http.model_response(200, IntegrationOut.of(updated))
 
 
 @app.post(
@@ -237,7 +237,8 @@ def update_integration(
     ),
 )
 def test_integration(integration_id: str, caller: Caller, service: Deliveries) -> Response[str]:
-    return http.json_response(200, service.send_test(caller.tenant_id, _integration_id(integration_id)))
+    event_id, attempt = service.send_test(caller.tenant_id, _integration_id(integration_id))
+    return http.model_response(200, TestOutcomeOut.of(event_id, attempt))
 
 
 # ---------------------------------------------------------------- activity
@@ -272,7 +273,7 @@ def list_events(
             raise InvalidRequest("integration ID is not a valid UUID")
         only = str(uuid.UUID(integration_id))
     events = service.list_events(caller.tenant_id, page, per_page, only)
-    return http.json_response(200, events)
+    return http.model_response(200, [EventOut.of(e) for e in events])
 
 
 @app.get(
@@ -288,7 +289,7 @@ def list_events(
     ),
 )
 def get_event(event_id: str, caller: Caller, service: Events) -> Response[str]:
-    return http.json_response(200, service.get(caller.tenant_id, _event_id(event_id)))
+    return http.model_response(200, EventDetailOut.of(service.get(caller.tenant_id, _event_id(event_id))))
 
 
 @app.post(
@@ -313,8 +314,9 @@ def redeliver_event(
     request: Annotated[RedeliverIn | None, Body()] = None,
 ) -> Response[str]:
     target = request.integration_id if request is not None else None
-    queued = service.redeliver(caller.tenant_id, _event_id(event_id), _integration_id(target) if target else None)
-    return http.json_response(202, queued)
+    canonical = _event_id(event_id)
+    queued = service.redeliver(caller.tenant_id, canonical, _integration_id(target) if target else None)
+    return http.model_response(202, RedeliverOut(event_id=canonical, integration_ids=queued))
 
 
 # ---------------------------------------------------------------- OpenAPI

@@ -1,4 +1,10 @@
-"""Response shapes, for the OpenAPI document the APIs serve (the handlers write plain JSON)."""
+"""Response shapes: the models that write every JSON response and document it in the OpenAPI.
+
+Each is made from the domain object it shows (``of``) and written by :func:`devicehooks.api.http.
+model_response`: fields in declaration order (Mender's order), ``None`` fields left out, ``data``
+objects kept exactly (their nulls included). Built on first use (``defer_build``), so they cost
+nothing at cold start.
+"""
 
 from __future__ import annotations
 
@@ -6,64 +12,106 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from devicehooks.domain.models import EventType
+from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryState, DeliveryStatus
+from devicehooks.domain.events import sort_keys
+from devicehooks.domain.models import OMITTED, PROVIDER_WEBHOOK, EventType, Integration
+from devicehooks.timeutil import rfc3339_millis
 
 
-class HttpCredentialsOut(BaseModel):
-    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
+class ResponseModel(BaseModel):
+    """A response body; :meth:`to_json` is what is written."""
 
+    model_config = ConfigDict(defer_build=True, frozen=True)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object, ``None`` fields left out (they are absent in Mender's JSON too)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class HttpCredentialsOut(ResponseModel):
     url: str
     secret: Literal["<omitted>"] | None = Field(
         default=None, description='Present (always "<omitted>") when the integration has a secret.'
     )
 
 
-class CredentialsOut(BaseModel):
-    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
-
-    type: Literal["http"]
+class CredentialsOut(ResponseModel):
+    type: Literal["http"] = "http"
     http: HttpCredentialsOut
 
 
-class IntegrationOut(BaseModel):
-    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
-
+class IntegrationOut(ResponseModel):
     id: str = Field(description="Integration id (UUID).")
-    provider: Literal["webhook"]
+    provider: Literal["webhook"] = PROVIDER_WEBHOOK
     credentials: CredentialsOut
     description: str | None = None
     event_types: list[EventType] | None = Field(default=None, description="devicehooks: the event-type filter.")
     enabled: bool = Field(description="devicehooks: false when disabled (by a user, a 410, or failing too long).")
     disabled_reason: str | None = Field(default=None, description="devicehooks: why it is disabled.")
 
+    @classmethod
+    def of(cls, integration: Integration) -> IntegrationOut:
+        """Mender's Integration JSON; the secret is never shown, only whether there is one."""
+        return cls(
+            id=integration.id,
+            credentials=CredentialsOut(
+                http=HttpCredentialsOut(url=integration.url, secret=OMITTED if integration.has_secret else None)
+            ),
+            description=integration.description or None,
+            event_types=list(integration.event_types) if integration.event_types is not None else None,
+            enabled=integration.enabled,
+            disabled_reason=integration.disabled_reason if not integration.enabled else None,
+        )
 
-class DeliveryStatusOut(BaseModel):
-    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
 
+class DeliveryStatusOut(ResponseModel):
     integration_id: str
     success: bool
     error: str | None = None
     status_code: int | None = None
-    state: Literal["pending", "retrying", "delivered", "failed", "skipped"] = Field(
-        description="devicehooks: where the delivery stands."
-    )
+    state: DeliveryState = Field(description="devicehooks: where the delivery stands.")
     attempts: int = Field(description="devicehooks: attempts made so far.")
     next_attempt: str | None = Field(default=None, description="devicehooks: when the next retry is due.")
 
+    @classmethod
+    def fields_of(cls, status: DeliveryStatus) -> dict[str, Any]:
+        return {
+            "integration_id": status.integration_id,
+            "success": status.success,
+            "error": status.error or None,
+            "status_code": status.status_code,
+            "state": status.state,
+            "attempts": status.attempts,
+            "next_attempt": rfc3339_millis(status.next_attempt_at)
+            if status.next_attempt_at is not None and status.in_progress
+            else None,
+        }
 
-class EventOut(BaseModel):
-    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
+    @classmethod
+    def of(cls, status: DeliveryStatus) -> DeliveryStatusOut:
+        """Mender's delivery status (``integration_id, success, error, status_code``) plus ours."""
+        return cls(**cls.fields_of(status))
 
+
+class EventOut(ResponseModel):
     id: str
     type: str = Field(description="A device event type, or webhook-test for test deliveries.")
     data: dict[str, Any]
     time: str = Field(description="Event time, RFC 3339 UTC, milliseconds.")
     delivery_statuses: list[DeliveryStatusOut] | None = None
 
+    @classmethod
+    def fields_of(cls, event: ActivityEvent) -> dict[str, Any]:
+        return {"id": event.id, "type": event.type, "data": sort_keys(event.data()), "time": rfc3339_millis(event.time)}
 
-class AttemptOut(BaseModel):
-    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
+    @classmethod
+    def of(cls, event: ActivityEvent) -> EventOut:
+        """Mender's Event JSON (``id, type, data, time, delivery_statuses``); ``data`` keys sorted, as Go."""
+        statuses = [DeliveryStatusOut.of(s) for s in _by_integration(event)]
+        return cls(**cls.fields_of(event), delivery_statuses=statuses or None)
 
+
+class AttemptOut(ResponseModel):
     attempt: int
     time: str
     duration_ms: int
@@ -71,44 +119,74 @@ class AttemptOut(BaseModel):
     error: str | None = None
     response_body: str | None = Field(default=None, description="The first 256 bytes of the response body.")
 
+    @classmethod
+    def of(cls, attempt: Attempt) -> AttemptOut:
+        return cls(
+            attempt=attempt.number,
+            time=rfc3339_millis(attempt.at),
+            duration_ms=attempt.duration_ms,
+            status_code=attempt.status_code,
+            error=attempt.error or None,
+            response_body=attempt.response_body,
+        )
+
 
 class DeliveryDetailOut(DeliveryStatusOut):
-    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
-
     attempt_log: list[AttemptOut]
 
 
-class EventDetailOut(BaseModel):
-    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
-
+class EventDetailOut(ResponseModel):
     id: str
     type: str
     data: dict[str, Any]
     time: str
     delivery_statuses: list[DeliveryDetailOut] | None = None
 
+    @classmethod
+    def of(cls, event: ActivityEvent) -> EventDetailOut:
+        """:class:`EventOut` with every attempt of every delivery."""
+        statuses = [
+            DeliveryDetailOut(
+                **DeliveryStatusOut.fields_of(s),
+                attempt_log=[AttemptOut.of(a) for a in event.attempts.get(s.integration_id, ())],
+            )
+            for s in _by_integration(event)
+        ]
+        return cls(**EventOut.fields_of(event), delivery_statuses=statuses or None)
+
+
+def _by_integration(event: ActivityEvent) -> list[DeliveryStatus]:
+    return sorted(event.deliveries.values(), key=lambda s: s.integration_id)
+
 
 class RedeliverIn(BaseModel):
-    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
+    model_config = ConfigDict(defer_build=True)
 
     integration_id: str | None = Field(
         default=None, description="Only this webhook; absent: every enabled webhook the event went to."
     )
 
 
-class RedeliverOut(BaseModel):
-    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
-
+class RedeliverOut(ResponseModel):
     event_id: str
     integration_ids: list[str]
 
 
-class TestOutcomeOut(BaseModel):
-    model_config = ConfigDict(defer_build=True)  # documentation only: built for the OpenAPI document
-
+class TestOutcomeOut(ResponseModel):
     event_id: str = Field(description='Id of the test event (type "webhook-test"), also in the activity log.')
     success: bool
     status_code: int | None = None
     error: str | None = None
     duration_ms: int
     response_body: str | None = None
+
+    @classmethod
+    def of(cls, event_id: str, attempt: Attempt) -> TestOutcomeOut:
+        return cls(
+            event_id=event_id,
+            success=attempt.status_code is not None and attempt.status_code < 300,
+            status_code=attempt.status_code,
+            error=attempt.error or None,
+            duration_ms=attempt.duration_ms,
+            response_body=attempt.response_body,
+        )

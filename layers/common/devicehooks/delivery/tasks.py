@@ -21,7 +21,7 @@ MAX_SQS_DELAY = 900
 class DeliveryTask(BaseModel):
     """Attempt ``series_attempt`` (1-based, within the retry schedule) of one delivery."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     kind: Literal["delivery"] = "delivery"
     tenant_id: str
@@ -30,6 +30,21 @@ class DeliveryTask(BaseModel):
     series_attempt: int = Field(ge=1)
     due_at: float = 0.0
     reason: Literal["retry", "redeliver", "redrive"] = "retry"
+
+    def _with(self, **changes: object) -> DeliveryTask:
+        return DeliveryTask.model_validate({**self.model_dump(), **changes})  # validated, unlike model_copy
+
+    def due(self, at: float) -> DeliveryTask:
+        """This task, due at ``at`` (unix seconds)."""
+        return self._with(due_at=at)
+
+    def at_attempt(self, series_attempt: int) -> DeliveryTask:
+        """This task as attempt ``series_attempt`` of the retry schedule."""
+        return self._with(series_attempt=series_attempt)
+
+    def redriven(self) -> DeliveryTask:
+        """This task sent back from the delivery DLQ: a fresh retry schedule, due now."""
+        return self._with(series_attempt=1, due_at=0.0, reason="redrive")
 
 
 class TaskQueue(Protocol):
@@ -62,7 +77,7 @@ class SqsTaskQueue:
 
     def schedule(self, task: DeliveryTask, delay_seconds: float) -> None:
         due = time.time() + max(0.0, delay_seconds)
-        body = task.model_copy(update={"due_at": due}).model_dump_json()
+        body = task.due(due).model_dump_json()
         self.sqs.send_message(
             QueueUrl=self.retry_queue_url,
             MessageBody=body,

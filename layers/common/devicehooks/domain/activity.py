@@ -1,52 +1,46 @@
-"""The activity log's records: an event, its delivery status per webhook, and each attempt."""
+"""The activity log's records: an event, its delivery status per webhook, and each attempt.
+
+Plain frozen dataclasses (built in microseconds, nothing to validate: the dispatcher makes them
+from validated input). A delivery changes state only through the typed transitions of
+:class:`DeliveryStatus`; the API's JSON shapes are the response models in ``api/schemas.py``.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from devicehooks.domain.events import WebhookEvent, sort_keys
+from devicehooks.domain.events import WebhookEvent
 from devicehooks.domain.models import ActivityType
-from devicehooks.timeutil import rfc3339_millis
 
 DeliveryState = Literal["pending", "retrying", "delivered", "failed", "skipped"]
+DELIVERY_STATES: tuple[DeliveryState, ...] = get_args(DeliveryState)
+IN_PROGRESS: frozenset[DeliveryState] = frozenset({"pending", "retrying"})
 RESPONSE_SNIPPET_BYTES = 256
 
 
-class Attempt(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Attempt:
     """One POST (or a refusal to POST) to one webhook."""
 
-    model_config = ConfigDict(frozen=True)
-
-    number: int = Field(ge=1)
+    number: int
     at: datetime
     duration_ms: int = 0
     status_code: int | None = None
     error: str | None = None
     response_body: str | None = None
 
-    def to_api(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "attempt": self.number,
-            "time": rfc3339_millis(self.at),
-            "duration_ms": self.duration_ms,
-        }
-        if self.status_code is not None:
-            out["status_code"] = self.status_code
-        if self.error:
-            out["error"] = self.error
-        if self.response_body is not None:
-            out["response_body"] = self.response_body
-        return out
 
+@dataclass(frozen=True, slots=True)
+class DeliveryStatus:
+    """Where delivery of one event to one webhook stands.
 
-class DeliveryStatus(BaseModel):
-    """Where delivery of one event to one webhook stands."""
-
-    model_config = ConfigDict(frozen=True)
+    ``lease_until`` is internal: while it lies in the future, one dispatcher holds the right to
+    POST this delivery (see docs/architecture.md, "At least once, no duplicates").
+    """
 
     integration_id: str
     state: DeliveryState = "pending"
@@ -55,50 +49,76 @@ class DeliveryStatus(BaseModel):
     error: str | None = None
     updated_at: datetime | None = None
     next_attempt_at: datetime | None = None
-    lease_until: datetime | None = Field(default=None, description="internal: a dispatcher is POSTing it")
+    lease_until: datetime | None = None
 
+    # ------------------------------------------------------------------ starting points
+    @classmethod
+    def leased(cls, integration_id: str, until: datetime) -> DeliveryStatus:
+        """A new delivery, reserved for the dispatcher that records it until ``until``."""
+        return cls(integration_id=integration_id, lease_until=until)
+
+    @classmethod
+    def skipped_new(cls, integration_id: str, reason: str, at: datetime) -> DeliveryStatus:
+        """A delivery that is not attempted at all (the webhook is disabled)."""
+        return cls(integration_id=integration_id, state="skipped", error=reason, updated_at=at)
+
+    # ------------------------------------------------------------------ transitions
     @property
     def success(self) -> bool:
         return self.state == "delivered"
 
-    def to_api(self) -> dict[str, Any]:
-        """Mender's delivery status (``integration_id, success, error, status_code``) plus ours."""
-        out: dict[str, Any] = {"integration_id": self.integration_id, "success": self.success}
-        if self.error:
-            out["error"] = self.error
-        if self.status_code is not None:
-            out["status_code"] = self.status_code
-        out["state"] = self.state
-        out["attempts"] = self.attempts
-        if self.next_attempt_at is not None and self.state in ("pending", "retrying"):
-            out["next_attempt"] = rfc3339_millis(self.next_attempt_at)
-        return out
+    @property
+    def in_progress(self) -> bool:
+        return self.state in IN_PROGRESS
+
+    def with_lease(self, until: datetime | None) -> DeliveryStatus:
+        """The same delivery, leased until ``until`` (``None``: the lease is given back)."""
+        return replace(self, lease_until=until)
+
+    def after_attempt(
+        self,
+        attempt: Attempt,
+        state: Literal["delivered", "retrying", "failed"],
+        at: datetime,
+        next_attempt_at: datetime | None = None,
+        error: str | None = None,
+    ) -> DeliveryStatus:
+        """The status once ``attempt`` is over: delivered, retrying at ``next_attempt_at``, or failed."""
+        return DeliveryStatus(
+            integration_id=self.integration_id,
+            state=state,
+            attempts=attempt.number,
+            status_code=attempt.status_code,
+            error=error if error is not None else attempt.error,
+            updated_at=at,
+            next_attempt_at=next_attempt_at if state == "retrying" else None,
+        )
+
+    def closed(self, state: Literal["failed", "skipped"], reason: str, at: datetime) -> DeliveryStatus:
+        """Given up without an attempt (the webhook was removed or disabled meanwhile)."""
+        return replace(self, state=state, error=reason, updated_at=at, next_attempt_at=None, lease_until=None)
+
+    def reopened(self, at: datetime) -> DeliveryStatus:
+        """A finished delivery made pending again, for a redelivery due at ``at``."""
+        return replace(self, state="pending", next_attempt_at=at, lease_until=None)
 
 
-class ActivityEvent(BaseModel):
+@dataclass(frozen=True, slots=True)
+class ActivityEvent:
     """An event as the activity log keeps it: the exact body sent, and every delivery."""
-
-    model_config = ConfigDict(frozen=True)
 
     id: str
     tenant_id: str
     type: ActivityType
     time: datetime
-    body: bytes = Field(repr=False)
+    body: bytes = field(repr=False)
     expire_ts: int
-    deliveries: dict[str, DeliveryStatus] = Field(default_factory=dict)
-    attempts: dict[str, list[Attempt]] = Field(default_factory=dict)
+    deliveries: Mapping[str, DeliveryStatus] = field(default_factory=dict)
+    attempts: Mapping[str, tuple[Attempt, ...]] = field(default_factory=dict)
 
     @classmethod
-    def new(
-        cls,
-        event: WebhookEvent,
-        integration_ids: list[str],
-        expire_ts: int,
-        statuses: list[DeliveryStatus] | None = None,
-    ) -> ActivityEvent:
-        deliveries = {i: DeliveryStatus(integration_id=i) for i in integration_ids}
-        deliveries.update({s.integration_id: s for s in statuses or []})
+    def new(cls, event: WebhookEvent, expire_ts: int, statuses: list[DeliveryStatus]) -> ActivityEvent:
+        """The record of ``event`` before any POST, with one status per webhook it goes to."""
         return cls(
             id=event.id,
             tenant_id=event.tenant_id,
@@ -106,26 +126,16 @@ class ActivityEvent(BaseModel):
             time=event.time,
             body=event.body(),
             expire_ts=expire_ts,
-            deliveries=deliveries,
+            deliveries={s.integration_id: s for s in statuses},
         )
 
     def data(self) -> dict[str, Any]:
+        """The ``data`` object of the body that was sent."""
         return dict(json.loads(self.body)["data"])
 
-    def to_api(self, with_attempts: bool = False) -> dict[str, Any]:
-        """Mender's Event JSON (``id, type, data, time, delivery_statuses``); ``data`` keys sorted."""
-        out: dict[str, Any] = {
-            "id": self.id,
-            "type": self.type,
-            "data": sort_keys(self.data()),
-            "time": rfc3339_millis(self.time),
-        }
-        if self.deliveries:
-            statuses = []
-            for status in sorted(self.deliveries.values(), key=lambda s: s.integration_id):
-                entry = status.to_api()
-                if with_attempts:
-                    entry["attempt_log"] = [a.to_api() for a in self.attempts.get(status.integration_id, [])]
-                statuses.append(entry)
-            out["delivery_statuses"] = statuses
-        return out
+    def with_status(self, status: DeliveryStatus, attempt: Attempt | None = None) -> ActivityEvent:
+        """This event with one delivery's status replaced and ``attempt`` appended to its log."""
+        attempts = self.attempts
+        if attempt is not None:
+            attempts = {**attempts, status.integration_id: (*attempts.get(status.integration_id, ()), attempt)}
+        return replace(self, deliveries={**self.deliveries, status.integration_id: status}, attempts=attempts)

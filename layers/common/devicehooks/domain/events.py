@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
@@ -35,7 +36,7 @@ def sort_keys(value: Any) -> Any:
 class AuthSet(BaseModel):
     """Mender's ``AuthSet``. Unknown fields are dropped; times keep their original spelling."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     id: str = ""
     device_id: str = ""
@@ -61,7 +62,7 @@ class AuthSet(BaseModel):
 class ProvisionedDevice(BaseModel):
     """``device-provisioned`` data (and the internal API's provision body)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     id: str = Field(default="", max_length=256)
     status: str = Field(default="", max_length=64)
@@ -82,7 +83,7 @@ class ProvisionedDevice(BaseModel):
 class StatusChange(BaseModel):
     """``device-status-changed`` data."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     id: str = Field(max_length=256)
     status: DeviceStatus
@@ -94,7 +95,7 @@ class StatusChange(BaseModel):
 class Decommission(BaseModel):
     """``device-decommissioned`` data."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     id: str = Field(max_length=256)
 
@@ -117,7 +118,7 @@ def normalize_data(event_type: str, data: Any) -> dict[str, Any]:
 class BusDetail(BaseModel):
     """``detail`` of a device event on the bus."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     tenant_id: str = Field(max_length=256)
     data: dict[str, Any]
@@ -127,7 +128,7 @@ class BusDetail(BaseModel):
 class BusEvent(BaseModel):
     """An EventBridge event as the rule delivers it to the dispatch queue."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
     id: str = Field(min_length=1, max_length=128)
     detail_type: EventType = Field(alias="detail-type")
@@ -140,10 +141,9 @@ class BusEvent(BaseModel):
         return parse_time(self.detail.time or self.time)
 
 
-class WebhookEvent(BaseModel):
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
     """One event as webhooks receive it: ``{"id","type","data","time"}`` in that order."""
-
-    model_config = ConfigDict(frozen=True)
 
     id: str
     tenant_id: str

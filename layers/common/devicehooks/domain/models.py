@@ -1,11 +1,13 @@
-"""Pydantic models: API input (with Mender's validation rules), stored integrations, events."""
+"""Integrations: the API input (pydantic, with Mender's validation rules) and the stored webhook."""
 
 from __future__ import annotations
 
 import string
 import uuid
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Annotated, Any, Literal, get_args
+from enum import Enum
+from typing import Annotated, Final, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
@@ -14,11 +16,11 @@ from pydantic_core import PydanticCustomError
 EventType = Literal["device-provisioned", "device-decommissioned", "device-status-changed"]
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 # The type of the event ``POST /integrations/{id}/test`` sends; never sent for a device event.
-TEST_EVENT_TYPE = "webhook-test"
+TEST_EVENT_TYPE: Final = "webhook-test"
 ActivityType = Literal[EventType, "webhook-test"]
 
 OMITTED = "<omitted>"
-PROVIDER_WEBHOOK = "webhook"
+PROVIDER_WEBHOOK: Final = "webhook"
 MAX_DESCRIPTION_BYTES = 1024
 MAX_URL_LENGTH = 2048
 # 64 bytes is SHA-256's block size: HMAC hashes longer keys first, so they add no strength.
@@ -107,7 +109,7 @@ def _check_description(value: str | None) -> str | None:
 class HttpCredentialsIn(BaseModel):
     """Where to POST and, optionally, the hex secret that signs each request."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     url: Annotated[
         str,
@@ -133,7 +135,7 @@ class HttpCredentialsIn(BaseModel):
 class CredentialsIn(BaseModel):
     """Mender's ``Credentials`` for a webhook: type ``http``."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     type: Annotated[str, AfterValidator(_check_credentials_type), Field(json_schema_extra={"enum": ["http"]})]
     http: HttpCredentialsIn
@@ -142,7 +144,7 @@ class CredentialsIn(BaseModel):
 class IntegrationIn(BaseModel):
     """Body of ``POST /integrations`` (Mender's ``Integration``; ``id`` is ignored)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     provider: Annotated[str, AfterValidator(_check_provider), Field(json_schema_extra={"enum": ["webhook"]})]
     credentials: CredentialsIn
@@ -157,7 +159,7 @@ class IntegrationIn(BaseModel):
 class IntegrationUpdate(BaseModel):
     """Body of ``PUT /integrations/{id}`` (devicehooks): the fields given are changed, the others kept."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     url: Annotated[
         str | None,
@@ -173,25 +175,32 @@ class IntegrationUpdate(BaseModel):
     enabled: bool | None = Field(default=None, description="true re-enables a disabled webhook; false disables it.")
 
 
-class Integration(BaseModel):
-    """A stored webhook integration. ``secret`` is a KMS ciphertext, ``b""`` for an empty secret."""
+class _Keep(Enum):
+    KEEP = "keep"
 
-    model_config = ConfigDict(frozen=True)
+
+KEEP: Final = _Keep.KEEP
+"""In :class:`IntegrationChanges`: this field is left as it is."""
+
+
+@dataclass(frozen=True, slots=True)
+class Integration:
+    """A stored webhook integration. ``secret`` is a KMS ciphertext, ``b""`` for an empty secret."""
 
     id: str
     tenant_id: str
-    provider: str = PROVIDER_WEBHOOK
     url: str
-    secret: bytes | None = Field(default=None, repr=False)
+    created_at: datetime
+    updated_at: datetime
+    provider: str = PROVIDER_WEBHOOK
+    secret: bytes | None = field(default=None, repr=False)
     description: str = ""
     event_types: tuple[EventType, ...] | None = None
     enabled: bool = True
     disabled_reason: str | None = None
     failing_since: datetime | None = None
-    previous_secret: bytes | None = Field(default=None, repr=False)
+    previous_secret: bytes | None = field(default=None, repr=False)
     previous_secret_until: datetime | None = None
-    created_at: datetime
-    updated_at: datetime
 
     def wants(self, event_type: str) -> bool:
         """Whether the event-type filter lets ``event_type`` through (no filter: everything)."""
@@ -202,24 +211,94 @@ class Integration(BaseModel):
         """Whether requests are signed (an empty secret signs with an empty key, as Mender)."""
         return self.secret is not None
 
-    def to_api(self) -> dict[str, Any]:
-        """Mender's Integration JSON, field order as Mender writes it; the secret is omitted."""
-        http: dict[str, Any] = {"url": self.url}
-        if self.has_secret:
-            http["secret"] = OMITTED
-        body: dict[str, Any] = {
-            "id": self.id,
-            "provider": self.provider,
-            "credentials": {"type": "http", "http": http},
-        }
-        if self.description:
-            body["description"] = self.description
-        if self.event_types is not None:
-            body["event_types"] = list(self.event_types)
-        body["enabled"] = self.enabled
-        if not self.enabled and self.disabled_reason:
-            body["disabled_reason"] = self.disabled_reason
-        return body
+    def changed(self, changes: IntegrationChanges) -> Integration:
+        """This integration with ``changes`` applied (what the store does to the stored one)."""
+        return Integration(
+            id=self.id,
+            tenant_id=self.tenant_id,
+            url=self.url if changes.url is KEEP else changes.url,
+            created_at=self.created_at,
+            updated_at=changes.updated_at,
+            provider=self.provider,
+            secret=self.secret if changes.secret is KEEP else changes.secret,
+            description=self.description if changes.description is KEEP else changes.description,
+            event_types=self.event_types if changes.event_types is KEEP else changes.event_types,
+            enabled=self.enabled if changes.enabled is KEEP else changes.enabled,
+            disabled_reason=self.disabled_reason if changes.disabled_reason is KEEP else changes.disabled_reason,
+            failing_since=self.failing_since if changes.failing_since is KEEP else changes.failing_since,
+            previous_secret=self.previous_secret if changes.previous_secret is KEEP else changes.previous_secret,
+            previous_secret_until=self.previous_secret_until
+            if changes.previous_secret_until is KEEP
+            else changes.previous_secret_until,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationChanges:
+    """What to change on a stored integration; every field left at :data:`KEEP` is kept.
+
+    Made by the named constructors below, one per use case, and applied by the store as one
+    partial update (so a user's change and the dispatcher's bookkeeping never overwrite each
+    other's fields).
+    """
+
+    updated_at: datetime
+    url: str | _Keep = KEEP
+    secret: bytes | None | _Keep = KEEP
+    description: str | _Keep = KEEP
+    event_types: tuple[EventType, ...] | None | _Keep = KEEP
+    enabled: bool | _Keep = KEEP
+    disabled_reason: str | None | _Keep = KEEP
+    failing_since: datetime | None | _Keep = KEEP
+    previous_secret: bytes | None | _Keep = KEEP
+    previous_secret_until: datetime | None | _Keep = KEEP
+
+    @classmethod
+    def credentials(
+        cls, url: str, secret: bytes | None, previous: bytes | None, previous_until: datetime | None, at: datetime
+    ) -> IntegrationChanges:
+        """New URL and secret; ``previous`` keeps signing until ``previous_until`` (or nothing does)."""
+        return cls(
+            updated_at=at,
+            url=url,
+            secret=secret,
+            previous_secret=previous,
+            previous_secret_until=previous_until if previous is not None else None,
+        )
+
+    @classmethod
+    def settings(
+        cls,
+        at: datetime,
+        url: str | _Keep = KEEP,
+        description: str | _Keep = KEEP,
+        event_types: tuple[EventType, ...] | None | _Keep = KEEP,
+        enabled: bool | _Keep = KEEP,
+    ) -> IntegrationChanges:
+        """A user's change of URL, description, event filter or enabled state.
+
+        Enabling or disabling by hand starts the failure count afresh.
+        """
+        if enabled is KEEP:
+            return cls(updated_at=at, url=url, description=description, event_types=event_types)
+        return cls(
+            updated_at=at,
+            url=url,
+            description=description,
+            event_types=event_types,
+            enabled=enabled,
+            failing_since=None,
+            disabled_reason=None if enabled else "disabled by a user",
+        )
+
+    @classmethod
+    def disabled(cls, reason: str, at: datetime) -> IntegrationChanges:
+        """The dispatcher gives up on the webhook (410 Gone, or failing too long)."""
+        return cls(updated_at=at, enabled=False, disabled_reason=reason, failing_since=None)
+
+    def given(self) -> dict[str, object]:
+        """The fields to change, by name (``updated_at`` included)."""
+        return {f.name: value for f in fields(self) if (value := getattr(self, f.name)) is not KEEP}
 
 
 def new_id() -> str:

@@ -3,26 +3,31 @@
 At least once, without duplicates: the activity record is written before any POST, each
 delivery is leased before it is POSTed, and a delivery recorded as delivered is never POSTed
 again, whatever redelivers the message (SQS, a crash, a retry task that is late).
+
+What comes after an attempt is decided by :func:`devicehooks.domain.decisions.decide`; this
+module performs it. The statuses of an event's webhooks that finish together are recorded in one
+write (within :data:`COALESCE_SECONDS` of the first), so a fan-out costs one status write rather
+than one per webhook.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
-from devicehooks.config import DEFAULT_RETRY_SCHEDULE
 from devicehooks.delivery.sender import DeliveryResult, Sender, WebhookRequest
 from devicehooks.delivery.signing import webhook_headers
 from devicehooks.delivery.tasks import DeliveryTask, TaskQueue, parse_message
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
+from devicehooks.domain.decisions import Decision, DispatchPolicy, decide
 from devicehooks.domain.events import BusEvent, WebhookEvent
-from devicehooks.domain.models import Integration
+from devicehooks.domain.models import Integration, IntegrationChanges
 from devicehooks.domain.validation import format_errors
 from devicehooks.observability import logger, record_delivery
 from devicehooks.security.secretbox import SecretCipher
@@ -30,37 +35,24 @@ from devicehooks.store.activity import ActivityStore, Claim
 from devicehooks.store.integrations import IntegrationStore
 from devicehooks.timeutil import utcnow
 
-GONE_REASON = "the endpoint answered 410 Gone"
+COALESCE_SECONDS = 0.05  # how long a finished delivery waits for its siblings, to share their write
+
+__all__ = ["Busy", "COALESCE_SECONDS", "Dispatcher", "DispatchPolicy", "Outcome"]
 
 
 class Busy(Exception):
     """Another worker holds a delivery of this message: SQS must bring it back later."""
 
 
-@dataclass(frozen=True)
-class DispatchPolicy:
-    """The knobs of delivery (from settings)."""
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One attempt, decided: what to record and what it means for the webhook."""
 
-    retention: int = 7 * 24 * 3600
-    schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
-    disable_after: int = 5 * 24 * 3600
-    delivery_timeout: float = 10.0
-    retry_after_cap: int = 3600
-    lease: int = 0
-
-    @property
-    def lease_seconds(self) -> int:
-        """How long a delivery is reserved: by default longer than any POST can take (connect and
-        read timeouts, per address) plus recording it."""
-        return self.lease or int(4 * self.delivery_timeout) + 30
-
-    def retry_delay(self, series_attempt: int, retry_after: float | None) -> float | None:
-        """Seconds until the next attempt after attempt ``series_attempt`` failed; ``None``: no more."""
-        if series_attempt > len(self.schedule):
-            return None
-        if retry_after is not None:
-            return float(min(max(retry_after, 1.0), self.retry_after_cap))
-        return float(self.schedule[series_attempt - 1])
+    integration: Integration
+    result: DeliveryResult
+    attempt: Attempt
+    status: DeliveryStatus
+    decision: Decision
 
 
 class Dispatcher:
@@ -85,7 +77,7 @@ class Dispatcher:
         self.policy = policy
         self.clock = clock
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deliver")
-        self._tenants: dict[str, list[Integration]] = {}
+        self._tenants: dict[str, Future[list[Integration]]] = {}
         self._tenants_lock = threading.Lock()
 
     # ------------------------------------------------------------------ entry points
@@ -131,28 +123,28 @@ class Dispatcher:
         targets = [i for i in integrations if i.wants(event.type)]
         lease = now + timedelta(seconds=self.policy.lease_seconds)
         statuses = [
-            DeliveryStatus(integration_id=i.id, lease_until=lease)
+            DeliveryStatus.leased(i.id, lease)
             if i.enabled
-            else DeliveryStatus(integration_id=i.id, state="skipped", error="webhook is disabled", updated_at=now)
+            else DeliveryStatus.skipped_new(i.id, "webhook is disabled", now)
             for i in targets
         ]
-        expire_ts = int(now.timestamp()) + self.policy.retention
-        record = ActivityEvent.new(event, [], expire_ts, statuses)
-        jobs: list[tuple[ActivityEvent, Integration, int]] = []
+        record = ActivityEvent.new(event, int(now.timestamp()) + self.policy.retention, statuses)
+        existing = self.activity.create(record)
+        if existing is None:
+            self._run(record, [(i, 0) for i in targets if i.enabled])  # every lease is this worker's
+            return
+        jobs: list[tuple[Integration, int]] = []
         busy = False
-        if self.activity.create(record):
-            jobs = [(record, i, 0) for i in targets if i.enabled]  # every lease is this worker's
-        elif (existing := self.activity.get(event.tenant_id, event.id)) is not None:
-            for integration in targets:  # a copy of a message already (partly) handled
-                status = existing.deliveries.get(integration.id)
-                if status is None or status.state != "pending" or not integration.enabled:
-                    continue  # delivered, waiting for a retry, failed or skipped: not this message's job
-                claim = self.activity.claim(event.tenant_id, event.id, integration.id, now, self.policy.lease_seconds)
-                if claim is Claim.BUSY:
-                    busy = True
-                elif claim is Claim.TAKEN:
-                    jobs.append((existing, integration, status.attempts))
-        self._run(jobs)
+        for integration in targets:  # a copy of a message already (partly) handled
+            status = existing.deliveries.get(integration.id)
+            if status is None or status.state != "pending" or not integration.enabled:
+                continue  # delivered, waiting for a retry, failed or skipped: not this message's job
+            claim = self.activity.claim(event.tenant_id, event.id, integration.id, now, self.policy.lease_seconds)
+            if claim is Claim.BUSY:
+                busy = True
+            elif claim is Claim.TAKEN:
+                jobs.append((integration, status.attempts))
+        self._run(existing, jobs)
         if busy:
             raise Busy(f"event {event.id}: a delivery is leased by another worker")
 
@@ -173,15 +165,12 @@ class Dispatcher:
             return
         integration = self.integrations.get(task.tenant_id, task.integration_id)
         if integration is None or not integration.enabled:
-            state, error = (
-                ("failed", "webhook was removed") if integration is None else ("skipped", "webhook is disabled")
+            closed = (
+                status.closed("failed", "webhook was removed", now)
+                if integration is None
+                else status.closed("skipped", "webhook is disabled", now)
             )
-            self.activity.record(
-                task.tenant_id,
-                task.event_id,
-                status.model_copy(update={"state": state, "error": error, "updated_at": now, "next_attempt_at": None}),
-                None,
-            )
+            self.activity.record(task.tenant_id, task.event_id, [(closed, None)])
             return
         claim = self.activity.claim(task.tenant_id, task.event_id, task.integration_id, now, self.policy.lease_seconds)
         if claim is Claim.BUSY:
@@ -197,8 +186,18 @@ class Dispatcher:
         series_attempt: int,
         attempts_so_far: int,
         retry: bool = True,
-    ) -> DeliveryResult:
-        """POST ``event`` to ``integration`` once, record the attempt, schedule what comes next."""
+    ) -> Attempt:
+        """POST ``event`` to ``integration`` once, record the attempt, do what comes next."""
+        outcome = self._attempt(event, integration, series_attempt, attempts_so_far, retry)
+        self.activity.record(event.tenant_id, event.id, [(outcome.status, outcome.attempt)])
+        self._follow_up(outcome)
+        return outcome.attempt
+
+    def _attempt(
+        self, event: ActivityEvent, integration: Integration, series_attempt: int, attempts_so_far: int, retry: bool
+    ) -> Outcome:
+        """Sign and POST, decide, and queue what must be queued before the status is recorded."""
+        current = event.deliveries.get(integration.id) or DeliveryStatus(integration.id)
         started = self.clock()
         try:
             keys = self._keys(integration, started)
@@ -206,9 +205,8 @@ class Dispatcher:
             result = self.sender.send(WebhookRequest(integration.url, event.body, headers))
         except Exception:
             # nothing was sent: give the delivery back at once, rather than when the lease expires
-            current = event.deliveries.get(integration.id)
-            if current is not None and retry:
-                self.activity.record(event.tenant_id, event.id, current.model_copy(update={"lease_until": None}), None)
+            if retry:
+                self.activity.record(event.tenant_id, event.id, [(current.with_lease(None), None)])
             raise
         done = self.clock()
         record_delivery(result.ok, result.duration_ms)
@@ -220,54 +218,45 @@ class Dispatcher:
             error=result.error,
             response_body=result.response_body,
         )
-        base = DeliveryStatus(
-            integration_id=integration.id,
-            attempts=attempts_so_far + 1,
-            status_code=result.status_code,
-            error=result.error,
-            updated_at=done,
-        )
-        log = {"correlation_id": event.id, "integration_id": integration.id, "status_code": result.status_code}
-        if result.ok:
-            self.activity.record(event.tenant_id, event.id, base.model_copy(update={"state": "delivered"}), attempt)
-            if integration.failing_since is not None:
-                self.integrations.note_success(integration.tenant_id, integration.id)
-            logger.debug("webhook delivered", extra=log)
-            return result
-        logger.warning("webhook delivery failed", extra={**log, "error": result.error, "attempt": attempt.number})
-        if result.status_code == 410:
-            self._disable(integration, GONE_REASON, done)
-            status = base.model_copy(update={"state": "failed", "error": f"{result.error}; webhook disabled"})
-            self.activity.record(event.tenant_id, event.id, status, attempt)
-            return result
-        delay = self.policy.retry_delay(series_attempt, result.retry_after) if retry else None
+        decision = decide(attempt, result.retry_after, series_attempt, self.policy, retry)
         task = DeliveryTask(
             tenant_id=event.tenant_id,
             event_id=event.id,
             integration_id=integration.id,
             series_attempt=series_attempt + 1,
         )
-        if delay is not None:
-            self.queue.schedule(task, delay)  # before recording: a lost record costs a retry, a lost task a delivery
-            status = base.model_copy(update={"state": "retrying", "next_attempt_at": done + timedelta(seconds=delay)})
+        next_at = None
+        if decision.retry_in is not None:
+            self.queue.schedule(
+                task, decision.retry_in
+            )  # before recording: a lost record costs a retry, a lost task a delivery
+            next_at = done + timedelta(seconds=decision.retry_in)
+        if decision.dead_letter:
+            self.queue.dead_letter(task.at_attempt(series_attempt), result.error or "failed")
+        status = current.after_attempt(attempt, decision.state, done, next_at, decision.error)
+        log = {"correlation_id": event.id, "integration_id": integration.id, "status_code": result.status_code}
+        if result.ok:
+            logger.debug("webhook delivered", extra=log)
         else:
-            if retry:
-                self.queue.dead_letter(
-                    task.model_copy(update={"series_attempt": series_attempt}), result.error or "failed"
-                )
-            status = base.model_copy(update={"state": "failed"})
-        self.activity.record(event.tenant_id, event.id, status, attempt)
-        since = self.integrations.note_failure(integration.tenant_id, integration.id, done)
-        if since is not None and (done - since).total_seconds() >= self.policy.disable_after:
-            self._disable(integration, f"every delivery failed since {since.isoformat()}", done)
-        return result
+            logger.warning("webhook delivery failed", extra={**log, "error": result.error, "attempt": attempt.number})
+        return Outcome(integration, result, attempt, status, decision)
+
+    def _follow_up(self, outcome: Outcome) -> None:
+        """What an attempt means for its webhook: disabled at once, failing since when, or working again."""
+        integration, decision = outcome.integration, outcome.decision
+        now = outcome.status.updated_at or self.clock()
+        if decision.disable_reason is not None:
+            self._disable(integration, decision.disable_reason, now)
+        elif decision.failure:
+            since = self.integrations.note_failure(integration.tenant_id, integration.id, now)
+            if self.policy.disable_due(since, now):
+                assert since is not None
+                self._disable(integration, f"every delivery failed since {since.isoformat()}", now)
+        elif decision.state == "delivered" and integration.failing_since is not None:
+            self.integrations.note_success(integration.tenant_id, integration.id)
 
     def _disable(self, integration: Integration, reason: str, now: datetime) -> None:
-        self.integrations.update(
-            integration.tenant_id,
-            integration.id,
-            {"enabled": False, "disabled_reason": reason, "failing_since": None, "updated_at": now},
-        )
+        self.integrations.update(integration.tenant_id, integration.id, IntegrationChanges.disabled(reason, now))
         logger.warning("webhook disabled", extra={"integration_id": integration.id, "reason": reason})
 
     def _keys(self, integration: Integration, now: datetime) -> list[bytes] | None:
@@ -280,28 +269,49 @@ class Dispatcher:
             keys.append(self.cipher.open(previous, integration.tenant_id, integration.id))
         return keys
 
-    def _run(self, jobs: list[tuple[ActivityEvent, Integration, int]]) -> None:
+    def _run(self, event: ActivityEvent, jobs: list[tuple[Integration, int]]) -> None:
+        """Deliver ``event`` to each webhook of ``jobs`` (with its attempts so far), side by side."""
         if len(jobs) == 1:  # one webhook: no hand-off to the pool (the record already has a thread)
-            event, integration, attempts_so_far = jobs[0]
+            integration, attempts_so_far = jobs[0]
             self.deliver(event, integration, 1, attempts_so_far)
             return
-        futures: list[Future[DeliveryResult]] = [
-            self._pool.submit(self.deliver, event, integration, 1, attempts_so_far)
-            for event, integration, attempts_so_far in jobs
-        ]
-        errors = [exc for f in futures if (exc := f.exception()) is not None]
+        pending = {self._pool.submit(self._attempt, event, i, 1, attempts, True) for i, attempts in jobs}
+        errors: list[BaseException] = []
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            if pending:  # siblings finishing close behind share the write
+                more, pending = wait(pending, timeout=COALESCE_SECONDS)
+                finished |= more
+            outcomes = []
+            for future in finished:
+                error = future.exception()
+                if error is None:
+                    outcomes.append(future.result())
+                else:
+                    errors.append(error)
+            self.activity.record(event.tenant_id, event.id, [(o.status, o.attempt) for o in outcomes])
+            for outcome in outcomes:
+                self._follow_up(outcome)
         if errors:
             raise errors[0]
 
     # ------------------------------------------------------------------ helpers
     def _integrations_of(self, tenant_id: str) -> list[Integration]:
+        """The tenant's integrations, read once per batch even when its records ask at the same time."""
         with self._tenants_lock:
-            cached = self._tenants.get(tenant_id)
-        if cached is None:
-            cached = self.integrations.list_tenant(tenant_id)
-            with self._tenants_lock:
-                self._tenants[tenant_id] = cached
-        return cached
+            entry = self._tenants.get(tenant_id)
+            owner = entry is None
+            if entry is None:
+                entry = self._tenants[tenant_id] = Future()
+        if owner:
+            try:
+                entry.set_result(self.integrations.list_tenant(tenant_id))
+            except BaseException as exc:
+                entry.set_exception(exc)
+                with self._tenants_lock:
+                    self._tenants.pop(tenant_id, None)  # the next record tries again
+                raise
+        return entry.result()
 
     def _reject(self, body: str, reason: str, event_id: Any) -> None:
         logger.warning("message sent to the dead-letter queue", extra={"reason": reason, "event_id": event_id})

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from devicehooks.domain.activity import ActivityEvent
 from devicehooks.errors import NotFound
 from devicehooks.store.activity import ActivityStore
 
 
 class EventService:
-    """The tenant's events as Mender's Event JSON."""
+    """The tenant's events, newest first, and one event with its attempts."""
 
     def __init__(self, store: ActivityStore) -> None:
         self.store = store
 
-    def list_events(self, tenant_id: str, page: int, per_page: int, integration_id: str | None) -> list[dict[str, Any]]:
-        return [e.to_api() for e in self.store.list_events(tenant_id, page, per_page, integration_id)]
+    def list_events(self, tenant_id: str, page: int, per_page: int, integration_id: str | None) -> list[ActivityEvent]:
+        return self.store.list_events(tenant_id, page, per_page, integration_id)
 
-    def get(self, tenant_id: str, event_id: str) -> dict[str, Any]:
+    def get(self, tenant_id: str, event_id: str) -> ActivityEvent:
         event = self.store.get(tenant_id, event_id)
         if event is None:
             raise NotFound("event not found")
-        return event.to_api(with_attempts=True)
+        return event

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from devicehooks.domain.models import CredentialsIn, Integration, IntegrationIn, IntegrationUpdate, new_id
+from devicehooks.domain.models import (
+    KEEP,
+    CredentialsIn,
+    Integration,
+    IntegrationChanges,
+    IntegrationIn,
+    IntegrationUpdate,
+    new_id,
+)
 from devicehooks.domain.validation import format_tree
 from devicehooks.errors import BlockedDestination, InvalidRequest, NotFound
 from devicehooks.security.secretbox import SecretCipher
@@ -88,16 +96,14 @@ class IntegrationService:
         self._check_destination(http.url, ("http", "url"))
         secret = http.secret_bytes()
         now = self.clock()
-        changes: dict[str, object] = {
-            "url": http.url,
-            "secret": None if secret is None else self.cipher.seal(secret, tenant_id, integration_id),
-            "updated_at": now,
-            "previous_secret": None,
-            "previous_secret_until": None,
-        }
-        if current.secret is not None and secret is not None and self.secret_overlap > 0:
-            changes["previous_secret"] = current.secret
-            changes["previous_secret_until"] = now + timedelta(seconds=self.secret_overlap)
+        overlap = current.secret is not None and secret is not None and self.secret_overlap > 0
+        changes = IntegrationChanges.credentials(
+            url=http.url,
+            secret=None if secret is None else self.cipher.seal(secret, tenant_id, integration_id),
+            previous=current.secret if overlap else None,
+            previous_until=now + timedelta(seconds=self.secret_overlap) if overlap else None,
+            at=now,
+        )
         updated = self.store.update(tenant_id, integration_id, changes)
         if updated is None:
             raise NotFound(NOT_FOUND)
@@ -107,18 +113,17 @@ class IntegrationService:
         """Change URL, description, event filter or enabled state (fields not given are kept)."""
         self.get(tenant_id, integration_id)
         given = spec.model_fields_set
-        changes: dict[str, object] = {"updated_at": self.clock()}
         if "url" in given and spec.url is not None:
             self._check_destination(spec.url, ("url",))
-            changes["url"] = spec.url
-        if "description" in given:
-            changes["description"] = spec.description or ""
-        if "event_types" in given:
-            changes["event_types"] = tuple(spec.event_types) if spec.event_types is not None else None
-        if "enabled" in given and spec.enabled is not None:
-            changes["enabled"] = spec.enabled
-            changes["failing_since"] = None
-            changes["disabled_reason"] = None if spec.enabled else "disabled by a user"
+        changes = IntegrationChanges.settings(
+            at=self.clock(),
+            url=spec.url if "url" in given and spec.url is not None else KEEP,
+            description=(spec.description or "") if "description" in given else KEEP,
+            event_types=(tuple(spec.event_types) if spec.event_types is not None else None)
+            if "event_types" in given
+            else KEEP,
+            enabled=spec.enabled if "enabled" in given and spec.enabled is not None else KEEP,
+        )
         updated = self.store.update(tenant_id, integration_id, changes)
         if updated is None:
             raise NotFound(NOT_FOUND)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from devicehooks.delivery.tasks import DeliveryTask, TaskQueue
-from devicehooks.domain.activity import ActivityEvent
+from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
 from devicehooks.domain.events import WebhookEvent
 from devicehooks.domain.models import TEST_EVENT_TYPE, new_id
 from devicehooks.errors import Conflict, NotFound
@@ -38,8 +38,9 @@ class DeliveryService:
         self.retention = retention
         self.clock = clock
 
-    def redeliver(self, tenant_id: str, event_id: str, integration_id: str | None) -> dict[str, Any]:
-        """Queue the event for one webhook, or for every webhook it went to that still exists."""
+    def redeliver(self, tenant_id: str, event_id: str, integration_id: str | None) -> list[str]:
+        """Queue the event for one webhook, or for every webhook it went to that still exists;
+        returns the webhooks it was queued for."""
         event = self.activity.get(tenant_id, event_id)
         if event is None:
             raise NotFound("event not found")
@@ -70,10 +71,10 @@ class DeliveryService:
                 tenant_id=tenant_id, event_id=event_id, integration_id=target, series_attempt=1, reason="redeliver"
             )
             self.queue.schedule(task, 0)
-        return {"event_id": event_id, "integration_ids": reopened}
+        return reopened
 
-    def send_test(self, tenant_id: str, integration_id: str) -> dict[str, Any]:
-        """POST a ``webhook-test`` event to the webhook now (one attempt) and report the outcome."""
+    def send_test(self, tenant_id: str, integration_id: str) -> tuple[str, Attempt]:
+        """POST a ``webhook-test`` event to the webhook now (one attempt); its id and the attempt."""
         integration = self.integrations.get(tenant_id, integration_id)
         if integration is None:
             raise NotFound("integration not found")
@@ -85,15 +86,7 @@ class DeliveryService:
             data={"integration_id": integration_id, "message": "This is a test event sent by devicehooks."},
             time=now,
         )
-        record = ActivityEvent.new(event, [integration_id], int(now.timestamp()) + self.retention)
+        record = ActivityEvent.new(event, int(now.timestamp()) + self.retention, [DeliveryStatus(integration_id)])
         self.activity.create(record)
-        result = self.dispatcher().deliver(record, integration, series_attempt=1, attempts_so_far=0, retry=False)
-        outcome: dict[str, Any] = {"event_id": event.id, "success": result.ok}
-        if result.status_code is not None:
-            outcome["status_code"] = result.status_code
-        if result.error:
-            outcome["error"] = result.error
-        outcome["duration_ms"] = result.duration_ms
-        if result.response_body is not None:
-            outcome["response_body"] = result.response_body
-        return outcome
+        attempt = self.dispatcher().deliver(record, integration, series_attempt=1, attempts_so_far=0, retry=False)
+        return event.id, attempt

@@ -1,28 +1,34 @@
-"""The activity log in DynamoDB, and an in-memory double.
+"""The activity log in DynamoDB.
 
 One partition per tenant (``pk = T#<tenant>``) holds:
 
 * the event item ``sk = E#<event id>``: exact body, delivery status per webhook (a map, updated
-  in place), attempt detail per webhook (a map of lists), TTL ``expire_ts``;
-* one marker per delivery ``sk = D#<event id>#<integration id>``.
+  in place with conditional expressions), attempt detail per webhook (a map of lists), TTL
+  ``expire_ts``;
+* a marker ``sk = D#<event id>#<integration id>`` for each webhook of the event but the first.
 
-The ``by_time`` index (``gsi1pk``, ``gsi1sk = <time>#<id>``) lists a tenant's events newest first
-(``gsi1pk = T#<tenant>``) and, through the markers, one webhook's events
-(``gsi1pk = T#<tenant>#I#<integration id>``), both without a Scan.
+Two keys-only indexes page through it newest first, without a Scan: ``by_time``
+(``gsi1pk = T#<tenant>``) holds every event item; ``by_webhook`` (``gsi2pk =
+T#<tenant>#I#<integration>``) holds the event item under its first webhook and the markers
+under the others. So an event to one webhook is one item (one write before the POST, one after),
+and updating a delivery's status never rewrites an index entry (neither index projects it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Protocol
 
 from devicehooks import aws
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
-from devicehooks.store.dynamo import batch_delete, batch_write, from_item, query_all, to_item, value
+from devicehooks.store.dynamo import batch_delete, batch_get, batch_write, from_item, query_all, to_item, value
 
-INDEX = "by_time"
+BY_TIME = "by_time"
+BY_WEBHOOK = "by_webhook"
+
+Update = tuple[DeliveryStatus, Attempt | None]
 
 
 class Claim(Enum):
@@ -34,10 +40,14 @@ class Claim(Enum):
 
 
 class ActivityStore(Protocol):
-    """Where events and their delivery outcomes are kept."""
+    """Where events and their delivery outcomes are kept (tests/contract checks every implementation)."""
 
-    def create(self, event: ActivityEvent) -> bool:
-        """Store a new event; ``False`` (and nothing written) when it already exists."""
+    def create(self, event: ActivityEvent) -> ActivityEvent | None:
+        """Store a new event with its deliveries' first statuses.
+
+        ``None`` when this call stored it; when it was already there, the stored event (which
+        is left as it is) so that the caller can see where its deliveries stand.
+        """
 
     def get(self, tenant_id: str, event_id: str) -> ActivityEvent | None:
         """One event with its attempt detail (strongly consistent)."""
@@ -45,8 +55,12 @@ class ActivityStore(Protocol):
     def claim(self, tenant_id: str, event_id: str, integration_id: str, now: datetime, lease_seconds: int) -> Claim:
         """Take the right to POST this delivery for ``lease_seconds``."""
 
-    def record(self, tenant_id: str, event_id: str, status: DeliveryStatus, attempt: Attempt | None) -> None:
-        """Store a delivery's new status (never downgrading a success) and append ``attempt``."""
+    def record(self, tenant_id: str, event_id: str, updates: Sequence[Update]) -> None:
+        """Store deliveries' new statuses and append their attempts, in one write when possible.
+
+        A delivery recorded as delivered is never changed by a status that is not ``delivered``
+        (a late report of a failure must not hide a success); such an update is dropped.
+        """
 
     def add_deliveries(self, tenant_id: str, event_id: str, integration_ids: list[str]) -> None:
         """Start tracking deliveries of an existing event to more webhooks."""
@@ -63,11 +77,15 @@ class ActivityStore(Protocol):
         """A page of the tenant's events, newest first, optionally only one webhook's."""
 
     def remove_tenant(self, tenant_id: str) -> int:
-        """Delete a tenant's whole activity log; returns the number of items deleted."""
+        """Delete a tenant's whole activity log; returns the number of events it held."""
 
 
 def _pk(tenant_id: str) -> str:
     return f"T#{tenant_id}"
+
+
+def _webhook_pk(tenant_id: str, integration_id: str) -> str:
+    return f"{_pk(tenant_id)}#I#{integration_id}"
 
 
 def _time_key(event: ActivityEvent) -> str:
@@ -82,8 +100,12 @@ def _from_millis(value: Any) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(int(value) / 1000, UTC)
 
 
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 def _status_map(status: DeliveryStatus) -> dict[str, Any]:
-    return {
+    fields = {
         "state": status.state,
         "attempts": status.attempts,
         "status_code": status.status_code,
@@ -92,10 +114,11 @@ def _status_map(status: DeliveryStatus) -> dict[str, Any]:
         "next_attempt_at": _millis(status.next_attempt_at),
         "lease_until": _millis(status.lease_until),
     }
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def _attempt_map(attempt: Attempt) -> dict[str, Any]:
-    return {
+    fields = {
         "number": attempt.number,
         "at": _millis(attempt.at),
         "duration_ms": attempt.duration_ms,
@@ -103,45 +126,35 @@ def _attempt_map(attempt: Attempt) -> dict[str, Any]:
         "error": attempt.error,
         "response_body": attempt.response_body,
     }
+    return {k: v for k, v in fields.items() if v is not None}
 
 
-def _clean(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in mapping.items() if v is not None}
+def _status(integration_id: str, d: Mapping[str, Any]) -> DeliveryStatus:
+    return DeliveryStatus(
+        integration_id=integration_id,
+        state=d.get("state", "pending"),
+        attempts=int(d.get("attempts", 0)),
+        status_code=_int(d.get("status_code")),
+        error=d.get("error"),
+        updated_at=_from_millis(d.get("updated_at")),
+        next_attempt_at=_from_millis(d.get("next_attempt_at")),
+        lease_until=_from_millis(d.get("lease_until")),
+    )
 
 
-def _int(value: Any) -> int | None:
-    return None if value is None else int(value)
+def _attempt(a: Mapping[str, Any]) -> Attempt:
+    return Attempt(
+        number=int(a["number"]),
+        at=_from_millis(a["at"]) or datetime.now(UTC),
+        duration_ms=int(a.get("duration_ms", 0)),
+        status_code=_int(a.get("status_code")),
+        error=a.get("error"),
+        response_body=a.get("response_body"),
+    )
 
 
 def _event_from_item(raw: Mapping[str, Any]) -> ActivityEvent:
     item = from_item(raw)
-    deliveries = {
-        integration_id: DeliveryStatus(
-            integration_id=integration_id,
-            state=d.get("state", "pending"),
-            attempts=int(d.get("attempts", 0)),
-            status_code=_int(d.get("status_code")),
-            error=d.get("error"),
-            updated_at=_from_millis(d.get("updated_at")),
-            next_attempt_at=_from_millis(d.get("next_attempt_at")),
-            lease_until=_from_millis(d.get("lease_until")),
-        )
-        for integration_id, d in item.get("deliveries", {}).items()
-    }
-    attempts = {
-        integration_id: [
-            Attempt(
-                number=int(a["number"]),
-                at=_from_millis(a["at"]) or datetime.now(UTC),
-                duration_ms=int(a.get("duration_ms", 0)),
-                status_code=_int(a.get("status_code")),
-                error=a.get("error"),
-                response_body=a.get("response_body"),
-            )
-            for a in log
-        ]
-        for integration_id, log in item.get("attempt_log", {}).items()
-    }
     body = item["body"]
     return ActivityEvent(
         id=item["event_id"],
@@ -150,9 +163,16 @@ def _event_from_item(raw: Mapping[str, Any]) -> ActivityEvent:
         time=datetime.fromisoformat(item["time"]),
         body=body.encode() if isinstance(body, str) else bytes(body),
         expire_ts=int(item["expire_ts"]),
-        deliveries=deliveries,
-        attempts=attempts,
+        deliveries={i: _status(i, d) for i, d in item.get("deliveries", {}).items()},
+        attempts={i: tuple(_attempt(a) for a in log) for i, log in item.get("attempt_log", {}).items()},
     )
+
+
+def _event_id_of(sort_key: str) -> str:
+    """The event id in an index entry's table sort key (``E#<event>`` or ``D#<event>#<integration>``)."""
+    if sort_key.startswith("D#"):
+        return sort_key[2:].rsplit("#", 1)[0]
+    return sort_key[2:]
 
 
 class DynamoActivityStore:
@@ -171,46 +191,64 @@ class DynamoActivityStore:
     def _key(self, tenant_id: str, event_id: str) -> dict[str, Any]:
         return {"pk": {"S": _pk(tenant_id)}, "sk": {"S": f"E#{event_id}"}}
 
-    def _marker(self, event: ActivityEvent, integration_id: str) -> dict[str, Any]:
-        return to_item(
+    def _markers(self, event: ActivityEvent, integration_ids: list[str]) -> list[dict[str, Any]]:
+        """Markers putting ``event`` in the ``by_webhook`` index under these webhooks."""
+        return [
             {
-                "pk": _pk(event.tenant_id),
-                "sk": f"D#{event.id}#{integration_id}",
-                "gsi1pk": f"{_pk(event.tenant_id)}#I#{integration_id}",
-                "gsi1sk": _time_key(event),
-                "event_id": event.id,
-                "expire_ts": event.expire_ts,
+                "PutRequest": {
+                    "Item": to_item(
+                        {
+                            "pk": _pk(event.tenant_id),
+                            "sk": f"D#{event.id}#{integration_id}",
+                            "gsi2pk": _webhook_pk(event.tenant_id, integration_id),
+                            "gsi2sk": _time_key(event),
+                            "expire_ts": event.expire_ts,
+                        }
+                    )
+                }
             }
-        )
+            for integration_id in integration_ids
+        ]
 
-    def create(self, event: ActivityEvent) -> bool:
+    def create(self, event: ActivityEvent) -> ActivityEvent | None:
+        first = next(iter(event.deliveries), None)
         item = to_item(
             {
                 "pk": _pk(event.tenant_id),
                 "sk": f"E#{event.id}",
                 "gsi1pk": _pk(event.tenant_id),
                 "gsi1sk": _time_key(event),
+                "gsi2pk": _webhook_pk(event.tenant_id, first) if first is not None else None,
+                "gsi2sk": _time_key(event) if first is not None else None,
                 "event_id": event.id,
                 "tenant_id": event.tenant_id,
                 "event_type": event.type,
                 "time": event.time.astimezone(UTC).isoformat(),
                 "body": event.body.decode(),
                 "expire_ts": event.expire_ts,
-                "deliveries": {i: _clean(_status_map(s)) for i, s in event.deliveries.items()},
+                "deliveries": {i: _status_map(s) for i, s in event.deliveries.items()},
                 "attempt_log": {},
             }
         )
         try:
-            self.client.put_item(TableName=self.table_name, Item=item, ConditionExpression="attribute_not_exists(sk)")
-            created = True
-        except self.client.exceptions.ConditionalCheckFailedException:
-            created = False
-        # The markers are idempotent, so no transaction (half the write cost): a copy of the
-        # message that finds the event already there writes them again, in case the first
-        # writer stopped in between.
-        markers = [{"PutRequest": {"Item": self._marker(event, i)}} for i in event.deliveries]
-        batch_write(self.client, self.table_name, markers)
-        return created
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=item,
+                ConditionExpression="attribute_not_exists(sk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
+            existing = exc.response.get("Item")
+            if not existing:  # pragma: no cover - the condition only fails on an existing item
+                raise
+            stored = _event_from_item(existing)
+            # A copy of the message: the first writer may have stopped before its markers.
+            # Markers are idempotent, so they are written again (no transaction: half the cost).
+            batch_write(self.client, self.table_name, self._markers(stored, list(stored.deliveries)[1:]))
+            return stored
+        # the event item is in the index under its first webhook; markers for the others
+        batch_write(self.client, self.table_name, self._markers(event, list(event.deliveries)[1:]))
+        return None
 
     def get(self, tenant_id: str, event_id: str) -> ActivityEvent | None:
         out = self.client.get_item(TableName=self.table_name, Key=self._key(tenant_id, event_id), ConsistentRead=True)
@@ -232,40 +270,49 @@ class DynamoActivityStore:
                     ":now": {"N": str(now_ms)},
                     ":delivered": {"S": "delivered"},
                 },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            current = self.get(tenant_id, event_id)
-            status = current.deliveries.get(integration_id) if current else None
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
+            existing = exc.response.get("Item")
+            status = _event_from_item(existing).deliveries.get(integration_id) if existing else None
             if status is None or status.state == "delivered":
                 return Claim.DONE
             return Claim.BUSY
         return Claim.TAKEN
 
-    def record(self, tenant_id: str, event_id: str, status: DeliveryStatus, attempt: Attempt | None) -> None:
-        names = {"#i": status.integration_id}
-        values: dict[str, Any] = {":status": value(_clean(_status_map(status)))}
-        update = "SET deliveries.#i = :status"
-        if attempt is not None:
-            update += ", attempt_log.#i = list_append(if_not_exists(attempt_log.#i, :empty), :attempt)"
-            values[":empty"] = {"L": []}
-            values[":attempt"] = {"L": [value(_clean(_attempt_map(attempt)))]}
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "Key": self._key(tenant_id, event_id),
-            "UpdateExpression": update,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-            "ConditionExpression": "attribute_exists(sk)",
-        }
-        if status.state != "delivered":
-            # a late failure report must not overwrite a success recorded meanwhile
-            kwargs["ConditionExpression"] += " AND (attribute_not_exists(deliveries.#i) OR deliveries.#i.#s <> :d)"
-            names["#s"] = "state"
-            values[":d"] = {"S": "delivered"}
-        try:
-            self.client.update_item(**kwargs)
-        except self.client.exceptions.ConditionalCheckFailedException:
+    def record(self, tenant_id: str, event_id: str, updates: Sequence[Update]) -> None:
+        if not updates:
             return
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        sets: list[str] = []
+        conditions = ["attribute_exists(sk)"]
+        for n, (status, attempt) in enumerate(updates):
+            names[f"#i{n}"] = status.integration_id
+            values[f":s{n}"] = value(_status_map(status))
+            sets.append(f"deliveries.#i{n} = :s{n}")
+            if attempt is not None:
+                values[f":a{n}"] = {"L": [value(_attempt_map(attempt))]}
+                values[":empty"] = {"L": []}
+                sets.append(f"attempt_log.#i{n} = list_append(if_not_exists(attempt_log.#i{n}, :empty), :a{n})")
+            if status.state != "delivered":
+                # a late failure report must not overwrite a success recorded meanwhile
+                names["#s"] = "state"
+                values[":d"] = {"S": "delivered"}
+                conditions.append(f"(attribute_not_exists(deliveries.#i{n}) OR deliveries.#i{n}.#s <> :d)")
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(tenant_id, event_id),
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression=" AND ".join(conditions),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            if len(updates) > 1:  # one of them met a success: record the others one by one
+                for update in updates:
+                    self.record(tenant_id, event_id, [update])
 
     def reopen(self, tenant_id: str, event_id: str, integration_id: str, now: datetime) -> bool:
         try:
@@ -290,59 +337,51 @@ class DynamoActivityStore:
         event = self.get(tenant_id, event_id)
         if event is None:
             return
-        new = [i for i in integration_ids if i not in event.deliveries]
-        for integration_id in new:
+        added: list[str] = []
+        for integration_id in (i for i in integration_ids if i not in event.deliveries):
             try:
                 self.client.update_item(
                     TableName=self.table_name,
                     Key=self._key(tenant_id, event_id),
                     UpdateExpression="SET deliveries.#i = :status",
-                    ConditionExpression="attribute_not_exists(deliveries.#i)",
+                    ConditionExpression="attribute_exists(sk) AND attribute_not_exists(deliveries.#i)",
                     ExpressionAttributeNames={"#i": integration_id},
-                    ExpressionAttributeValues={
-                        ":status": value(_clean(_status_map(DeliveryStatus(integration_id=integration_id))))
-                    },
+                    ExpressionAttributeValues={":status": value(_status_map(DeliveryStatus(integration_id)))},
                 )
             except self.client.exceptions.ConditionalCheckFailedException:
                 continue
-            self.client.put_item(TableName=self.table_name, Item=self._marker(event, integration_id))
+            added.append(integration_id)
+        batch_write(self.client, self.table_name, self._markers(event, added))
 
     def list_events(
         self, tenant_id: str, page: int, per_page: int, integration_id: str | None = None
     ) -> list[ActivityEvent]:
         skip = (page - 1) * per_page
-        partition = _pk(tenant_id) if integration_id is None else f"{_pk(tenant_id)}#I#{integration_id}"
-        rows: list[dict[str, Any]] = []
+        if integration_id is None:
+            index, attribute, partition = BY_TIME, "gsi1pk", _pk(tenant_id)
+        else:
+            index, attribute, partition = BY_WEBHOOK, "gsi2pk", _webhook_pk(tenant_id, integration_id)
+        event_ids: list[str] = []
         for item in query_all(
             self.client,
             TableName=self.table_name,
-            IndexName=INDEX,
-            KeyConditionExpression="gsi1pk = :p",
+            IndexName=index,
+            KeyConditionExpression=f"{attribute} = :p",
             ExpressionAttributeValues={":p": {"S": partition}},
             ScanIndexForward=False,
             Limit=min(skip + per_page, 1000),
         ):
-            rows.append(item)
-            if len(rows) >= skip + per_page:
+            event_ids.append(_event_id_of(item["sk"]["S"]))
+            if len(event_ids) >= skip + per_page:
                 break
-        rows = rows[skip:]
-        if integration_id is None:
-            return [_event_from_item(r) for r in rows]
-        return self._fetch([r["event_id"]["S"] for r in rows], tenant_id)
-
-    def _fetch(self, event_ids: list[str], tenant_id: str) -> list[ActivityEvent]:
-        found: dict[str, ActivityEvent] = {}
-        for start in range(0, len(event_ids), 100):
-            pending: list[dict[str, Any]] = [self._key(tenant_id, e) for e in event_ids[start : start + 100]]
-            for _ in range(10):
-                if not pending:
-                    break
-                out = self.client.batch_get_item(RequestItems={self.table_name: {"Keys": pending}})
-                for item in out.get("Responses", {}).get(self.table_name, []):
-                    event = _event_from_item(item)
-                    found[event.id] = event
-                pending = out.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
-        return [found[e] for e in event_ids if e in found]
+        wanted = event_ids[skip:]
+        found = {
+            event.id: event
+            for event in map(
+                _event_from_item, batch_get(self.client, self.table_name, [self._key(tenant_id, e) for e in wanted])
+            )
+        }
+        return [found[e] for e in wanted if e in found]
 
     def remove_tenant(self, tenant_id: str) -> int:
         keys = [
@@ -356,7 +395,7 @@ class DynamoActivityStore:
             )
         ]
         batch_delete(self.client, self.table_name, keys)
-        return len(keys)
+        return sum(1 for k in keys if k["sk"]["S"].startswith("E#"))
 
 
-__all__ = ["ActivityStore", "Claim", "DynamoActivityStore"]
+__all__ = ["ActivityStore", "Claim", "DynamoActivityStore", "Update"]

@@ -50,6 +50,22 @@ def batch_write(client: Any, table: str, requests: list[dict[str, Any]]) -> None
             raise RuntimeError(f"{len(pending)} writes left unprocessed in {table}")
 
 
+def batch_get(client: Any, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items at ``keys`` that exist, in no particular order (batches of 100, unprocessed keys retried)."""
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(keys), 100):
+        pending = keys[start : start + 100]
+        for _ in range(10):
+            if not pending:
+                break
+            out = client.batch_get_item(RequestItems={table: {"Keys": pending}})
+            found += out.get("Responses", {}).get(table, [])
+            pending = out.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+        if pending:
+            raise RuntimeError(f"{len(pending)} reads left unprocessed in {table}")
+    return found
+
+
 def batch_delete(client: Any, table: str, keys: list[dict[str, Any]]) -> None:
     """Delete ``keys`` (see :func:`batch_write`)."""
     batch_write(client, table, [{"DeleteRequest": {"Key": k}} for k in keys])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Protocol
 
 from devicehooks import aws
-from devicehooks.domain.models import Integration
+from devicehooks.domain.models import PROVIDER_WEBHOOK, Integration, IntegrationChanges
 from devicehooks.errors import Conflict
 from devicehooks.store.dynamo import batch_delete, first_condition_failed, from_item, query_all, to_item, value
 
@@ -37,8 +39,8 @@ class IntegrationStore(Protocol):
     def remove(self, tenant_id: str, integration_id: str) -> bool:
         """Delete one integration; ``False`` when it did not exist."""
 
-    def update(self, tenant_id: str, integration_id: str, changes: dict[str, Any]) -> Integration | None:
-        """Change the given fields (``None`` removes one); the new integration, ``None`` if absent."""
+    def update(self, tenant_id: str, integration_id: str, changes: IntegrationChanges) -> Integration | None:
+        """Apply ``changes`` in one write; the integration as changed, ``None`` if there is none."""
 
     def note_failure(self, tenant_id: str, integration_id: str, now: datetime) -> datetime | None:
         """Remember when the webhook started failing (kept if already set); returns that time."""
@@ -51,54 +53,74 @@ class IntegrationStore(Protocol):
 
 
 def _to_record(integration: Integration) -> dict[str, Any]:
-    data = integration.model_dump(exclude={"secret", "previous_secret"})
-    data["tenant_key"] = tenant_key(integration.tenant_id)
-    data["integration_id"] = data.pop("id")
-    for key, val in list(data.items()):
-        if isinstance(val, datetime):
-            data[key] = val.isoformat()
-        elif isinstance(val, tuple):
-            data[key] = list(val)
-    for field, prefix in (("secret", "secret"), ("previous_secret", "prev_secret")):
-        sealed = getattr(integration, field)
-        data[f"{prefix}_state"] = "none" if sealed is None else ("sealed" if sealed else "empty")
-        if sealed:
-            data[f"{prefix}_ct"] = sealed
-    return {k: v for k, v in data.items() if v is not None}
+    record: dict[str, Any] = {
+        "tenant_key": tenant_key(integration.tenant_id),
+        "integration_id": integration.id,
+        "tenant_id": integration.tenant_id,
+        "provider": integration.provider,
+        "url": integration.url,
+        "description": integration.description,
+        "enabled": integration.enabled,
+        "created_at": integration.created_at.isoformat(),
+    }
+    sets, _ = _record_changes(
+        {k: v for k, v in asdict(integration).items() if k not in ("id", "tenant_id", "provider", "created_at")}
+    )
+    return {k: v for k, v in {**record, **sets}.items() if v is not None}
 
 
 def _record_changes(changes: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Integration field changes as item attributes to SET and attribute names to REMOVE."""
+    """Integration fields as item attributes to SET, and the names of those to REMOVE (set to ``None``)."""
     sets: dict[str, Any] = {}
     removes: list[str] = []
-    for field, val in changes.items():
-        if field in ("secret", "previous_secret"):
-            prefix = "secret" if field == "secret" else "prev_secret"
+    for name, val in changes.items():
+        if name in ("secret", "previous_secret"):
+            prefix = "secret" if name == "secret" else "prev_secret"
             sets[f"{prefix}_state"] = "none" if val is None else ("sealed" if val else "empty")
             if val:
                 sets[f"{prefix}_ct"] = val
             else:
                 removes.append(f"{prefix}_ct")
         elif val is None:
-            removes.append(field)
+            removes.append(name)
         elif isinstance(val, datetime):
-            sets[field] = val.isoformat()
+            sets[name] = val.isoformat()
         elif isinstance(val, tuple):
-            sets[field] = list(val)
+            sets[name] = list(val)
         else:
-            sets[field] = val
+            sets[name] = val
     return sets, removes
 
 
-def _from_record(data: dict[str, Any]) -> Integration:
-    for field, prefix in (("secret", "secret"), ("previous_secret", "prev_secret")):
-        state = data.pop(f"{prefix}_state", "none")
-        ciphertext = data.pop(f"{prefix}_ct", None)
-        data[field] = None if state == "none" else (bytes(ciphertext) if ciphertext is not None else b"")
-    data.pop("kind", None)
-    data["id"] = data.pop("integration_id")
-    data.pop("tenant_key", None)
-    return Integration.model_validate({k: (int(v) if type(v).__name__ == "Decimal" else v) for k, v in data.items()})
+def _time(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _sealed(data: Mapping[str, Any], prefix: str) -> bytes | None:
+    if data.get(f"{prefix}_state", "none") == "none":
+        return None
+    ciphertext = data.get(f"{prefix}_ct")
+    return bytes(ciphertext) if ciphertext is not None else b""
+
+
+def _from_record(data: Mapping[str, Any]) -> Integration:
+    event_types = data.get("event_types")
+    return Integration(
+        id=data["integration_id"],
+        tenant_id=data["tenant_id"],
+        url=data["url"],
+        created_at=datetime.fromisoformat(data["created_at"]),
+        updated_at=datetime.fromisoformat(data["updated_at"]),
+        provider=data.get("provider", PROVIDER_WEBHOOK),
+        secret=_sealed(data, "secret"),
+        description=data.get("description", ""),
+        event_types=tuple(event_types) if event_types is not None else None,
+        enabled=bool(data.get("enabled", True)),
+        disabled_reason=data.get("disabled_reason"),
+        failing_since=_time(data.get("failing_since")),
+        previous_secret=_sealed(data, "prev_secret"),
+        previous_secret_until=_time(data.get("previous_secret_until")),
+    )
 
 
 class DynamoIntegrationStore:
@@ -197,8 +219,8 @@ class DynamoIntegrationStore:
             raise
         return True
 
-    def update(self, tenant_id: str, integration_id: str, changes: dict[str, Any]) -> Integration | None:
-        sets, removes = _record_changes(changes)
+    def update(self, tenant_id: str, integration_id: str, changes: IntegrationChanges) -> Integration | None:
+        sets, removes = _record_changes(changes.given())
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
         clauses = []

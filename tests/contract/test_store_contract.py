@@ -1,0 +1,316 @@
+"""One contract for every store: the in-memory doubles and the DynamoDB stores (on moto) alike.
+
+Every test runs twice (``stores`` is parametrised); a behaviour the services rely on is pinned
+here once, so the doubles the unit tests use cannot drift from what production does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
+from devicehooks.domain.events import WebhookEvent
+from devicehooks.domain.models import Integration, IntegrationChanges
+from devicehooks.errors import Conflict
+from devicehooks.store.activity import Claim
+from tests.contract.conftest import Stores
+
+NOW = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
+
+
+def _tenant() -> str:
+    return f"tenant-{uuid.uuid4().hex[:8]}"
+
+
+def _integration(tenant: str, n: int = 0, **fields: object) -> Integration:
+    values: dict[str, object] = {
+        "id": str(uuid.uuid4()),
+        "tenant_id": tenant,
+        "url": f"https://hooks.example.com/{n}",
+        "created_at": NOW + timedelta(seconds=n),
+        "updated_at": NOW + timedelta(seconds=n),
+        **fields,
+    }
+    return Integration(**values)  # type: ignore[arg-type]
+
+
+def _event(
+    tenant: str, statuses: list[DeliveryStatus], at: datetime = NOW, event_type: str = "device-decommissioned"
+) -> ActivityEvent:
+    event = WebhookEvent(id=str(uuid.uuid4()), tenant_id=tenant, type=event_type, data={"id": "dev-1"}, time=at)  # type: ignore[arg-type]
+    return ActivityEvent.new(event, int(at.timestamp()) + 3600, statuses)
+
+
+# ---------------------------------------------------------------------------------- integrations
+def test_added_integrations_come_back_whole_oldest_first_and_per_tenant(stores: Stores) -> None:
+    tenant, other = _tenant(), _tenant()
+    full = _integration(
+        tenant,
+        1,
+        secret=b"sealed-bytes",
+        description="the receiver",
+        event_types=("device-provisioned", "device-status-changed"),
+        previous_secret=b"old",
+        previous_secret_until=NOW + timedelta(hours=1),
+        failing_since=NOW,
+    )
+    plain = _integration(tenant, 0)
+    empty_secret = _integration(tenant, 2, secret=b"")
+    for integration in (full, plain, empty_secret, _integration(other)):
+        stores.integrations.add(integration, limit=10)
+    assert stores.integrations.list_tenant(tenant) == [plain, full, empty_secret]
+    assert stores.integrations.get(tenant, full.id) == full
+    assert stores.integrations.get(tenant, empty_secret.id) == empty_secret  # b"" is not "no secret"
+    assert stores.integrations.get(other, full.id) is None
+
+
+def test_open_source_tenant_is_the_empty_string(stores: Stores) -> None:
+    integration = _integration("", url="https://open.example.com/")
+    stores.integrations.add(integration, limit=99)
+    assert integration in stores.integrations.list_tenant("")
+
+
+def test_the_limit_is_per_tenant_and_a_removal_frees_a_place(stores: Stores) -> None:
+    tenant = _tenant()
+    first, second = _integration(tenant, 0), _integration(tenant, 1)
+    stores.integrations.add(first, limit=1)
+    stores.integrations.add(_integration(_tenant()), limit=1)
+    with pytest.raises(Conflict, match="at most 1 integrations"):
+        stores.integrations.add(second, limit=1)
+    assert stores.integrations.remove(tenant, first.id) is True
+    assert stores.integrations.remove(tenant, first.id) is False
+    stores.integrations.add(second, limit=1)
+    assert stores.integrations.list_tenant(tenant) == [second]
+
+
+def test_update_changes_only_the_given_fields(stores: Stores) -> None:
+    tenant = _tenant()
+    integration = _integration(tenant, description="keep me", event_types=("device-provisioned",), failing_since=NOW)
+    stores.integrations.add(integration, limit=10)
+    later = NOW + timedelta(minutes=5)
+    updated = stores.integrations.update(
+        tenant, integration.id, IntegrationChanges.settings(at=later, url="https://b.example.com/")
+    )
+    expected = Integration(**{**_fields(integration), "url": "https://b.example.com/", "updated_at": later})
+    assert updated == expected == stores.integrations.get(tenant, integration.id)
+    cleared = stores.integrations.update(
+        tenant, integration.id, IntegrationChanges.settings(at=later, event_types=None)
+    )
+    assert cleared is not None and cleared.event_types is None and cleared.description == "keep me"
+    assert stores.integrations.update(tenant, str(uuid.uuid4()), IntegrationChanges.settings(at=later)) is None
+
+
+def test_enabling_or_disabling_resets_the_failure_clock(stores: Stores) -> None:
+    tenant = _tenant()
+    integration = _integration(tenant, failing_since=NOW)
+    stores.integrations.add(integration, limit=10)
+    off = stores.integrations.update(tenant, integration.id, IntegrationChanges.settings(at=NOW, enabled=False))
+    assert off is not None and (off.enabled, off.disabled_reason, off.failing_since) == (
+        False,
+        "disabled by a user",
+        None,
+    )
+    on = stores.integrations.update(tenant, integration.id, IntegrationChanges.settings(at=NOW, enabled=True))
+    assert on is not None and (on.enabled, on.disabled_reason) == (True, None)
+    gone = stores.integrations.update(tenant, integration.id, IntegrationChanges.disabled("410 Gone", NOW))
+    assert gone is not None and (gone.enabled, gone.disabled_reason) == (False, "410 Gone")
+
+
+def test_new_credentials_keep_the_previous_secret_or_drop_it(stores: Stores) -> None:
+    tenant = _tenant()
+    integration = _integration(tenant, secret=b"first")
+    stores.integrations.add(integration, limit=10)
+    until = NOW + timedelta(hours=24)
+    rotated = stores.integrations.update(
+        tenant,
+        integration.id,
+        IntegrationChanges.credentials("https://c.example.com/", b"second", b"first", until, NOW),
+    )
+    assert rotated is not None
+    assert (rotated.url, rotated.secret, rotated.previous_secret, rotated.previous_secret_until) == (
+        "https://c.example.com/",
+        b"second",
+        b"first",
+        until,
+    )
+    unsigned = stores.integrations.update(
+        tenant, integration.id, IntegrationChanges.credentials("https://c.example.com/", None, None, None, NOW)
+    )
+    assert unsigned is not None and (unsigned.secret, unsigned.previous_secret, unsigned.previous_secret_until) == (
+        None,
+        None,
+        None,
+    )
+
+
+def test_failing_since_is_stamped_once_and_cleared_by_a_success(stores: Stores) -> None:
+    tenant = _tenant()
+    integration = _integration(tenant)
+    stores.integrations.add(integration, limit=10)
+    assert stores.integrations.note_failure(tenant, integration.id, NOW) == NOW
+    assert stores.integrations.note_failure(tenant, integration.id, NOW + timedelta(hours=1)) == NOW
+    stores.integrations.note_success(tenant, integration.id)
+    found = stores.integrations.get(tenant, integration.id)
+    assert found is not None and found.failing_since is None
+    assert stores.integrations.note_failure(tenant, str(uuid.uuid4()), NOW) is None
+
+
+def test_removing_a_tenant_removes_only_its_integrations(stores: Stores) -> None:
+    tenant, other = _tenant(), _tenant()
+    for n in range(3):
+        stores.integrations.add(_integration(tenant, n), limit=10)
+    kept = _integration(other)
+    stores.integrations.add(kept, limit=10)
+    assert stores.integrations.remove_tenant(tenant) == 3
+    assert stores.integrations.list_tenant(tenant) == []
+    assert stores.integrations.list_tenant(other) == [kept]
+    stores.integrations.add(_integration(tenant), limit=1)  # the count starts again
+
+
+def _fields(integration: Integration) -> dict[str, object]:
+    return {name: getattr(integration, name) for name in Integration.__dataclass_fields__}
+
+
+# ---------------------------------------------------------------------------------- activity
+def test_a_created_event_comes_back_whole(stores: Stores) -> None:
+    tenant = _tenant()
+    lease = NOW + timedelta(minutes=1)
+    event = _event(
+        tenant, [DeliveryStatus.leased("a", lease), DeliveryStatus.skipped_new("b", "webhook is disabled", NOW)]
+    )
+    assert stores.activity.create(event) is None
+    assert stores.activity.get(tenant, event.id) == event
+    assert stores.activity.get(_tenant(), event.id) is None
+
+
+def test_creating_an_event_again_changes_nothing_and_returns_what_is_stored(stores: Stores) -> None:
+    tenant = _tenant()
+    event = _event(tenant, [DeliveryStatus.leased("a", NOW + timedelta(minutes=1))])
+    stores.activity.create(event)
+    delivered = DeliveryStatus("a", state="delivered", attempts=1, status_code=200, updated_at=NOW)
+    stores.activity.record(tenant, event.id, [(delivered, Attempt(1, NOW, 12, 200))])
+    again = stores.activity.create(event)
+    assert again is not None and again.deliveries["a"] == delivered
+    assert stores.activity.get(tenant, event.id) == again
+    assert [e.id for e in stores.activity.list_events(tenant, 1, 10, "a")] == [event.id]  # listed once
+
+
+def test_a_lease_is_taken_once_until_it_expires_and_never_on_a_success(stores: Stores) -> None:
+    tenant = _tenant()
+    event = _event(tenant, [DeliveryStatus("a"), DeliveryStatus("b")])
+    stores.activity.create(event)
+    assert stores.activity.claim(tenant, event.id, "a", NOW, 30) is Claim.TAKEN
+    assert stores.activity.claim(tenant, event.id, "a", NOW + timedelta(seconds=10), 30) is Claim.BUSY
+    assert stores.activity.claim(tenant, event.id, "a", NOW + timedelta(seconds=31), 30) is Claim.TAKEN
+    stores.activity.record(tenant, event.id, [(DeliveryStatus("b", state="delivered", attempts=1), None)])
+    assert stores.activity.claim(tenant, event.id, "b", NOW, 30) is Claim.DONE
+    assert stores.activity.claim(tenant, event.id, "missing", NOW, 30) is Claim.DONE
+    assert stores.activity.claim(tenant, str(uuid.uuid4()), "a", NOW, 30) is Claim.DONE
+
+
+def test_records_replace_statuses_and_append_attempts(stores: Stores) -> None:
+    tenant = _tenant()
+    event = _event(tenant, [DeliveryStatus("a"), DeliveryStatus("b")])
+    stores.activity.create(event)
+    first = Attempt(1, NOW, 15, 500, "unexpected status code from webhook: 500", "oops")
+    retrying = DeliveryStatus("a").after_attempt(first, "retrying", NOW, NOW + timedelta(seconds=5))
+    stores.activity.record(tenant, event.id, [(retrying, first)])
+    second = Attempt(2, NOW + timedelta(seconds=5), 9, 200, None, "ok")
+    delivered = retrying.after_attempt(second, "delivered", NOW + timedelta(seconds=5))
+    failed_b = DeliveryStatus("b").after_attempt(Attempt(1, NOW, 3, None, "connection refused"), "failed", NOW)
+    stores.activity.record(
+        tenant, event.id, [(delivered, second), (failed_b, Attempt(1, NOW, 3, None, "connection refused"))]
+    )
+    stored = stores.activity.get(tenant, event.id)
+    assert stored is not None
+    assert stored.deliveries == {"a": delivered, "b": failed_b}
+    assert stored.attempts["a"] == (first, second)
+    assert stored.attempts["b"] == (Attempt(1, NOW, 3, None, "connection refused"),)
+
+
+def test_a_late_failure_never_hides_a_success_and_does_not_block_its_siblings(stores: Stores) -> None:
+    tenant = _tenant()
+    event = _event(tenant, [DeliveryStatus("a"), DeliveryStatus("b")])
+    stores.activity.create(event)
+    delivered = DeliveryStatus("a", state="delivered", attempts=1, status_code=200)
+    stores.activity.record(tenant, event.id, [(delivered, None)])
+    late = DeliveryStatus("a", state="retrying", attempts=2, error="timeout")
+    b_done = DeliveryStatus("b", state="delivered", attempts=1, status_code=204)
+    stores.activity.record(tenant, event.id, [(late, Attempt(2, NOW, 1, None, "timeout")), (b_done, None)])
+    stored = stores.activity.get(tenant, event.id)
+    assert stored is not None and stored.deliveries == {"a": delivered, "b": b_done}
+    stores.activity.record(tenant, str(uuid.uuid4()), [(delivered, None)])  # no such event: nothing, no error
+
+
+def test_only_a_finished_delivery_can_be_reopened(stores: Stores) -> None:
+    tenant = _tenant()
+    event = _event(tenant, [DeliveryStatus("a"), DeliveryStatus("b", state="retrying", attempts=1)])
+    stores.activity.create(event)
+    assert stores.activity.reopen(tenant, event.id, "a", NOW) is False  # pending
+    assert stores.activity.reopen(tenant, event.id, "b", NOW) is False  # retrying
+    stores.activity.record(tenant, event.id, [(DeliveryStatus("a", state="failed", attempts=8, lease_until=NOW), None)])
+    assert stores.activity.reopen(tenant, event.id, "a", NOW) is True
+    stored = stores.activity.get(tenant, event.id)
+    assert stored is not None
+    assert (
+        stored.deliveries["a"].state,
+        stored.deliveries["a"].next_attempt_at,
+        stored.deliveries["a"].lease_until,
+    ) == (
+        "pending",
+        NOW,
+        None,
+    )
+    assert stores.activity.reopen(tenant, event.id, "missing", NOW) is False
+
+
+def test_added_deliveries_are_pending_and_listed_under_their_webhook(stores: Stores) -> None:
+    tenant = _tenant()
+    event = _event(tenant, [DeliveryStatus("a", state="delivered", attempts=1)])
+    stores.activity.create(event)
+    stores.activity.add_deliveries(tenant, event.id, ["a", "c"])
+    stored = stores.activity.get(tenant, event.id)
+    assert (
+        stored is not None
+        and stored.deliveries["a"].state == "delivered"
+        and stored.deliveries["c"] == DeliveryStatus("c")
+    )
+    assert [e.id for e in stores.activity.list_events(tenant, 1, 10, "c")] == [event.id]
+
+
+def test_events_are_listed_newest_first_in_pages_per_tenant_and_per_webhook(stores: Stores) -> None:
+    tenant = _tenant()
+    events = [
+        _event(
+            tenant,
+            [DeliveryStatus("a"), DeliveryStatus("b")] if n % 2 else [DeliveryStatus("b")],
+            NOW + timedelta(seconds=n),
+        )
+        for n in range(5)
+    ]
+    for event in events:
+        stores.activity.create(event)
+    stores.activity.create(_event(_tenant(), [DeliveryStatus("a")]))
+    newest_first = [e.id for e in reversed(events)]
+    assert [e.id for e in stores.activity.list_events(tenant, 1, 10)] == newest_first
+    assert [e.id for e in stores.activity.list_events(tenant, 2, 2)] == newest_first[2:4]
+    assert stores.activity.list_events(tenant, 4, 2) == []
+    # "a" is each odd event's first webhook (the event item is indexed), "b" its second (a marker)
+    assert [e.id for e in stores.activity.list_events(tenant, 1, 10, "a")] == [events[3].id, events[1].id]
+    assert [e.id for e in stores.activity.list_events(tenant, 1, 10, "b")] == newest_first
+    listed = stores.activity.list_events(tenant, 1, 1, "b")[0]
+    assert listed == stores.activity.get(tenant, listed.id)  # whole events, statuses included
+
+
+def test_removing_a_tenant_removes_its_events_and_markers_only(stores: Stores) -> None:
+    tenant, other = _tenant(), _tenant()
+    for n in range(3):
+        stores.activity.create(_event(tenant, [DeliveryStatus("a"), DeliveryStatus("b")], NOW + timedelta(seconds=n)))
+    kept = _event(other, [DeliveryStatus("a")])
+    stores.activity.create(kept)
+    assert stores.activity.remove_tenant(tenant) == 3
+    assert stores.activity.list_events(tenant, 1, 10) == [] and stores.activity.list_events(tenant, 1, 10, "b") == []
+    assert [e.id for e in stores.activity.list_events(other, 1, 10)] == [kept.id]
