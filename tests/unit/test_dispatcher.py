@@ -6,8 +6,10 @@ import ipaddress
 import json
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -383,6 +385,74 @@ def test_a_hanging_endpoint_times_out_and_does_not_delay_the_others() -> None:
     assert record.deliveries[fast.id].state == "delivered"
     assert record.deliveries[slow.id].error == "timeout waiting for the response"
     assert record.deliveries[slow.id].state == "retrying"
+
+
+class CountingActivity(MemoryActivityStore):
+    """The in-memory activity store, counting writes of statuses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[list[str]] = []
+
+    def record(self, tenant_id: str, event_id: str, updates: Any) -> None:
+        self.writes.append([status.integration_id for status, _ in updates])
+        super().record(tenant_id, event_id, updates)
+
+
+def test_statuses_of_webhooks_that_finish_together_are_recorded_in_one_write() -> None:
+    release = threading.Event()
+    seen_before_release: list[dict[str, str]] = []
+
+    def slow(request: Request) -> Response:
+        release.wait(5)
+        return Response("late")
+
+    server = HTTPServer(threaded=True)
+    server.start()
+    server.expect_request("/slow", method="POST").respond_with_handler(slow)
+    server.expect_request("/hook", method="POST").respond_with_data("ok")
+    h = Harness(server, timeout=3.0)
+    h.activity = h.dispatcher.activity = CountingActivity()
+    fast = [h.webhook() for _ in range(4)]
+    late = h.webhook(path="/slow")
+    sender = threading.Thread(target=h.send)
+    try:
+        sender.start()
+        while not h.activity.writes:  # the four fast ones are recorded while the slow one still waits
+            sender.join(0.01)
+        (event,) = [e for (_, _), e in h.activity._events.items()]
+        seen_before_release.append({i: s.state for i, s in event.deliveries.items()})
+        release.set()
+        sender.join(10)
+    finally:
+        release.set()
+        server.clear()
+        server.stop()
+    assert sorted(h.activity.writes[0]) == sorted(f.id for f in fast)
+    assert h.activity.writes[1:] == [[late.id]]
+    assert seen_before_release[0] == {**{f.id: "delivered" for f in fast}, late.id: "pending"}
+
+
+def test_a_batch_reads_each_tenants_integrations_once_even_when_its_records_ask_together(h: Harness) -> None:
+    h.webhook()
+    reads: list[str] = []
+    real = h.integrations.list_tenant
+
+    def counted(tenant_id: str) -> list[Integration]:
+        reads.append(tenant_id)
+        time.sleep(0.05)  # a DynamoDB round trip, so that the other records ask meanwhile
+        return real(tenant_id)
+
+    h.integrations.list_tenant = counted  # type: ignore[method-assign]
+    bodies = [h.bus(str(uuid.uuid4()), "device-decommissioned", "tenant-1", {"id": f"d{n}"}) for n in range(10)]
+    h.dispatcher.begin_batch()
+    with ThreadPoolExecutor(10) as pool:
+        list(pool.map(h.dispatcher.handle_message, bodies))
+    assert reads == ["tenant-1"]
+    assert len(h.requests("/hook")) == 10
+    h.dispatcher.begin_batch()  # the next batch reads again: changes to webhooks apply at once
+    h.dispatcher.handle_message(h.bus(str(uuid.uuid4()), "device-decommissioned", "tenant-1", {"id": "x"}))
+    assert reads == ["tenant-1", "tenant-1"]
 
 
 def test_redirects_are_not_followed(h: Harness, httpserver: HTTPServer) -> None:
