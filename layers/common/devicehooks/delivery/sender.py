@@ -1,56 +1,92 @@
-"""The HTTP side of a delivery: one POST, guarded, pooled, bounded in time, never redirected.
+"""The HTTP side of a delivery: one POST, guarded, pooled, bounded in time and size, never redirected.
 
-Every new connection resolves the destination itself and checks each address with the
-:class:`DestinationGuard` before dialling it, then dials exactly the address it checked (TLS
-still verifies the certificate against the URL's host name). So a destination that passed the
-check when it was stored but now resolves to a private address (DNS rebinding) is refused.
-Environment proxies are ignored: they would hide the real destination from the guard.
+The HTTP is urllib3's (2.x): its pool manager and connection pools, its connections (http.client's
+request writer and response parser underneath), its URL parser, TLS set-up and content decoders.
+This module adds what delivering webhooks to URLs chosen by tenants needs on top, through urllib3's
+extension points (pool and connection subclasses, ``SSLContext.sslsocket_class``):
 
-The client is a small HTTP/1.1 one on plain sockets, so a delivery costs the dispatcher little
-CPU (it runs many side by side). It sends exactly what a ``requests`` session sends (the same
-request line, headers and body: URLs are prepared by ``requests`` itself, once per URL) and
-reads responses by ``http.client``'s rules (status line, 100 Continue, header limits, chunked,
-Content-Length or close-delimited bodies, keep-alive); the body is decoded as ``urllib3`` does
-(gzip, deflate). Idle connections are kept per (scheme, host, port), the most recently used
-reused first, and a connection the peer closed is never reused.
+* **The SSRF guard at connect time.** urllib3 opens sockets in ``HTTPConnection._new_conn``; the
+  connection classes here override it. A new connection resolves the host urllib3 would dial
+  (``_dns_host``: the URL parsed once by ``parse_url``, IDNA-encoded, a trailing dot kept) with
+  :meth:`DestinationGuard.resolve`, checks every address with
+  :meth:`DestinationGuard.check_addresses` (one refused address refuses them all: the
+  :class:`BlockedDestination` becomes a ``blocked`` result), then connects to exactly those
+  addresses, the next one when one refuses. TLS stays urllib3's: the certificate is verified
+  against the URL's host name, which is also the SNI. So a name that resolves to a private address
+  at delivery time (DNS rebinding) is refused. A PoolManager never reads proxy variables from the
+  environment, which would hide the real destination from the guard.
+* **One deadline for the whole attempt.** ``send`` puts ``now + timeout`` in a context variable
+  (one value per thread: the dispatcher calls ``send`` from many). Every socket a connection uses
+  is a ``_DeadlineSocket``, or once wrapped for TLS a ``_DeadlineSSLSocket`` (the TLS context's
+  ``sslsocket_class``); before each connect, send, receive and handshake step it sets its timeout to
+  the time left, and fails at once when none is. A peer dripping its status line or its body one
+  byte at a time therefore cannot stretch the attempt, as it could with a per-read timeout, which
+  restarts with every byte. getaddrinfo cannot be interrupted: a name is resolved in a small
+  executor owned by the sender (one lookup per name in flight, however many deliveries wait for
+  it), and ``send`` stops waiting at the deadline; a stuck lookup holds one executor thread, never a
+  delivery.
+* **Bounded responses.** The status and headers are http.client's (interim 1xx responses skipped);
+  of the body, at most ``MAX_BODY_READ + 1`` bytes are read off the wire and at most that many
+  decoded (gzip and deflate, the only codings asked for, with urllib3's decoders and their output
+  bound), so neither a large body nor a compression bomb costs memory. A connection goes back to the
+  pool only when its body was read to the end; otherwise it is closed, never drained.
+* **Nothing else.** No redirects (a 3xx is the result), no retries, no cookies, no proxies, no
+  credentials but the URL's own user info (Basic, as Go's net/http and requests send it).
+
+Certificates are verified against the system trust store (on Lambda, Amazon Linux's CA bundle,
+which AWS updates with the runtime): no CA package has to ship with the layer, and OpenSSL's
+``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` variables can point elsewhere (the tests use them).
 """
 
 from __future__ import annotations
 
-import errno
-import re
-import select
+import base64
+import functools
+import http.client
+import os
 import socket
 import ssl
+import sys
 import threading
 import time
 import zlib
-from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import unquote_to_bytes
 
-import requests
-from requests.models import PreparedRequest
-from requests.utils import DEFAULT_CA_BUNDLE_PATH, check_header_validity, default_headers, extract_zipped_paths
-from urllib3.util.ssl_ import ALPN_PROTOCOLS, create_urllib3_context
+from urllib3 import BaseHTTPResponse, HTTPConnectionPool, HTTPSConnectionPool, PoolManager
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ProtocolError, ReadTimeoutError
+from urllib3.exceptions import SSLError as TLSError
+from urllib3.response import ContentDecoder, DeflateDecoder, GzipDecoder
+from urllib3.util import SKIP_HEADER, parse_url
+from urllib3.util.ssl_ import create_urllib3_context
 
 from devicehooks.errors import BlockedDestination
-from devicehooks.security.ssrf import CONNECT_MESSAGE, DestinationGuard
+from devicehooks.security.ssrf import CONNECT_MESSAGE, DestinationGuard, IPAddress, parse_numeric_host
 
-# Only gzip and deflate are decoded (the request says so in Accept-Encoding): with zlib, whose
-# output is bounded, so a small compressed body cannot expand into a large one in memory.
-CONTENT_DECODERS = ("gzip", "x-gzip", "deflate")
-ACCEPT_ENCODING = "gzip, deflate"
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
 
+ACCEPT_ENCODING = "gzip, deflate"  # what _DECODERS decodes
 SNIPPET_BYTES = 256
-MAX_BODY_READ = 64 * 1024  # read at most this much of a response, so the connection can be reused
-MAX_LINE = 65536  # http.client's limits on a status, header or chunk-size line
-MAX_HEADERS = 100  # and on the number of response headers
-_HEADER_LINE = re.compile(r"^(From |[\041-\071\073-\176]*:|[\t ])")  # the email parser's header test
-_RAW_CHUNK = 16 * 1024
-_RECV_BYTES = 16 * 1024
+MAX_BODY_READ = 64 * 1024  # of a response body, read at most this much (and one byte to tell there is more)
+_READ_LIMIT = MAX_BODY_READ + 1
+_READ_CHUNK = 16 * 1024
+_DNS_WORKERS = 8  # lookups running at once (one per name); one stuck past its deadline holds one of them
+# headers the sender writes itself: the body's framing, the codings it can decode, the URL's host
+_OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "accept-encoding"})
+# urllib3's decoders; their decompress(data, max_length) bounds the output since urllib3 2.6
+_DECODERS: dict[str, Callable[[], ContentDecoder]] = {
+    "gzip": GzipDecoder,
+    "x-gzip": GzipDecoder,
+    "deflate": DeflateDecoder,
+}
 
 
 @dataclass(frozen=True)
@@ -73,6 +109,7 @@ class DeliveryResult:
 
     @property
     def ok(self) -> bool:
+        """The webhook answered 2xx (interim 1xx answers are skipped: never a result)."""
         return self.status_code is not None and self.status_code < 300
 
 
@@ -81,410 +118,226 @@ class Sender(Protocol):
         """POST ``request``; never raises for network or HTTP failures (they are results)."""
 
 
-class _Failed(Exception):
-    """A transport failure, already described (the same words ``requests``' exceptions gave)."""
+# ------------------------------------------------------------------------------------ the attempt's deadline
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    sender: HttpSender
+    deadline: float  # time.monotonic() past which nothing of this attempt may wait
 
-    def __init__(self, description: str) -> None:
-        super().__init__(description)
+
+_ATTEMPT: ContextVar[_Attempt | None] = ContextVar("devicehooks_delivery_attempt", default=None)
+
+
+def _arm(sock: socket.socket) -> None:
+    """Let ``sock``'s next blocking step wait only for what is left of the attempt."""
+    attempt = _ATTEMPT.get()
+    if attempt is None:
+        return
+    remaining = attempt.deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("timed out")
+    sock.settimeout(remaining)
+
+
+class _DeadlineSocket(socket.socket):
+    """A TCP socket whose connect, sends and receives end at the attempt's deadline (http.client
+    reads through ``recv_into``, writes through ``sendall``)."""
+
+    __slots__ = ()
+
+    def connect(self, address: Any) -> None:
+        _arm(self)
+        super().connect(address)
+
+    def send(self, data: ReadableBuffer, flags: int = 0) -> int:
+        _arm(self)
+        return super().send(data, flags)
+
+    def sendall(self, data: ReadableBuffer, flags: int = 0) -> None:
+        _arm(self)
+        super().sendall(data, flags)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        _arm(self)
+        return super().recv(bufsize, flags)
+
+    def recv_into(self, buffer: WriteableBuffer, nbytes: int = 0, flags: int = 0) -> int:
+        _arm(self)
+        return super().recv_into(buffer, nbytes, flags)
+
+
+class _DeadlineSSLSocket(ssl.SSLSocket):
+    """The same for TLS: the handshake, every record read (``recv_into`` and ``recv`` go through
+    ``read``) and every write (``sendall`` goes through ``send``)."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        _arm(self)
+        super().do_handshake(block)
+
+    def read(self, len: int = 1024, buffer: WriteableBuffer | None = None) -> bytes:
+        _arm(self)
+        return super().read(len, buffer)
+
+    def send(self, data: ReadableBuffer, flags: int = 0) -> int:
+        _arm(self)
+        return super().send(data, flags)
+
+
+@functools.lru_cache(maxsize=4)
+def _tls_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    """urllib3's client context (TLS 1.2+, certificates and host names verified) over the system
+    trust store. One per process: reading the store takes ~20 ms. The arguments are OpenSSL's
+    variables, which the store depends on."""
+    context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+    context.load_default_certs()  # the system store, or SSL_CERT_FILE / SSL_CERT_DIR
+    context.sslsocket_class = _DeadlineSSLSocket
+    return context
+
+
+# ------------------------------------------------------------------------------------ connections
+class _DialFailed(NewConnectionError):
+    """Resolving or connecting failed; ``description`` is the result's error."""
+
+    def __init__(self, conn: HTTPConnection, description: str) -> None:
+        super().__init__(conn, description)
         self.description = description
 
 
-class _BadResponse(Exception):
-    """The peer's bytes are not an HTTP/1.x response (http.client's BadStatusLine and friends)."""
-
-
-@dataclass(frozen=True)
-class _Target:
-    """What a URL means for the wire, computed once per URL."""
-
-    key: tuple[str, str, int]  # (scheme, host, port): the pool of idle connections
-    https: bool
-    dns_host: str  # what is resolved (a trailing dot kept)
-    tls_host: str  # the TLS server name (SNI, certificate check)
-    port: int
-    request_line: str  # "POST <target> HTTP/1.1\r\n"
-    host: str  # the Host header's value
-    authorization: str | None  # Basic credentials from the URL's user info, as requests adds them
-
-
-@lru_cache(maxsize=4096)
-def _target(url: str) -> _Target:
-    """Prepare ``url`` as requests does (IDNA host, requoted path, user info as Basic auth)."""
-    prepared = PreparedRequest()
-    prepared.prepare(method="POST", url=url)  # raises requests' own exceptions (InvalidURL, ...)
-    parts = urlsplit(str(prepared.url))
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        raise requests.exceptions.InvalidSchema(f"No connection adapters were found for {str(prepared.url)!r}")
-    default_port = 443 if scheme == "https" else 80
-    port = parts.port or default_port
-    dns_host = parts.hostname or ""
-    host = dns_host.rstrip(".")  # urllib3 drops a trailing dot everywhere but in DNS lookups
-    try:
-        host_header = host.encode("ascii").decode("ascii")
-    except UnicodeEncodeError:  # pragma: no cover - requests already IDNA-encoded the name
-        host_header = host.encode("idna").decode("ascii")
-    if "%" in host_header:
-        host_header = host_header[: host_header.find("%")]
-    if ":" in host:
-        host_header = f"[{host_header}]"
-    if port != default_port:
-        host_header = f"{host_header}:{port}"
-    tls_host = host.strip("[]")
-    if "%" in tls_host:
-        tls_host = tls_host[: tls_host.rfind("%")]
-    path = prepared.path_url
-    try:
-        from urllib3.util.url import _encode_target
-
-        path = _encode_target(path)
-    except ImportError:  # pragma: no cover
-        pass
-    return _Target(
-        key=(scheme, dns_host, port),
-        https=scheme == "https",
-        dns_host=dns_host,
-        tls_host=tls_host,
-        port=port,
-        request_line=f"POST {path} HTTP/1.1\r\n",
-        host=host_header,
-        authorization=prepared.headers.get("Authorization"),
-    )
-
-
-class _Reader:
-    """Buffered reads from a socket, kept with its connection: what is left unread is visible."""
-
-    __slots__ = ("sock", "buffer", "position", "deadline")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buffer = b""
-        self.position = 0
-        self.deadline: float | None = None  # time.monotonic() past which no read may wait
-
-    def _fill(self) -> bool:
-        if self.deadline is not None:  # a peer trickling bytes in must not stretch each wait anew
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("timed out")
-            self.sock.settimeout(remaining)
-        data = self.sock.recv(_RECV_BYTES)
-        if not data:
-            return False
-        self.buffer = self.buffer[self.position :] + data if self.position < len(self.buffer) else data
-        self.position = 0
-        return True
-
-    def readline(self, limit: int) -> bytes:
-        """Up to and including the next LF, at most ``limit`` bytes; less at the end of the stream."""
-        while True:
-            start = self.position
-            end = self.buffer.find(b"\n", start, start + limit)
-            if end >= 0:
-                self.position = end + 1
-                return self.buffer[start : end + 1]
-            if len(self.buffer) - start >= limit or not self._fill():
-                line = self.buffer[start : start + limit]
-                self.position = start + len(line)
-                return line
-
-    def read(self, size: int) -> bytes:
-        """``size`` bytes, or fewer at the end of the stream."""
-        while len(self.buffer) - self.position < size and self._fill():
-            pass
-        start = self.position
-        data = self.buffer[start : start + size]
-        self.position = start + len(data)
-        return data
-
-    @property
-    def pending(self) -> bool:
-        return self.position < len(self.buffer)
-
-
-class _Connection:
-    __slots__ = ("sock", "reader")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.reader = _Reader(sock)
-
-    def dropped(self) -> bool:
-        """Readable while idle: the peer closed it (or sent something unasked). urllib3's test."""
+def _dial(conn: HTTPConnection) -> socket.socket:
+    """What urllib3's ``_new_conn`` does, guarded: resolve, check every address, connect to one."""
+    attempt = _ATTEMPT.get()
+    if attempt is None:  # fail closed: no connection is ever made outside a guarded send
+        raise RuntimeError("HttpSender connections are only opened within send()")
+    host = conn._dns_host  # exactly what urllib3 would resolve (a trailing dot kept)
+    port = conn.port or conn.default_port
+    sys.audit("http.client.connect", conn, conn.host, port)
+    addresses = attempt.sender._resolve(conn, host, port, attempt.deadline)
+    attempt.sender.guard.check_addresses(addresses, CONNECT_MESSAGE)  # BlockedDestination: a blocked result
+    last: OSError | None = None
+    for address in addresses:
         try:
-            poller = select.poll()
-            poller.register(self.sock, select.POLLIN)
-            return bool(poller.poll(0))
-        except (OSError, ValueError):
-            return True
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:  # pragma: no cover
-            pass
-
-
-class _Pools:
-    """Idle keep-alive connections: at most ``per_host`` per (scheme, host, port), LIFO, and at most
-    ``hosts`` such pools (the least recently used one is closed), as requests' adapter keeps them."""
-
-    def __init__(self, hosts: int, per_host: int) -> None:
-        self._hosts = hosts
-        self._per_host = per_host
-        self._idle: OrderedDict[tuple[str, str, int], list[_Connection]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def take(self, key: tuple[str, str, int]) -> _Connection | None:
-        evicted: list[_Connection] = []
-        with self._lock:
-            idle = self._idle.get(key)
-            if idle is None:
-                self._idle[key] = idle = []
-                while len(self._idle) > self._hosts:
-                    evicted += self._idle.popitem(last=False)[1]
-            else:
-                self._idle.move_to_end(key)
-            found = idle.pop() if idle else None
-        for connection in evicted:
-            connection.close()
-        while found is not None and found.dropped():
-            found.close()
-            with self._lock:
-                found = idle.pop() if idle else None
-        return found
-
-    def give_back(self, key: tuple[str, str, int], connection: _Connection) -> None:
-        with self._lock:
-            idle = self._idle.get(key)
-            if idle is not None and len(idle) < self._per_host:
-                idle.append(connection)
-                return
-        connection.close()  # pool full, or evicted meanwhile
-
-
-@dataclass
-class _Response:
-    status: int
-    headers: dict[str, str]  # lower-case name -> value; repeated headers joined with ", " (urllib3)
-    framing: dict[str, str]  # lower-case name -> first value (what http.client frames the body by)
-    http11: bool
-
-
-def _read_line(reader: Any, what: str) -> bytes:
-    line: bytes = reader.readline(MAX_LINE + 1)
-    if len(line) > MAX_LINE:
-        raise _BadResponse(f"got more than {MAX_LINE} bytes when reading {what}")
-    return line
-
-
-def _read_header_lines(reader: Any) -> list[bytes]:
-    lines: list[bytes] = []
-    while True:
-        line = _read_line(reader, "header line")
-        if line in (b"\r\n", b"\n", b""):
-            return lines
-        lines.append(line)
-        if len(lines) > MAX_HEADERS:
-            raise _BadResponse(f"got more than {MAX_HEADERS} headers")
-
-
-def _read_head(reader: Any) -> _Response:
-    """Status line and headers, by http.client's rules."""
-    while True:
-        line = _read_line(reader, "status line")
-        if not line:
-            raise _BadResponse("Remote end closed connection without response")
-        words = str(line, "iso-8859-1").split(None, 2)
-        version = words[0] if len(words) >= 2 else ""
-        if not version.startswith("HTTP/"):
-            raise _BadResponse(f"bad status line {line!r}")
-        try:
-            status = int(words[1])
-        except ValueError:
-            raise _BadResponse(f"bad status line {line!r}") from None
-        if not 100 <= status <= 999:
-            raise _BadResponse(f"bad status line {line!r}")
-        if status >= 200:
-            break
-        _read_header_lines(reader)  # an interim 1xx (100 Continue, 103 Early Hints): then the real one
-    if version in ("HTTP/1.0", "HTTP/0.9"):
-        http11 = False
-    elif version.startswith("HTTP/1."):
-        http11 = True
-    else:
-        raise _BadResponse(f"unknown protocol {version}")
-    headers: dict[str, str] = {}
-    framing: dict[str, str] = {}
-    last = ""
-    for raw in _read_header_lines(reader):
-        text = str(raw, "iso-8859-1")
-        if not _HEADER_LINE.match(text):
-            break  # the email parser stops reading headers at the first line that is not one
-        if text[0] in " \t":
-            if last:  # an obsolete folded line continues the previous header
-                framing[last] = framing[last] + " " + text.strip()
-                headers[last] = headers[last] + " " + text.strip()
+            sock = _DeadlineSocket(socket.AF_INET6 if address.version == 6 else socket.AF_INET, socket.SOCK_STREAM)
+        except OSError as exc:  # no IPv6 here, say
+            last = exc
             continue
-        name, _, value = text.partition(":")
-        last = name.lower()
-        value = value.lstrip(" \t").rstrip("\r\n")
-        if last in headers:
-            headers[last] = f"{headers[last]}, {value}"
-        else:
-            headers[last] = framing[last] = value
-    return _Response(status, headers, framing, http11)
+        try:
+            for option in conn.socket_options or ():
+                sock.setsockopt(*option)
+            sock.connect((str(address), port))
+        except TimeoutError:
+            sock.close()
+            raise _DialFailed(conn, "connect timeout") from None  # the deadline is spent: no next address
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        return sock
+    raise _DialFailed(conn, "connection refused" if isinstance(last, ConnectionRefusedError) else "connection failed")
 
 
-def _will_close(response: _Response) -> bool:
-    connection = response.framing.get("connection")
-    if response.http11:
-        return bool(connection and "close" in connection.lower())
-    if response.framing.get("keep-alive"):
-        return False
-    if connection and "keep-alive" in connection.lower():
-        return False
-    proxy = response.framing.get("proxy-connection")
-    return not (proxy and "keep-alive" in proxy.lower())
+class _FinalResponse(http.client.HTTPResponse):
+    """http.client's response, with every interim 1xx skipped (http.client skips 100 Continue only).
+    A 101 too: the sender never asks to switch protocols."""
+
+    def _read_status(self) -> tuple[str, int, str]:
+        while True:
+            version, status, reason = super()._read_status()  # type: ignore[misc]  # not in typeshed
+            if status >= 200:
+                return version, status, reason
+            http.client.parse_headers(self.fp)  # the interim response's headers, within http.client's limits
 
 
-class _ZlibDecoder:
-    """gzip, or deflate (zlib-wrapped or raw, as servers send both), with bounded output."""
+class _GuardedHTTPConnection(HTTPConnection):
+    response_class = _FinalResponse
 
-    def __init__(self, mode: str) -> None:
-        self._gzip = mode in ("gzip", "x-gzip")
-        self._first = True
-        self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS if self._gzip else zlib.MAX_WBITS)
-
-    def decompress(self, data: bytes, max_length: int) -> bytes:
-        """At most ``max_length`` bytes of output (the rest of the input is dropped)."""
-        if self._first and not self._gzip and data:
-            self._first = False
-            try:
-                return self._obj.decompress(data, max_length)
-            except zlib.error:  # raw deflate, without the zlib header
-                self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
-        return self._obj.decompress(data, max_length)
-
-    def flush(self) -> bytes:
-        return self._obj.flush()
+    def _new_conn(self) -> socket.socket:
+        return _dial(self)
 
 
-def _decoder(headers: dict[str, str]) -> _ZlibDecoder | None:
-    encoding = headers.get("content-encoding", "").strip().lower()
-    return _ZlibDecoder(encoding) if encoding in CONTENT_DECODERS else None
+class _GuardedHTTPSConnection(HTTPSConnection):
+    response_class = _FinalResponse
+
+    def _new_conn(self) -> socket.socket:
+        return _dial(self)
 
 
-class _RawBody:
-    """The response body's bytes as they come (de-chunked), up to what the caller asks for."""
-
-    def __init__(self, reader: Any, response: _Response) -> None:
-        self.reader = reader
-        encoding = response.framing.get("transfer-encoding")
-        self.chunked = bool(encoding and encoding.lower() == "chunked")
-        self.length: int | None = None
-        declared = response.framing.get("content-length")
-        if declared and not self.chunked:
-            try:
-                self.length = int(declared)
-            except ValueError:
-                self.length = None
-            else:
-                if self.length < 0:
-                    self.length = None
-        if response.status in (204, 304) or 100 <= response.status < 200:
-            self.length = 0
-        self.will_close = _will_close(response)
-        if not self.will_close and not self.chunked and self.length is None:
-            self.will_close = True  # the body runs to the end of the connection
-        self.chunk_left = 0
-        self.done = self.length == 0
-
-    def read(self, limit: int) -> bytes:
-        """Up to ``limit`` bytes; ``b""`` at the end of the body."""
-        if self.done:
-            return b""
-        if self.chunked:
-            return self._read_chunked(limit)
-        want = limit if self.length is None else min(limit, self.length)
-        data: bytes = self.reader.read(want)
-        if self.length is None:
-            self.done = not data
-            return data
-        if len(data) < want:
-            raise _BadResponse(f"incomplete body: {self.length - len(data)} bytes missing")
-        self.length -= len(data)
-        self.done = self.length == 0
-        return data
-
-    def _read_chunked(self, limit: int) -> bytes:
-        if self.chunk_left == 0:
-            line = _read_line(self.reader, "chunk size")
-            size = line.split(b";", 1)[0]
-            try:
-                self.chunk_left = int(size, 16)
-            except ValueError:
-                raise _BadResponse(f"bad chunk size {line!r}") from None
-            if self.chunk_left == 0:
-                while _read_line(self.reader, "trailer line") not in (b"\r\n", b"\n", b""):
-                    pass
-                self.done = True
-                return b""
-        want = min(limit, self.chunk_left)
-        data: bytes = self.reader.read(want)
-        if len(data) < want:
-            raise _BadResponse("incomplete chunk")
-        self.chunk_left -= want
-        if self.chunk_left == 0 and len(self.reader.read(2)) < 2:  # the CRLF after the chunk
-            raise _BadResponse("incomplete chunk")
-        return data
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
 
 
-def _read_body(body: _RawBody, decoder: _ZlibDecoder | None, limit: int) -> bytes:
-    """Up to ``limit`` decoded bytes of the body, reading at most ``limit`` bytes of it off the wire
-    (a decoder may turn much input into little output: padding after a gzip member, say)."""
-    parts: list[bytes] = []
-    got = 0
-    raw = 0
-    while got < limit and raw < limit and not body.done:
-        data = body.read(limit - got if decoder is None else min(_RAW_CHUNK, limit - raw))
-        raw += len(data)
-        if decoder is not None:
-            data = decoder.decompress(data, limit - got) if data else b""
-            if body.done:
-                data += decoder.flush()[: max(0, limit - got - len(data))]
-        parts.append(data)
-        got += len(data)
-    return b"".join(parts)[:limit]
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
 
 
-@lru_cache(maxsize=256)
-def _valid_name(name: Any) -> bool:
-    """requests' rule for a header name (``^[^:\\s][^:\\r\\n]*$``), remembered per name."""
+# ------------------------------------------------------------------------------------ URLs
+class _InvalidURL(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """What a URL means for the wire, worked out once per URL."""
+
+    scheme: str
+    host: str  # as parse_url normalised it: the pool's key, and what its connections dial
+    port: int
+    request_uri: str  # path and query, percent-encoded by parse_url
+    authorization: str | None
+
+
+@functools.lru_cache(maxsize=4096)
+def _target(url: str) -> _Target:
+    """Parse ``url`` with urllib3's parser, once; :class:`_InvalidURL` (secret-free) if it cannot be sent to."""
     try:
-        check_header_validity((name, ""))
-    except requests.exceptions.InvalidHeader:
-        return False
-    return True
+        parsed = parse_url(url)
+    except ValueError:  # LocationParseError: a bad host (IDNA refused it), port or character
+        raise _InvalidURL("cannot be parsed") from None
+    if parsed.scheme not in ("http", "https"):
+        raise _InvalidURL("the scheme must be http or https")
+    if not parsed.host:
+        raise _InvalidURL("no host")
+    authorization = None
+    if parsed.auth:  # user info: Basic credentials of its decoded bytes, as Go's net/http sends them
+        user, _, password = parsed.auth.partition(":")
+        credentials = unquote_to_bytes(user) + b":" + unquote_to_bytes(password)
+        authorization = "Basic " + base64.b64encode(credentials).decode("ascii")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    return _Target(parsed.scheme, parsed.host, port, parsed.request_uri, authorization)
 
 
-def _valid_value(value: str) -> bool:
-    """requests' rule for a header value: empty, or no CR/LF and not starting with white space."""
-    return not value or (not value[0].isspace() and "\r" not in value and "\n" not in value)
-
-
-_ILLEGAL_VALUE = re.compile(r"\n(?![ \t])|\r(?![ \t\n])")  # http.client's test
-
-
-def _checked_value(name: Any, value: Any) -> str:
-    """The slow path, for a header the quick test refused: requests' check (InvalidHeader), then
-    http.client's (ValueError), as a session would raise them; bytes values go as they are."""
-    check_header_validity((name, value))
-    text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
-    if _ILLEGAL_VALUE.search(text):
-        raise ValueError(f"Invalid header value {text.encode('latin-1')!r}")
-    return text
+# ------------------------------------------------------------------------------------ responses
+def _read_body(response: BaseHTTPResponse) -> bytes:
+    """The body's first ``MAX_BODY_READ + 1`` decoded bytes at most, reading at most that many off
+    the wire (a decoder may turn much input into little output: padding after a gzip member, say).
+    The connection goes back to the pool if the body was read to its end, and is closed otherwise."""
+    make = _DECODERS.get(response.headers.get("content-encoding", "").strip().lower())
+    decoder = make() if make is not None else None
+    parts: list[bytes] = []
+    decoded = wire = 0
+    complete = False
+    try:
+        while decoded < _READ_LIMIT and wire < _READ_LIMIT:
+            data = response.read(min(_READ_CHUNK, _READ_LIMIT - wire), decode_content=False)
+            if not data:
+                complete = True
+                if decoder is not None:
+                    data = decoder.decompress(b"", max_length=_READ_LIMIT - decoded) + decoder.flush()
+                    parts.append(data[: _READ_LIMIT - decoded])
+                break
+            wire += len(data)
+            if decoder is not None:
+                data = decoder.decompress(data, max_length=_READ_LIMIT - decoded)
+            parts.append(data)
+            decoded += len(data)
+    except (HTTPError, zlib.error, ValueError):  # cut short, too slow, undecodable, a negative
+        complete = False  # chunk size (http.client's ValueError): the status stands all the same
+    finally:
+        if not complete:
+            response.close()  # and its connection: the rest of the body is never read
+        response.release_conn()
+    return b"".join(parts)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -493,188 +346,128 @@ def _retry_after(value: str | None) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        from email.utils import parsedate_to_datetime
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
 
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
 
-
-def _describe(exc: BaseException) -> str:
-    """A short, secret-free description of a failure ``requests`` raised (preparing a URL)."""
-    text = str(exc)
-    for marker in ("NameResolutionError", "Failed to resolve", "no such host"):
-        if marker in text:
-            return "dns lookup failed"
-    if isinstance(exc, requests.exceptions.SSLError):
+def _describe(exc: HTTPError) -> str:
+    """A short, secret-free description of a failure before any response arrived."""
+    if isinstance(exc, _DialFailed):
+        return exc.description
+    if isinstance(exc, TLSError):
         return "tls handshake failed"
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
+    if isinstance(exc, ConnectTimeoutError):
         return "connect timeout"
-    if isinstance(exc, requests.exceptions.ReadTimeout | requests.exceptions.Timeout):
-        return "timeout waiting for the response"
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        if "refused" in text.lower():
-            return "connection refused"
-        return "connection failed"
-    return type(exc).__name__
-
-
-def _timed_out(exc: OSError) -> bool:
-    return isinstance(exc, TimeoutError) or exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
+    if isinstance(exc, ReadTimeoutError) or (
+        isinstance(exc, ProtocolError) and any(isinstance(arg, TimeoutError) for arg in exc.args)
+    ):
+        return "timeout waiting for the response"  # sending or waiting: the peer did not keep up
+    return "connection failed"  # refused mid-way, reset, closed early, or not an HTTP/1.x response
 
 
 class HttpSender:
-    """:class:`Sender` over pooled keep-alive connections, each dialled through the guard."""
+    """:class:`Sender` over urllib3 keep-alive pools, every connection dialled through the guard.
+
+    ``timeout`` bounds each ``send`` end to end; ``pool_size`` is both the number of idle
+    connections kept per (scheme, host, port) and the number of such pools kept. Thread-safe."""
 
     def __init__(self, guard: DestinationGuard, timeout: float = 10.0, pool_size: int = 64) -> None:
         self.guard = guard
         self.timeout = timeout
-        self._pools = _Pools(hosts=pool_size, per_host=pool_size)
-        # what a requests.Session sends unless a request overrides it (User-Agent, Accept-Encoding, ...)
-        self._defaults = {name.lower(): (name, value) for name, value in default_headers().items()}
-        self._defaults["accept-encoding"] = ("Accept-Encoding", ACCEPT_ENCODING)  # what _decoder can decode
-        for header in self._defaults.values():
-            check_header_validity(header)
-        self._tls: ssl.SSLContext | None = None
-        self._tls_lock = threading.Lock()
-
-    # ------------------------------------------------------------------ connections
-    def _tls_context(self) -> ssl.SSLContext:
-        """urllib3's context for requests' defaults: certificates required, certifi's CAs, http/1.1."""
-        with self._tls_lock:
-            if self._tls is None:
-                context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
-                context.load_verify_locations(extract_zipped_paths(DEFAULT_CA_BUNDLE_PATH))  # type: ignore[no-untyped-call]
-                context.set_alpn_protocols(ALPN_PROTOCOLS)
-                self._tls = context
-            return self._tls
-
-    def _connect(self, target: _Target) -> _Connection:
-        """Resolve, check every address (BlockedDestination when one is not allowed), dial one."""
-        try:
-            addresses = self.guard.resolve(target.dns_host, target.port)
-        except BlockedDestination:
-            raise _Failed("dns lookup failed") from None
-        self.guard.check_addresses(addresses, CONNECT_MESSAGE)
-        last: OSError | None = None
-        sock: socket.socket | None = None
-        for address in addresses:
-            family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-            candidate = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                candidate.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                candidate.settimeout(self.timeout)
-                candidate.connect((str(address), target.port))
-            except TimeoutError:
-                candidate.close()
-                raise _Failed("connect timeout") from None
-            except OSError as exc:
-                candidate.close()
-                last = exc
-                continue
-            sock = candidate
-            break
-        if sock is None:
-            raise _Failed("connection refused" if "refused" in str(last).lower() else "connection failed")
-        if not target.https:
-            return _Connection(sock)
-        try:
-            return _Connection(self._tls_context().wrap_socket(sock, server_hostname=target.tls_host))
-        except OSError as exc:
-            sock.close()
-            if _timed_out(exc):
-                raise _Failed("timeout waiting for the response") from None
-            if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-                raise _Failed("tls handshake failed") from None
-            raise _Failed("connection failed") from None
-
-    # ------------------------------------------------------------------ one POST
-    def _encode(self, target: _Target, request: WebhookRequest) -> bytes:
-        headers = dict(self._defaults)  # valid, checked once
-        for name, value in request.headers.items():
-            if value is None:
-                headers.pop(name.lower(), None)
-                continue
-            if not (_valid_name(name) and type(value) is str and _valid_value(value)):
-                value = _checked_value(name, value)
-            headers[name.lower()] = (name, value)
-        headers["content-length"] = ("Content-Length", str(len(request.body)))
-        if target.authorization is not None:
-            headers["authorization"] = ("Authorization", target.authorization)
-        lines = [target.request_line]
-        if "host" not in headers:
-            lines.append(f"Host: {target.host}\r\n")
-        lines += [f"{name}: {value}\r\n" for name, value in headers.values()]
-        lines.append("\r\n")
-        return "".join(lines).encode("latin-1") + request.body
-
-    def _exchange(self, connection: _Connection, data: bytes) -> tuple[_Response, bytes | None, bool]:
-        """Send, read the head, then up to MAX_BODY_READ + 1 decoded bytes of the body.
-
-        Returns the response, the body's first bytes (``None`` when reading them failed), and
-        whether the connection may be reused."""
-        reader = connection.reader
-        reader.deadline = time.monotonic() + self.timeout  # for the whole exchange, not each recv
-        try:
-            connection.sock.settimeout(self.timeout)  # the previous exchange's reads may have lowered it
-            connection.sock.sendall(data)
-        except OSError as exc:
-            if isinstance(exc, ssl.SSLError):
-                raise _Failed("tls handshake failed") from None
-            if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.EPROTOTYPE):
-                raise _Failed("connection failed") from None
-            # as urllib3: the peer may have answered before closing; read what it said
-        try:
-            response = _read_head(reader)
-        except OSError as exc:
-            if _timed_out(exc):
-                raise _Failed("timeout waiting for the response") from None
-            if isinstance(exc, ssl.SSLError):
-                raise _Failed("tls handshake failed") from None
-            raise _Failed("connection failed") from None
-        except _BadResponse:
-            raise _Failed("connection failed") from None
-        body = _RawBody(reader, response)
-        head: bytes | None = None
-        try:
-            head = _read_body(body, _decoder(response.headers), MAX_BODY_READ + 1)
-        except Exception:  # noqa: BLE001 - a broken body does not change the status already received
-            pass
-        # reusable once the whole body is read (decoding failed or not), unless the peer closes it or
-        # sent more than the response (which the next request would take for its own)
-        return response, head, body.done and not body.will_close and not reader.pending
+        self._pools = PoolManager(
+            num_pools=pool_size,
+            maxsize=pool_size,
+            block=False,  # never wait for a free connection: open one more, keep pool_size of them
+            retries=False,
+            ssl_context=_tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")),
+        )
+        self._pools.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        self._dns = ThreadPoolExecutor(max_workers=_DNS_WORKERS, thread_name_prefix="devicehooks-dns")
+        self._lookups: dict[tuple[str, int], Future[list[IPAddress]]] = {}
+        self._lookups_lock = threading.Lock()
 
     def send(self, request: WebhookRequest) -> DeliveryResult:
+        """POST ``request`` once. Network, TLS, DNS, HTTP and URL failures are results, never
+        exceptions; a header http.client refuses (a caller's bug) raises its ``ValueError``."""
         started = time.perf_counter()
         try:
             target = _target(request.url)
-            data = self._encode(target, request)
-        except requests.RequestException as exc:
-            return DeliveryResult(None, _describe(exc), _ms(started))
-        connection = None
+        except _InvalidURL as exc:
+            return DeliveryResult(None, f"invalid url: {exc.reason}", _ms(started))
+        headers = _headers(target, request.headers)
+        token = _ATTEMPT.set(_Attempt(self, time.monotonic() + self.timeout))
         try:
-            connection = self._pools.take(target.key) or self._connect(target)
-            response, head, reusable = self._exchange(connection, data)
-        except BlockedDestination as exc:
-            return DeliveryResult(None, exc.message, _ms(started), blocked=True)
-        except _Failed as exc:
-            if connection is not None:
-                connection.close()
-            return DeliveryResult(None, exc.description, _ms(started))
-        except BaseException:
-            if connection is not None:
-                connection.close()
-            raise
-        if reusable:
-            self._pools.give_back(target.key, connection)
-        else:
-            connection.close()
+            pool = self._pools.connection_from_host(target.host, target.port, target.scheme)
+            try:
+                response = pool.urlopen(
+                    "POST",
+                    target.request_uri,
+                    body=request.body,
+                    headers=headers,
+                    retries=False,
+                    redirect=False,
+                    assert_same_host=False,
+                    timeout=self.timeout,  # each step's own limit; the deadline is the tighter one
+                    preload_content=False,
+                    decode_content=False,  # _read_body decodes, within its bounds
+                    release_conn=False,  # _read_body decides: back to the pool, or closed
+                )
+            except BlockedDestination as exc:
+                return DeliveryResult(None, exc.message, _ms(started), blocked=True)
+            except HTTPError as exc:
+                return DeliveryResult(None, _describe(exc), _ms(started))
+            body = _read_body(response)
+        finally:
+            _ATTEMPT.reset(token)
         status = response.status
-        snippet = (head or b"")[:SNIPPET_BYTES].decode("utf-8", "replace")
         error = None if status < 300 else f"unexpected status code from webhook: {status}"
         retry_after = _retry_after(response.headers.get("retry-after")) if status in (429, 503) else None
+        snippet = body[:SNIPPET_BYTES].decode("utf-8", "replace")
         return DeliveryResult(status, error, _ms(started), snippet, retry_after)
+
+    def _resolve(self, conn: HTTPConnection, host: str, port: int, deadline: float) -> list[IPAddress]:
+        """``guard.resolve(host, port)``, waited for until ``deadline`` at most."""
+        if parse_numeric_host(host) is not None:
+            return self.guard.resolve(host, port)  # an address: nothing to look up
+        key = (host, port)
+        with self._lookups_lock:
+            lookup = self._lookups.get(key)
+            started = lookup is None
+            if lookup is None:
+                lookup = self._lookups[key] = self._dns.submit(self.guard.resolve, host, port)
+        if started:  # outside the lock: a lookup already done calls back at once, in this thread
+            lookup.add_done_callback(functools.partial(self._forget, key))
+        try:
+            return lookup.result(timeout=max(0.0, deadline - time.monotonic()))
+        except (FutureTimeout, BlockedDestination, OSError, ValueError):
+            raise _DialFailed(conn, "dns lookup failed") from None
+
+    def _forget(self, key: tuple[str, int], lookup: Future[list[IPAddress]]) -> None:
+        with self._lookups_lock:
+            if self._lookups.get(key) is lookup:
+                del self._lookups[key]
+
+
+def _headers(target: _Target, given: Mapping[str, str]) -> dict[str, str]:
+    """The request's headers (Host and Content-Length are urllib3's): the codings the sender
+    decodes, ``given`` but for the ones the sender writes, no User-Agent unless given, and the
+    URL's credentials."""
+    headers = {"Accept-Encoding": ACCEPT_ENCODING}
+    agent = False
+    for name, value in given.items():
+        lower = name.lower()
+        if lower in _OWN_HEADERS or (lower == "authorization" and target.authorization is not None):
+            continue
+        agent = agent or lower == "user-agent"
+        headers[name] = value
+    if not agent:
+        headers["User-Agent"] = SKIP_HEADER  # urllib3 would add its own
+    if target.authorization is not None:
+        headers["Authorization"] = target.authorization
+    return headers
 
 
 def _ms(started: float) -> int:
