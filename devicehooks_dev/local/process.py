@@ -45,15 +45,21 @@ class RunningStack:
 def start_stack(workdir: Path, extra_env: dict[str, str] | None = None, deadline: float = 60.0) -> RunningStack:
     """Run ``devicehooks local --port 0`` with its development key in ``workdir``; its output is
     read all along (a full pipe would block it) and kept in ``RunningStack.output``."""
+    # The caller's own settings of the service stay out (an in-process stack of the caller's, a test
+    # or a benchmark, may have set DEVICEHOOKS_* and AWS_* for itself: its keys, tables, endpoint);
+    # the local stack's own knobs (DEVICEHOOKS_LOCAL_*) pass through.
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DEVICEHOOKS_", "AWS_")) or k.startswith("DEVICEHOOKS_LOCAL_")
+    }
     env = {
-        **os.environ,
+        **inherited,
         "DEVICEHOOKS_DEV_KEY_FILE": str(workdir / "dev-key.pem"),
         "POWERTOOLS_LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
-    for key in ("DEVICEHOOKS_INTEGRATIONS_TABLE", "DEVICEHOOKS_ACTIVITY_TABLE", "AWS_ENDPOINT_URL"):
-        env.pop(key, None)
     process = subprocess.Popen(
         [str(BIN / "devicehooks"), "local", "--port", "0"],
         cwd=project_root(),

@@ -1,13 +1,14 @@
 """The stores under contract: the in-memory doubles and the DynamoDB stores on moto's server.
 
 The DynamoDB tables are created from template.yaml (devicehooks_dev.local.stack.create_resources)
-on a moto server of this module's own; the process environment is restored afterwards, so the
-other test layers never see it.
+on a moto server of this module's own; the process environment is restored and moto reset
+afterwards, so the other test layers never see them.
 """
 
 from __future__ import annotations
 
 import os
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,7 @@ class Stores:
     activity: ActivityStore
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def moto_tables() -> Iterator[tuple[Any, dict[str, dict[str, Any]]]]:
     """A moto server with the template's tables; a DynamoDB client for it, and the tables' names."""
     from moto.server import ThreadedMotoServer
@@ -71,6 +72,9 @@ def moto_tables() -> Iterator[tuple[Any, dict[str, dict[str, Any]]]]:
         aws_secret_access_key="testing",
     )
     yield client, physical
+    # moto's backends are one per process, whatever the server: forget these resources, or the
+    # integration tests' local stack (same process, same template) finds its tables already there
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30).close()
     server.stop()
 
 

@@ -38,8 +38,8 @@ def _clear_caches() -> None:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    saved = dict(os.environ)  # the stack points AWS_* and DEVICEHOOKS_* at itself: all put back after
     os.environ["DEVICEHOOKS_DEV_KEY_FILE"] = str(tmp_path_factory.mktemp("keys") / "dev.pem")
-    saved = {k: os.environ.get(k) for k in FAST}
     os.environ.update(FAST)
     local = LocalStack(root=ROOT, port=0)
     local.access_log = False
@@ -47,9 +47,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     local.start()
     yield local
     local.stop()
-    for key, val in saved.items():
-        if val is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = val
+    os.environ.clear()
+    os.environ.update(saved)
     _clear_caches()

@@ -4,10 +4,15 @@ run in ``make template-check``; these tests check what the linters do not)."""
 from __future__ import annotations
 
 import json
+import re
+from email.parser import HeaderParser
+from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
 
+from devicehooks_dev import layer as layer_requirements
 from devicehooks_dev.local.template import load_template, resources_of
 from tests.conftest import EVENTS, ROOT
 
@@ -138,3 +143,214 @@ def test_outputs_name_the_api_url(template: dict[str, Any]) -> None:
 def test_sample_events_are_valid_json_for_sam_local_invoke(path: Any) -> None:
     event = json.loads(path.read_text())
     assert isinstance(event, dict) and event
+
+
+# ---------------------------------------------------------------------------- the layer's requirements
+def test_layer_requirements_are_generated_from_pyproject() -> None:
+    committed = layer_requirements.REQUIREMENTS.read_text() if layer_requirements.REQUIREMENTS.exists() else ""
+    assert committed == layer_requirements.render(), (
+        "layers/common/requirements.txt is not what pyproject.toml gives: run `make requirements`"
+    )
+
+
+def test_the_layer_requirements_leave_out_only_what_the_runtime_provides() -> None:
+    text = layer_requirements.render()
+    shipped = {layer_requirements.requirement_name(line) for line in text.splitlines() if not line.startswith("#")}
+    assert text.startswith("# Generated from pyproject.toml by `make requirements`")
+    assert not {"boto3", "botocore", "requests"} & shipped
+    assert shipped == {"aws-lambda-powertools", "pydantic", "pyjwt", "urllib3"}
+
+
+# ---------------------------------------------------------------------------- what sam build makes
+# `make template-check` runs `sam build --build-dir .aws-sam/check` (for python3.12 on arm64);
+# these tests read its output: the layer and each function hold only what Lambda runs.
+BUILD = ROOT / ".aws-sam" / "check"
+LAYER = BUILD / "CommonLayer" / "python"
+MAKE_IT = "run `make template-check` (it runs sam build into .aws-sam/check; sam needs python3.12)"
+SUBPACKAGES = {"api", "delivery", "domain", "handlers", "security", "services", "store"}
+# modules of devicehooks_dev (the local stack, the CLI, dev keys, test doubles...): never in the layer
+DEV_MODULES = {"local", "cli", "devkeys", "doubles", "motofixes", "receiver", "redrive", "publish"}
+# development tools and the runtime's own SDK: never in the layer (as distributions or import names)
+DEV_PACKAGES = {
+    "moto",
+    "pytest",
+    "_pytest",
+    "playwright",
+    "schemathesis",
+    "hypothesis",
+    "yaml",
+    "pyyaml",
+    "requests",
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "mypy",
+    "ruff",
+    "cfn-lint",
+    "devicehooks-dev",
+    "devicehooks_dev",
+}
+# the Lambda python3.12 arm64 runtime, for the markers of Requires-Dist
+LAMBDA_ENVIRONMENT = {
+    "python_version": "3.12",
+    "python_full_version": "3.12.0",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "aarch64",
+    "os_name": "posix",
+}
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@pytest.fixture(scope="module")
+def built_layer() -> Path:
+    if not LAYER.is_dir():
+        pytest.fail(f"no built layer at {LAYER.relative_to(ROOT)}: {MAKE_IT}")
+    return LAYER
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def _modules(package: Path) -> set[str]:
+    """The dotted module names of a package's .py files, relative to the package."""
+    return {
+        ".".join(p.relative_to(package).with_suffix("").parts)
+        for p in package.rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+
+
+def _distributions(layer: Path) -> dict[str, dict[str, Any]]:
+    """Every distribution installed in the layer: name, version, Requires-Dist, wheel tags, top-level entries."""
+    found: dict[str, dict[str, Any]] = {}
+    for info in sorted(layer.glob("*.dist-info")):
+        metadata = HeaderParser().parsestr((info / "METADATA").read_text(encoding="utf-8"))
+        wheel = HeaderParser().parsestr((info / "WHEEL").read_text(encoding="utf-8"))
+        record = (info / "RECORD").read_text(encoding="utf-8").splitlines()
+        found[_normalize(metadata["Name"])] = {
+            "version": metadata["Version"],
+            "requires": metadata.get_all("Requires-Dist") or [],
+            "tags": wheel.get_all("Tag") or [],
+            "top_level": {line.split(",")[0].split("/")[0] for line in record if line.strip()} | {info.name},
+        }
+    return found
+
+
+def _closure(requirements: list[Requirement], distributions: dict[str, dict[str, Any]]) -> set[str]:
+    """The distributions these requirements need on the Lambda runtime, their dependencies included."""
+
+    def applies(req: Requirement, extras: set[str]) -> bool:
+        return req.marker is None or any(
+            req.marker.evaluate({**LAMBDA_ENVIRONMENT, "extra": extra}) for extra in extras | {""}
+        )
+
+    needed: set[str] = set()
+    todo = [(req, "requirements.txt") for req in requirements if applies(req, set())]
+    while todo:
+        req, wanted_by = todo.pop()
+        name = _normalize(req.name)
+        assert name in distributions, f"{req} (wanted by {wanted_by}) is not in the layer: {MAKE_IT}"
+        if name in needed and not req.extras:
+            continue
+        needed.add(name)
+        todo += [(dep, name) for dep in map(Requirement, distributions[name]["requires"]) if applies(dep, req.extras)]
+    return needed
+
+
+def _print_summary(layer: Path, distributions: dict[str, dict[str, Any]]) -> str:
+    top = sorted(p.name for p in layer.iterdir() if not p.name.endswith((".dist-info", ".data")))
+    modules = sorted(_modules(layer / "devicehooks"))
+    by_package: dict[str, list[str]] = {}
+    for module in modules:
+        package, _, name = module.rpartition(".")
+        by_package.setdefault(package, []).append(name or module)
+    lines = [
+        f"built layer {layer.relative_to(ROOT)}: {len(_files(layer))} files",
+        f"  top level: {', '.join(top)}",
+        "  distributions: " + ", ".join(f"{name} {d['version']}" for name, d in sorted(distributions.items())),
+        f"  devicehooks ({len(modules)} modules):",
+    ]
+    lines += [
+        f"    {'.'.join(['devicehooks', package]).rstrip('.')}: {' '.join(names)}"
+        for package, names in sorted(by_package.items())
+    ]
+    return "\n".join(lines)
+
+
+def test_the_built_layer_holds_the_devicehooks_package_and_nothing_of_devicehooks_dev(
+    built_layer: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    distributions = _distributions(built_layer)
+    with capsys.disabled():
+        print("\n" + _print_summary(built_layer, distributions))
+    package = built_layer / "devicehooks"
+    assert (package / "__init__.py").is_file(), f"devicehooks is not in the built layer: {MAKE_IT}"
+    assert not [f for f in _files(built_layer) if "devicehooks_dev" in f], "devicehooks_dev is in the layer"
+    dev_modules = sorted(m for m in _modules(package) if DEV_MODULES & set(m.split(".")))
+    assert not dev_modules, f"development modules in the layer's devicehooks: {dev_modules}"
+    assert SUBPACKAGES <= {p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
+    assert (package / "py.typed").is_file()
+    others = [f for f in _files(package) if not f.endswith((".py", ".pyc")) and f != "py.typed"]
+    assert not others, f"files other than modules in the layer's devicehooks: {others}"
+    source = ROOT / "layers" / "common" / "devicehooks"
+    assert _modules(package) == _modules(source), f"the built layer is older than layers/common/devicehooks: {MAKE_IT}"
+
+
+def test_the_built_layer_holds_the_generated_requirements_and_their_dependencies_only(built_layer: Path) -> None:
+    distributions = _distributions(built_layer)
+    top_level = {p.name for p in built_layer.iterdir()}
+    dev = {_normalize(p) for p in DEV_PACKAGES}
+    # import names (a dist-info's directory: its name before "-<version>") and distribution names
+    dev_found = sorted(
+        {n for n in top_level if _normalize(n.split(".")[0].split("-")[0]) in dev} | (set(distributions) & dev)
+    )
+    assert not dev_found, f"development packages in the layer: {dev_found}"
+
+    requirements = [
+        Requirement(line)
+        for line in layer_requirements.REQUIREMENTS.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    needed = _closure(requirements, distributions)
+    assert set(distributions) == needed, (
+        f"distributions in the layer that layers/common/requirements.txt does not need: "
+        f"{sorted(set(distributions) - needed)}; {MAKE_IT}"
+    )
+    # every top-level entry is the devicehooks package, a distribution's or the bytecode of a top-level module
+    owned = set().union(*(d["top_level"] for d in distributions.values())) | {"devicehooks", "__pycache__"}
+    assert top_level <= owned, f"files of no distribution in the layer: {sorted(top_level - owned)}"
+    for name, dist in distributions.items():  # wheels for Lambda's arm64 (or pure Python)
+        assert all(tag.endswith(("-any", "aarch64")) for tag in dist["tags"]), f"{name}: {dist['tags']}"
+
+
+def test_every_module_of_the_built_layer_ships_its_bytecode(built_layer: Path) -> None:
+    # Lambda's /opt is read-only: a module without its .pyc is compiled again at every cold start
+    missing = [
+        str(source.relative_to(built_layer))
+        for source in built_layer.rglob("*.py")
+        if not (source.parent / "__pycache__" / f"{source.stem}.cpython-312.pyc").is_file()
+    ]
+    assert not missing, f"{len(missing)} modules without bytecode, e.g. {missing[:5]}: {MAKE_IT}"
+    sample = (built_layer / "devicehooks" / "__pycache__" / "config.cpython-312.pyc").read_bytes()
+    flags = int.from_bytes(sample[4:8], "little")
+    assert flags == 0b01, "devicehooks' bytecode is not unchecked-hash (file times change in the zip)"
+
+
+def test_each_built_function_holds_only_its_entry_point(template: dict[str, Any], built_layer: Path) -> None:
+    for name in _functions(template):
+        function = BUILD / name
+        assert function.is_dir(), f"{name} is not built: {MAKE_IT}"
+        files = _files(function)
+        assert "app.py" in files, name
+        assert set(files) <= {"app.py", "requirements.txt"}, f"{name} holds more than its app.py: {files}"
+        requirements = function / "requirements.txt"
+        if requirements.exists():
+            lines = [line for line in requirements.read_text().splitlines() if line.strip()]
+            assert all(line.lstrip().startswith("#") for line in lines), f"{name} installs packages: {lines}"
