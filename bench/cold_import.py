@@ -4,14 +4,23 @@ Each figure is the median of N fresh interpreters timing the import in-process (
 around the import, interpreter start excluded). The baseline is the floor of any function that
 touches DynamoDB: ``import boto3; boto3.client("dynamodb")``, measured in the same run.
 Prints ``P3_cold_import_<function> <ratio>`` lines (and the milliseconds behind them).
+
+The functions import the devicehooks package as the layer ships it: a copy compiled the way
+layers/common/Makefile compiles the layer (unchecked-hash bytecode; Lambda's /opt is read-only,
+so without it every cold start compiles every module). Third-party packages come from .venv,
+compiled by pip as the layer's are by its build. ``BENCH_NO_BYTECODE=1`` measures the package
+compiled at import instead (what a layer built by SAM's python3.12 builder, which ships no
+bytecode, costs on top, for the package alone).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,13 +57,28 @@ def functions() -> list[str]:
     return sorted(p.name for p in FUNCTIONS.iterdir() if (p / "app.py").is_file())
 
 
+def layer_copy(into: Path) -> Path:
+    """The devicehooks package as the layer ships it, under ``into``; returns the directory for sys.path."""
+    site = into / "python"
+    shutil.copytree(ROOT / "layers" / "common" / "devicehooks", site / "devicehooks")
+    if not os.environ.get("BENCH_NO_BYTECODE"):
+        command = [sys.executable, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", str(site)]
+        subprocess.run(command, check=True)
+    return site
+
+
 def main() -> None:
     baseline = median_ms("", BASELINE)
     print(f"# baseline import boto3 + one client: {baseline:.0f} ms (median of {RUNS})")
-    for name in functions():
-        took = median_ms(f"import sys; sys.path.insert(0, {str(FUNCTIONS / name)!r})", "import app")
-        print(f"# {name}: {took:.0f} ms")
-        print(f"P3_cold_import_{name} {took / baseline:.2f}")
+    with tempfile.TemporaryDirectory(prefix="bench-p3-") as tmp:
+        site = layer_copy(Path(tmp))
+        for name in functions():
+            setup = f"import sys; sys.path[:0] = [{str(FUNCTIONS / name)!r}, {str(site)!r}]"
+            check = f"import devicehooks; assert devicehooks.__file__.startswith({str(site)!r}), devicehooks.__file__"
+            _time(setup, check)  # the layer's copy is the one imported, not .venv's editable install
+            took = median_ms(setup, "import app")
+            print(f"# {name}: {took:.0f} ms")
+            print(f"P3_cold_import_{name} {took / baseline:.2f}")
 
 
 if __name__ == "__main__":

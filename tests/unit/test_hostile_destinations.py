@@ -16,7 +16,8 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from devicehooks.delivery.sender import HttpSender
-from devicehooks.domain.models import Integration, IntegrationIn
+from devicehooks.domain.inputs import IntegrationIn
+from devicehooks.domain.models import Integration
 from devicehooks.errors import InvalidRequest
 from devicehooks.security.ssrf import DestinationGuard, system_resolver
 from devicehooks.services.dispatch import Dispatcher, DispatchPolicy

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from devicehooks.domain.models import CredentialsIn, IntegrationIn
+from devicehooks.domain.inputs import CredentialsIn, IntegrationIn
 from devicehooks.domain.validation import format_errors, format_tree
 
 

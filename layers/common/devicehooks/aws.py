@@ -1,4 +1,9 @@
-"""boto3 clients, created on first use and cached per process (never at import time)."""
+"""AWS clients (botocore), created on first use and cached per process (never at import time).
+
+botocore rather than boto3: boto3 adds resources and S3 transfers, which devicehooks does not
+use, and importing it costs every cold start about 15 ms more (it imports s3transfer, which
+imports multiprocessing); the clients are the same botocore clients either way.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import threading
 from functools import cache
 from typing import Any
 
-import boto3
+import botocore.session
 from botocore.config import Config
 
 _lock = threading.Lock()
@@ -22,16 +27,16 @@ _CONFIG = Config(
 
 @cache
 def _client(service: str) -> Any:
-    return boto3.session.Session().client(service, config=_CONFIG)  # type: ignore[call-overload]
+    return botocore.session.get_session().create_client(service, config=_CONFIG)
 
 
 def client(service: str) -> Any:
-    """A shared, thread-safe boto3 client for ``service``."""
-    with _lock:  # boto3 client creation itself is not thread-safe
+    """A shared, thread-safe client for ``service`` (region and credentials from the environment)."""
+    with _lock:  # client creation itself is not thread-safe
         return _client(service)
 
 
 def reset_clients() -> None:
-    """Forget cached clients (tests that point boto3 at another endpoint)."""
+    """Forget cached clients (tests that point the SDK at another endpoint)."""
     with _lock:
         _client.cache_clear()

@@ -8,18 +8,20 @@ import contextvars
 import json
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from devicehooks.api.schemas import ResponseModel
 from devicehooks.domain.validation import format_errors
 from devicehooks.errors import DevicehooksError
 from devicehooks.jsonenc import dumps
 from devicehooks.observability import logger
+
+if TYPE_CHECKING:  # the internal API writes no response models: it does not import them
+    from devicehooks.api.schemas import ResponseModel
 
 JSON = "application/json; charset=utf-8"
 REQUEST_ID_HEADER = "X-MEN-RequestID"

@@ -23,7 +23,8 @@ from devicehooks.api.schemas import (
 )
 from devicehooks.config import get_settings
 from devicehooks.delivery.tasks import SqsTaskQueue
-from devicehooks.domain.models import CredentialsIn, IntegrationIn, IntegrationUpdate, go_uuid_error
+from devicehooks.domain.inputs import CredentialsIn, IntegrationIn, IntegrationUpdate
+from devicehooks.domain.models import go_uuid_error
 from devicehooks.errors import DevicehooksError, InvalidRequest
 from devicehooks.security.identity import Identity, identity_from_request
 from devicehooks.security.secretbox import KmsSecretCipher

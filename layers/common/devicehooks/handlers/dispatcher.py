@@ -28,6 +28,8 @@ from devicehooks.services.dispatch import Dispatcher, DispatchPolicy
 from devicehooks.store.activity import DynamoActivityStore
 from devicehooks.store.integrations import DynamoIntegrationStore
 
+get_settings()  # read and checked at cold start: a missing or bad setting fails here, not at a request
+
 processor = AsyncBatchProcessor(event_type=EventType.SQS)
 _records = ThreadPoolExecutor(max_workers=10, thread_name_prefix="record")
 

@@ -5,15 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from devicehooks.domain.models import (
-    KEEP,
-    CredentialsIn,
-    Integration,
-    IntegrationChanges,
-    IntegrationIn,
-    IntegrationUpdate,
-    new_id,
-)
+from devicehooks.domain.inputs import CredentialsIn, IntegrationIn, IntegrationUpdate
+from devicehooks.domain.models import KEEP, Integration, IntegrationChanges, new_id
 from devicehooks.domain.validation import format_tree
 from devicehooks.errors import BlockedDestination, InvalidRequest, NotFound
 from devicehooks.security.secretbox import SecretCipher

@@ -1,29 +1,70 @@
-"""Thin helpers over the low-level DynamoDB client (no boto3 resource layer at cold start)."""
+"""Thin helpers over the low-level DynamoDB client: attribute values, paging, batches.
+
+Attribute values are written and read here rather than with boto3's ``TypeSerializer``: that one
+lives in the boto3 package, whose import costs every cold start ~15 ms (see ``aws.py``), for the
+handful of types the stores use (strings, integers, booleans, bytes, lists, maps; the contract
+suite round-trips them through DynamoDB on moto).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-_ser = TypeSerializer()
-_de = TypeDeserializer()
+def value(v: Any) -> dict[str, Any]:
+    """One Python value as a DynamoDB attribute value (``None`` is NULL; floats are refused, as boto3 does)."""
+    if v is None:
+        return {"NULL": True}
+    if isinstance(v, bool):
+        return {"BOOL": v}
+    if isinstance(v, int | Decimal):
+        return {"N": str(v)}
+    if isinstance(v, str):
+        return {"S": v}
+    if isinstance(v, bytes | bytearray):
+        return {"B": bytes(v)}
+    if isinstance(v, Mapping):
+        return {"M": {str(k): value(x) for k, x in v.items()}}
+    if isinstance(v, list | tuple):
+        return {"L": [value(x) for x in v]}
+    raise TypeError(f"unsupported type for a DynamoDB attribute: {type(v).__name__}")
+
+
+def python(attribute: Mapping[str, Any]) -> Any:
+    """One DynamoDB attribute value as a Python value (integral numbers as ``int``)."""
+    ((kind, raw),) = attribute.items()
+    if kind in ("S", "BOOL"):
+        return raw
+    if kind == "N":
+        number = Decimal(raw)
+        return int(number) if number == number.to_integral_value() else number
+    if kind == "B":
+        return bytes(raw)
+    if kind == "NULL":
+        return None
+    if kind == "M":
+        return {k: python(x) for k, x in raw.items()}
+    if kind == "L":
+        return [python(x) for x in raw]
+    if kind == "SS":
+        return set(raw)
+    if kind == "NS":
+        return {python({"N": n}) for n in raw}
+    if kind == "BS":
+        return {bytes(b) for b in raw}
+    raise TypeError(f"unknown DynamoDB attribute type {kind}")
 
 
 def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
     """Python values to DynamoDB attribute values; ``None`` values are left out."""
-    return {k: _ser.serialize(v) for k, v in values.items() if v is not None}
+    return {k: value(v) for k, v in values.items() if v is not None}
 
 
 def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    """DynamoDB attribute values to Python values (numbers come back as ``Decimal``)."""
-    return {k: _de.deserialize(v) for k, v in item.items()}
-
-
-def value(v: Any) -> dict[str, Any]:
-    """One Python value as a DynamoDB attribute value."""
-    return dict(_ser.serialize(v))
+    """DynamoDB attribute values to Python values."""
+    return {k: python(v) for k, v in item.items()}
 
 
 def query_all(client: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
