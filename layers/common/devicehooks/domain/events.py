@@ -110,6 +110,14 @@ _DATA_MODELS: dict[str, type[ProvisionedDevice] | type[StatusChange] | type[Deco
 }
 
 
+def build_bus_models() -> None:
+    """Build the models every bus event is validated with (they are deferred for the functions that
+    only sometimes need them; the dispatcher needs them on every invocation, so it builds them at
+    its cold start rather than in its first invocation)."""
+    for model in (BusEvent, *_DATA_MODELS.values()):
+        model.model_rebuild(force=True)
+
+
 def normalize_data(event_type: str, data: Any) -> dict[str, Any]:
     """Validate ``data`` for ``event_type`` and return it in Mender's exact shape and order."""
     return _DATA_MODELS[event_type].model_validate(data).payload()

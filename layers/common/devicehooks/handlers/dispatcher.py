@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from devicehooks.config import get_settings
 from devicehooks.delivery.sender import HttpSender
 from devicehooks.delivery.tasks import SqsTaskQueue
+from devicehooks.domain.events import build_bus_models
 from devicehooks.errors import ConfigError
 from devicehooks.security.secretbox import KmsSecretCipher
 from devicehooks.security.ssrf import DestinationGuard
@@ -29,6 +30,7 @@ from devicehooks.store.activity import DynamoActivityStore
 from devicehooks.store.integrations import DynamoIntegrationStore
 
 get_settings()  # read and checked at cold start: a missing or bad setting fails here, not at a request
+build_bus_models()  # every invocation validates bus events: build their models now, not in the first one
 
 processor = AsyncBatchProcessor(event_type=EventType.SQS)
 _records = ThreadPoolExecutor(max_workers=10, thread_name_prefix="record")
