@@ -35,6 +35,10 @@ ENV = {
     "DEVICEHOOKS_INTEGRATIONS_TABLE": "integrations",
     "DEVICEHOOKS_ACTIVITY_TABLE": "activity",
     "DEVICEHOOKS_EVENT_BUS": "bus",
+    "DEVICEHOOKS_RETRY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/retry",
+    "DEVICEHOOKS_DELIVERY_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/delivery-dlq",
+    "DEVICEHOOKS_DISPATCH_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/dispatch-dlq",
+    "DEVICEHOOKS_SECRETS_KEY_ID": "arn:aws:kms:us-east-1:123456789012:key/bench",
     "DEVICEHOOKS_JWT_PUBLIC_KEYS": "-----BEGIN PUBLIC KEY-----\n"
     "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n",
     "POWERTOOLS_SERVICE_NAME": "bench",

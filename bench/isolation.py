@@ -42,10 +42,10 @@ def _timed_store() -> type:
             super().__init__()
             self.delivered_at: list[float] = []
 
-        def record(self, tenant_id: str, event_id: str, status: Any, attempt: Any) -> None:
-            super().record(tenant_id, event_id, status, attempt)
-            if status.state == "delivered":
-                self.delivered_at.append(time.monotonic())
+        def record(self, tenant_id: str, event_id: str, updates: Any) -> None:
+            super().record(tenant_id, event_id, updates)
+            now = time.monotonic()
+            self.delivered_at += [now for status, _ in updates if status.state == "delivered"]
 
     return Timed
 

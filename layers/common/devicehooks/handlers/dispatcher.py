@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from devicehooks.config import get_settings
+from devicehooks.config import Settings, get_settings
 from devicehooks.delivery.sender import HttpSender
 from devicehooks.delivery.tasks import SqsTaskQueue
 from devicehooks.domain.events import build_bus_models
@@ -29,7 +29,25 @@ from devicehooks.services.dispatch import Dispatcher, DispatchPolicy
 from devicehooks.store.activity import DynamoActivityStore
 from devicehooks.store.integrations import DynamoIntegrationStore
 
-get_settings()  # read and checked at cold start: a missing or bad setting fails here, not at a request
+
+def _checked(settings: Settings) -> Settings:
+    """``settings``, unless a queue or the key the dispatcher needs is not configured."""
+    missing = [
+        name
+        for name, val in (
+            ("DEVICEHOOKS_RETRY_QUEUE_URL", settings.retry_queue_url),
+            ("DEVICEHOOKS_DELIVERY_DLQ_URL", settings.delivery_dlq_url),
+            ("DEVICEHOOKS_DISPATCH_DLQ_URL", settings.dispatch_dlq_url),
+            ("DEVICEHOOKS_SECRETS_KEY_ID", settings.secrets_key_id),
+        )
+        if not val
+    ]
+    if missing:
+        raise ConfigError("invalid configuration: " + ", ".join(missing) + " not set")
+    return settings
+
+
+_checked(get_settings())  # read and checked at cold start: a missing or bad setting fails here, not at a batch
 build_bus_models()  # every invocation validates bus events: build their models now, not in the first one
 
 processor = AsyncBatchProcessor(event_type=EventType.SQS)
@@ -49,20 +67,8 @@ def policy() -> DispatchPolicy:
 
 @lru_cache(maxsize=1)
 def dispatcher() -> Dispatcher:
-    """The dispatcher wired from settings; fails at cold start when a queue is not configured."""
-    settings = get_settings()
-    missing = [
-        name
-        for name, val in (
-            ("DEVICEHOOKS_RETRY_QUEUE_URL", settings.retry_queue_url),
-            ("DEVICEHOOKS_DELIVERY_DLQ_URL", settings.delivery_dlq_url),
-            ("DEVICEHOOKS_DISPATCH_DLQ_URL", settings.dispatch_dlq_url),
-            ("DEVICEHOOKS_SECRETS_KEY_ID", settings.secrets_key_id),
-        )
-        if not val
-    ]
-    if missing:
-        raise ConfigError("invalid configuration: " + ", ".join(missing) + " not set")
+    """The dispatcher wired from settings (clients and connections are made on first use)."""
+    settings = _checked(get_settings())
     return Dispatcher(
         integrations=DynamoIntegrationStore(settings.integrations_table),
         activity=DynamoActivityStore(settings.activity_table),
