@@ -6,13 +6,14 @@ again, whatever redelivers the message (SQS, a crash, a retry task that is late)
 
 What comes after an attempt is decided by :func:`devicehooks.domain.decisions.decide`; this
 module performs it. The statuses of an event's webhooks that finish together are recorded in one
-write (within :data:`COALESCE_SECONDS` of the first), so a fan-out costs one status write rather
-than one per webhook.
+write (each within :data:`QUIET_SECONDS` of the last, :data:`COALESCE_SECONDS` at most), so a
+fan-out costs one status write rather than one per webhook, and a slow webhook delays nobody's.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ from devicehooks.store.activity import ActivityStore, Claim
 from devicehooks.store.integrations import IntegrationStore
 from devicehooks.timeutil import utcnow
 
-COALESCE_SECONDS = 0.05  # how long a finished delivery waits for its siblings, to share their write
+COALESCE_SECONDS = 0.05  # how long a finished delivery may wait for its siblings, to share their write
+QUIET_SECONDS = 0.01  # ... as long as one more finishes within this of the last
 
 __all__ = ["Busy", "COALESCE_SECONDS", "Dispatcher", "DispatchPolicy", "Outcome"]
 
@@ -279,8 +281,13 @@ class Dispatcher:
         errors: list[BaseException] = []
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            if pending:  # siblings finishing close behind share the write
-                more, pending = wait(pending, timeout=COALESCE_SECONDS)
+            # siblings finishing close behind share the write: gather them while they keep coming
+            # (each within QUIET_SECONDS of the last), for COALESCE_SECONDS at most
+            until = time.monotonic() + COALESCE_SECONDS
+            while pending and (left := until - time.monotonic()) > 0:
+                more, pending = wait(pending, timeout=min(QUIET_SECONDS, left), return_when=FIRST_COMPLETED)
+                if not more:
+                    break
                 finished |= more
             outcomes = []
             for future in finished:
