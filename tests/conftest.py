@@ -19,8 +19,12 @@ os.environ.setdefault("DEVICEHOOKS_INTEGRATIONS_TABLE", "unit-integrations")
 os.environ.setdefault("DEVICEHOOKS_ACTIVITY_TABLE", "unit-activity")
 # the dispatcher's handler module checks at import that its queues and key are configured
 os.environ.setdefault("DEVICEHOOKS_RETRY_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/unit-retry")
-os.environ.setdefault("DEVICEHOOKS_DELIVERY_DLQ_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/unit-delivery-dlq")
-os.environ.setdefault("DEVICEHOOKS_DISPATCH_DLQ_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/unit-dispatch-dlq")
+os.environ.setdefault(
+    "DEVICEHOOKS_DELIVERY_DLQ_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/unit-delivery-dlq"
+)
+os.environ.setdefault(
+    "DEVICEHOOKS_DISPATCH_DLQ_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/unit-dispatch-dlq"
+)
 os.environ.setdefault("DEVICEHOOKS_SECRETS_KEY_ID", "arn:aws:kms:us-east-1:123456789012:key/unit")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "devicehooks-tests")

@@ -66,9 +66,9 @@ def event_service() -> EventService:
 
 
 def _dispatcher() -> Any:
-    from devicehooks.handlers import dispatcher as worker  # the delivery stack, only when a test delivery is asked for
+    from devicehooks.handlers import dispatcher  # the delivery stack, only when a test delivery is asked for
 
-    return worker.dispatcher()
+    return dispatcher.dispatcher()
 
 
 @lru_cache(maxsize=1)
