@@ -10,6 +10,7 @@ again.
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
@@ -25,7 +26,7 @@ from devicehooks.domain.events import build_bus_models
 from devicehooks.errors import ConfigError
 from devicehooks.security.secretbox import KmsSecretCipher
 from devicehooks.security.ssrf import DestinationGuard
-from devicehooks.services.dispatch import Dispatcher, DispatchPolicy
+from devicehooks.services.dispatch import Batch, Dispatcher, DispatchPolicy
 from devicehooks.store.activity import DynamoActivityStore
 from devicehooks.store.integrations import DynamoIntegrationStore
 
@@ -50,8 +51,9 @@ def _checked(settings: Settings) -> Settings:
 _checked(get_settings())  # read and checked at cold start: a missing or bad setting fails here, not at a batch
 build_bus_models()  # every invocation validates bus events: build their models now, not in the first one
 
-processor = AsyncBatchProcessor(event_type=EventType.SQS)
-_records = ThreadPoolExecutor(max_workers=10, thread_name_prefix="record")
+# Records run in threads: 10 a batch on Lambda (one invocation per execution environment); more
+# when the local stack runs invocations side by side in one process.
+_records = ThreadPoolExecutor(max_workers=64, thread_name_prefix="record")
 
 
 def policy() -> DispatchPolicy:
@@ -79,13 +81,18 @@ def dispatcher() -> Dispatcher:
     )
 
 
-async def _record(record: SQSRecord) -> None:
-    await asyncio.get_running_loop().run_in_executor(_records, dispatcher().handle_message, record.body)
-
-
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Process one SQS batch (dispatch queue or retry queue) with partial batch failures."""
-    dispatcher().begin_batch()
+    """Process one SQS batch (dispatch queue or retry queue) with partial batch failures.
+
+    Everything the batch shares is made here, per invocation (the processor keeps the batch's
+    records, the batch its reads), so that invocations may run side by side."""
+    batch = Batch(deadline=time.monotonic() + context.get_remaining_time_in_millis() / 1000)
+    handle_message = dispatcher().handle_message
+
+    async def record_handler(record: SQSRecord) -> None:
+        await asyncio.get_running_loop().run_in_executor(_records, handle_message, record.body, batch)
+
+    processor = AsyncBatchProcessor(event_type=EventType.SQS)
     return dict(
-        async_process_partial_response(event=event, record_handler=_record, processor=processor, context=context)
+        async_process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
     )

@@ -39,7 +39,7 @@ from devicehooks.timeutil import utcnow
 COALESCE_SECONDS = 0.05  # how long a finished delivery may wait for its siblings, to share their write
 QUIET_SECONDS = 0.01  # ... as long as one more finishes within this of the last
 
-__all__ = ["Busy", "COALESCE_SECONDS", "Dispatcher", "DispatchPolicy", "Outcome"]
+__all__ = ["Batch", "Busy", "COALESCE_SECONDS", "Dispatcher", "DispatchPolicy", "Outcome"]
 
 
 class Busy(Exception):
@@ -55,6 +55,40 @@ class Outcome:
     attempt: Attempt
     status: DeliveryStatus
     decision: Decision
+
+
+class Batch:
+    """What the records of one SQS batch share: each tenant's webhooks, read once however many
+    records ask at the same time, and when the invocation must stop starting attempts.
+
+    One per invocation, so concurrent invocations in one process (the local stack runs them as
+    Lambda runs execution environments side by side) never see each other's reads."""
+
+    def __init__(self, deadline: float | None = None) -> None:
+        self.deadline = deadline  # time.monotonic() after which no attempt may start; None: no limit
+        self._tenants: dict[str, Future[list[Integration]]] = {}
+        self._lock = threading.Lock()
+
+    def time_left(self) -> float:
+        """Seconds until the deadline (infinite without one)."""
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+
+    def integrations_of(self, tenant_id: str, load: Callable[[str], list[Integration]]) -> list[Integration]:
+        """The tenant's integrations, loaded once for this batch."""
+        with self._lock:
+            entry = self._tenants.get(tenant_id)
+            owner = entry is None
+            if entry is None:
+                entry = self._tenants[tenant_id] = Future()
+        if owner:
+            try:
+                entry.set_result(load(tenant_id))
+            except BaseException as exc:
+                entry.set_exception(exc)
+                with self._lock:
+                    self._tenants.pop(tenant_id, None)  # the next record tries again
+                raise
+        return entry.result()
 
 
 class Dispatcher:
@@ -79,23 +113,22 @@ class Dispatcher:
         self.policy = policy
         self.clock = clock
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deliver")
-        self._tenants: dict[str, Future[list[Integration]]] = {}
-        self._tenants_lock = threading.Lock()
+        self._batch = Batch()
 
     # ------------------------------------------------------------------ entry points
-    def begin_batch(self) -> None:
-        """Forget what the previous batch read (integrations are read once per tenant per batch)."""
-        with self._tenants_lock:
-            self._tenants.clear()
+    def begin_batch(self, deadline: float | None = None) -> Batch:
+        """A new batch, also the one ``handle_message`` uses when it is given none (tests, benchmarks)."""
+        self._batch = Batch(deadline)
+        return self._batch
 
-    def handle_message(self, body: str) -> None:
-        """Process one queue message; raises when SQS must deliver it again."""
+    def handle_message(self, body: str, batch: Batch | None = None) -> None:
+        """Process one queue message of ``batch``; raises when SQS must deliver it again."""
         try:
-            self._handle_message(body)
+            self._handle_message(body, batch or self._batch)
         finally:
             logger.thread_safe_remove_keys(["correlation_id"])
 
-    def _handle_message(self, body: str) -> None:
+    def _handle_message(self, body: str, batch: Batch) -> None:
         data = parse_message(body)
         if data is None:
             self._reject(body, "malformed message: not a JSON object", None)
@@ -106,19 +139,20 @@ class Dispatcher:
             except ValidationError as exc:
                 self._reject(body, "malformed delivery task: " + format_errors(exc.errors()), None)
                 return
-            self.handle_task(task)
+            self.handle_task(task, batch)
             return
-        self.handle_bus_event(data, body)
+        self.handle_bus_event(data, body, batch)
 
-    def handle_bus_event(self, data: dict[str, Any], body: str) -> None:
+    def handle_bus_event(self, data: dict[str, Any], body: str, batch: Batch | None = None) -> None:
         """First delivery of a device event to every webhook of its tenant that wants it."""
+        batch = batch or self._batch
         try:
             event = WebhookEvent.from_bus(BusEvent.model_validate(data))
         except ValidationError as exc:
             self._reject(body, "malformed device event: " + format_errors(exc.errors()), data.get("id"))
             return
         logger.thread_safe_append_keys(correlation_id=event.id)
-        integrations = self._integrations_of(event.tenant_id)
+        integrations = batch.integrations_of(event.tenant_id, self.integrations.list_tenant)
         if not integrations:
             return  # as Mender: no integration, nothing to record
         now = self.clock()
@@ -150,8 +184,9 @@ class Dispatcher:
         if busy:
             raise Busy(f"event {event.id}: a delivery is leased by another worker")
 
-    def handle_task(self, task: DeliveryTask) -> None:
+    def handle_task(self, task: DeliveryTask, batch: Batch | None = None) -> None:
         """A retry (or redelivery) of one delivery, when it is due."""
+        batch = batch or self._batch
         now = self.clock()
         remaining = task.due_at - now.timestamp()
         if remaining > 1:
@@ -303,23 +338,6 @@ class Dispatcher:
             raise errors[0]
 
     # ------------------------------------------------------------------ helpers
-    def _integrations_of(self, tenant_id: str) -> list[Integration]:
-        """The tenant's integrations, read once per batch even when its records ask at the same time."""
-        with self._tenants_lock:
-            entry = self._tenants.get(tenant_id)
-            owner = entry is None
-            if entry is None:
-                entry = self._tenants[tenant_id] = Future()
-        if owner:
-            try:
-                entry.set_result(self.integrations.list_tenant(tenant_id))
-            except BaseException as exc:
-                entry.set_exception(exc)
-                with self._tenants_lock:
-                    self._tenants.pop(tenant_id, None)  # the next record tries again
-                raise
-        return entry.result()
-
     def _reject(self, body: str, reason: str, event_id: Any) -> None:
         logger.warning("message sent to the dead-letter queue", extra={"reason": reason, "event_id": event_id})
         self.queue.reject_event(body, reason)
