@@ -9,12 +9,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from devicehooks.delivery.tasks import DeliveryTask
 from devicehooks.domain.activity import ActivityEvent, DeliveryStatus
-from devicehooks.domain.models import Integration, IntegrationChanges
+from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
 from devicehooks.errors import Conflict
 from devicehooks.store.activity import Claim, Update
 from devicehooks.store.integrations import limit_message
@@ -25,6 +26,7 @@ class MemoryIntegrationStore:
 
     def __init__(self) -> None:
         self._items: dict[tuple[str, str], Integration] = {}
+        self._rates: dict[tuple[str, str], tuple[int, int]] = {}  # (unix second, deliveries counted in it)
         self._lock = threading.Lock()
 
     def add(self, integration: Integration, limit: int) -> None:
@@ -54,22 +56,58 @@ class MemoryIntegrationStore:
             updated = self._items[(tenant_id, integration_id)] = current.changed(changes)
             return updated
 
-    def note_failure(self, tenant_id: str, integration_id: str, now: datetime) -> datetime | None:
+    def note_failure(self, tenant_id: str, integration_id: str, now: datetime) -> Integration | None:
         with self._lock:
             current = self._items.get((tenant_id, integration_id))
             if current is None:
                 return None
-            if current.failing_since is None:
-                current = current.changed(IntegrationChanges(updated_at=current.updated_at, failing_since=now))
-                self._items[(tenant_id, integration_id)] = current
-            return current.failing_since
+            circuit = replace(current.circuit, failures=current.circuit.failures + 1)
+            changes = IntegrationChanges(
+                updated_at=current.updated_at, failing_since=current.failing_since or now, circuit=circuit
+            )
+            updated = self._items[(tenant_id, integration_id)] = current.changed(changes)
+            return updated
 
     def note_success(self, tenant_id: str, integration_id: str) -> None:
         with self._lock:
             current = self._items.get((tenant_id, integration_id))
-            if current is not None and current.failing_since is not None:
-                changes = IntegrationChanges(updated_at=current.updated_at, failing_since=None)
+            if current is not None and (current.failing_since is not None or current.circuit != Circuit()):
+                changes = IntegrationChanges(updated_at=current.updated_at, failing_since=None, circuit=Circuit())
                 self._items[(tenant_id, integration_id)] = current.changed(changes)
+
+    def open_circuit(self, tenant_id: str, integration_id: str, seen: Circuit, circuit: Circuit) -> bool:
+        with self._lock:
+            current = self._items.get((tenant_id, integration_id))
+            if current is None or current.circuit.open_until != seen.open_until:
+                return False
+            opened = replace(circuit, failures=current.circuit.failures)  # failures counted meanwhile stay
+            self._items[(tenant_id, integration_id)] = current.changed(
+                IntegrationChanges(updated_at=current.updated_at, circuit=opened)
+            )
+            return True
+
+    def claim_probe(self, tenant_id: str, integration_id: str, now: datetime, until: datetime) -> bool:
+        with self._lock:
+            current = self._items.get((tenant_id, integration_id))
+            circuit = current.circuit if current else None
+            if current is None or circuit is None or circuit.open_until is None or circuit.open_until > now:
+                return False
+            if circuit.probe_until is not None and circuit.probe_until > now:
+                return False
+            self._items[(tenant_id, integration_id)] = current.changed(
+                IntegrationChanges(updated_at=current.updated_at, circuit=replace(circuit, probe_until=until))
+            )
+            return True
+
+    def take_rate_token(self, tenant_id: str, integration_id: str, second: int, limit: int) -> bool:
+        with self._lock:
+            if (tenant_id, integration_id) not in self._items:
+                return False
+            window, count = self._rates.get((tenant_id, integration_id), (0, 0))
+            if window == second and count >= limit or window > second:
+                return False
+            self._rates[(tenant_id, integration_id)] = (second, count + 1 if window == second else 1)
+            return True
 
     def remove_tenant(self, tenant_id: str) -> int:
         with self._lock:

@@ -7,13 +7,14 @@ here once, so the doubles the unit tests use cannot drift from what production d
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
 from devicehooks.domain.events import WebhookEvent
-from devicehooks.domain.models import Integration, IntegrationChanges
+from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
 from devicehooks.errors import Conflict
 from devicehooks.store.activity import Claim
 from tests.contract.conftest import Stores
@@ -146,16 +147,66 @@ def test_new_credentials_keep_the_previous_secret_or_drop_it(stores: Stores) -> 
     )
 
 
-def test_failing_since_is_stamped_once_and_cleared_by_a_success(stores: Stores) -> None:
+def test_failures_stamp_failing_since_once_count_on_the_circuit_and_a_success_clears_both(stores: Stores) -> None:
     tenant = _tenant()
     integration = _integration(tenant)
     stores.integrations.add(integration, limit=10)
-    assert stores.integrations.note_failure(tenant, integration.id, NOW) == NOW
-    assert stores.integrations.note_failure(tenant, integration.id, NOW + timedelta(hours=1)) == NOW
+    first = stores.integrations.note_failure(tenant, integration.id, NOW)
+    second = stores.integrations.note_failure(tenant, integration.id, NOW + timedelta(hours=1))
+    assert first is not None and (first.failing_since, first.circuit.failures) == (NOW, 1)
+    assert second is not None and (second.failing_since, second.circuit.failures) == (NOW, 2)
     stores.integrations.note_success(tenant, integration.id)
     found = stores.integrations.get(tenant, integration.id)
-    assert found is not None and found.failing_since is None
+    assert found is not None and (found.failing_since, found.circuit) == (None, Circuit())
     assert stores.integrations.note_failure(tenant, str(uuid.uuid4()), NOW) is None
+
+
+def test_a_circuit_opens_once_per_state_and_keeps_the_failures_counted_meanwhile(stores: Stores) -> None:
+    tenant = _tenant()
+    integration = _integration(tenant)
+    stores.integrations.add(integration, limit=10)
+    for _ in range(5):
+        seen = stores.integrations.note_failure(tenant, integration.id, NOW)
+    assert seen is not None
+    opened = Circuit(failures=5, opened_at=NOW, open_until=NOW + timedelta(seconds=30), cooldown=30)
+    assert stores.integrations.open_circuit(tenant, integration.id, seen.circuit, opened) is True
+    assert stores.integrations.open_circuit(tenant, integration.id, seen.circuit, opened) is False  # already open
+    stores.integrations.note_failure(tenant, integration.id, NOW)  # another dispatcher's failure meanwhile
+    found = stores.integrations.get(tenant, integration.id)
+    assert found is not None and found.circuit == replace(opened, failures=6)
+    reopened = Circuit(failures=6, opened_at=NOW, open_until=NOW + timedelta(seconds=90), cooldown=60)
+    assert stores.integrations.open_circuit(tenant, integration.id, found.circuit, reopened) is True
+    assert stores.integrations.open_circuit(tenant, str(uuid.uuid4()), Circuit(), opened) is False
+
+
+def test_one_probe_at_a_time_once_the_circuit_is_half_open(stores: Stores) -> None:
+    tenant = _tenant()
+    integration = _integration(tenant)
+    stores.integrations.add(integration, limit=10)
+    until = NOW + timedelta(seconds=30)
+    assert stores.integrations.claim_probe(tenant, integration.id, NOW, until) is False  # closed: no probe
+    stores.integrations.open_circuit(tenant, integration.id, Circuit(), Circuit(1, NOW, until, 30))
+    assert stores.integrations.claim_probe(tenant, integration.id, NOW, until) is False  # still open
+    later = until + timedelta(seconds=1)
+    assert stores.integrations.claim_probe(tenant, integration.id, later, later + timedelta(seconds=15)) is True
+    assert stores.integrations.claim_probe(tenant, integration.id, later, later + timedelta(seconds=15)) is False
+    after_probe = later + timedelta(seconds=16)  # the probe's time is up (its dispatcher died): another may try
+    assert stores.integrations.claim_probe(tenant, integration.id, after_probe, after_probe + timedelta(seconds=15))
+    found = stores.integrations.get(tenant, integration.id)
+    assert found is not None and found.circuit.probe_until == after_probe + timedelta(seconds=15)
+
+
+def test_the_rate_limit_counts_deliveries_per_second(stores: Stores) -> None:
+    tenant = _tenant()
+    integration = _integration(tenant, rate_limit=2)
+    stores.integrations.add(integration, limit=10)
+    assert stores.integrations.get(tenant, integration.id) == integration
+    second = 1_800_000_000
+    taken = [stores.integrations.take_rate_token(tenant, integration.id, second, 2) for _ in range(3)]
+    assert taken == [True, True, False]
+    assert stores.integrations.take_rate_token(tenant, integration.id, second + 1, 2) is True
+    assert stores.integrations.take_rate_token(tenant, integration.id, second, 2) is False  # the past is closed
+    assert stores.integrations.take_rate_token(tenant, str(uuid.uuid4()), second, 2) is False
 
 
 def test_removing_a_tenant_removes_only_its_integrations(stores: Stores) -> None:

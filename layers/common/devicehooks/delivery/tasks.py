@@ -31,6 +31,11 @@ class DeliveryTask(BaseModel):
     due_at: float = 0.0
     reason: Literal["retry", "redeliver", "redrive"] = "retry"
 
+    @classmethod
+    def first(cls, tenant_id: str, event_id: str, integration_id: str) -> DeliveryTask:
+        """Attempt 1 of a delivery's retry schedule."""
+        return cls(tenant_id=tenant_id, event_id=event_id, integration_id=integration_id, series_attempt=1)
+
     def _with(self, **changes: object) -> DeliveryTask:
         return DeliveryTask.model_validate({**self.model_dump(), **changes})  # validated, unlike model_copy
 

@@ -94,6 +94,11 @@ class DeliveryStatus:
             next_attempt_at=next_attempt_at if state == "retrying" else None,
         )
 
+    def held(self, until: datetime, reason: str, at: datetime) -> DeliveryStatus:
+        """Not attempted now, for ``reason``: waiting on the retry queue until ``until`` (no attempt
+        is counted, the lease is given back)."""
+        return replace(self, state="retrying", error=reason, updated_at=at, next_attempt_at=until, lease_until=None)
+
     def closed(self, state: Literal["failed", "skipped"], reason: str, at: datetime) -> DeliveryStatus:
         """Given up without an attempt (the webhook was removed or disabled meanwhile)."""
         return replace(self, state=state, error=reason, updated_at=at, next_attempt_at=None, lease_until=None)

@@ -27,6 +27,28 @@ KEEP: Final = _Keep.KEEP
 
 
 @dataclass(frozen=True, slots=True)
+class Circuit:
+    """A webhook's circuit breaker, shared by every dispatcher (it is stored with the integration).
+
+    Closed while ``open_until`` is ``None``: deliveries are attempted. Open until ``open_until``:
+    deliveries wait on the retry queue, none is attempted. Then half-open: one probe at a time
+    (the one that took ``probe_until``) is attempted; a success closes the circuit, a failure opens
+    it again for a longer ``cooldown``. ``failures`` counts consecutive failed attempts.
+    """
+
+    failures: int = 0
+    opened_at: datetime | None = None
+    open_until: datetime | None = None
+    cooldown: int = 0
+    probe_until: datetime | None = None
+
+    def state(self, now: datetime) -> Literal["closed", "open", "half-open"]:
+        if self.open_until is None:
+            return "closed"
+        return "open" if now < self.open_until else "half-open"
+
+
+@dataclass(frozen=True, slots=True)
 class Integration:
     """A stored webhook integration. ``secret`` is a KMS ciphertext, ``b""`` for an empty secret."""
 
@@ -44,6 +66,8 @@ class Integration:
     failing_since: datetime | None = None
     previous_secret: bytes | None = field(default=None, repr=False)
     previous_secret_until: datetime | None = None
+    rate_limit: int | None = None  # deliveries per second at most, across every dispatcher; None: no limit
+    circuit: Circuit = field(default_factory=Circuit)
 
     def wants(self, event_type: str) -> bool:
         """Whether the event-type filter lets ``event_type`` through (no filter: everything)."""
@@ -73,6 +97,8 @@ class Integration:
             previous_secret_until=self.previous_secret_until
             if changes.previous_secret_until is KEEP
             else changes.previous_secret_until,
+            rate_limit=self.rate_limit if changes.rate_limit is KEEP else changes.rate_limit,
+            circuit=self.circuit if changes.circuit is KEEP else changes.circuit,
         )
 
 
@@ -95,6 +121,8 @@ class IntegrationChanges:
     failing_since: datetime | None | _Keep = KEEP
     previous_secret: bytes | None | _Keep = KEEP
     previous_secret_until: datetime | None | _Keep = KEEP
+    rate_limit: int | None | _Keep = KEEP
+    circuit: Circuit | _Keep = KEEP
 
     @classmethod
     def credentials(
@@ -117,27 +145,30 @@ class IntegrationChanges:
         description: str | _Keep = KEEP,
         event_types: tuple[EventType, ...] | None | _Keep = KEEP,
         enabled: bool | _Keep = KEEP,
+        rate_limit: int | None | _Keep = KEEP,
     ) -> IntegrationChanges:
-        """A user's change of URL, description, event filter or enabled state.
+        """A user's change of URL, description, event filter, rate limit or enabled state.
 
-        Enabling or disabling by hand starts the failure count afresh.
+        Enabling or disabling by hand starts afresh: no failure count, the circuit closed.
         """
         if enabled is KEEP:
-            return cls(updated_at=at, url=url, description=description, event_types=event_types)
+            return cls(updated_at=at, url=url, description=description, event_types=event_types, rate_limit=rate_limit)
         return cls(
             updated_at=at,
             url=url,
             description=description,
             event_types=event_types,
+            rate_limit=rate_limit,
             enabled=enabled,
             failing_since=None,
             disabled_reason=None if enabled else "disabled by a user",
+            circuit=Circuit(),
         )
 
     @classmethod
     def disabled(cls, reason: str, at: datetime) -> IntegrationChanges:
         """The dispatcher gives up on the webhook (410 Gone, or failing too long)."""
-        return cls(updated_at=at, enabled=False, disabled_reason=reason, failing_since=None)
+        return cls(updated_at=at, enabled=False, disabled_reason=reason, failing_since=None, circuit=Circuit())
 
     def given(self) -> dict[str, object]:
         """The fields to change, by name (``updated_at`` included)."""

@@ -4,14 +4,21 @@ At least once, without duplicates: the activity record is written before any POS
 delivery is leased before it is POSTed, and a delivery recorded as delivered is never POSTed
 again, whatever redelivers the message (SQS, a crash, a retry task that is late).
 
-What comes after an attempt is decided by :func:`devicehooks.domain.decisions.decide`; this
-module performs it. The statuses of an event's webhooks that finish together are recorded in one
-write (each within :data:`QUIET_SECONDS` of the last, :data:`COALESCE_SECONDS` at most), so a
-fan-out costs one status write rather than one per webhook, and a slow webhook delays nobody's.
+Flow control: a delivery is attempted only when :func:`~devicehooks.domain.decisions.gate` lets
+it (the webhook's circuit is closed, or this is its one probe; the invocation has time for it),
+when the webhook has a free share of this dispatcher's concurrent attempts and, with a rate
+limit, a token for this second. Otherwise it is *held*: recorded as retrying with the time it
+comes back, its task on the retry queue; no Lambda waits for it. What comes after an attempt is
+decided by :func:`~devicehooks.domain.decisions.decide`; this module performs it.
+
+The statuses of an event's webhooks that finish together are recorded in one write (each within
+:data:`QUIET_SECONDS` of the last, :data:`COALESCE_SECONDS` at most), so a fan-out costs one
+status write rather than one per webhook, and a slow webhook delays nobody's.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -22,13 +29,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from devicehooks.delivery.sender import DeliveryResult, Sender, WebhookRequest
+from devicehooks.delivery.sender import Sender, WebhookRequest
 from devicehooks.delivery.signing import webhook_headers
 from devicehooks.delivery.tasks import DeliveryTask, TaskQueue, parse_message
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
-from devicehooks.domain.decisions import Decision, DispatchPolicy, decide
+from devicehooks.domain.decisions import Decision, DispatchPolicy, Hold, decide, gate, held_back, rate_limited
 from devicehooks.domain.events import BusEvent, WebhookEvent
-from devicehooks.domain.models import Integration, IntegrationChanges
+from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
 from devicehooks.domain.validation import format_errors
 from devicehooks.observability import logger, record_delivery
 from devicehooks.security.secretbox import SecretCipher
@@ -39,7 +46,7 @@ from devicehooks.timeutil import utcnow
 COALESCE_SECONDS = 0.05  # how long a finished delivery may wait for its siblings, to share their write
 QUIET_SECONDS = 0.01  # ... as long as one more finishes within this of the last
 
-__all__ = ["Batch", "Busy", "COALESCE_SECONDS", "Dispatcher", "DispatchPolicy", "Outcome"]
+__all__ = ["Batch", "Busy", "COALESCE_SECONDS", "Dispatcher", "DispatchPolicy", "Outcome", "WebhookShares"]
 
 
 class Busy(Exception):
@@ -48,24 +55,25 @@ class Busy(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """One attempt, decided: what to record and what it means for the webhook."""
+    """One delivery's turn: an attempt and what was decided about it, or a hold (no attempt)."""
 
     integration: Integration
-    result: DeliveryResult
-    attempt: Attempt
     status: DeliveryStatus
-    decision: Decision
+    attempt: Attempt | None = None
+    decision: Decision | None = None
+    probe: bool = False
 
 
 class Batch:
     """What the records of one SQS batch share: each tenant's webhooks, read once however many
-    records ask at the same time, and when the invocation must stop starting attempts.
+    records ask at the same time (and kept up to date with what this batch learns of their
+    circuits), and when the invocation must stop starting attempts.
 
     One per invocation, so concurrent invocations in one process (the local stack runs them as
     Lambda runs execution environments side by side) never see each other's reads."""
 
     def __init__(self, deadline: float | None = None) -> None:
-        self.deadline = deadline  # time.monotonic() after which no attempt may start; None: no limit
+        self.deadline = deadline  # time.monotonic() at which the invocation ends; None: no limit
         self._tenants: dict[str, Future[list[Integration]]] = {}
         self._lock = threading.Lock()
 
@@ -90,6 +98,41 @@ class Batch:
                 raise
         return entry.result()
 
+    def remember(self, integration: Integration) -> None:
+        """What a record learnt of an integration (its circuit opened, say), for the records after it."""
+        with self._lock:
+            entry = self._tenants.get(integration.tenant_id)
+            if entry is None or not entry.done() or entry.exception() is not None:
+                return
+            fresh: Future[list[Integration]] = Future()
+            fresh.set_result([integration if i.id == integration.id else i for i in entry.result()])
+            self._tenants[integration.tenant_id] = fresh
+
+
+class WebhookShares:
+    """At most ``limit`` attempts at once to any one webhook, in this dispatcher instance."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._in_use: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, integration_id: str) -> bool:
+        with self._lock:
+            used = self._in_use.get(integration_id, 0)
+            if used >= self.limit:
+                return False
+            self._in_use[integration_id] = used + 1
+            return True
+
+    def give_back(self, integration_id: str) -> None:
+        with self._lock:
+            left = self._in_use.get(integration_id, 1) - 1
+            if left:
+                self._in_use[integration_id] = left
+            else:
+                self._in_use.pop(integration_id, None)
+
 
 class Dispatcher:
     """Turns queue messages (bus events, delivery tasks) into signed POSTs and activity records."""
@@ -104,6 +147,7 @@ class Dispatcher:
         policy: DispatchPolicy,
         clock: Callable[[], datetime] = utcnow,
         workers: int = 64,
+        draw: Callable[[], float] = lambda: random.uniform(-1.0, 1.0),
     ) -> None:
         self.integrations = integrations
         self.activity = activity
@@ -112,6 +156,8 @@ class Dispatcher:
         self.queue = queue
         self.policy = policy
         self.clock = clock
+        self.draw = draw  # the spread of retries and holds (tests fix it)
+        self.shares = WebhookShares(policy.webhook_concurrency)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deliver")
         self._batch = Batch()
 
@@ -158,16 +204,24 @@ class Dispatcher:
         now = self.clock()
         targets = [i for i in integrations if i.wants(event.type)]
         lease = now + timedelta(seconds=self.policy.lease_seconds)
-        statuses = [
-            DeliveryStatus.leased(i.id, lease)
-            if i.enabled
-            else DeliveryStatus.skipped_new(i.id, "webhook is disabled", now)
-            for i in targets
-        ]
+        statuses: list[DeliveryStatus] = []
+        ready: list[Integration] = []
+        for integration in targets:
+            if not integration.enabled:
+                statuses.append(DeliveryStatus.skipped_new(integration.id, "webhook is disabled", now))
+                continue
+            decided = gate(integration.circuit, batch.time_left(), now, self.policy, self.draw())
+            if isinstance(decided, Hold):
+                # the task first: a lost task would lose the delivery, a duplicate one is a no-op
+                self._schedule(DeliveryTask.first(event.tenant_id, event.id, integration.id), decided.until, now)
+                statuses.append(DeliveryStatus(integration.id).held(decided.until, decided.reason, now))
+            else:
+                statuses.append(DeliveryStatus.leased(integration.id, lease))
+                ready.append(integration)
         record = ActivityEvent.new(event, int(now.timestamp()) + self.policy.retention, statuses)
         existing = self.activity.create(record)
         if existing is None:
-            self._run(record, [(i, 0) for i in targets if i.enabled])  # every lease is this worker's
+            self._run(batch, record, [(i, 0) for i in ready])  # every lease is this worker's
             return
         jobs: list[tuple[Integration, int]] = []
         busy = False
@@ -180,12 +234,12 @@ class Dispatcher:
                 busy = True
             elif claim is Claim.TAKEN:
                 jobs.append((integration, status.attempts))
-        self._run(existing, jobs)
+        self._run(batch, existing, jobs)
         if busy:
             raise Busy(f"event {event.id}: a delivery is leased by another worker")
 
     def handle_task(self, task: DeliveryTask, batch: Batch | None = None) -> None:
-        """A retry (or redelivery) of one delivery, when it is due."""
+        """A retry (or redelivery, or a held delivery) of one delivery, when it is due."""
         batch = batch or self._batch
         now = self.clock()
         remaining = task.due_at - now.timestamp()
@@ -193,6 +247,19 @@ class Dispatcher:
             self.queue.schedule(task, remaining)
             return
         logger.thread_safe_append_keys(correlation_id=task.event_id)
+        integration = next(
+            (
+                i
+                for i in batch.integrations_of(task.tenant_id, self.integrations.list_tenant)
+                if i.id == task.integration_id
+            ),
+            None,
+        )
+        if integration is not None and integration.enabled and task.reason != "redeliver":
+            decided = gate(integration.circuit, batch.time_left(), now, self.policy, self.draw())
+            if isinstance(decided, Hold):  # still held: back to the queue, the activity log already says why
+                self._schedule(task, decided.until, now)
+                return
         event = self.activity.get(task.tenant_id, task.event_id)
         if event is None:
             logger.warning("retry of an event no longer in the activity log", extra={"event_id": task.event_id})
@@ -200,7 +267,6 @@ class Dispatcher:
         status = event.deliveries.get(task.integration_id)
         if status is None or status.state == "delivered":
             return
-        integration = self.integrations.get(task.tenant_id, task.integration_id)
         if integration is None or not integration.enabled:
             closed = (
                 status.closed("failed", "webhook was removed", now)
@@ -213,7 +279,7 @@ class Dispatcher:
         if claim is Claim.BUSY:
             raise Busy(f"event {task.event_id}: delivery to {task.integration_id} is leased by another worker")
         if claim is Claim.TAKEN:
-            self.deliver(event, integration, task.series_attempt, status.attempts)
+            self.deliver(event, integration, task.series_attempt, status.attempts, batch=batch)
 
     # ------------------------------------------------------------------ delivery
     def deliver(
@@ -223,18 +289,74 @@ class Dispatcher:
         series_attempt: int,
         attempts_so_far: int,
         retry: bool = True,
-    ) -> Attempt:
-        """POST ``event`` to ``integration`` once, record the attempt, do what comes next."""
-        outcome = self._attempt(event, integration, series_attempt, attempts_so_far, retry)
+        batch: Batch | None = None,
+    ) -> Attempt | None:
+        """POST ``event`` to ``integration`` once (or hold it: ``None``), record it, do what comes next.
+
+        ``retry=False`` (a test delivery) attempts at once, whatever the webhook's circuit, share
+        or rate limit, and is never retried."""
+        batch = batch or Batch()
+        outcome = self._turn(batch, event, integration, series_attempt, attempts_so_far, retry)
         self.activity.record(event.tenant_id, event.id, [(outcome.status, outcome.attempt)])
-        self._follow_up(outcome)
+        self._follow_up(batch, outcome)
         return outcome.attempt
 
+    def _turn(
+        self,
+        batch: Batch,
+        event: ActivityEvent,
+        integration: Integration,
+        series_attempt: int,
+        attempts_so_far: int,
+        retry: bool,
+    ) -> Outcome:
+        """One delivery's turn: through the gates to an attempt, or held (the caller records either)."""
+        current = event.deliveries.get(integration.id) or DeliveryStatus(integration.id)
+        if not retry:
+            return self._attempt(event, integration, current, series_attempt, attempts_so_far, retry)
+        now = self.clock()
+        task = DeliveryTask.first(event.tenant_id, event.id, integration.id).at_attempt(series_attempt)
+        decided = gate(integration.circuit, batch.time_left(), now, self.policy, self.draw())
+        probe = decided == "probe"
+        if probe:
+            until = now + timedelta(seconds=self.policy.attempt_budget)
+            if not self.integrations.claim_probe(integration.tenant_id, integration.id, now, until):
+                decided = held_back("held: another dispatcher is probing the webhook", now, self.policy, self.draw())
+        if isinstance(decided, Hold):
+            return self._hold(task, current, integration, decided, now)
+        if not self.shares.take(integration.id):
+            reason = "held: the webhook's share of concurrent deliveries is in use"
+            return self._hold(task, current, integration, held_back(reason, now, self.policy, self.draw()), now)
+        try:
+            second = int(now.timestamp())
+            if integration.rate_limit and not self.integrations.take_rate_token(
+                integration.tenant_id, integration.id, second, integration.rate_limit
+            ):
+                return self._hold(task, current, integration, rate_limited(now, self.draw()), now)
+            outcome = self._attempt(event, integration, current, series_attempt, attempts_so_far, retry)
+        finally:
+            self.shares.give_back(integration.id)
+        return Outcome(outcome.integration, outcome.status, outcome.attempt, outcome.decision, probe=probe)
+
+    def _hold(
+        self, task: DeliveryTask, current: DeliveryStatus, integration: Integration, hold: Hold, now: datetime
+    ) -> Outcome:
+        self._schedule(task, hold.until, now)  # before recording: a lost record costs a retry, a lost task a delivery
+        return Outcome(integration, current.held(hold.until, hold.reason, now))
+
+    def _schedule(self, task: DeliveryTask, until: datetime, now: datetime) -> None:
+        self.queue.schedule(task, max(0.0, (until - now).total_seconds()))
+
     def _attempt(
-        self, event: ActivityEvent, integration: Integration, series_attempt: int, attempts_so_far: int, retry: bool
+        self,
+        event: ActivityEvent,
+        integration: Integration,
+        current: DeliveryStatus,
+        series_attempt: int,
+        attempts_so_far: int,
+        retry: bool,
     ) -> Outcome:
         """Sign and POST, decide, and queue what must be queued before the status is recorded."""
-        current = event.deliveries.get(integration.id) or DeliveryStatus(integration.id)
         started = self.clock()
         try:
             keys = self._keys(integration, started)
@@ -255,18 +377,12 @@ class Dispatcher:
             error=result.error,
             response_body=result.response_body,
         )
-        decision = decide(attempt, result.retry_after, series_attempt, self.policy, retry)
-        task = DeliveryTask(
-            tenant_id=event.tenant_id,
-            event_id=event.id,
-            integration_id=integration.id,
-            series_attempt=series_attempt + 1,
-        )
+        decision = decide(attempt, result.retry_after, series_attempt, self.policy, retry, self.draw())
+        task = DeliveryTask.first(event.tenant_id, event.id, integration.id).at_attempt(series_attempt + 1)
         next_at = None
         if decision.retry_in is not None:
-            self.queue.schedule(
-                task, decision.retry_in
-            )  # before recording: a lost record costs a retry, a lost task a delivery
+            # queued before the status is recorded: a lost record costs a retry, a lost task a delivery
+            self.queue.schedule(task, decision.retry_in)
             next_at = done + timedelta(seconds=decision.retry_in)
         if decision.dead_letter:
             self.queue.dead_letter(task.at_attempt(series_attempt), result.error or "failed")
@@ -276,21 +392,47 @@ class Dispatcher:
             logger.debug("webhook delivered", extra=log)
         else:
             logger.warning("webhook delivery failed", extra={**log, "error": result.error, "attempt": attempt.number})
-        return Outcome(integration, result, attempt, status, decision)
+        return Outcome(integration, status, attempt, decision)
 
-    def _follow_up(self, outcome: Outcome) -> None:
-        """What an attempt means for its webhook: disabled at once, failing since when, or working again."""
+    def _follow_up(self, batch: Batch, outcome: Outcome) -> None:
+        """What an attempt means for its webhook: disabled at once, failing (its circuit opening, or
+        reopening after a failed probe), or working again (the circuit closed)."""
         integration, decision = outcome.integration, outcome.decision
+        if decision is None:
+            return  # held: nothing happened to the webhook
         now = outcome.status.updated_at or self.clock()
         if decision.disable_reason is not None:
             self._disable(integration, decision.disable_reason, now)
         elif decision.failure:
-            since = self.integrations.note_failure(integration.tenant_id, integration.id, now)
+            failing = self.integrations.note_failure(integration.tenant_id, integration.id, now)
+            if failing is None:
+                return
+            batch.remember(failing)
+            since = failing.failing_since
             if self.policy.disable_due(since, now):
-                assert since is not None
-                self._disable(integration, f"every delivery failed since {since.isoformat()}", now)
-        elif decision.state == "delivered" and integration.failing_since is not None:
+                self._disable(integration, f"every delivery failed since {since.isoformat() if since else '?'}", now)
+                return
+            circuit = failing.circuit
+            opens = circuit.state(now) == "closed" and circuit.failures >= self.policy.circuit_threshold
+            if opens or (outcome.probe and circuit.state(now) != "closed"):
+                opened = self.policy.reopened(circuit, now)
+                if self.integrations.open_circuit(integration.tenant_id, integration.id, circuit, opened):
+                    batch.remember(failing.changed(IntegrationChanges(updated_at=failing.updated_at, circuit=opened)))
+                    logger.warning(
+                        "webhook circuit opened",
+                        extra={
+                            "integration_id": integration.id,
+                            "failures": circuit.failures,
+                            "until": str(opened.open_until),
+                        },
+                    )
+        elif decision.state == "delivered" and (integration.failing_since is not None or integration.circuit.failures):
             self.integrations.note_success(integration.tenant_id, integration.id)
+            batch.remember(
+                integration.changed(
+                    IntegrationChanges(updated_at=integration.updated_at, failing_since=None, circuit=Circuit())
+                )
+            )
 
     def _disable(self, integration: Integration, reason: str, now: datetime) -> None:
         self.integrations.update(integration.tenant_id, integration.id, IntegrationChanges.disabled(reason, now))
@@ -306,13 +448,15 @@ class Dispatcher:
             keys.append(self.cipher.open(previous, integration.tenant_id, integration.id))
         return keys
 
-    def _run(self, event: ActivityEvent, jobs: list[tuple[Integration, int]]) -> None:
+    def _run(self, batch: Batch, event: ActivityEvent, jobs: list[tuple[Integration, int]]) -> None:
         """Deliver ``event`` to each webhook of ``jobs`` (with its attempts so far), side by side."""
+        if not jobs:
+            return
         if len(jobs) == 1:  # one webhook: no hand-off to the pool (the record already has a thread)
             integration, attempts_so_far = jobs[0]
-            self.deliver(event, integration, 1, attempts_so_far)
+            self.deliver(event, integration, 1, attempts_so_far, batch=batch)
             return
-        pending = {self._pool.submit(self._attempt, event, i, 1, attempts, True) for i, attempts in jobs}
+        pending = {self._pool.submit(self._turn, batch, event, i, 1, attempts, True) for i, attempts in jobs}
         errors: list[BaseException] = []
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -333,7 +477,7 @@ class Dispatcher:
                     errors.append(error)
             self.activity.record(event.tenant_id, event.id, [(o.status, o.attempt) for o in outcomes])
             for outcome in outcomes:
-                self._follow_up(outcome)
+                self._follow_up(batch, outcome)
         if errors:
             raise errors[0]
 

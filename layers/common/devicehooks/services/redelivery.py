@@ -89,4 +89,5 @@ class DeliveryService:
         record = ActivityEvent.new(event, int(now.timestamp()) + self.retention, [DeliveryStatus(integration_id)])
         self.activity.create(record)
         attempt = self.dispatcher().deliver(record, integration, series_attempt=1, attempts_so_far=0, retry=False)
+        assert attempt is not None  # a test delivery is never held
         return event.id, attempt

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
-from datetime import datetime
+from dataclasses import fields
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from devicehooks import aws
-from devicehooks.domain.models import PROVIDER_WEBHOOK, Integration, IntegrationChanges
+from devicehooks.domain.models import PROVIDER_WEBHOOK, Circuit, Integration, IntegrationChanges
 from devicehooks.errors import Conflict
 from devicehooks.store.dynamo import batch_delete, first_condition_failed, from_item, query_all, to_item, value
 
@@ -42,14 +42,57 @@ class IntegrationStore(Protocol):
     def update(self, tenant_id: str, integration_id: str, changes: IntegrationChanges) -> Integration | None:
         """Apply ``changes`` in one write; the integration as changed, ``None`` if there is none."""
 
-    def note_failure(self, tenant_id: str, integration_id: str, now: datetime) -> datetime | None:
-        """Remember when the webhook started failing (kept if already set); returns that time."""
+    def note_failure(self, tenant_id: str, integration_id: str, now: datetime) -> Integration | None:
+        """A failed attempt: stamp when the webhook started failing (kept if already set) and count
+        one more consecutive failure on its circuit; the integration as it now is."""
 
     def note_success(self, tenant_id: str, integration_id: str) -> None:
-        """The webhook works again: forget when it started failing."""
+        """The webhook works again: forget when it started failing, close its circuit."""
+
+    def open_circuit(self, tenant_id: str, integration_id: str, seen: Circuit, circuit: Circuit) -> bool:
+        """Open (or reopen) the circuit as ``circuit``, unless it changed since it was ``seen``
+        (another dispatcher opened it meanwhile); ``False`` then, or without such an integration."""
+
+    def claim_probe(self, tenant_id: str, integration_id: str, now: datetime, until: datetime) -> bool:
+        """Take the half-open circuit's one probe until ``until``; ``False`` when the circuit is not
+        half-open at ``now`` or another probe is in flight."""
+
+    def take_rate_token(self, tenant_id: str, integration_id: str, second: int, limit: int) -> bool:
+        """Count one delivery in the unix second ``second``; ``False`` when ``limit`` are counted already."""
 
     def remove_tenant(self, tenant_id: str) -> int:
         """Delete all of a tenant's integrations; returns how many there were."""
+
+
+_CIRCUIT_TIMES = (("opened_at", "cb_opened_at"), ("open_until", "cb_open_until"), ("probe_until", "cb_probe_until"))
+CIRCUIT_ATTRIBUTES = ("cb_failures", "cb_cooldown", *(attribute for _, attribute in _CIRCUIT_TIMES))
+
+
+def _millis(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def _from_millis(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(int(value) / 1000, UTC)
+
+
+def _circuit_attributes(circuit: Circuit) -> tuple[dict[str, Any], list[str]]:
+    """A circuit as item attributes to SET and to REMOVE (times as epoch milliseconds, comparable)."""
+    values: dict[str, Any] = {"cb_failures": circuit.failures or None, "cb_cooldown": circuit.cooldown or None}
+    for name, attribute in _CIRCUIT_TIMES:
+        moment = getattr(circuit, name)
+        values[attribute] = None if moment is None else _millis(moment)
+    return {k: v for k, v in values.items() if v is not None}, [k for k, v in values.items() if v is None]
+
+
+def _circuit(data: Mapping[str, Any]) -> Circuit:
+    return Circuit(
+        failures=int(data.get("cb_failures", 0)),
+        opened_at=_from_millis(data.get("cb_opened_at")),
+        open_until=_from_millis(data.get("cb_open_until")),
+        cooldown=int(data.get("cb_cooldown", 0)),
+        probe_until=_from_millis(data.get("cb_probe_until")),
+    )
 
 
 def _to_record(integration: Integration) -> dict[str, Any]:
@@ -64,7 +107,11 @@ def _to_record(integration: Integration) -> dict[str, Any]:
         "created_at": integration.created_at.isoformat(),
     }
     sets, _ = _record_changes(
-        {k: v for k, v in asdict(integration).items() if k not in ("id", "tenant_id", "provider", "created_at")}
+        {
+            f.name: getattr(integration, f.name)
+            for f in fields(integration)
+            if f.name not in ("id", "tenant_id", "provider", "created_at")
+        }
     )
     return {k: v for k, v in {**record, **sets}.items() if v is not None}
 
@@ -74,7 +121,11 @@ def _record_changes(changes: dict[str, Any]) -> tuple[dict[str, Any], list[str]]
     sets: dict[str, Any] = {}
     removes: list[str] = []
     for name, val in changes.items():
-        if name in ("secret", "previous_secret"):
+        if isinstance(val, Circuit):
+            circuit_sets, circuit_removes = _circuit_attributes(val)
+            sets.update(circuit_sets)
+            removes += circuit_removes
+        elif name in ("secret", "previous_secret"):
             prefix = "secret" if name == "secret" else "prev_secret"
             sets[f"{prefix}_state"] = "none" if val is None else ("sealed" if val else "empty")
             if val:
@@ -120,6 +171,8 @@ def _from_record(data: Mapping[str, Any]) -> Integration:
         failing_since=_time(data.get("failing_since")),
         previous_secret=_sealed(data, "prev_secret"),
         previous_secret_until=_time(data.get("previous_secret_until")),
+        rate_limit=int(data["rate_limit"]) if data.get("rate_limit") is not None else None,
+        circuit=_circuit(data),
     )
 
 
@@ -250,30 +303,101 @@ class DynamoIntegrationStore:
             return None
         return _from_record(from_item(out["Attributes"]))
 
-    def note_failure(self, tenant_id: str, integration_id: str, now: datetime) -> datetime | None:
+    def note_failure(self, tenant_id: str, integration_id: str, now: datetime) -> Integration | None:
         try:
             out = self.client.update_item(
                 TableName=self.table_name,
                 Key=self._key(tenant_id, integration_id),
-                UpdateExpression="SET failing_since = if_not_exists(failing_since, :now)",
+                UpdateExpression="SET failing_since = if_not_exists(failing_since, :now) ADD cb_failures :one",
                 ConditionExpression="attribute_exists(integration_id)",
-                ExpressionAttributeValues={":now": {"S": now.isoformat()}},
+                ExpressionAttributeValues={":now": {"S": now.isoformat()}, ":one": {"N": "1"}},
                 ReturnValues="ALL_NEW",
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return None
-        return datetime.fromisoformat(out["Attributes"]["failing_since"]["S"])
+        return _from_record(from_item(out["Attributes"]))
 
     def note_success(self, tenant_id: str, integration_id: str) -> None:
         try:
             self.client.update_item(
                 TableName=self.table_name,
                 Key=self._key(tenant_id, integration_id),
-                UpdateExpression="REMOVE failing_since",
-                ConditionExpression="attribute_exists(failing_since)",
+                UpdateExpression="REMOVE failing_since, " + ", ".join(CIRCUIT_ATTRIBUTES),
+                ConditionExpression="attribute_exists(failing_since) OR attribute_exists(cb_failures)",
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return
+
+    def open_circuit(self, tenant_id: str, integration_id: str, seen: Circuit, circuit: Circuit) -> bool:
+        sets, removes = _circuit_attributes(circuit)
+        sets.pop("cb_failures", None)  # failures counted meanwhile (by other dispatchers) stay counted
+        removes = [r for r in removes if r != "cb_failures"]
+        names = {f"#a{n}": attribute for n, attribute in enumerate([*sets, *removes])}
+        by_attribute = {attribute: name for name, attribute in names.items()}
+        values = {f":v{n}": value(val) for n, val in enumerate(sets.values())}
+        expression = "SET " + ", ".join(f"{by_attribute[a]} = :v{n}" for n, a in enumerate(sets))
+        if removes:
+            expression += " REMOVE " + ", ".join(by_attribute[a] for a in removes)
+        names["#until"] = "cb_open_until"
+        names["#id"] = "integration_id"
+        if seen.open_until is None:
+            condition = "attribute_exists(#id) AND attribute_not_exists(#until)"
+        else:
+            condition = "attribute_exists(#id) AND #until = :seen"
+            values[":seen"] = {"N": str(_millis(seen.open_until))}
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(tenant_id, integration_id),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def claim_probe(self, tenant_id: str, integration_id: str, now: datetime, until: datetime) -> bool:
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(tenant_id, integration_id),
+                UpdateExpression="SET cb_probe_until = :until",
+                ConditionExpression="cb_open_until <= :now AND "
+                "(attribute_not_exists(cb_probe_until) OR cb_probe_until <= :now)",
+                ExpressionAttributeValues={":until": {"N": str(_millis(until))}, ":now": {"N": str(_millis(now))}},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def take_rate_token(self, tenant_id: str, integration_id: str, second: int, limit: int) -> bool:
+        key = self._key(tenant_id, integration_id)
+        values = {":s": {"N": str(second)}, ":one": {"N": "1"}}
+        try:  # the usual case: this second's window exists and has room
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=key,
+                UpdateExpression="ADD rl_count :one",
+                ConditionExpression="rl_second = :s AND rl_count < :limit",
+                ExpressionAttributeValues={**values, ":limit": {"N": str(limit)}},
+            )
+            return True
+        except self.client.exceptions.ConditionalCheckFailedException:
+            pass
+        try:  # the first delivery of a new second starts its window
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=key,
+                UpdateExpression="SET rl_second = :s, rl_count = :one",
+                ConditionExpression="attribute_exists(integration_id) AND "
+                "(attribute_not_exists(rl_second) OR rl_second < :s)",
+                ExpressionAttributeValues=values,
+            )
+            return True
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False  # this second is full (or another dispatcher started it: try the next)
 
     def remove_tenant(self, tenant_id: str) -> int:
         keys = [

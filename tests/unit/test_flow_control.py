@@ -1,0 +1,226 @@
+"""Flow control in the dispatcher: the circuit breaker, holds, the per-webhook share, the rate
+limit, retry jitter, and handing deliveries back when the invocation runs out of time.
+
+In-memory stores, a real receiver (pytest-httpserver), the production sender; the clock is the
+harness's, so cooldowns pass without waiting.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from devicehooks.domain.decisions import DispatchPolicy
+from devicehooks.services.dispatch import Dispatcher
+from tests.unit.test_dispatcher import Harness
+
+POLICY = DispatchPolicy(
+    schedule=(5, 60, 600),
+    disable_after=10**6,
+    delivery_timeout=2.0,
+    circuit_threshold=3,
+    circuit_cooldown=30,
+    circuit_max_cooldown=100,
+)
+
+
+@pytest.fixture
+def h(httpserver: HTTPServer) -> Iterator[Harness]:
+    httpserver.expect_request("/down", method="POST").respond_with_data("no", status=503)
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    yield Harness(httpserver, policy=POLICY)
+    httpserver.clear()
+
+
+def _posts(h: Harness, path: str) -> int:
+    return len(h.requests(path))
+
+
+def _due_tasks(h: Harness) -> None:
+    """Run every scheduled task that is due on the harness's clock, in a new batch."""
+    due = [t for t, _ in h.queue.scheduled if t.due_at <= h.clock().timestamp() + 1]
+    h.queue.scheduled = [(t, d) for t, d in h.queue.scheduled if t.due_at > h.clock().timestamp() + 1]
+    h.dispatcher.begin_batch()
+    for task in due:
+        h.dispatcher.handle_task(task)
+
+
+# ---------------------------------------------------------------------------------------- the circuit
+def test_the_circuit_opens_after_consecutive_failures_and_holds_deliveries_without_posting(h: Harness) -> None:
+    down = h.webhook(path="/down")
+    for _ in range(3):
+        h.send()
+    stored = h.integrations.get("tenant-1", down.id)
+    assert stored is not None and stored.circuit.state(h.clock()) == "open"
+    assert stored.circuit.open_until == h.clock() + timedelta(seconds=30)
+    held = h.send()
+    assert _posts(h, "/down") == 3  # the fourth event was not attempted
+    status = h.activity.get("tenant-1", held)
+    assert status is not None
+    delivery = status.deliveries[down.id]
+    assert (delivery.state, delivery.attempts) == ("retrying", 0)
+    assert delivery.error is not None and delivery.error.startswith("circuit open since")
+    assert delivery.next_attempt_at == h.clock() + timedelta(seconds=30 + POLICY.attempt_budget)
+    task, delay = h.queue.scheduled[-1]
+    assert (task.event_id, delay) == (held, 30 + POLICY.attempt_budget)
+
+
+def test_after_the_cooldown_one_probe_is_attempted_and_its_failure_doubles_the_cooldown(h: Harness) -> None:
+    down = h.webhook(path="/down")
+    for _ in range(5):  # 3 attempts open the circuit, 2 more are held
+        h.send()
+    assert _posts(h, "/down") == 3
+    h.clock.advance(30 + POLICY.attempt_budget + 1)
+    _due_tasks(h)  # every due delivery comes back: exactly one is the probe
+    assert _posts(h, "/down") == 4
+    stored = h.integrations.get("tenant-1", down.id)
+    assert stored is not None and stored.circuit.cooldown == 60 and stored.circuit.state(h.clock()) == "open"
+    h.clock.advance(60 + POLICY.attempt_budget + 1)
+    _due_tasks(h)
+    stored = h.integrations.get("tenant-1", down.id)
+    assert _posts(h, "/down") == 5 and stored is not None and stored.circuit.cooldown == 100  # capped
+
+
+def test_a_successful_probe_closes_the_circuit_and_the_held_deliveries_go_through(
+    h: Harness, httpserver: HTTPServer
+) -> None:
+    down = h.webhook(path="/flaky")
+    httpserver.expect_ordered_request("/flaky", method="POST").respond_with_data("no", status=500)
+    httpserver.expect_ordered_request("/flaky", method="POST").respond_with_data("no", status=500)
+    httpserver.expect_ordered_request("/flaky", method="POST").respond_with_data("no", status=500)
+    httpserver.expect_request("/flaky", method="POST").respond_with_data("ok")
+    events = [h.send() for _ in range(5)]
+    h.clock.advance(30 + POLICY.attempt_budget + 1)
+    _due_tasks(h)  # the probe succeeds: the circuit closes, and the other held deliveries follow
+    stored = h.integrations.get("tenant-1", down.id)
+    assert stored is not None and stored.circuit.state(h.clock()) == "closed" and stored.circuit.failures == 0
+    _due_tasks(h)
+    h.clock.advance(3600)
+    _due_tasks(h)
+    states = {}
+    for event_id in events:
+        record = h.activity.get("tenant-1", event_id)
+        assert record is not None
+        states[event_id] = record.deliveries[down.id].state
+    assert set(states.values()) == {"delivered"}
+
+
+def test_a_test_delivery_is_sent_whatever_the_circuit(h: Harness) -> None:
+    from devicehooks.services.redelivery import DeliveryService
+
+    down = h.webhook(path="/down")
+    for _ in range(3):
+        h.send()
+    service = DeliveryService(h.integrations, h.activity, h.queue, lambda: h.dispatcher, 3600, clock=h.clock)
+    _, attempt = service.send_test("tenant-1", down.id)
+    assert attempt.status_code == 503 and _posts(h, "/down") == 4
+
+
+def test_other_webhooks_of_the_tenant_are_not_held(h: Harness) -> None:
+    h.webhook(path="/down")
+    h.webhook(path="/hook")
+    for _ in range(6):
+        h.send()
+    assert _posts(h, "/down") == 3 and _posts(h, "/hook") == 6
+
+
+# ---------------------------------------------------------------------------------------- the webhook's share
+def test_no_more_than_the_webhooks_share_is_attempted_at_once_the_rest_is_held(httpserver: HTTPServer) -> None:
+    release = threading.Event()
+    inside: list[int] = []
+    lock = threading.Lock()
+    most = [0]
+
+    def slow(request: Request) -> Response:
+        with lock:
+            inside.append(1)
+            most[0] = max(most[0], len(inside))
+        release.wait(5)
+        with lock:
+            inside.pop()
+        return Response("ok")
+
+    server = HTTPServer(threaded=True)
+    server.start()
+    server.expect_request("/slow", method="POST").respond_with_handler(slow)
+    h = Harness(server, timeout=5.0, policy=DispatchPolicy(schedule=(5,), delivery_timeout=5.0, webhook_concurrency=2))
+    hook = h.webhook(path="/slow")
+    try:
+        threads = [threading.Thread(target=h.send) for _ in range(5)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 5
+        while (len(h.queue.scheduled) < 3 or most[0] < 2) and time.monotonic() < deadline:
+            time.sleep(0.01)  # two inside the receiver, three held
+        release.set()
+        for thread in threads:
+            thread.join(10)
+    finally:
+        release.set()
+        server.clear()
+        server.stop()
+    assert most[0] == 2
+    held = [t for t, _ in h.queue.scheduled]
+    assert len(held) == 3 and {t.integration_id for t in held} == {hook.id}
+    for task in held:
+        record = h.activity.get("tenant-1", task.event_id)
+        assert record is not None
+        assert record.deliveries[hook.id].error == "held: the webhook's share of concurrent deliveries is in use"
+
+
+# ---------------------------------------------------------------------------------------- the rate limit
+def test_deliveries_beyond_the_rate_limit_are_held_to_a_later_second(h: Harness) -> None:
+    hook = h.webhook(rate_limit=2)
+    events = [h.send() for _ in range(5)]
+    assert _posts(h, "/hook") == 2
+    held = [t for t, _ in h.queue.scheduled]
+    assert len(held) == 3
+    record = h.activity.get("tenant-1", events[-1])
+    assert record is not None
+    assert record.deliveries[hook.id].error == "held: the webhook's rate limit is reached"
+    assert record.deliveries[hook.id].next_attempt_at is not None
+    assert record.deliveries[hook.id].next_attempt_at > h.clock()
+    h.clock.advance(1)
+    _due_tasks(h)
+    assert _posts(h, "/hook") == 4  # two more in the next second
+    h.clock.advance(1)
+    _due_tasks(h)
+    assert _posts(h, "/hook") == 5
+
+
+# ---------------------------------------------------------------------------------------- handing back
+def test_with_no_time_left_in_the_invocation_deliveries_are_handed_back_not_attempted(h: Harness) -> None:
+    hook = h.webhook()
+    h.dispatcher.begin_batch(deadline=time.monotonic() + POLICY.attempt_budget - 1)
+    body = h.bus("e-late", "device-decommissioned", "tenant-1", {"id": "dev-1"})
+    h.dispatcher.handle_message(body)
+    assert _posts(h, "/hook") == 0
+    record = h.activity.get("tenant-1", "e-late")
+    assert record is not None and record.deliveries[hook.id].state == "retrying"
+    assert record.deliveries[hook.id].error == "handed back: the invocation had no time left for it"
+    ((task, delay),) = h.queue.scheduled
+    assert task.event_id == "e-late" and 1 <= delay <= 2
+    h.clock.advance(2)
+    _due_tasks(h)
+    assert _posts(h, "/hook") == 1
+
+
+# ---------------------------------------------------------------------------------------- jitter
+def test_retry_delays_are_spread_within_twenty_percent(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/down", method="POST").respond_with_data("no", status=503)
+    h = Harness(httpserver, policy=DispatchPolicy(schedule=(100,), circuit_threshold=10**6))
+    h.dispatcher = Dispatcher(
+        h.integrations, h.activity, h.cipher, h.dispatcher.sender, h.queue, h.policy, clock=h.clock
+    )  # the real random spread
+    h.webhook(path="/down")
+    for _ in range(40):
+        h.send()
+    delays = [delay for _, delay in h.queue.scheduled]
+    assert len(delays) == 40 and all(80 <= d <= 120 for d in delays)
+    assert max(delays) - min(delays) > 10  # spread, not all at once
