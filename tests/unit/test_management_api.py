@@ -22,12 +22,14 @@ from devicehooks.api import management
 from devicehooks.delivery.sender import HttpSender
 from devicehooks.domain.activity import ActivityEvent, DeliveryStatus
 from devicehooks.domain.events import WebhookEvent
+from devicehooks.domain.models import Circuit
 from devicehooks.handlers import management as management_handler
 from devicehooks.security.ssrf import DestinationGuard
 from devicehooks.services.dispatch import Dispatcher, DispatchPolicy
 from devicehooks.services.events import EventService
 from devicehooks.services.integrations import IntegrationService
 from devicehooks.services.redelivery import DeliveryService
+from devicehooks.timeutil import rfc3339_millis
 from devicehooks_dev.doubles import MemoryActivityStore, MemoryIntegrationStore, MemoryTaskQueue, PlainTestCipher
 from tests.conftest import FakeContext, load_event
 
@@ -635,3 +637,23 @@ def test_redeliver_queues_the_event_for_its_webhooks(api: Api, httpserver: Any) 
 
 
 Caller = Callable[..., Response]
+
+
+def test_a_failing_webhook_shows_its_circuit_and_a_healthy_one_shows_none(api: Api) -> None:
+    healthy, failing = _create(api), _create(api)
+    now = datetime.now(UTC)
+    for _ in range(5):
+        seen = api.integrations.note_failure("tenant-1", failing, now)
+    assert seen is not None
+    opened_until = now + timedelta(seconds=30)
+    api.integrations.open_circuit("tenant-1", failing, seen.circuit, Circuit(5, now, opened_until, 30))
+    shown = api("GET", f"{BASE}/integrations/{failing}").json()
+    assert shown["circuit"] == {
+        "state": "open",
+        "failures": 5,
+        "since": rfc3339_millis(now),
+        "next_attempt": rfc3339_millis(opened_until),
+    }
+    assert "circuit" not in api("GET", f"{BASE}/integrations/{healthy}").json()
+    listed = {i["id"]: i for i in api("GET", f"{BASE}/integrations").json()}
+    assert listed[failing]["circuit"]["state"] == "open" and "circuit" not in listed[healthy]

@@ -8,14 +8,15 @@ nothing at cold start.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryState, DeliveryStatus
 from devicehooks.domain.events import sort_keys
-from devicehooks.domain.models import OMITTED, PROVIDER_WEBHOOK, EventType, Integration
-from devicehooks.timeutil import rfc3339_millis
+from devicehooks.domain.models import OMITTED, PROVIDER_WEBHOOK, Circuit, EventType, Integration
+from devicehooks.timeutil import rfc3339_millis, utcnow
 
 
 class ResponseModel(BaseModel):
@@ -40,6 +41,25 @@ class CredentialsOut(ResponseModel):
     http: HttpCredentialsOut
 
 
+class CircuitOut(ResponseModel):
+    state: Literal["closed", "open", "half-open"] = Field(
+        description="closed: deliveries are attempted; open: they wait (held) until next_attempt; "
+        "half-open: one probe at a time decides."
+    )
+    failures: int = Field(description="Failed attempts in a row.")
+    since: str | None = Field(default=None, description="When the circuit opened (RFC 3339).")
+    next_attempt: str | None = Field(default=None, description="When the next probe may go (RFC 3339).")
+
+    @classmethod
+    def of(cls, circuit: Circuit, now: datetime) -> CircuitOut:
+        return cls(
+            state=circuit.state(now),
+            failures=circuit.failures,
+            since=rfc3339_millis(circuit.opened_at) if circuit.opened_at else None,
+            next_attempt=rfc3339_millis(circuit.open_until) if circuit.open_until else None,
+        )
+
+
 class IntegrationOut(ResponseModel):
     id: str = Field(description="Integration id (UUID).")
     provider: Literal["webhook"] = PROVIDER_WEBHOOK
@@ -48,10 +68,19 @@ class IntegrationOut(ResponseModel):
     event_types: list[EventType] | None = Field(default=None, description="devicehooks: the event-type filter.")
     enabled: bool = Field(description="devicehooks: false when disabled (by a user, a 410, or failing too long).")
     disabled_reason: str | None = Field(default=None, description="devicehooks: why it is disabled.")
+    rate_limit: int | None = Field(
+        default=None, description="devicehooks: at most this many deliveries per second (absent: no limit)."
+    )
+    circuit: CircuitOut | None = Field(
+        default=None,
+        description="devicehooks: the webhook's circuit breaker, when it has failed (absent: closed, no failure).",
+    )
 
     @classmethod
-    def of(cls, integration: Integration) -> IntegrationOut:
+    def of(cls, integration: Integration, now: datetime | None = None) -> IntegrationOut:
         """Mender's Integration JSON; the secret is never shown, only whether there is one."""
+        moment = now or utcnow()
+        circuit = integration.circuit
         return cls(
             id=integration.id,
             credentials=CredentialsOut(
@@ -61,6 +90,8 @@ class IntegrationOut(ResponseModel):
             event_types=list(integration.event_types) if integration.event_types is not None else None,
             enabled=integration.enabled,
             disabled_reason=integration.disabled_reason if not integration.enabled else None,
+            rate_limit=integration.rate_limit,
+            circuit=CircuitOut.of(circuit, moment) if circuit.failures or circuit.open_until else None,
         )
 
 
