@@ -199,3 +199,92 @@ def test_public_key_configuration_accepts_escaped_newlines_and_rejects_garbage(k
     assert len(load_public_keys(escaped)) == 1
     with pytest.raises(ValueError):
         load_public_keys("not a key")
+
+
+# ------------------------------------------------------------------ tokens built to crash a JSON parser
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _signed(claims: bytes, key: Any) -> str:
+    """A correctly signed EdDSA token whose claims segment is exactly ``claims``."""
+    return jwt.PyJWS().encode(claims, key, algorithm="EdDSA")
+
+
+INCORRECT = {"verified": False, "status": 401, "error": "identity: incorrect token format"}
+INVALID = {"verified": False, "status": 401, "error": "identity: invalid token"}
+_HEADER = b'{"alg":"EdDSA","typ":"JWT"}'
+_CLAIMS = b'{"sub":"user-1","exp":9999999999,"mender.user":true'
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param(b"[" * 2900 + b"]" * 2900, id="nested-2900-deep"),
+        pytest.param(b'{"alg":"EdDSA","x":' + b"[" * 2000 + b"]" * 2000 + b"}", id="object-with-deep-member"),
+        pytest.param(b'{"alg":"EdDSA","x":' + b"9" * 5000 + b"}", id="5000-digit-integer"),
+        pytest.param(b'{"alg":"EdDSA","x":NaN}', id="nan"),
+        pytest.param(b'{"alg":"EdDSA","x":"\\ud800"}', id="lone-surrogate"),
+        pytest.param(b'{"alg":"EdDSA"}\xff', id="not-utf8"),
+    ],
+)
+def test_hostile_header_segments_get_the_malformed_token_verdict(
+    header: bytes, keys: dict[str, Any], config: AuthConfig
+) -> None:
+    _, claims, signature = jwt.encode(_claims(), keys["EdDSA"], algorithm="EdDSA").split(".")
+    token = ".".join([_b64(header), claims, signature])
+    assert len(token) <= 8192  # reaches the parser: not refused for its length
+    assert _verdict(config, token) == INCORRECT
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param(_CLAIMS + b',"x":' + b"[" * 2000 + b"]" * 2000 + b"}", id="nested-2000-deep"),
+        pytest.param(_CLAIMS + b',"x":' + b"1" * 5000 + b"}", id="5000-digit-integer"),
+        pytest.param(b'{"sub":"user-1","exp":1e400,"mender.user":true}', id="exp-overflows"),
+        pytest.param(b'{"sub":"user-1","exp":Infinity,"mender.user":true}', id="exp-infinity"),
+        pytest.param(b'{"sub":"user-1","exp":NaN,"mender.user":true}', id="exp-nan"),
+        pytest.param(b'{"sub":"\\udc00","exp":9999999999,"mender.user":true}', id="lone-surrogate"),
+    ],
+)
+def test_hostile_claims_get_the_invalid_token_verdict_even_when_signed(
+    claims: bytes, keys: dict[str, Any], config: AuthConfig
+) -> None:
+    assert _verdict(config, _signed(claims, keys["EdDSA"])) == INVALID
+    forged = ".".join([_b64(_HEADER), _b64(claims), _b64(b"x" * 64)])  # the signature is checked first
+    assert _verdict(config, forged) == {"verified": False, "status": 401, "error": "identity: invalid token signature"}
+
+
+def test_the_strict_reader_still_accepts_ordinary_signed_claims(keys: dict[str, Any], config: AuthConfig) -> None:
+    verdict = _verdict(config, _signed(_CLAIMS + b',"mender.tenant":"caf\\u00e9","n":1.5}', keys["EdDSA"]))
+    assert verdict == {"verified": True, "tenant_id": "caf\u00e9", "subject": "user-1"}
+
+
+@pytest.mark.parametrize(
+    ("signature", "error"),
+    [
+        ("\ud800abc", "identity: invalid token"),  # cannot even be encoded (it crashed PyJWT)
+        ("\u00e9t\u00e9", "identity: invalid token"),  # PyJWT's own refusal: not base64url
+    ],
+    ids=["lone-surrogate", "not-ascii"],
+)
+def test_a_signature_segment_that_is_not_ascii_is_refused(
+    signature: str, error: str, keys: dict[str, Any], config: AuthConfig
+) -> None:
+    header, claims, _ = jwt.encode(_claims(), keys["EdDSA"], algorithm="EdDSA").split(".")
+    assert _verdict(config, f"{header}.{claims}.{signature}") == {"verified": False, "status": 401, "error": error}
+
+
+def test_a_tenant_no_device_event_could_carry_is_refused(keys: dict[str, Any], config: AuthConfig) -> None:
+    assert _verdict(config, jwt.encode(_claims(**{"mender.tenant": "t" * 256}), keys["EdDSA"], algorithm="EdDSA"))[
+        "verified"
+    ]
+    token = jwt.encode(_claims(**{"mender.tenant": "t" * 257}), keys["EdDSA"], algorithm="EdDSA")
+    assert _verdict(config, token) == {
+        "verified": False,
+        "status": 401,
+        "error": 'identity: claim "mender.tenant" must be at most 256 characters',
+    }

@@ -83,6 +83,14 @@ CREATE_TIME = [
     "http://[::ffff:169.254.169.254]/hook",
     "http://[::ffff:a00:1]/hook",
     "http://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of 169.254.169.254
+    "http://[64:ff9b:1::808:808]/hook",  # local-use NAT64: wherever it really leads
+    # IPv6 ranges Python's ipaddress takes for global
+    "http://[fec0::1]/hook",  # site-local, deprecated
+    "http://[3fff::1]/hook",  # documentation (RFC 9637)
+    # what urllib3 dials, not what urllib.parse.urlsplit reads
+    "http://10.0.0.1\\@93.184.216.34/hook",  # urlsplit: host 93.184.216.34; urllib3 dials 10.0.0.1
+    "http://169.254.169.254\\@hooks.example/latest/meta-data/",
+    "http://%31%32%37.0.0.1/hook",  # urllib3 decodes the host to 127.0.0.1
     # names that resolve privately
     *[f"https://{name}/hook" for name in HOSTILE_NAMES],
 ]
@@ -172,3 +180,21 @@ def test_a_stored_private_destination_is_still_refused_at_send(httpserver: HTTPS
     record = activity.get("t", event_id)
     assert record is not None and record.deliveries["i-1"].error == "destination address is in reserved address range"
     assert httpserver.log == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.0.0.1\\@93.184.216.34/hook",
+        "http://[fec0::1]/hook",
+        "http://%31%32%37.0.0.1/hook",
+    ],
+)
+def test_a_url_refused_when_stored_is_refused_at_send_for_the_same_address(url: str) -> None:
+    """The create-time check and the sender judge the same host: what one refuses, so does the other."""
+    integrations, activity = MemoryIntegrationStore(), MemoryActivityStore()
+    sender = HttpSender(DestinationGuard(resolver=_resolver), timeout=2)
+    dispatcher = Dispatcher(integrations, activity, PlainTestCipher(), sender, MemoryTaskQueue(), DispatchPolicy())
+    event_id = _send(dispatcher, integrations, url)
+    record = activity.get("t", event_id)
+    assert record is not None and record.deliveries["i-1"].error == "destination address is in reserved address range"

@@ -123,3 +123,157 @@ def test_an_empty_device_id_is_no_route_and_the_document_says_device_ids_are_not
     operation = document["paths"][f"{INTERNAL}/tenants/{{tenant_id}}/devices/{{device_id}}"]["delete"]
     [device_id] = [p for p in operation["parameters"] if p["name"] == "device_id"]
     assert device_id["schema"]["minLength"] == 1
+
+
+# ------------------------------------------------------------------ JSON that is Python's but not passable
+# Python's json reads NaN, Infinity, 1e400 (as inf) and "\ud800" (a lone surrogate), raises ValueError
+# on a 4,300-digit integer and RecursionError on deep nesting: each was a 500, or was stored or
+# published and failed later. Every body of both APIs is read by jsonenc.loads, which refuses them.
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+HUGE_INT = b"1" * 5_000
+HUGE_INT_QUOTED = "1" * 21 + "..."  # messages quote at most 24 characters of a refused number
+_CREATE = b'{"provider":"webhook","credentials":{"type":"http","http":{"url":"http://127.0.0.1:9000/hook"}}'
+MANAGEMENT_BODIES = [
+    ("POST", f"{BASE}/integrations"),
+    ("PUT", f"{BASE}/integrations/{uuid.UUID(int=1)}"),
+    ("PUT", f"{BASE}/integrations/{uuid.UUID(int=1)}/credentials"),
+    ("POST", f"{BASE}/events/{uuid.UUID(int=1)}/redeliver"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), MANAGEMENT_BODIES)
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        pytest.param(DEEP, "nested more than 64 levels deep.", id="nested-100000-deep"),
+        pytest.param(b"[" * 65 + b"]" * 65, "nested more than 64 levels deep.", id="nested-65-deep"),
+        pytest.param(b'{"x":' + HUGE_INT + b"}", f"x: integer {HUGE_INT_QUOTED} is out of range (64-bit).", id="int"),
+        pytest.param(b'{"x":NaN}', "x: NaN is not a JSON number.", id="nan"),
+        pytest.param(b'{"x":[-Infinity]}', "x: (0: -Infinity is not a JSON number.).", id="minus-infinity"),
+        pytest.param(b'{"x":1e400}', "x: number is out of range (beyond a 64-bit float).", id="float-overflow"),
+    ],
+)
+def test_management_bodies_python_reads_but_json_cannot_carry_get_400(
+    api: Api, method: str, path: str, body: bytes, detail: str
+) -> None:
+    status, answer = _answer(management_handler.handle(_event(method, path, body), FakeContext()))  # type: ignore[arg-type]
+    assert (status, answer["error"]) == (400, f"malformed request body: invalid JSON: {detail}")
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (
+            _CREATE + b',"description":"\\ud800"}',
+            "description: contains a lone surrogate (\\ud800), which is not Unicode.",
+        ),
+        (_CREATE + b',"description":NaN}', "description: NaN is not a JSON number."),
+        (_CREATE + b',"description":Infinity}', "description: Infinity is not a JSON number."),
+        (
+            b'{"provider":"webhook","credentials":{"type":"http","http":{"url":"http://127.0.0.1:9000/\\udc00"}}}',
+            "credentials: (http: (url: contains a lone surrogate (\\udc00), which is not Unicode.).).",
+        ),
+        (
+            _CREATE + b',"scopes":{"\\ud83d":1}}',
+            "scopes: a key contains a lone surrogate (\\ud83d), which is not Unicode.",
+        ),
+    ],
+)
+def test_management_nan_infinity_and_lone_surrogates_are_400_and_nothing_is_stored(
+    api: Api, body: bytes, detail: str
+) -> None:
+    status, answer = _answer(
+        management_handler.handle(_event("POST", f"{BASE}/integrations", body), FakeContext())  # type: ignore[arg-type]
+    )
+    assert (status, answer["error"]) == (400, f"malformed request body: invalid JSON: {detail}")
+    assert api.service.list_integrations("tenant-1") == []
+
+
+def test_a_surrogate_pair_written_as_escapes_is_one_character_and_is_accepted(api: Api) -> None:
+    body = _CREATE + b',"description":"\\ud83d\\ude00"}'
+    raw = management_handler.handle(_event("POST", f"{BASE}/integrations", body), FakeContext())  # type: ignore[arg-type]
+    assert raw["statusCode"] == 201, raw["body"]
+    [created] = api.service.list_integrations("tenant-1")
+    assert created.description == "\U0001f600"
+
+
+def _internal_body(method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    event = _event(method, path, body)
+    del event["requestContext"]["authorizer"]
+    return _answer(internal_handler.handle(event, FakeContext()))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "prefix"),
+    [
+        ("POST", f"{INTERNAL}/tenants/t1/devices", "malformed request body: "),
+        ("PUT", f"{INTERNAL}/tenants/t1/bulk/devices/status/accepted", "invalid request body: "),
+    ],
+)
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        pytest.param(DEEP, "nested more than 64 levels deep.", id="nested-100000-deep"),
+        pytest.param(
+            b'[{"id":"d","n":' + HUGE_INT + b"}]",
+            f"0: (n: integer {HUGE_INT_QUOTED} is out of range (64-bit).).",
+            id="int",
+        ),
+    ],
+)
+def test_internal_bodies_too_deep_or_with_huge_integers_get_400_not_500(
+    method: str, path: str, prefix: str, body: bytes, detail: str
+) -> None:
+    status, answer = _internal_body(method, path, body)
+    assert (status, answer["error"]) == (400, prefix + detail)
+
+
+LONG = "t" * 257
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", f"{INTERNAL}/tenants/{LONG}/devices", b'{"id":"d"}'),
+        ("DELETE", f"{INTERNAL}/tenants/{LONG}/devices/d", b""),
+        ("PUT", f"{INTERNAL}/tenants/{LONG}/bulk/devices/status/accepted", b'[{"id":"d"}]'),
+        ("DELETE", f"{INTERNAL}/tenants/{LONG}", b""),
+    ],
+)
+def test_internal_tenant_ids_over_256_characters_get_400_on_every_route(method: str, path: str, body: bytes) -> None:
+    status, answer = _internal_body(method, path, body)
+    assert (status, answer["error"]) == (400, "invalid tenant ID: the length must be no more than 256")
+
+
+def test_decommissioning_a_device_id_of_300_characters_is_a_400_not_a_500() -> None:
+    status, answer = _answer(_internal("DELETE", f"{INTERNAL}/tenants/t/devices/{'d' * 300}"))
+    assert (status, answer["error"]) == (400, "invalid device ID: the length must be no more than 256")
+
+
+def _create(api: Api, url: str) -> tuple[int, str]:
+    body = json.dumps({"provider": "webhook", "credentials": {"type": "http", "http": {"url": url}}}).encode()
+    raw = management_handler.handle(_event("POST", f"{BASE}/integrations", body), FakeContext())  # type: ignore[arg-type]
+    return raw["statusCode"], json.loads(raw["body"])["error"] if raw["body"] else ""
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        # urllib.parse reads host 93.184.216.34 here; the sender (urllib3) dials 10.0.0.1
+        ("http://10.0.0.1\\@93.184.216.34/hook", "hostname resolves to reserved address"),
+        ("http://%31%30.0.0.1/hook", "hostname resolves to reserved address"),  # urllib3 decodes it to 10.0.0.1
+        ("http://[fec0::1]/hook", "hostname resolves to reserved address"),
+        ("http://hooks.example.com:0/hook", "must be a valid URL"),
+        ("http://\u2488.example/hook", "must be a valid URL"),
+    ],
+)
+def test_create_refuses_urls_for_what_the_sender_would_dial(api: Api, url: str, error: str) -> None:
+    assert _create(api, url) == (400, f"malformed request body: credentials: (http: (url: {error}.).).")
+    assert api.service.list_integrations("tenant-1") == []
+
+
+def test_create_accepts_user_info_that_is_not_a_host_and_checks_the_host(api: Api) -> None:
+    assert _create(api, "http://%E2%82%AC:pw@hooks.example.com/hook") == (201, "")
+    [created] = api.service.list_integrations("tenant-1")
+    assert created.url == "http://%E2%82%AC:pw@hooks.example.com/hook"

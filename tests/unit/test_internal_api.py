@@ -11,10 +11,18 @@ from typing import Any
 import pytest
 
 from devicehooks.api import internal
+from devicehooks.domain.events import ProvisionedDevice
 from devicehooks.domain.models import Integration
-from devicehooks.errors import ServiceUnavailable
+from devicehooks.errors import InvalidRequest, ServiceUnavailable
 from devicehooks.handlers import internal as internal_handler
-from devicehooks.services.ingest import EventBridgePublisher, IngestService
+from devicehooks.services.ingest import (
+    EVENTBRIDGE_MAX_ENTRY_BYTES,
+    MAX_DETAIL_BYTES,
+    EventBridgePublisher,
+    IngestService,
+    detail_json,
+    entry_size,
+)
 from devicehooks.services.tenants import TenantService
 from devicehooks_dev.doubles import MemoryActivityStore, MemoryIntegrationStore, MemoryPublisher
 from tests.conftest import FakeContext, load_event
@@ -48,11 +56,14 @@ class Internal:
         return self.publisher.events
 
 
+def _clock() -> datetime:
+    return datetime(2026, 1, 1, 10, 0, 0, 123456, tzinfo=UTC)
+
+
 @pytest.fixture
 def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[Internal]:
     client = Internal()
-    clock = lambda: datetime(2026, 1, 1, 10, 0, 0, 123456, tzinfo=UTC)  # noqa: E731
-    monkeypatch.setattr(internal, "ingest_service", lambda: IngestService(client.publisher, clock))
+    monkeypatch.setattr(internal, "ingest_service", lambda: IngestService(client.publisher, _clock))
     monkeypatch.setattr(internal, "tenant_service", lambda: TenantService(client.integrations, client.activity))
     yield client
 
@@ -233,3 +244,178 @@ def test_alive_answers_204_and_unknown_routes_404(api: Internal) -> None:
     assert (status, body["error"]) == (404, "not found")
     status, body, _ = api("GET", f"{BASE}/tenants/t/devices")
     assert (status, body["error"]) == (405, "method not allowed")
+
+
+# ------------------------------------------------------------------ nothing accepted that cannot be delivered
+
+
+def _identity(value: str) -> str:
+    """A provision body whose one auth set's identity_data is ``{"sn": <value>}`` (value: raw JSON)."""
+    return '{"id":"dev-1","auth_sets":[{"id":"a1","identity_data":{"sn":' + value + "}}]}"
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ("NaN", "sn: NaN is not a JSON number."),
+        ("Infinity", "sn: Infinity is not a JSON number."),
+        ("-Infinity", "sn: -Infinity is not a JSON number."),
+        ("1e400", "sn: number is out of range (beyond a 64-bit float)."),
+        ("-1E+400", "sn: number is out of range (beyond a 64-bit float)."),
+        ("9223372036854775808", "sn: integer 9223372036854775808 is out of range (64-bit)."),
+        (r'"\ud800"', r"sn: contains a lone surrogate (\ud800), which is not Unicode."),
+        (r'["ok","x\udfff"]', r"sn: (1: contains a lone surrogate (\udfff), which is not Unicode.)."),
+        (r'{"\udbff":1}', r"sn: a key contains a lone surrogate (\udbff), which is not Unicode."),
+    ],
+)
+def test_provision_data_the_dispatcher_could_not_write_is_a_400_naming_the_field(
+    api: Internal, value: str, where: str
+) -> None:
+    status, answer, _ = api("POST", f"{BASE}/tenants/t/devices", raw=_identity(value))
+    assert (status, answer["error"]) == (400, f"malformed request body: auth_sets: (0: (identity_data: ({where}).).).")
+    assert api.events == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (r'{"id":"\ud800"}', r"malformed request body: id: contains a lone surrogate (\ud800), which is not Unicode."),
+        ('{"id":"' + "d" * 257 + '"}', "malformed request body: id: is too long."),
+        ('{"device_id":"' + "d" * 257 + '"}', "malformed request body: id: is too long."),
+    ],
+)
+def test_provision_device_ids_an_event_cannot_carry_are_refused(api: Internal, raw: str, message: str) -> None:
+    status, answer, _ = api("POST", f"{BASE}/tenants/t/devices", raw=raw)
+    assert (status, answer["error"]) == (400, message)
+    assert api.events == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            r'[{"id":"a"},{"id":"\udc00"}]',
+            r"invalid request body: 1: (id: contains a lone surrogate (\udc00), which is not Unicode.).",
+        ),
+        ('[{"id":"a","n":NaN}]', "invalid request body: 0: (n: NaN is not a JSON number.)."),
+        ('[{"id":"' + "d" * 257 + '"}]', "invalid request body: 0: (id: must be a string of at most 256 characters.)."),
+    ],
+)
+def test_bulk_items_an_event_cannot_carry_are_refused(api: Internal, raw: str, message: str) -> None:
+    status, answer, _ = api("PUT", f"{BASE}/tenants/t/bulk/devices/status/accepted", raw=raw)
+    assert (status, answer["error"]) == (400, message)
+    assert api.events == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/devices", {"id": "d"}),
+        ("DELETE", "/devices/d", None),
+        ("PUT", "/bulk/devices/status/accepted", [{"id": "d"}]),
+        ("DELETE", "", None),
+    ],
+)
+def test_tenant_ids_of_256_characters_are_accepted_and_257_refused(
+    api: Internal, method: str, path: str, body: Any
+) -> None:
+    assert api(method, f"{BASE}/tenants/{'t' * 256}{path}", body)[0] in (202, 204)
+    status, answer, _ = api(method, f"{BASE}/tenants/{'t' * 257}{path}", body)
+    assert (status, answer["error"]) == (400, "invalid tenant ID: the length must be no more than 256")
+
+
+def test_decommission_device_ids_of_256_characters_are_accepted_and_longer_ones_refused(api: Internal) -> None:
+    assert api("DELETE", f"{BASE}/tenants/t/devices/{'d' * 256}")[0] == 202
+    status, answer, _ = api("DELETE", f"{BASE}/tenants/t/devices/{'d' * 300}")
+    assert (status, answer["error"]) == (400, "invalid device ID: the length must be no more than 256")
+    status, answer, _ = api("DELETE", f"{BASE}/tenants/t/devices/{'%C3%A9' * 257}")  # counted in characters
+    assert (status, answer["error"]) == (400, "invalid device ID: the length must be no more than 256")
+    assert len(api.events) == 1
+
+
+def _sized_provision(detail_bytes: int, char: str) -> str:
+    """A provision body whose event Detail is exactly ``detail_bytes`` bytes (the pubkey pads it)."""
+    body = {"id": "dev-1", "auth_sets": [{"id": "a1", "pubkey": ""}]}
+    service = IngestService(MemoryPublisher(), _clock)  # the api fixture's clock: the same time, the same size
+    empty = service._detail("t", ProvisionedDevice.model_validate(body).payload())
+    missing = detail_bytes - len(detail_json(empty).encode())
+    wide, narrow = divmod(missing, len(char.encode()))
+    body["auth_sets"][0]["pubkey"] = char * wide + "k" * narrow
+    return json.dumps(body, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("char", ["k", "\u00e9", "\u20ac"], ids=["ascii", "2-byte", "3-byte"])
+def test_a_provision_whose_event_exceeds_the_detail_limit_is_a_400(api: Internal, char: str) -> None:
+    assert MAX_DETAIL_BYTES == 240 * 1024 < EVENTBRIDGE_MAX_ENTRY_BYTES
+    assert api("POST", f"{BASE}/tenants/t/devices", raw=_sized_provision(MAX_DETAIL_BYTES, char))[0] == 202
+    status, answer, _ = api("POST", f"{BASE}/tenants/t/devices", raw=_sized_provision(MAX_DETAIL_BYTES + 1, char))
+    assert (status, answer["error"]) == (
+        400,
+        f"malformed request body: the device event would be {MAX_DETAIL_BYTES + 1} bytes, "
+        f"more than the {MAX_DETAIL_BYTES} an event may carry",
+    )
+    assert len(api.events) == 1  # the one at the limit
+    assert len(detail_json(api.events[0][1]).encode()) == MAX_DETAIL_BYTES
+
+
+def test_the_limit_holds_for_a_body_the_size_of_menders_request_limit(api: Internal) -> None:
+    body = json.dumps({"id": "d", "auth_sets": [{"identity_data": {"blob": "x" * (1024 * 1024 - 100)}}]})
+    status, answer, _ = api("POST", f"{BASE}/tenants/t/devices", raw=body)
+    assert status == 400 and answer["error"].startswith("malformed request body: the device event would be ")
+    assert api.events == []
+
+
+def test_the_service_applies_the_same_rules_to_data_that_did_not_come_through_the_api() -> None:
+    service = IngestService(MemoryPublisher())
+    device = ProvisionedDevice.model_validate({"id": "d", "auth_sets": [{"identity_data": {"x": float("nan")}}]})
+    with pytest.raises(InvalidRequest) as caught:
+        service.provision("t", device)
+    assert (
+        caught.value.message
+        == "malformed request body: auth_sets: (0: (identity_data: (x: NaN is not a JSON number.).).)."
+    )
+    with pytest.raises(InvalidRequest):
+        service.decommission("t" * 257, "d")
+    with pytest.raises(InvalidRequest):
+        service.change_status("t", "accepted", ["ok", "d" * 257])
+
+
+def test_entry_size_is_counted_as_eventbridge_counts_it() -> None:
+    entry = {"Source": "src", "DetailType": "d\u00e9", "Detail": '{"k":"\u20ac"}', "EventBusName": "not counted"}
+    assert entry_size(entry) == 3 + 3 + 11
+    assert entry_size({**entry, "Time": datetime.now(UTC), "Resources": ["r1", "\u00e9"]}) == 17 + 14 + 2 + 2
+
+
+class _Bus:
+    def __init__(self) -> None:
+        self.calls: list[list[dict[str, Any]]] = []
+
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto3's name
+        self.calls.append(Entries)
+        return {"FailedEntryCount": 0, "Entries": [{"EventId": "x"} for _ in Entries]}
+
+
+def test_the_detail_is_utf8_json_and_batches_stay_under_the_request_limit() -> None:
+    bus = _Bus()
+    publisher = EventBridgePublisher("bus", "src", client=bus)
+    big = {"tenant_id": "t", "data": {"id": "\u00e9" * (50 * 1024)}}  # ~100 KiB of UTF-8 each
+    publisher.publish([("device-provisioned", big)] * 3 + [("device-decommissioned", {"data": {"id": "d"}})] * 12)
+    assert [len(c) for c in bus.calls] == [2, 10, 3]  # 2 big ones, then the third and 9 small, then 3
+    assert all(sum(entry_size(e) for e in call) < EVENTBRIDGE_MAX_ENTRY_BYTES for call in bus.calls)
+    assert "\u00e9" in bus.calls[0][0]["Detail"]  # not \\u00e9: EventBridge counts bytes
+
+
+def test_an_entry_over_the_eventbridge_limit_is_refused_before_anything_is_put() -> None:
+    bus = _Bus()
+    huge = {"data": {"id": "x" * EVENTBRIDGE_MAX_ENTRY_BYTES}}
+    with pytest.raises(InvalidRequest):
+        EventBridgePublisher("bus", "src", client=bus).publish([("device-decommissioned", {"data": {}}), ("x", huge)])
+    assert bus.calls == []
+
+
+def test_the_document_gives_the_id_limits() -> None:
+    status, document, _ = Internal()("GET", f"{BASE}/openapi.json")
+    assert status == 200
+    operation = document["paths"][f"{BASE}/tenants/{{tenant_id}}/devices/{{device_id}}"]["delete"]
+    schemas = {p["name"]: p["schema"] for p in operation["parameters"]}
+    assert schemas["tenant_id"]["maxLength"] == schemas["device_id"]["maxLength"] == 256

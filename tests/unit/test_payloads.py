@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from devicehooks.domain.events import BusEvent, WebhookEvent
+from devicehooks.jsonenc import MAX_JSON_DEPTH, JSONInputError, dumpb, loads
 from tests.conftest import load_event
 
 
@@ -91,3 +92,51 @@ def test_malformed_bus_events_are_refused(mutate: Any) -> None:
     mutate(data)
     with pytest.raises(ValidationError):
         WebhookEvent.from_bus(BusEvent.model_validate(data))
+
+
+def _nested(depth: int) -> str:
+    """A provision body whose nesting is ``depth`` levels, the innermost in identity_data."""
+    inner = "[" * (depth - 4) + "1" + "]" * (depth - 4)
+    return '{"id":"d","auth_sets":[{"identity_data":{"deep":' + inner + "}}]}"
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        '{"id":"d","auth_sets":[{"identity_data":{"n":-9223372036854775808,"m":9223372036854775807,"f":1.5e308,'
+        '"e":"\\ud83d\\ude00 caf\\u00e9 <&>","z":null,"b":[true,false],"u":"\\u2028"}}]}',
+        _nested(MAX_JSON_DEPTH),
+    ],
+    ids=["every-kind-of-value", "nested-to-the-limit"],
+)
+def test_whatever_the_strict_reader_accepts_the_webhook_body_can_write(document: str) -> None:
+    data = loads(document)
+    bus = _bus("dispatcher-device-provisioned.json")
+    bus["detail"]["data"] = data
+    body = WebhookEvent.from_bus(BusEvent.model_validate(bus)).body()
+    assert json.loads(body)["data"]["auth_sets"][0]["identity_data"] == data["auth_sets"][0]["identity_data"]
+
+
+@pytest.mark.parametrize(
+    ("document", "failure"),
+    [
+        ('{"x":NaN}', ValueError),
+        ('{"x":1e400}', ValueError),
+        ('{"x":"\\ud800"}', UnicodeEncodeError),
+        ('{"\\udfff":1}', UnicodeEncodeError),
+    ],
+)
+def test_what_pythons_json_reads_but_the_body_cannot_write_is_refused_by_the_strict_reader(
+    document: str, failure: type[Exception]
+) -> None:
+    with pytest.raises(failure):
+        dumpb(json.loads(document))  # what the dispatcher met, after the internal API had said 202
+    with pytest.raises(JSONInputError):
+        loads(document)
+
+
+def test_nesting_one_level_past_the_limit_is_refused() -> None:
+    loads(_nested(MAX_JSON_DEPTH))
+    with pytest.raises(JSONInputError) as caught:
+        loads(_nested(MAX_JSON_DEPTH + 1))
+    assert str(caught.value) == f"nested more than {MAX_JSON_DEPTH} levels deep."

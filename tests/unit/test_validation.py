@@ -131,3 +131,41 @@ def test_wrong_json_types_are_reported_per_field() -> None:
 
 def test_credentials_body_of_put_uses_the_same_rules() -> None:
     assert _message({"type": "http", "http": {"url": ""}}, CredentialsIn) == "http: (url: cannot be blank.)."
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com:0/hook",  # urllib3 would dial port 80
+        "http://example.com:65536/hook",
+        "http://example.com:8o/hook",
+        "http://\u2488.example/hook",  # a host IDNA refuses
+        "http://exa[mple.com/hook",
+        "http://[::1/hook",
+        "http://example.com/\ud800",  # a lone surrogate: no store can keep it
+    ],
+)
+def test_urls_urllib3_cannot_send_to_are_not_valid(url: str) -> None:
+    assert _message(_webhook(url=url)) == "credentials: (http: (url: must be a valid URL.).)."
+
+
+@pytest.mark.parametrize("url", ["http://user@/hook", "http://:80/hook", "mailto:someone@example.com"])
+def test_urls_without_a_host_for_urllib3_are_refused(url: str) -> None:
+    assert _message(_webhook(url=url)) == (
+        "credentials: (http: (url: must be an absolute http:// or https:// URL with a host.).)."
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://%E2%82%AC:pw@example.com/",  # user info, not the host: urllib3 sends it as Basic credentials
+        "HTTPS://Example.COM.:8443/a?b=c#d",
+        "http://b\u00fccher.example/",
+        "http://[2606:4700:4700::1111]:65535/",
+        "http://10.0.0.1\\@93.184.216.34/",  # valid: its host is 10.0.0.1, which the SSRF guard then refuses
+    ],
+)
+def test_urls_urllib3_sends_to_are_valid(url: str) -> None:
+    model = IntegrationIn.model_validate(_webhook(url=url))
+    assert model.credentials.http.url == url  # stored exactly as given

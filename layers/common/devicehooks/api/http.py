@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from devicehooks.domain.validation import format_errors
 from devicehooks.errors import DevicehooksError
-from devicehooks.jsonenc import dumps
+from devicehooks.jsonenc import dumps, loads
 from devicehooks.observability import logger
 
 if TYPE_CHECKING:  # the internal API writes no response models: it does not import them
@@ -104,7 +104,16 @@ def _query_message(error: Mapping[str, Any], raw: Mapping[str, str]) -> str | No
 
 
 def install(app: APIGatewayHttpResolver) -> None:
-    """Register error handlers (Mender's body for every failure) and the 404/405 handler."""
+    """Register error handlers (Mender's body for every failure) and the 404/405 handler, on a
+    resolver that reads request bodies with :func:`devicehooks.jsonenc.loads` (checked).
+
+    powertools reads bodies with ``json.loads``, which takes NaN, lone surrogates and numbers
+    that cannot be written back, and raises ``RecursionError`` or ``ValueError`` (a 500) on deep
+    nesting and 4,300-digit integers; ``loads`` refuses them all with a ``JSONDecodeError``, which
+    request validation reports as ``json_invalid``: Mender's 400 ``malformed request body: ...``.
+    """
+    if app._json_body_deserializer is not loads:  # noqa: SLF001 - powertools has no getter
+        raise ValueError("build the resolver with json_body_deserializer=devicehooks.jsonenc.loads")
 
     @app.exception_handler(DevicehooksError)  # type: ignore[untyped-decorator]
     def _domain_error(exc: DevicehooksError) -> Response[str]:

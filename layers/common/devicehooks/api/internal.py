@@ -7,7 +7,6 @@ id (``/tenants//devices``), which every tenant route also accepts.
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
@@ -21,7 +20,14 @@ from devicehooks.config import get_settings
 from devicehooks.domain.events import DEVICE_STATUSES, ProvisionedDevice
 from devicehooks.domain.validation import format_errors
 from devicehooks.errors import InvalidRequest, ServiceUnavailable
-from devicehooks.services.ingest import EventBridgePublisher, IngestService
+from devicehooks.jsonenc import loads
+from devicehooks.services.ingest import (
+    MAX_ID_LENGTH,
+    EventBridgePublisher,
+    IngestService,
+    check_device_id,
+    check_tenant_id,
+)
 from devicehooks.services.tenants import TenantService
 from devicehooks.store.activity import DynamoActivityStore
 from devicehooks.store.integrations import DynamoIntegrationStore
@@ -32,7 +38,7 @@ OPENAPI = f"{BASE}/openapi.json"
 MAX_BULK = 100
 
 # Bodies are read by hand (Mender's messages differ per endpoint), so no request validation here.
-app = APIGatewayHttpResolver()
+app = APIGatewayHttpResolver(json_body_deserializer=loads)
 http.install(app)
 
 
@@ -53,11 +59,19 @@ def tenant_service() -> TenantService:
 
 
 def _json_body(prefix: str) -> Any:
+    """The body, read by the service's strict reader (jsonenc.loads: no NaN, lone surrogates,
+    numbers beyond int64/float or deep nesting, nothing raised but a 400)."""
     raw = app.current_event.decoded_body or ""
     try:
-        return json.loads(raw)
+        return loads(raw)
     except ValueError as exc:
         raise InvalidRequest(f"{prefix}: {exc.args[0] if exc.args else 'invalid JSON'}") from None
+
+
+def _tenant(raw: str) -> str:
+    """The path's tenant id, percent-decoded; a 400 when no event could carry it (on every tenant
+    route: the authorizer refuses such tenants too, so none has integrations or activity)."""
+    return check_tenant_id(unquote(raw))
 
 
 # ------------------------------------------------------------------ health
@@ -103,7 +117,10 @@ def _provision(tenant_id: str) -> Response[str]:
 
 
 def _decommission(tenant_id: str, device_id: str) -> Response[str]:
-    ingest_service().decommission(tenant_id, unquote(device_id))
+    # Mender answers 202 whatever the id; one the bus contract refuses could never be delivered
+    # (it was a 500): a 400 that says why
+    device = check_device_id(unquote(device_id))
+    ingest_service().decommission(tenant_id, device)
     return http.empty_response(202)
 
 
@@ -146,7 +163,7 @@ _OPEN = f"{BASE}/tenants/"
 
 @app.post(f"{_T}/devices", summary="Provision a device", tags=["Internal"], responses=_ACCEPTED)
 def provision(tenant_id: str) -> Response[str]:
-    return _provision(unquote(tenant_id))
+    return _provision(_tenant(tenant_id))
 
 
 @app.post(f"{_OPEN}/devices", include_in_schema=False)
@@ -156,7 +173,7 @@ def provision_open_source() -> Response[str]:
 
 @app.delete(f"{_T}/devices/<device_id>", summary="Decommission a device", tags=["Internal"], responses=_ACCEPTED)
 def decommission(tenant_id: str, device_id: str) -> Response[str]:
-    return _decommission(unquote(tenant_id), device_id)
+    return _decommission(_tenant(tenant_id), device_id)
 
 
 @app.delete(f"{_OPEN}/devices/<device_id>", include_in_schema=False)
@@ -171,7 +188,7 @@ def decommission_open_source(device_id: str) -> Response[str]:
     responses=_ACCEPTED,
 )
 def bulk_status(tenant_id: str, status: str) -> Response[str]:
-    return _bulk_status(unquote(tenant_id), status)
+    return _bulk_status(_tenant(tenant_id), status)
 
 
 @app.put(f"{_OPEN}/bulk/devices/status/<status>", include_in_schema=False)
@@ -183,10 +200,10 @@ def bulk_status_open_source(status: str) -> Response[str]:
     _T,
     summary="Delete a tenant's integrations and activity",
     tags=["Internal"],
-    responses=http.responses({204: {"description": "Deleted."}}),
+    responses=http.responses({204: {"description": "Deleted."}}, 400),
 )
 def remove_tenant(tenant_id: str) -> Response[str]:
-    return _remove_tenant(unquote(tenant_id))
+    return _remove_tenant(_tenant(tenant_id))
 
 
 @app.delete(_OPEN, include_in_schema=False)
@@ -252,7 +269,12 @@ def _with_bodies(document: dict[str, Any]) -> None:
     decommission = paths.get(f"{BASE}/tenants/{{tenant_id}}/devices/{{device_id}}", {}).get("delete", {})
     for parameter in decommission.get("parameters", []):
         if parameter.get("name") == "device_id":
-            parameter["schema"] = {"type": "string", "minLength": 1}
+            parameter["schema"] = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+    for operations in paths.values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("name") == "tenant_id":
+                    parameter["schema"] = {"type": "string", "maxLength": MAX_ID_LENGTH}
 
 
 http.docs_routes(app, DOCS, OPENAPI, _document_info, patch=_with_bodies)

@@ -26,6 +26,7 @@ from devicehooks.delivery.tasks import SqsTaskQueue
 from devicehooks.domain.inputs import CredentialsIn, IntegrationIn, IntegrationUpdate
 from devicehooks.domain.models import go_uuid_error
 from devicehooks.errors import DevicehooksError, InvalidRequest
+from devicehooks.jsonenc import loads
 from devicehooks.security.identity import Identity, identity_from_request
 from devicehooks.security.secretbox import KmsSecretCipher
 from devicehooks.security.ssrf import DestinationGuard
@@ -41,7 +42,7 @@ OPENAPI = f"{BASE}/openapi.json"
 PUBLIC_PATHS = frozenset({DOCS, OPENAPI})
 MAX_PER_PAGE = 500
 
-app = APIGatewayHttpResolver(enable_validation=True)
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=loads)
 http.install(app)
 
 _identity: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("identity", default=None)

@@ -40,7 +40,6 @@ which AWS updates with the runtime): no CA package has to ship with the layer, a
 
 from __future__ import annotations
 
-import base64
 import functools
 import http.client
 import os
@@ -57,18 +56,18 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import unquote_to_bytes
 
 from urllib3 import BaseHTTPResponse, HTTPConnectionPool, HTTPSConnectionPool, PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ProtocolError, ReadTimeoutError
 from urllib3.exceptions import SSLError as TLSError
 from urllib3.response import ContentDecoder, DeflateDecoder, GzipDecoder
-from urllib3.util import SKIP_HEADER, parse_url
+from urllib3.util import SKIP_HEADER
 from urllib3.util.ssl_ import create_urllib3_context
 
 from devicehooks.errors import BlockedDestination
 from devicehooks.security.ssrf import CONNECT_MESSAGE, DestinationGuard, IPAddress, parse_numeric_host
+from devicehooks.security.urls import InvalidURL, Target, parse_target
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -269,44 +268,6 @@ class _HTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _GuardedHTTPSConnection
 
 
-# ------------------------------------------------------------------------------------ URLs
-class _InvalidURL(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """What a URL means for the wire, worked out once per URL."""
-
-    scheme: str
-    host: str  # as parse_url normalised it: the pool's key, and what its connections dial
-    port: int
-    request_uri: str  # path and query, percent-encoded by parse_url
-    authorization: str | None
-
-
-@functools.lru_cache(maxsize=4096)
-def _target(url: str) -> _Target:
-    """Parse ``url`` with urllib3's parser, once; :class:`_InvalidURL` (secret-free) if it cannot be sent to."""
-    try:
-        parsed = parse_url(url)
-    except ValueError:  # LocationParseError: a bad host (IDNA refused it), port or character
-        raise _InvalidURL("cannot be parsed") from None
-    if parsed.scheme not in ("http", "https"):
-        raise _InvalidURL("the scheme must be http or https")
-    if not parsed.host:
-        raise _InvalidURL("no host")
-    authorization = None
-    if parsed.auth:  # user info: Basic credentials of its decoded bytes, as Go's net/http sends them
-        user, _, password = parsed.auth.partition(":")
-        credentials = unquote_to_bytes(user) + b":" + unquote_to_bytes(password)
-        authorization = "Basic " + base64.b64encode(credentials).decode("ascii")
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    return _Target(parsed.scheme, parsed.host, port, parsed.request_uri, authorization)
-
-
 # ------------------------------------------------------------------------------------ responses
 def _read_body(response: BaseHTTPResponse) -> bytes:
     """The body's first ``MAX_BODY_READ + 1`` decoded bytes at most, reading at most that many off
@@ -394,8 +355,8 @@ class HttpSender:
         exceptions; a header http.client refuses (a caller's bug) raises its ``ValueError``."""
         started = time.perf_counter()
         try:
-            target = _target(request.url)
-        except _InvalidURL as exc:
+            target = parse_target(request.url)
+        except InvalidURL as exc:
             return DeliveryResult(None, f"invalid url: {exc.reason}", _ms(started))
         headers = _headers(target, request.headers)
         token = _ATTEMPT.set(_Attempt(self, time.monotonic() + self.timeout))
@@ -451,7 +412,7 @@ class HttpSender:
                 del self._lookups[key]
 
 
-def _headers(target: _Target, given: Mapping[str, str]) -> dict[str, str]:
+def _headers(target: Target, given: Mapping[str, str]) -> dict[str, str]:
     """The request's headers (Host and Content-Length are urllib3's): the codings the sender
     decodes, ``given`` but for the ones the sender writes, no User-Agent unless given, and the
     URL's credentials."""

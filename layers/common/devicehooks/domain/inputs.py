@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import string
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_core import PydanticCustomError
 
 from devicehooks.domain.models import EVENT_TYPES, PROVIDER_WEBHOOK, EventType
+from devicehooks.security.urls import BAD_SCHEME, NO_HOST, InvalidURL, parse_target
 
 MAX_DESCRIPTION_BYTES = 1024
 MAX_URL_LENGTH = 2048
@@ -47,20 +47,26 @@ def _check_credentials_type(value: str) -> str:
 
 
 def check_url(value: str) -> str:
-    """A webhook URL: absolute http(s) with a host, no whitespace, at most 2048 characters."""
+    """A webhook URL the sender can send to: absolute http(s) with a host, at most 2048 characters.
+
+    Read with the sender's own parse (:func:`parse_target`, urllib3's parser), so what passes
+    here is what the sender accepts, and the host the SSRF guard then checks is the host it
+    dials. Stricter than the sender in one way: no whitespace, control character or lone
+    surrogate anywhere (urllib3 would percent-encode them in the path; a URL shown to people
+    should not hide them, and a lone surrogate cannot be stored).
+    """
     if not value.strip():
         raise _fail("cannot be blank")
     if len(value) > MAX_URL_LENGTH:
         raise _fail(f"the length must be no more than {MAX_URL_LENGTH}")
-    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in value):
         raise _fail("must be a valid URL")
     try:
-        parts = urlsplit(value)
-        _ = parts.port  # raises on a malformed port
-    except ValueError:
-        raise _fail("must be a valid URL") from None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise _fail("must be an absolute http:// or https:// URL with a host")
+        parse_target(value)
+    except InvalidURL as exc:
+        if exc.reason in (BAD_SCHEME, NO_HOST):
+            raise _fail("must be an absolute http:// or https:// URL with a host") from None
+        raise _fail("must be a valid URL") from None  # unparseable host, port or character; port 0
     return value
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from devicehooks.errors import ConfigError, Forbidden, Unauthorized
+from devicehooks.jsonenc import JSONInputError, check, loads
 from devicehooks.security.identity import Identity
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
@@ -31,6 +31,9 @@ PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519Public
 _EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 LEEWAY_SECONDS = 30
 MAX_TOKEN_LENGTH = 8192
+_MALFORMED = "identity: incorrect token format"
+_INVALID = "identity: invalid token"
+MAX_TENANT_LENGTH = 256  # what device events can carry (services/ingest.py): a longer tenant could get none
 
 
 def algorithms_for(key: PublicKey) -> tuple[str, ...]:
@@ -64,12 +67,14 @@ def load_public_keys(pem_text: str) -> list[PublicKey]:
 
 
 def _segment(data: str) -> dict[str, Any]:
+    """A token's header, read strictly (jsonenc.loads): deep nesting, huge numbers, NaN and lone
+    surrogates are a malformed token, never an exception out of the authorizer."""
     try:
-        decoded = json.loads(base64.urlsafe_b64decode(data + "=" * (-len(data) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise Unauthorized("identity: incorrect token format") from None
+        decoded = loads(base64.urlsafe_b64decode(data + "=" * (-len(data) % 4)))
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII text, and every JSON refusal
+        raise Unauthorized(_MALFORMED) from None
     if not isinstance(decoded, dict):
-        raise Unauthorized("identity: incorrect token format")
+        raise Unauthorized(_MALFORMED)
     return decoded
 
 
@@ -85,7 +90,7 @@ class TokenVerifier:
         """Return the caller's identity, or raise :class:`Unauthorized` / :class:`Forbidden`."""
         parts = token.split(".")
         if len(token) > MAX_TOKEN_LENGTH or len(parts) != 3 or not all(parts):
-            raise Unauthorized("identity: incorrect token format")
+            raise Unauthorized(_MALFORMED)
         header = _segment(parts[0])
         alg = header.get("alg")
         candidates = [k for k in self._keys if isinstance(alg, str) and alg in algorithms_for(k)]
@@ -115,9 +120,18 @@ class TokenVerifier:
             except jwt.InvalidAudienceError:
                 raise Unauthorized("identity: token audience not accepted") from None
             except jwt.InvalidTokenError:
-                raise Unauthorized("identity: invalid token") from None
+                raise Unauthorized(_INVALID) from None
+            except (ValueError, TypeError, OverflowError, RecursionError):
+                # What PyJWT lets through from its own reading, as the same verdict as its refusals:
+                # signed claims nested too deep for json.loads (RecursionError), an infinite "exp"
+                # (OverflowError from int()), a token that cannot be encoded (UnicodeEncodeError)
+                raise Unauthorized(_INVALID) from None
         if claims is None:
             raise Unauthorized("identity: invalid token signature")
+        try:
+            check(claims)  # signed, yet NaN, a lone surrogate, too deep: nothing downstream could keep it
+        except JSONInputError:
+            raise Unauthorized(_INVALID) from None
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise Unauthorized('identity: claim "sub" is required')
@@ -128,6 +142,8 @@ class TokenVerifier:
             tenant = ""
         if not isinstance(tenant, str):
             raise Unauthorized('identity: claim "mender.tenant" must be a string')
+        if len(tenant) > MAX_TENANT_LENGTH:
+            raise Unauthorized(f'identity: claim "mender.tenant" must be at most {MAX_TENANT_LENGTH} characters')
         return Identity(tenant_id=tenant, subject=subject)
 
 

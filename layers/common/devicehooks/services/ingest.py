@@ -1,19 +1,75 @@
-"""Publishing device events to the bus (the internal API's work)."""
+"""Publishing device events to the bus (the internal API's work).
+
+Nothing is published that the dispatcher could not deliver: the tenant and device ids fit the bus
+contract (``domain/events.py``: at most 256 characters), the data can be written as the webhook
+body (:func:`devicehooks.jsonenc.check`), and the event fits one PutEvents entry.
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from devicehooks import aws
 from devicehooks.domain.events import Decommission, ProvisionedDevice, StatusChange
-from devicehooks.errors import ServiceUnavailable
+from devicehooks.errors import InvalidRequest, ServiceUnavailable
+from devicehooks.jsonenc import JSONInputError, check
 from devicehooks.timeutil import rfc3339, utcnow
 
 BATCH = 10  # PutEvents takes at most 10 entries
+# EventBridge refuses a PutEvents request whose entries add up to 256 KB or more, counted as
+# entry_size() counts them (the "Calculating PutEvents event entry size" page of its guide).
+EVENTBRIDGE_MAX_ENTRY_BYTES = 256 * 1024
+# The Detail of one event, in UTF-8 bytes. The 16 KiB left of the entry limit hold the Source
+# (at most 256 characters) and the DetailType (ours have at most 21), with room to spare for the
+# envelope EventBridge wraps around the Detail on the dispatch queue (SQS's long-standing limit is
+# 256 KiB a message) and for the delivery statuses next to the body in the activity log's item
+# (DynamoDB: 400 KB).
+MAX_DETAIL_BYTES = 240 * 1024
+MAX_ID_LENGTH = 256  # the bus contract's tenant and device ids (BusDetail, StatusChange, Decommission)
+
+
+def check_tenant_id(tenant_id: str) -> str:
+    """``tenant_id`` if events can carry it, else :class:`InvalidRequest` (a 400)."""
+    if len(tenant_id) > MAX_ID_LENGTH:
+        raise InvalidRequest(f"invalid tenant ID: the length must be no more than {MAX_ID_LENGTH}")
+    if not tenant_id.isascii():
+        try:
+            check(tenant_id)
+        except JSONInputError as exc:
+            raise InvalidRequest(f"invalid tenant ID: {exc.reason}") from None
+    return tenant_id
+
+
+def check_device_id(device_id: str) -> str:
+    """``device_id`` if events can carry it, else :class:`InvalidRequest` (a 400)."""
+    if len(device_id) > MAX_ID_LENGTH:
+        raise InvalidRequest(f"invalid device ID: the length must be no more than {MAX_ID_LENGTH}")
+    if not device_id.isascii():
+        try:
+            check(device_id)
+        except JSONInputError as exc:
+            raise InvalidRequest(f"invalid device ID: {exc.reason}") from None
+    return device_id
+
+
+def detail_json(detail: Mapping[str, Any]) -> str:
+    """An event's ``Detail`` as it is put on the bus: compact JSON, non-ASCII left as UTF-8
+    (EventBridge counts UTF-8 bytes; ``\\uXXXX`` escapes would count up to six per character)."""
+    return json.dumps(detail, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def entry_size(entry: Mapping[str, Any]) -> int:
+    """The size EventBridge counts for a PutEvents entry: ``Time`` 14 bytes when given, and the
+    UTF-8 bytes of ``Source``, ``DetailType``, ``Detail`` and each of ``Resources``."""
+    size = 14 if entry.get("Time") is not None else 0
+    for name in ("Source", "DetailType", "Detail"):
+        size += len(str(entry.get(name) or "").encode())
+    size += sum(len(str(r).encode()) for r in entry.get("Resources") or ())
+    return size
 
 
 class EventPublisher(Protocol):
@@ -22,7 +78,8 @@ class EventPublisher(Protocol):
 
 
 class EventBridgePublisher:
-    """PutEvents in batches of 10; entries the bus refuses are sent again, then the call fails."""
+    """PutEvents in batches of at most 10 entries and 256 KB; entries the bus refuses are sent
+    again, then the call fails."""
 
     def __init__(self, bus_name: str, source: str, client: Any = None, attempts: int = 5) -> None:
         self.bus_name = bus_name
@@ -41,13 +98,24 @@ class EventBridgePublisher:
             {
                 "Source": self.source,
                 "DetailType": detail_type,
-                "Detail": json.dumps(detail, separators=(",", ":")),
+                "Detail": detail_json(detail),
                 "EventBusName": self.bus_name,
             }
             for detail_type, detail in events
         ]
-        for start in range(0, len(entries), BATCH):
-            self._put(entries[start : start + BATCH])
+        sizes = [entry_size(e) for e in entries]
+        if any(s >= EVENTBRIDGE_MAX_ENTRY_BYTES for s in sizes):  # before any is put: all or none
+            raise InvalidRequest(f"device event too large for the bus: over {EVENTBRIDGE_MAX_ENTRY_BYTES} bytes")
+        batch: list[dict[str, Any]] = []
+        batch_size = 0
+        for entry, size in zip(entries, sizes, strict=True):
+            if batch and (len(batch) == BATCH or batch_size + size >= EVENTBRIDGE_MAX_ENTRY_BYTES):
+                self._put(batch)
+                batch, batch_size = [], 0
+            batch.append(entry)
+            batch_size += size
+        if batch:
+            self._put(batch)
 
     def _put(self, pending: list[dict[str, Any]]) -> None:
         for attempt in range(self.attempts):
@@ -68,20 +136,38 @@ class IngestService:
 
     def _detail(self, tenant_id: str, data: dict[str, Any]) -> dict[str, Any]:
         # the event time with sub-second precision (the envelope's time has whole seconds)
-        return {"tenant_id": tenant_id, "data": data, "time": rfc3339(self.clock())}
+        return {"tenant_id": check_tenant_id(tenant_id), "data": data, "time": rfc3339(self.clock())}
 
     def provision(self, tenant_id: str, device: ProvisionedDevice) -> None:
-        self.publisher.publish([("device-provisioned", self._detail(tenant_id, device.payload()))])
+        """Publish ``device-provisioned``; :class:`InvalidRequest` if the dispatcher could not send it."""
+        check_device_id(device.id)
+        data = device.payload()
+        try:
+            check(data)  # the API's reader refused these already; other callers get the same rules
+        except JSONInputError as exc:
+            raise InvalidRequest(f"malformed request body: {exc.msg}") from None
+        detail = self._detail(tenant_id, data)
+        size = len(detail_json(detail).encode())
+        if size > MAX_DETAIL_BYTES:
+            raise InvalidRequest(
+                f"malformed request body: the device event would be {size} bytes, "
+                f"more than the {MAX_DETAIL_BYTES} an event may carry"
+            )
+        self.publisher.publish([("device-provisioned", detail)])
 
     def decommission(self, tenant_id: str, device_id: str) -> None:
-        data = Decommission(id=device_id).payload()
+        """Publish ``device-decommissioned``."""
+        data = Decommission(id=check_device_id(device_id)).payload()
         self.publisher.publish([("device-decommissioned", self._detail(tenant_id, data))])
 
     def change_status(self, tenant_id: str, status: str, device_ids: Sequence[str]) -> None:
+        """Publish one ``device-status-changed`` per device."""
         events = [
             (
                 "device-status-changed",
-                self._detail(tenant_id, StatusChange.model_validate({"id": d, "status": status}).payload()),
+                self._detail(
+                    tenant_id, StatusChange.model_validate({"id": check_device_id(d), "status": status}).payload()
+                ),
             )
             for d in device_ids
         ]
