@@ -657,3 +657,22 @@ def test_a_failing_webhook_shows_its_circuit_and_a_healthy_one_shows_none(api: A
     assert "circuit" not in api("GET", f"{BASE}/integrations/{healthy}").json()
     listed = {i["id"]: i for i in api("GET", f"{BASE}/integrations").json()}
     assert listed[failing]["circuit"]["state"] == "open" and "circuit" not in listed[healthy]
+
+
+def test_a_rate_limit_is_set_shown_changed_and_removed(api: Api) -> None:
+    created = _create(api, {**_webhook(), "rate_limit": 5})
+    assert api("GET", f"{BASE}/integrations/{created}").json()["rate_limit"] == 5
+    changed = api("PUT", f"{BASE}/integrations/{created}", {"rate_limit": 20})
+    assert (changed.status, changed.json()["rate_limit"]) == (200, 20)
+    kept = api("PUT", f"{BASE}/integrations/{created}", {"description": "other"})
+    assert kept.json()["rate_limit"] == 20
+    removed = api("PUT", f"{BASE}/integrations/{created}", {"rate_limit": None})
+    assert removed.status == 200 and "rate_limit" not in removed.json()
+
+
+@pytest.mark.parametrize("limit", [0, -1, 10_001, "fast", 1.5])
+def test_an_impossible_rate_limit_is_menders_400(api: Api, limit: Any) -> None:
+    created = _create(api)
+    response = api("PUT", f"{BASE}/integrations/{created}", {"rate_limit": limit})
+    assert response.status == 400
+    assert response.json()["error"].startswith("malformed request body: rate_limit: ")

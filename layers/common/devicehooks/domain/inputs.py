@@ -140,6 +140,19 @@ class CredentialsIn(BaseModel):
     http: HttpCredentialsIn
 
 
+MAX_RATE_LIMIT = 10_000
+
+RateLimit = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        le=MAX_RATE_LIMIT,
+        description="devicehooks: at most this many deliveries per second to the webhook, across every "
+        "dispatcher; the others wait on the retry queue (never dropped). null or absent: no limit.",
+    ),
+]
+
+
 class IntegrationIn(BaseModel):
     """Body of ``POST /integrations`` (Mender's ``Integration``; ``id`` is ignored)."""
 
@@ -153,6 +166,7 @@ class IntegrationIn(BaseModel):
         Field(default=None, description="Free text, at most 1024 bytes of UTF-8."),
     ]
     event_types: EventTypes
+    rate_limit: RateLimit = None
 
 
 class IntegrationUpdate(BaseModel):
@@ -172,3 +186,4 @@ class IntegrationUpdate(BaseModel):
     ]
     event_types: EventTypes
     enabled: bool | None = Field(default=None, description="true re-enables a disabled webhook; false disables it.")
+    rate_limit: RateLimit = None

@@ -72,6 +72,7 @@ class IntegrationService:
             secret=None if secret is None else self.cipher.seal(secret, tenant_id, integration_id),
             description=spec.description or "",
             event_types=tuple(spec.event_types) if spec.event_types is not None else None,
+            rate_limit=spec.rate_limit,
             created_at=now,
             updated_at=now,
         )
@@ -116,6 +117,7 @@ class IntegrationService:
             if "event_types" in given
             else KEEP,
             enabled=spec.enabled if "enabled" in given and spec.enabled is not None else KEEP,
+            rate_limit=spec.rate_limit if "rate_limit" in given else KEEP,
         )
         updated = self.store.update(tenant_id, integration_id, changes)
         if updated is None:
