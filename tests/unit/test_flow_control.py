@@ -7,10 +7,12 @@ harness's, so cooldowns pass without waiting.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -224,3 +226,76 @@ def test_retry_delays_are_spread_within_twenty_percent(httpserver: HTTPServer) -
     delays = [delay for _, delay in h.queue.scheduled]
     assert len(delays) == 40 and all(80 <= d <= 120 for d in delays)
     assert max(delays) - min(delays) > 10  # spread, not all at once
+
+
+# ---------------------------------------------------------------------------------------- one bad delivery
+def test_a_raising_sender_fails_only_its_own_delivery_which_is_retried(h: Harness) -> None:
+    bad, good = h.webhook(url="http://bad.invalid/hook"), h.webhook()
+    real_send = h.dispatcher.sender.send
+
+    class Exploding:
+        def send(self, request: Any) -> Any:
+            if "bad.invalid" in request.url:
+                raise RuntimeError("a bug in the sender, with secrets it must not log? no: only its type")
+            return real_send(request)
+
+    h.dispatcher.sender = Exploding()
+    event_id = h.send()  # no exception: the message is done, the other webhook delivered
+    record = h.activity.get("tenant-1", event_id)
+    assert record is not None
+    assert record.deliveries[good.id].state == "delivered"
+    failed = record.deliveries[bad.id]
+    assert (failed.state, failed.attempts) == ("retrying", 1)
+    assert failed.error == "internal error: RuntimeError while preparing or sending the request"
+    assert [t.integration_id for t, _ in h.queue.scheduled] == [bad.id]
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        ({"id": "dev-1", "status": "sleeping"}, "malformed device event: "),
+        ({"id": "dev-1", "status": "accepted", "extra": float("nan")}, None),  # dropped extra: delivered
+    ],
+)
+def test_a_device_event_that_cannot_be_delivered_is_shown_failed_and_kept_with_its_reason(
+    h: Harness, data: dict[str, Any], why: str | None
+) -> None:
+    hook = h.webhook()
+    body = json.dumps(
+        {
+            "id": "e-bad",
+            "detail-type": "device-status-changed",
+            "source": "devicehooks.deviceauth",
+            "time": "2026-01-01T10:00:00Z",
+            "detail": {"tenant_id": "tenant-1", "data": data},
+        }
+    )
+    h.dispatcher.handle_message(body)
+    record = h.activity.get("tenant-1", "e-bad")
+    assert record is not None
+    if why is None:
+        assert record.deliveries[hook.id].state == "delivered"
+        return
+    assert record.deliveries[hook.id].state == "failed"
+    assert (record.deliveries[hook.id].error or "").startswith(why)
+    ((kept, reason),) = h.queue.rejected
+    assert kept == body and reason.startswith(why) and h.requests() == []
+
+
+def test_identity_data_json_cannot_carry_is_refused_visibly_not_crashed_on(h: Harness) -> None:
+    hook = h.webhook()
+    data = {"id": "dev-1", "auth_sets": [{"id": "a", "identity_data": {"sn": float("inf")}}]}
+    body = json.dumps(
+        {
+            "id": "e-inf",
+            "detail-type": "device-provisioned",
+            "source": "devicehooks.deviceauth",
+            "time": "2026-01-01T10:00:00Z",
+            "detail": {"tenant_id": "tenant-1", "data": data},
+        }
+    )
+    h.dispatcher.handle_message(body)  # no exception: SQS does not bring it back five times
+    record = h.activity.get("tenant-1", "e-inf")
+    assert record is not None and record.deliveries[hook.id].state == "failed"
+    assert h.queue.rejected[0][1] == "malformed device event: data JSON cannot carry (ValueError)"
+    assert h.requests() == []

@@ -122,14 +122,17 @@ class ActivityEvent:
     attempts: Mapping[str, tuple[Attempt, ...]] = field(default_factory=dict)
 
     @classmethod
-    def new(cls, event: WebhookEvent, expire_ts: int, statuses: list[DeliveryStatus]) -> ActivityEvent:
-        """The record of ``event`` before any POST, with one status per webhook it goes to."""
+    def new(
+        cls, event: WebhookEvent, expire_ts: int, statuses: list[DeliveryStatus], body: bytes | None = None
+    ) -> ActivityEvent:
+        """The record of ``event`` before any POST, with one status per webhook it goes to
+        (``body``: ``event.body()``, when the caller has it already)."""
         return cls(
             id=event.id,
             tenant_id=event.tenant_id,
             type=event.type,
             time=event.time,
-            body=event.body(),
+            body=event.body() if body is None else body,
             expire_ts=expire_ts,
             deliveries={s.integration_id: s for s in statuses},
         )

@@ -29,13 +29,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from devicehooks.delivery.sender import Sender, WebhookRequest
+from devicehooks.delivery.sender import DeliveryResult, Sender, WebhookRequest
 from devicehooks.delivery.signing import webhook_headers
 from devicehooks.delivery.tasks import DeliveryTask, TaskQueue, parse_message
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
 from devicehooks.domain.decisions import Decision, DispatchPolicy, Hold, decide, gate, held_back, rate_limited
 from devicehooks.domain.events import BusEvent, WebhookEvent
-from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
+from devicehooks.domain.models import EVENT_TYPES, Circuit, Integration, IntegrationChanges
 from devicehooks.domain.validation import format_errors
 from devicehooks.observability import logger, record_delivery
 from devicehooks.security.secretbox import SecretCipher
@@ -194,8 +194,12 @@ class Dispatcher:
         batch = batch or self._batch
         try:
             event = WebhookEvent.from_bus(BusEvent.model_validate(data))
+            sent = event.body()  # the exact bytes: data JSON cannot carry (NaN, a lone surrogate) stops here
         except ValidationError as exc:
-            self._reject(body, "malformed device event: " + format_errors(exc.errors()), data.get("id"))
+            self._refuse(data, body, "malformed device event: " + format_errors(exc.errors()), batch)
+            return
+        except (ValueError, UnicodeError) as exc:
+            self._refuse(data, body, f"malformed device event: data JSON cannot carry ({type(exc).__name__})", batch)
             return
         logger.thread_safe_append_keys(correlation_id=event.id)
         integrations = batch.integrations_of(event.tenant_id, self.integrations.list_tenant)
@@ -218,7 +222,7 @@ class Dispatcher:
             else:
                 statuses.append(DeliveryStatus.leased(integration.id, lease))
                 ready.append(integration)
-        record = ActivityEvent.new(event, int(now.timestamp()) + self.policy.retention, statuses)
+        record = ActivityEvent.new(event, int(now.timestamp()) + self.policy.retention, statuses, sent)
         existing = self.activity.create(record)
         if existing is None:
             self._run(batch, record, [(i, 0) for i in ready])  # every lease is this worker's
@@ -362,11 +366,12 @@ class Dispatcher:
             keys = self._keys(integration, started)
             headers = webhook_headers(event.id, event.body, keys, int(started.timestamp()))
             result = self.sender.send(WebhookRequest(integration.url, event.body, headers))
-        except Exception:
-            # nothing was sent: give the delivery back at once, rather than when the lease expires
-            if retry:
-                self.activity.record(event.tenant_id, event.id, [(current.with_lease(None), None)])
-            raise
+        except Exception as exc:  # noqa: BLE001 - one bad delivery fails only itself, as a failed attempt
+            # (opening the secret, signing, a sender bug): recorded with its reason and retried on
+            # schedule like any failure, never by failing the whole message (every webhook of the event)
+            logger.exception("delivery failed before it was sent", extra={"integration_id": integration.id})
+            error = f"internal error: {type(exc).__name__} while preparing or sending the request"
+            result = DeliveryResult(None, error, int((self.clock() - started).total_seconds() * 1000))
         done = self.clock()
         record_delivery(result.ok, result.duration_ms)
         attempt = Attempt(
@@ -482,6 +487,29 @@ class Dispatcher:
             raise errors[0]
 
     # ------------------------------------------------------------------ helpers
+    def _refuse(self, data: dict[str, Any], body: str, reason: str, batch: Batch) -> None:
+        """A bus event that cannot be delivered: shown as failed in its tenant's activity log (when
+        its tenant, id and type can be read and the tenant has webhooks for it), then kept in the
+        dispatch DLQ with the reason. Recorded first: the record is idempotent, the DLQ copy is not."""
+        detail = data.get("detail")
+        tenant_id = detail.get("tenant_id") if isinstance(detail, dict) else None
+        event_id = data.get("id")
+        kind = next((t for t in EVENT_TYPES if t == data.get("detail-type")), None)
+        if (
+            isinstance(tenant_id, str)
+            and len(tenant_id) <= 256
+            and isinstance(event_id, str)
+            and 0 < len(event_id) <= 128
+            and kind is not None
+        ):
+            targets = [i for i in batch.integrations_of(tenant_id, self.integrations.list_tenant) if i.wants(kind)]
+            if targets:
+                now = self.clock()
+                shown = WebhookEvent(id=event_id, tenant_id=tenant_id, type=kind, data={}, time=now)
+                statuses = [DeliveryStatus(i.id).closed("failed", reason, now) for i in targets]
+                self.activity.create(ActivityEvent.new(shown, int(now.timestamp()) + self.policy.retention, statuses))
+        self._reject(body, reason, event_id)
+
     def _reject(self, body: str, reason: str, event_id: Any) -> None:
         logger.warning("message sent to the dead-letter queue", extra={"reason": reason, "event_id": event_id})
         self.queue.reject_event(body, reason)
