@@ -299,3 +299,19 @@ def test_identity_data_json_cannot_carry_is_refused_visibly_not_crashed_on(h: Ha
     assert record is not None and record.deliveries[hook.id].state == "failed"
     assert h.queue.rejected[0][1] == "malformed device event: data JSON cannot carry (ValueError)"
     assert h.requests() == []
+
+
+def test_a_retry_that_comes_back_to_an_open_circuit_says_so_in_the_activity_log(h: Harness) -> None:
+    down = h.webhook(path="/down")
+    first = h.send()  # attempt 1 fails: a retry in 5 s
+    for _ in range(2):
+        h.send()  # the circuit opens after the third failure
+    h.clock.advance(6)
+    _due_tasks(h)  # the first event's retry finds the circuit open: held, and its status says so
+    record = h.activity.get("tenant-1", first)
+    assert record is not None
+    status = record.deliveries[down.id]
+    assert status.state == "retrying" and status.attempts == 1
+    assert (status.error or "").startswith("circuit open since")
+    assert status.next_attempt_at is not None and status.next_attempt_at > h.clock()
+    assert all(t.reason == "hold" for t, _ in h.queue.scheduled if t.event_id == first)

@@ -29,7 +29,8 @@ class DeliveryTask(BaseModel):
     integration_id: str
     series_attempt: int = Field(ge=1)
     due_at: float = 0.0
-    reason: Literal["retry", "redeliver", "redrive"] = "retry"
+    # hold: the delivery was held (not attempted) and the activity log already says why and when
+    reason: Literal["retry", "redeliver", "redrive", "hold"] = "retry"
 
     @classmethod
     def first(cls, tenant_id: str, event_id: str, integration_id: str) -> DeliveryTask:
@@ -46,6 +47,10 @@ class DeliveryTask(BaseModel):
     def at_attempt(self, series_attempt: int) -> DeliveryTask:
         """This task as attempt ``series_attempt`` of the retry schedule."""
         return self._with(series_attempt=series_attempt)
+
+    def held(self) -> DeliveryTask:
+        """This task for a delivery held, not attempted (its status already says why)."""
+        return self._with(reason="hold")
 
     def redriven(self) -> DeliveryTask:
         """This task sent back from the delivery DLQ: a fresh retry schedule, due now."""

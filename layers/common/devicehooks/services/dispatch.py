@@ -217,7 +217,7 @@ class Dispatcher:
             decided = gate(integration.circuit, batch.time_left(), now, self.policy, self.draw())
             if isinstance(decided, Hold):
                 # the task first: a lost task would lose the delivery, a duplicate one is a no-op
-                self._schedule(DeliveryTask.first(event.tenant_id, event.id, integration.id), decided.until, now)
+                self._schedule(DeliveryTask.first(event.tenant_id, event.id, integration.id).held(), decided.until, now)
                 statuses.append(DeliveryStatus(integration.id).held(decided.until, decided.reason, now))
             else:
                 statuses.append(DeliveryStatus.leased(integration.id, lease))
@@ -259,11 +259,14 @@ class Dispatcher:
             ),
             None,
         )
+        hold: Hold | None = None
         if integration is not None and integration.enabled and task.reason != "redeliver":
             decided = gate(integration.circuit, batch.time_left(), now, self.policy, self.draw())
-            if isinstance(decided, Hold):  # still held: back to the queue, the activity log already says why
-                self._schedule(task, decided.until, now)
-                return
+            if isinstance(decided, Hold):
+                if task.reason == "hold":  # still held: back to the queue; the activity log says why already
+                    self._schedule(task, decided.until, now)
+                    return
+                hold = decided  # a retry now held: its status must say so (below)
         event = self.activity.get(task.tenant_id, task.event_id)
         if event is None:
             logger.warning("retry of an event no longer in the activity log", extra={"event_id": task.event_id})
@@ -278,6 +281,10 @@ class Dispatcher:
                 else status.closed("skipped", "webhook is disabled", now)
             )
             self.activity.record(task.tenant_id, task.event_id, [(closed, None)])
+            return
+        if hold is not None:
+            outcome = self._hold(task, status, integration, hold, now)
+            self.activity.record(task.tenant_id, task.event_id, [(outcome.status, None)])
             return
         claim = self.activity.claim(task.tenant_id, task.event_id, task.integration_id, now, self.policy.lease_seconds)
         if claim is Claim.BUSY:
@@ -345,7 +352,8 @@ class Dispatcher:
     def _hold(
         self, task: DeliveryTask, current: DeliveryStatus, integration: Integration, hold: Hold, now: datetime
     ) -> Outcome:
-        self._schedule(task, hold.until, now)  # before recording: a lost record costs a retry, a lost task a delivery
+        # queued before the status is recorded: a lost record costs a retry, a lost task a delivery
+        self._schedule(task.held(), hold.until, now)
         return Outcome(integration, current.held(hold.until, hold.reason, now))
 
     def _schedule(self, task: DeliveryTask, until: datetime, now: datetime) -> None:
