@@ -10,14 +10,15 @@ import hmac
 import json
 import os
 import re
+import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import requests
@@ -44,6 +45,8 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"
 TIMEOUT = 10_000  # ms, for anything the UI shows after one API call
 POLL_TIMEOUT = 25_000  # ms, for what may need the Activity tab's 10 s poll
 STRAY = re.compile(r"\b(null|undefined|NaN)\b|\[object Object\]")  # a missing value rendered as text
+T = TypeVar("T")
+CIRCUIT_OPENS_WITHIN = 20.0  # s: 5 failed deliveries (retries after 5 s add more) open the circuit
 
 
 # ---------------------------------------------------------------------------- a webhook receiver
@@ -197,6 +200,71 @@ def _integrations(stack: RunningStack, tenant: str) -> list[dict[str, Any]]:
     assert listed.status_code == 200, listed.text
     result: list[dict[str, Any]] = listed.json()
     return result
+
+
+def _integration(stack: RunningStack, tenant: str, hook: str) -> dict[str, Any]:
+    got = requests.get(f"{stack.url}{MANAGEMENT}/integrations/{hook}", headers=_headers(stack, tenant), timeout=10)
+    assert got.status_code == 200, got.text
+    result: dict[str, Any] = got.json()
+    return result
+
+
+def _activity(stack: RunningStack, tenant: str, hook: str) -> list[dict[str, Any]]:
+    listed = requests.get(
+        f"{stack.url}{MANAGEMENT}/events",
+        params={"integration_id": hook, "per_page": 50},
+        headers=_headers(stack, tenant),
+        timeout=10,
+    )
+    assert listed.status_code == 200, listed.text
+    result: list[dict[str, Any]] = listed.json()
+    return result
+
+
+def _wait_for(probe: Callable[[], T | None], what: str, deadline: float = 20.0) -> T:
+    """``probe()``'s first true answer, asked every 0.2 s until ``deadline`` seconds have passed."""
+    end = time.monotonic() + deadline
+    while True:
+        answer = probe()
+        if answer:
+            return answer
+        if time.monotonic() > end:
+            raise AssertionError(f"not within {deadline} s: {what}")
+        time.sleep(0.2)
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (connections to it are refused)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _contrast(page: Page, selector: str) -> float:
+    """The WCAG contrast ratio of the first ``selector``'s text against its (first opaque) background."""
+    ratio: float = page.evaluate(
+        """(selector) => {
+            const rgb = (css) => (css.match(/[\\d.]+/g) || []).map(Number);
+            const lum = ([r, g, b]) => {
+              const f = (c) => ((c /= 255) <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+              return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+            };
+            const node = document.querySelector(selector);
+            const fg = rgb(getComputedStyle(node).color);
+            let bg = rgb(getComputedStyle(document.body).backgroundColor);
+            for (let n = node; n; n = n.parentElement) {
+              const c = rgb(getComputedStyle(n).backgroundColor);
+              if (c.length === 3 || (c.length === 4 && c[3] === 1)) {
+                bg = c;
+                break;
+              }
+            }
+            const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
+            return (hi + 0.05) / (lo + 0.05);
+        }""",
+        selector,
+    )
+    return ratio
 
 
 def _provision(stack: RunningStack, tenant: str, device: str) -> None:
@@ -478,6 +546,202 @@ def test_server_errors_are_shown_on_the_form(ui: Session, stack: RunningStack) -
     ui.assert_clean()
 
 
+def test_rate_limit_set_changed_and_removed_in_settings(ui: Session, stack: RunningStack, receiver: Receiver) -> None:
+    tenant = _tenant()
+    page = ui.page
+    hook = _create_webhook(stack, tenant, receiver.hook(f"/limited/{tenant}"))
+    _sign_in(ui, stack, tenant, f"/#/integrations/{hook}")
+    limit = page.get_by_label("Rate limit")
+    expect(limit).to_have_value("")  # no limit
+    expect(limit).to_have_attribute("type", "number")
+    expect(limit).to_have_attribute("placeholder", "No limit")
+    save = page.get_by_role("button", name="Save rate limit")
+
+    # checked before anything is sent
+    limit.fill("0")
+    expect(page.get_by_text("Enter a whole number of deliveries per second from 1 to 10,000")).to_be_visible()
+    expect(limit).to_have_attribute("aria-invalid", "true")
+    save.click()
+    expect(limit).to_be_focused()
+    assert "rate_limit" not in _integration(stack, tenant, hook)
+
+    # set, and still there after a reload
+    limit.fill("12")
+    expect(limit).not_to_have_attribute("aria-invalid", "true")
+    save.click()
+    expect(page.get_by_role("status").filter(has_text="at most 12 deliveries per second")).to_be_visible()
+    assert _integration(stack, tenant, hook)["rate_limit"] == 12
+    page.reload()
+    expect(page.get_by_label("Rate limit")).to_have_value("12")
+    _no_stray_text(page)
+
+    # the server's refusal is shown on the field, in plain words (here the value is changed on its way)
+    def too_many(route: Any) -> None:
+        if route.request.method == "PUT":
+            route.continue_(post_data=json.dumps({"rate_limit": 10_001}))
+        else:
+            route.continue_()
+
+    page.route(f"**{MANAGEMENT}/integrations/{hook}", too_many)
+    limit.fill("50")
+    save.click()
+    error = page.locator("#rate-limit-error")
+    expect(error).to_contain_text("The rate limit was not saved: enter a whole number from 1 to 10,000")
+    expect(error).to_contain_text("The server said: Input should be less than or equal to 10000")
+    expect(error).not_to_contain_text("malformed request body")
+    expect(limit).to_have_attribute("aria-invalid", "true")
+    expect(limit).to_be_focused()
+    page.unroute(f"**{MANAGEMENT}/integrations/{hook}", too_many)
+    assert _integration(stack, tenant, hook)["rate_limit"] == 12
+
+    # changed
+    limit.fill("50")
+    expect(error).to_be_hidden()  # editing clears the server's complaint
+    save.click()
+    expect(page.get_by_role("status").filter(has_text="at most 50 deliveries per second")).to_be_visible()
+    assert _integration(stack, tenant, hook)["rate_limit"] == 50
+
+    # removed: an empty field is no limit
+    limit.fill("")
+    save.click()
+    expect(page.get_by_role("status").filter(has_text="The rate limit was removed")).to_be_visible()
+    assert "rate_limit" not in _integration(stack, tenant, hook)
+    page.reload()
+    expect(page.get_by_label("Rate limit")).to_have_value("")
+    expect(page.get_by_role("tabpanel")).to_contain_text("Destination URL")
+    _no_stray_text(page)
+    ui.assert_clean()
+
+
+def test_an_open_circuit_shows_as_paused_and_held_deliveries_read_sensibly(ui: Session, stack: RunningStack) -> None:
+    tenant = _tenant()
+    page = ui.page
+    down = f"http://127.0.0.1:{_closed_port()}/down"
+    hook = _create_webhook(stack, tenant, down, description="Receiver that is down")
+    for n in range(5):  # 5 failures in a row open the circuit
+        _provision(stack, tenant, f"down-{n}")
+
+    def circuit_open() -> dict[str, Any] | None:
+        circuit = _integration(stack, tenant, hook).get("circuit")
+        return circuit if circuit and circuit["state"] == "open" else None
+
+    circuit = _wait_for(circuit_open, "the circuit opens", CIRCUIT_OPENS_WITHIN)
+    # from here it stays open for 30 s (the first cooldown): long enough for the list and the details
+
+    # the list: enabled, and paused, in words
+    _sign_in(ui, stack, tenant)
+    row = page.get_by_role("row").filter(has_text=down)
+    paused = row.locator(".circuit.open")
+    expect(row).to_contain_text("Enabled")
+    expect(paused).to_contain_text(re.compile(r"^Paused: failing since \d{4}-\d\d-\d\d \d\d:\d\d, next try [\d: -]+$"))
+    expect(paused.locator("time").first).to_have_attribute("datetime", circuit["since"])
+    expect(paused.locator("time").last).to_have_attribute("datetime", circuit["next_attempt"])
+    _no_stray_text(page)
+    assert _contrast(page, ".circuit.open") >= 4.5
+    assert _contrast(page, ".state.on") >= 4.5
+    page.emulate_media(color_scheme="dark")
+    assert _contrast(page, ".circuit.open") >= 4.5
+    assert _contrast(page, ".state.on") >= 4.5
+    page.emulate_media(color_scheme="light")
+
+    # the details: the same, with what it means
+    row.get_by_role("button", name="View details").click()
+    state = page.locator("dt:text-is('State') + dd")
+    expect(state).to_contain_text("Enabled")
+    expect(state.locator(".circuit.open")).to_contain_text("Paused: failing since")
+    expect(state).to_contain_text("failures in a row")
+    expect(state).to_contain_text("none is lost")
+    _no_stray_text(page)
+
+    # an event while the circuit is open is held: retrying, with no attempt, the reason and the next try
+    held = requests.put(
+        f"{stack.url}{INTERNAL}/tenants/{tenant}/bulk/devices/status/rejected", json=[{"id": "late"}], timeout=10
+    )
+    assert held.status_code == 202, held.text
+
+    def held_delivery() -> dict[str, Any] | None:
+        for event in _activity(stack, tenant, hook):
+            if event["type"] == "device-status-changed":
+                [status] = event["delivery_statuses"]
+                return status if status["state"] == "retrying" else None
+        return None
+
+    status = _wait_for(held_delivery, "the late event is held")
+    assert status["attempts"] == 0 and status["error"].startswith("circuit open")
+    page.get_by_role("tab", name="Activity").click()
+    late = page.get_by_role("row").filter(has_text="Device status updated")
+    expect(late).to_be_visible(timeout=POLL_TIMEOUT)
+    expect(late.locator("td[data-label='Attempts']")).to_have_text("0")
+    status_cell = late.locator("td[data-label='Status']")
+    expect(status_cell).to_contain_text("Held, not attempted yet: retrying")
+    expect(status_cell).to_contain_text(
+        re.compile(r"Paused: the webhook failed \d+ times in a row\. Next try [\d: -]+")
+    )
+    expect(status_cell.locator(".status.wait")).to_be_visible()  # grey: not a failure of its own
+    expect(late).not_to_contain_text("Failed")
+    expect(late).not_to_contain_text(re.compile(r"attempt 0", re.IGNORECASE))
+    _no_stray_text(page)
+
+    # its details: the reason (not an error) and the next attempt, and no attempt yet
+    late.get_by_role("button", name="View details").click()
+    expect(page.get_by_role("heading", name="Event details")).to_be_visible()
+    reason = page.locator("dt:text-is('Held because') + dd")
+    expect(reason).to_contain_text("Paused: the webhook failed")
+    expect(reason).to_contain_text("circuit open since")  # the API's own words too
+    expect(page.locator("dt:text-is('Next attempt') + dd time")).to_be_visible()
+    expect(page.locator("dt:text-is('Error')")).to_have_count(0)
+    expect(page.get_by_text("No delivery attempt yet.")).to_be_visible()
+    _no_stray_text(page)
+    ui.assert_clean()
+
+
+def test_every_circuit_state_reads_in_plain_words(ui: Session, stack: RunningStack, receiver: Receiver) -> None:
+    """Testing (half-open) and failures in a row (closed) as the API would report them."""
+    tenant = _tenant()
+    page = ui.page
+    testing = _create_webhook(stack, tenant, receiver.hook("/half-open"), description="half-open")
+    failing = _create_webhook(stack, tenant, receiver.hook("/failing"), description="failing")
+    healthy = _create_webhook(stack, tenant, receiver.hook("/healthy"), description="healthy")
+    since = "2025-03-04T05:06:07.000Z"
+    circuits: dict[str, dict[str, Any]] = {
+        testing: {"state": "half-open", "failures": 7, "since": since, "next_attempt": since},
+        failing: {"state": "closed", "failures": 3},
+    }
+
+    def with_circuits(route: Any) -> None:
+        answer = route.fetch()
+        body = answer.json()
+        for integration in body if isinstance(body, list) else [body]:
+            if integration["id"] in circuits:
+                integration["circuit"] = circuits[integration["id"]]
+        route.fulfill(response=answer, json=body)
+
+    page.route(re.compile(r".*/integrations(/[^/]+)?$"), with_circuits)
+    _sign_in(ui, stack, tenant)
+    rows = page.get_by_role("row")
+    expect(rows.filter(has_text="/half-open").locator(".circuit.half-open")).to_have_text(
+        "Testing: one delivery decides"
+    )
+    expect(rows.filter(has_text="/failing").locator(".circuit.failing")).to_have_text("3 failures in a row")
+    expect(rows.filter(has_text="/healthy").locator(".circuit")).to_have_count(0)
+    for selector in (".circuit.half-open", ".circuit.failing"):
+        assert _contrast(page, selector) >= 4.5, selector
+    _no_stray_text(page)
+
+    ui.open(f"/#/integrations/{testing}")
+    state = page.locator("dt:text-is('State') + dd")
+    expect(state).to_contain_text("Testing: one delivery decides")
+    expect(state).to_contain_text("if it succeeds, deliveries resume")
+    ui.open(f"/#/integrations/{failing}")
+    expect(page.get_by_role("tabpanel")).to_contain_text("/failing")
+    expect(state).to_contain_text("3 failures in a row")
+    ui.open(f"/#/integrations/{healthy}")
+    expect(page.get_by_role("tabpanel")).to_contain_text("/healthy")
+    expect(state).to_have_text("Enabled")
+    _no_stray_text(page)
+    ui.assert_clean()
+
+
 def test_readable_at_360_px_without_horizontal_overflow(
     narrow: Session, stack: RunningStack, receiver: Receiver
 ) -> None:
@@ -548,9 +812,24 @@ def test_screenshots_of_the_list_and_the_activity(
     requests.post(
         f"{stack.url}{MANAGEMENT}/integrations/{main}/test", headers=_headers(stack, tenant), timeout=10
     ).raise_for_status()
+    # a receiver that is down: 5 failed test events in a row open its circuit (for 30 s)
+    down = _create_webhook(
+        stack,
+        tenant,
+        f"http://127.0.0.1:{_closed_port()}/crm",
+        description="Legacy CRM",
+        event_types=["device-decommissioned"],
+    )
+    for _ in range(5):
+        tested = requests.post(
+            f"{stack.url}{MANAGEMENT}/integrations/{down}/test", headers=_headers(stack, tenant), timeout=30
+        )
+        assert tested.status_code == 200 and tested.json()["success"] is False, tested.text
+    assert _integration(stack, tenant, down)["circuit"]["state"] == "open"
 
     _sign_in(ui, stack, tenant)
     expect(page.get_by_role("row").filter(has_text="Archive")).to_contain_text("Disabled")
+    expect(page.get_by_role("row").filter(has_text="Legacy CRM")).to_contain_text("Paused: failing since")
     shots.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shots / "integrations.png"))
 

@@ -6,18 +6,19 @@ import {
   button,
   confirmDialog,
   deliveryFor,
-  enabledState,
   eventTypesLabel,
   formatTime,
   h,
   modal,
   notice,
   replace,
+  stateView,
   statusCell,
   timeEl,
   triggerLabel,
+  waitNote,
 } from "./dom.js";
-import { field, secretError, secretHelp } from "./form.js";
+import { field, MAX_RATE_LIMIT, rateLimitError, secretError, secretHelp } from "./form.js";
 
 const PER_PAGE = 20;
 const POLL_MS = 10_000;
@@ -59,6 +60,7 @@ export async function renderDetail(ctx, id, initialTab) {
     { name: "activity", label: "Activity", panel: activityPanel },
   ];
   const activity = activityView(ctx, hook, activityPanel);
+  const settings = settingsView(ctx, hook, settingsPanel);
   const select = (name, focus = false) => {
     for (const tab of tabs) {
       const on = tab.name === name;
@@ -68,8 +70,13 @@ export async function renderDetail(ctx, id, initialTab) {
       if (on && focus) tab.button.focus();
     }
     ctx.note(name === "activity" ? `${base}/activity` : base);
-    if (name === "activity") activity.start();
-    else activity.stop();
+    if (name === "activity") {
+      settings.stop();
+      activity.start();
+    } else {
+      activity.stop();
+      settings.start();
+    }
   };
   for (const [index, tab] of tabs.entries()) {
     tab.button = h(
@@ -97,12 +104,15 @@ export async function renderDetail(ctx, id, initialTab) {
     settingsPanel,
     activityPanel,
   );
-  settingsView(ctx, hook, settingsPanel);
   select(initialTab);
 }
 
+/** The Settings tab; while it is shown, a failing webhook's state is fetched again every 10 s. */
 function settingsView(ctx, initial, panel) {
   let hook = initial;
+  let timer = null;
+  let watching = false;
+  const stateDd = h("dd.state-now");
   const outcome = h("div.outcome");
   const say = (...nodes) => replace(outcome, ...nodes);
   const failed = (prefix) => (err) => {
@@ -166,6 +176,7 @@ function settingsView(ctx, initial, panel) {
       ".danger",
     );
     const hasSecret = Boolean(hook.credentials?.http?.secret);
+    replace(stateDd, stateView(hook, true));
     replace(
       panel,
       h(
@@ -180,10 +191,15 @@ function settingsView(ctx, initial, panel) {
         h("dt", { text: "Secret" }),
         h("dd", { text: hasSecret ? "Set" : "Not set" }),
         h("dt", { text: "State" }),
-        h("dd", {}, enabledState(hook)),
+        stateDd,
       ),
       h("div.actions.start", {}, toggle, test, rotate),
       outcome,
+      rateLimitForm(ctx, hook, (saved) => {
+        hook = saved;
+        replace(stateDd, stateView(hook, true));
+        if (watching) watch();
+      }),
       h(
         "div.danger-zone",
         {},
@@ -193,6 +209,115 @@ function settingsView(ctx, initial, panel) {
     );
   };
   render();
+
+  // the circuit changes on its own (paused, testing, closed again): follow it while it is shown
+  const watch = () => {
+    clearTimeout(timer);
+    if (!watching || !hook.circuit) return;
+    timer = ctx.after(POLL_MS, async () => {
+      if (!document.hidden) {
+        try {
+          const fresh = await integrations.get(hook.id);
+          if (!ctx.active || !watching) return;
+          const enabledChanged = (fresh.enabled !== false) !== (hook.enabled !== false);
+          hook = fresh;
+          if (enabledChanged) render();
+          else replace(stateDd, stateView(hook, true));
+        } catch {
+          // shown again at the next look; a 401 has already signed the user out
+        }
+      }
+      watch();
+    });
+  };
+  return {
+    start() {
+      watching = true;
+      watch();
+    },
+    stop() {
+      watching = false;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** The optional rate limit: deliveries per second, empty for none (PUT {"rate_limit": n|null}). */
+function rateLimitForm(ctx, hook, onSaved) {
+  const status = h("div.form-status");
+  const input = h("input", {
+    type: "number",
+    name: "rate_limit",
+    min: "1",
+    max: String(MAX_RATE_LIMIT),
+    step: "1",
+    inputmode: "numeric",
+    autocomplete: "off",
+    placeholder: "No limit",
+    value: hook.rate_limit == null ? "" : String(hook.rate_limit),
+  });
+  const limit = field({
+    id: "rate-limit",
+    label: "Rate limit (deliveries per second)",
+    input,
+    help: "At most this many deliveries per second to this webhook (1 to 10,000); more wait their turn, none is lost. Leave it empty for no limit.",
+    validate: (v) => rateLimitError(v, input.validity.badInput),
+  });
+  const save = h("button.button", { type: "submit", text: "Save rate limit" });
+  return h(
+    "form.rate-form",
+    {
+      novalidate: true,
+      on: {
+        submit: (event) => {
+          event.preventDefault();
+          replace(status);
+          if (!limit.check()) {
+            input.focus();
+            return;
+          }
+          const text = input.value.trim();
+          const value = text ? Number(text) : null;
+          busy(save, async () => {
+            try {
+              const saved = await integrations.update(hook.id, { rate_limit: value });
+              if (!ctx.active) return;
+              input.value = saved?.rate_limit == null ? "" : String(saved.rate_limit);
+              if (saved) onSaved(saved);
+              replace(
+                status,
+                notice(
+                  "ok",
+                  saved?.rate_limit == null
+                    ? "The rate limit was removed: deliveries are not limited."
+                    : `The rate limit was saved: at most ${saved.rate_limit} deliveries per second.`,
+                ),
+              );
+            } catch (err) {
+              if (err instanceof SignedOut || !ctx.active) return;
+              limit.setError(...rateLimitProblem(err));
+              input.focus();
+            }
+          });
+        },
+      },
+    },
+    limit.node,
+    h("div.actions.start", {}, save),
+    status,
+  );
+}
+
+/** A refused rate limit in plain words, with the server's own reason after it. */
+function rateLimitProblem(err) {
+  const reason = String(err.message || "").replace(/^malformed request body:\s*/i, "");
+  if (err.status === 400 && /^rate_limit\b/i.test(reason)) {
+    return [
+      "The rate limit was not saved: enter a whole number from 1 to 10,000, or leave the field empty for no limit. ",
+      h("span.detail", { text: `(${reason.replace(/^rate_limit:\s*/i, "The server said: ")})` }),
+    ];
+  }
+  return ["The rate limit was not saved: ", h("span", { text: err.message })];
 }
 
 function testOutcome(result) {
@@ -327,7 +452,7 @@ function activityView(ctx, hook, panel) {
               {},
               h("td", { "data-label": "Time" }, timeEl(event.time)),
               h("td", { "data-label": "Event trigger", text: triggerLabel(event.type) }),
-              h("td", { "data-label": "Status" }, statusCell(status)),
+              h("td", { "data-label": "Status" }, h("span.status-stack", {}, statusCell(status), waitNote(status))),
               h("td", { "data-label": "Attempts", text: status ? String(status.attempts ?? 0) : "—" }),
               h(
                 "td.manage",

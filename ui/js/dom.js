@@ -56,6 +56,13 @@ export function timeEl(iso, seconds = false) {
   return h("time", { datetime: iso, title: iso, text: formatTime(iso, seconds) });
 }
 
+/** A time soon to come or just past: HH:mm:ss today, else the date too. */
+export function soonEl(iso) {
+  const full = formatTime(iso, true);
+  const today = formatTime(new Date().toISOString()).slice(0, 10);
+  return h("time", { datetime: iso, title: iso, text: full.startsWith(today) ? full.slice(11) : full });
+}
+
 export const EVENT_TYPES = [
   ["device-provisioned", "Device provisioned"],
   ["device-decommissioned", "Device decommissioned"],
@@ -84,6 +91,57 @@ export function enabledState(integration) {
   );
 }
 
+/** The webhook's circuit breaker in words, or null when it has not failed (no `circuit`). */
+export function circuitState(integration, explain = false) {
+  const circuit = integration?.circuit;
+  if (!circuit || typeof circuit !== "object") return null;
+  const failures = Number.isInteger(circuit.failures) ? circuit.failures : 0;
+  const inARow = `${failures} failure${failures === 1 ? "" : "s"} in a row`;
+  let badge;
+  let help;
+  if (circuit.state === "open") {
+    badge = h(
+      "span.circuit.open",
+      {},
+      h("strong", { text: "Paused" }),
+      circuit.since ? [": failing since ", timeEl(circuit.since)] : null,
+      circuit.next_attempt ? [circuit.since ? ", " : ": ", "next try ", soonEl(circuit.next_attempt)] : null,
+    );
+    help = `${failures ? `${inARow}. ` : ""}Deliveries are not attempted but kept on the retry queue until the next try; none is lost.`;
+  } else if (circuit.state === "half-open") {
+    badge = h("span.circuit.half-open", {}, h("strong", { text: "Testing" }), ": one delivery decides");
+    help = "The next delivery tests the webhook: if it succeeds, deliveries resume; if it fails, they are paused again.";
+  } else if (failures > 0) {
+    badge = h("span.circuit.failing", { text: inARow });
+    help = "Deliveries are paused when a webhook keeps failing.";
+  } else {
+    return null;
+  }
+  return explain ? [badge, h("span.circuit-help", { text: help })] : badge;
+}
+
+/** Enabled/Disabled, and the circuit when it has failed. */
+export function stateView(integration, explain = false) {
+  return h("span.states", {}, enabledState(integration), circuitState(integration, explain));
+}
+
+const HOLD = /^(circuit open|held:|handed back:)/i;
+
+/** A delivery waiting on the retry queue without an attempt (the circuit is open, a rate limit...). */
+export const isHeld = (status) =>
+  status?.state === "retrying" && (!status.attempts || HOLD.test(String(status.error ?? "")));
+
+/** Why a delivery waits, in a few words (the API's full text stays in the event's details). */
+export function reasonText(error) {
+  const text = String(error ?? "").trim();
+  const circuit = /^circuit open\b.*?\((\d+) failures? in a row\)/i.exec(text);
+  if (circuit) return `Paused: the webhook failed ${circuit[1]} time${circuit[1] === "1" ? "" : "s"} in a row`;
+  if (/^circuit open\b/i.test(text)) return "Paused: the webhook keeps failing";
+  const held = /^(held|handed back):\s*(.*)$/i.exec(text);
+  if (held) return `${held[1][0].toUpperCase()}${held[1].slice(1).toLowerCase()}: ${held[2]}`;
+  return text;
+}
+
 /** The delivery status for this webhook, else the first one, else null. */
 export function deliveryFor(event, integrationId) {
   const all = Array.isArray(event?.delivery_statuses) ? event.delivery_statuses : [];
@@ -95,9 +153,15 @@ export function statusCell(status) {
   if (!status) {
     return h("span.status.none", {}, h("span.dot", { "aria-hidden": "true" }), h("span.sr-only", { text: "No delivery: " }), "418");
   }
-  // green when delivered, red when an attempt failed (even if a retry is planned), grey before any attempt
-  const kind = status.success ? "ok" : status.status_code || status.error || status.attempts ? "bad" : "wait";
-  const words = { ok: "Delivered", wait: "Not attempted yet", bad: "Failed" }[kind];
+  // green when delivered, red when an attempt failed (even if a retry is planned), grey before any
+  // attempt (also while held: waiting on the retry queue, not attempted)
+  const attempted = status.attempts > 0 || typeof status.status_code === "number";
+  const kind = status.success ? "ok" : (isHeld(status) && !attempted) || !(attempted || status.error) ? "wait" : "bad";
+  const words = {
+    ok: "Delivered",
+    wait: isHeld(status) ? "Held, not attempted yet" : "Not attempted yet",
+    bad: "Failed",
+  }[kind];
   const code = status.status_code ?? status.state ?? "";
   const grey = typeof status.status_code === "number" && status.status_code >= 400;
   return h(
@@ -106,6 +170,19 @@ export function statusCell(status) {
     h("span.dot", { "aria-hidden": "true" }),
     h("span.sr-only", { text: `${words}: ` }),
     String(code),
+  );
+}
+
+/** For a delivery still to be tried: why it waits and when it is next tried, else null. */
+export function waitNote(status) {
+  if (!status || !["pending", "retrying"].includes(status.state) || !status.next_attempt) return null;
+  const why = isHeld(status) ? reasonText(status.error) : status.error ? `Last attempt: ${status.error}` : "";
+  return h(
+    "span.wait-note",
+    { title: status.error || null },
+    why ? `${why.replace(/\.$/, "")}. ` : null,
+    new Date(status.next_attempt).getTime() < Date.now() - 2000 ? "Next try was due " : "Next try ",
+    soonEl(status.next_attempt),
   );
 }
 

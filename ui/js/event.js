@@ -1,6 +1,19 @@
 // Event details: what was sent (the exact payload) and every delivery attempt; redelivery.
 import { events, SignedOut } from "./api.js";
-import { append, busy, button, deliveryFor, h, notice, replace, statusCell, timeEl, triggerLabel } from "./dom.js";
+import {
+  append,
+  busy,
+  button,
+  deliveryFor,
+  h,
+  isHeld,
+  notice,
+  reasonText,
+  replace,
+  statusCell,
+  timeEl,
+  triggerLabel,
+} from "./dom.js";
 
 const IN_PROGRESS = new Set(["pending", "retrying"]);
 
@@ -69,8 +82,14 @@ export async function renderEvent(ctx, integrationId, eventId) {
           h("dt", { text: "Event trigger" }),
           h("dd", { text: triggerLabel(event.type) }),
           h("dt", { text: "Status" }),
-          h("dd", {}, statusCell(status), status ? h("span.muted", { text: ` ${status.state ?? ""}` }) : null),
-          status?.error ? [h("dt", { text: "Error" }), h("dd", { text: status.error })] : null,
+          h(
+            "dd",
+            {},
+            statusCell(status),
+            // the state, unless the status already shows it in place of an HTTP status code
+            status?.state && status.status_code != null ? h("span.muted", { text: ` ${status.state}` }) : null,
+          ),
+          status?.error ? reasonRow(status) : null,
           status?.next_attempt ? [h("dt", { text: "Next attempt" }), h("dd", {}, timeEl(status.next_attempt, true))] : null,
           h("dt", { text: "Event ID" }),
           h("dd.mono", { text: event.id }),
@@ -93,6 +112,21 @@ export async function renderEvent(ctx, integrationId, eventId) {
   }
 
   await load();
+}
+
+/** A held delivery's reason (not attempted, so not an error), or the last attempt's error. */
+function reasonRow(status) {
+  if (!isHeld(status)) return [h("dt", { text: "Error" }), h("dd", { text: status.error })];
+  const summary = reasonText(status.error);
+  return [
+    h("dt", { text: "Held because" }),
+    h(
+      "dd",
+      {},
+      summary,
+      summary !== status.error ? h("span.muted.small.raw-reason", { text: status.error }) : null,
+    ),
+  ];
 }
 
 function attemptTable(attempts) {

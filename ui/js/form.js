@@ -34,11 +34,15 @@ export function field({ id, label, input, help, validate, extra }) {
   input.id = id;
   input.setAttribute("aria-describedby", [helpEl && `${id}-help`, `${id}-error`].filter(Boolean).join(" "));
   let touched = false;
+  /** Shows `message` (nodes or text) as the field's error; none: valid. */
+  const setError = (...message) => {
+    replace(error, ...message.filter((part) => part !== ""));
+    if (error.textContent) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  };
   const check = () => {
     const message = validate ? validate(input.value) : "";
-    error.textContent = message;
-    if (message) input.setAttribute("aria-invalid", "true");
-    else input.removeAttribute("aria-invalid");
+    setError(message);
     return !message;
   };
   input.addEventListener("input", () => {
@@ -48,7 +52,19 @@ export function field({ id, label, input, help, validate, extra }) {
   });
   input.addEventListener("blur", () => touched && check());
   const node = h("div.field", {}, h("label", { for: id, text: label }), input, error, extra?.node, helpEl);
-  return { node, input, check };
+  return { node, input, check, setError };
+}
+
+export const MAX_RATE_LIMIT = 10_000;
+
+/** An error message for a rate limit (deliveries per second), or "" when valid: empty, or 1 to 10,000. */
+export function rateLimitError(value, badInput = false) {
+  const text = value.trim();
+  if (!text && !badInput) return "";
+  if (badInput || !/^\d+$/.test(text) || Number(text) < 1 || Number(text) > MAX_RATE_LIMIT) {
+    return "Enter a whole number of deliveries per second from 1 to 10,000, or leave the field empty for no limit";
+  }
+  return "";
 }
 
 export function secretHelp(optional = true) {

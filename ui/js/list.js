@@ -1,6 +1,6 @@
 // Settings → Integrations: the tenant's webhooks.
 import { integrations } from "./api.js";
-import { append, button, enabledState, eventTypesLabel, h, notice, replace } from "./dom.js";
+import { append, button, eventTypesLabel, h, notice, replace, stateView } from "./dom.js";
 
 export async function renderList(ctx) {
   document.title = "Integrations · devicehooks";
@@ -61,7 +61,7 @@ export async function renderList(ctx) {
             h("td.url", { "data-label": "URL", text: hook.credentials?.http?.url ?? "" }),
             h("td", { "data-label": "Description", text: hook.description || "—" }),
             h("td", { "data-label": "Event types", text: eventTypesLabel(hook.event_types) }),
-            h("td", { "data-label": "State" }, enabledState(hook)),
+            h("td", { "data-label": "State" }, stateView(hook)),
             h("td.manage", {}, button("View details", () => open(hook), ".outlined")),
           ),
         ),
