@@ -8,9 +8,14 @@
   request into an API Gateway HTTP API (payload 2.0) event, passed through the real authorizer
   where the route has one, then to the real handler; and the web UI at ``/``.
 * SQS event sources are polled into the real handlers with real SQS event shapes, honouring
-  ``batchItemFailures``; moto moves messages past ``maxReceiveCount`` to their DLQ.
+  ``batchItemFailures``; moto moves messages past ``maxReceiveCount`` to their DLQ. Each source
+  runs up to its ``ScalingConfig.MaximumConcurrency`` invocations side by side, as Lambda does
+  (``devicehooks_dev.local.sqs``).
 
-A function runs one invocation at a time, as a Lambda execution environment does.
+A function invoked by API routes (or as an authorizer) runs one invocation at a time, as one
+Lambda execution environment does; a function invoked only by SQS event sources runs as many
+invocations at once as its sources have batches in flight (Lambda's execution environments run
+side by side; here they share one process, so its handler must be safe for that).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from devicehooks_dev import devkeys
+from devicehooks_dev.local.sqs import UNBOUNDED_CONCURRENCY, SqsPoller, SqsSource
 from devicehooks_dev.local.template import (
     Resolver,
     load_template,
@@ -68,7 +74,9 @@ def project_root() -> Path:
 
 
 class LambdaContextStub:
-    """The attributes of ``LambdaContext`` that handlers and powertools read."""
+    """The attributes of ``LambdaContext`` that handlers and powertools read; one per invocation,
+    made when the invocation starts: ``get_remaining_time_in_millis`` counts down the function's
+    timeout from then."""
 
     def __init__(self, function_name: str, timeout: int, memory: int) -> None:
         self.function_name = function_name
@@ -78,6 +86,8 @@ class LambdaContextStub:
         self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = "local"
+        self.identity = None
+        self.client_context = None
         self._deadline = time.monotonic() + timeout
 
     def get_remaining_time_in_millis(self) -> int:
@@ -86,16 +96,23 @@ class LambdaContextStub:
 
 @dataclass
 class LocalFunction:
+    """A function's handler. ``serial`` (functions behind API routes and authorizers): one
+    invocation at a time, as one execution environment; otherwise (functions only SQS event
+    sources invoke) invocations run side by side, each its own execution environment."""
+
     logical_id: str
     name: str
     module: ModuleType
     handler: Handler
     timeout: int
     memory: int
+    serial: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def invoke(self, event: dict[str, Any]) -> Any:
-        with self.lock:
+        if not self.serial:
+            return self.handler(event, LambdaContextStub(self.name, self.timeout, self.memory))
+        with self.lock:  # the context is made once the environment is ours: the timeout counts from here
             return self.handler(event, LambdaContextStub(self.name, self.timeout, self.memory))
 
 
@@ -124,15 +141,6 @@ class ApiRoute:
         # API Gateway prefers exact paths, then fewer greedy/parameter segments, then a method over ANY
         rank = (greedy, params, 1 if method == "ANY" else 0)
         return cls(method, path, function, authorizer, re.compile(f"^{pattern or '/'}$"), rank)
-
-
-@dataclass
-class SqsSource:
-    function: str
-    queue_url: str
-    queue_arn: str
-    batch_size: int
-    report_failures: bool
 
 
 def create_resources(
@@ -302,6 +310,7 @@ class LocalStack:
         self.functions: dict[str, LocalFunction] = {}
         self.routes: list[ApiRoute] = []
         self.sources: list[SqsSource] = []
+        self.pollers: list[SqsPoller] = []
         self.physical: dict[str, dict[str, Any]] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -309,6 +318,7 @@ class LocalStack:
         self._server: Any = None
         self.moto_endpoint = ""
         self.redelivery_seconds = int(os.environ.get("DEVICEHOOKS_LOCAL_REDELIVERY_SECONDS", "2"))
+        self.shutdown_grace = 10.0  # seconds stop() waits for batches in flight before giving them back
         self.access_log = True
 
     # ------------------------------------------------------------------ lifecycle
@@ -355,25 +365,42 @@ class LocalStack:
         if serve_http:
             self._start_server()
         for source in self.sources if poll else []:
-            for n in range(2):
-                thread = threading.Thread(
-                    target=self._poll, args=(source,), name=f"poll-{source.function}-{n}", daemon=True
-                )
-                thread.start()
-                self._threads.append(thread)
+            poller = SqsPoller(
+                source,
+                invoke=self.functions[source.function].invoke,
+                client=lambda: self._client("sqs"),
+                redelivery_seconds=self.redelivery_seconds,
+            )
+            poller.start()
+            self.pollers.append(poller)
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def stop(self) -> None:
+        """Stop serving and polling: batches in flight finish (for up to ``shutdown_grace`` seconds)
+        or their messages are made visible again; then moto stops."""
         self._stop.set()
         if self._server is not None:
             self._server.shutdown()
         for thread in self._threads:
             thread.join(timeout=10)
+        stoppers = [
+            threading.Thread(target=p.stop, args=(self.shutdown_grace,), name=f"stop-{p.label}") for p in self.pollers
+        ]
+        for stopper in stoppers:  # side by side: the sources' batches finish together
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
         if self._moto is not None:
             self._moto.stop()
+        # invocations still running past the grace period fail fast without moto; wait a little for them
+        deadline = time.monotonic() + 10
+        left = [t for p in self.pollers for t in p.join(max(0.0, deadline - time.monotonic()))]
+        if left:
+            names = ", ".join(t.name for t in left)
+            print(f"devicehooks local: invocations still running after stop: {names}", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ resources
     def _client(self, service: str) -> Any:
@@ -428,7 +455,7 @@ class LocalStack:
                 timeout=int(props.get("Timeout", glob.get("Timeout", 3))),
                 memory=int(props.get("MemorySize", glob.get("MemorySize", 128))),
             )
-            for event in (props.get("Events") or {}).values():
+            for event_name, event in (props.get("Events") or {}).items():
                 eprops = event.get("Properties") or {}
                 if event.get("Type") == "HttpApi":
                     api_id = eprops.get("ApiId", {}).get("Ref") if isinstance(eprops.get("ApiId"), dict) else None
@@ -443,88 +470,29 @@ class LocalStack:
                             str(eprops.get("Method", "ANY")).upper(), str(eprops["Path"]), logical, authorizer
                         )
                     )
-                elif event.get("Type") == "SQS":
-                    queue_ref = eprops["Queue"]
-                    queue_logical = queue_ref["Fn::GetAtt"][0]
-                    self.sources.append(
-                        SqsSource(
-                            function=logical,
-                            queue_url=self.physical[queue_logical]["QueueUrl"],
-                            queue_arn=self.physical[queue_logical]["Arn"],
-                            batch_size=min(10, int(eprops.get("BatchSize", 10))),
-                            report_failures="ReportBatchItemFailures" in (eprops.get("FunctionResponseTypes") or []),
-                        )
-                    )
+                elif event.get("Type") == "SQS" and resolver.resolve(eprops.get("Enabled", True)) is not False:
+                    self.sources.append(self._sqs_source(logical, str(event_name), eprops, resolver))
+        # behind an API route or as an authorizer: one invocation at a time; only SQS-invoked: side by side
+        behind_api = {r.function for r in self.routes} | {r.authorizer for r in self.routes if r.authorizer}
+        for logical, function in self.functions.items():
+            function.serial = logical in behind_api or not any(s.function == logical for s in self.sources)
         self.routes.sort(key=lambda r: r.rank)
 
-    # ------------------------------------------------------------------ SQS event sources
-    def _poll(self, source: SqsSource) -> None:
-        sqs = self._client("sqs")
-        function = self.functions[source.function]
-        while not self._stop.is_set():
-            try:
-                out = sqs.receive_message(
-                    QueueUrl=source.queue_url,
-                    MaxNumberOfMessages=source.batch_size,
-                    WaitTimeSeconds=1,
-                    AttributeNames=["All"],
-                    MessageAttributeNames=["All"],
-                )
-            except Exception:  # noqa: BLE001 - moto stopping, or a transient error: keep polling
-                if self._stop.is_set():
-                    return
-                time.sleep(0.2)
-                continue
-            messages = out.get("Messages", [])
-            if not messages:
-                continue
-            event = {"Records": [self._record(m, source) for m in messages]}
-            failed: set[str] = {m["MessageId"] for m in messages}
-            try:
-                result = function.invoke(event)
-                if source.report_failures and isinstance(result, dict):
-                    failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
-                else:
-                    failed = set()
-            except Exception:  # noqa: BLE001 - a crashed invocation returns the whole batch, as Lambda does
-                traceback.print_exc()
-            done = [m for m in messages if m["MessageId"] not in failed]
-            for start in range(0, len(done), 10):
-                entries = [
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start : start + 10])
-                ]
-                sqs.delete_message_batch(QueueUrl=source.queue_url, Entries=entries)
-            for m in messages:
-                if m["MessageId"] in failed:
-                    # Lambda leaves failed records until the visibility timeout; locally a short wait
-                    sqs.change_message_visibility(
-                        QueueUrl=source.queue_url,
-                        ReceiptHandle=m["ReceiptHandle"],
-                        VisibilityTimeout=self.redelivery_seconds,
-                    )
-
-    @staticmethod
-    def _record(message: Mapping[str, Any], source: SqsSource) -> dict[str, Any]:
-        attributes = {}
-        for name, attr in (message.get("MessageAttributes") or {}).items():
-            attributes[name] = {
-                "stringValue": attr.get("StringValue"),
-                "binaryValue": base64.b64encode(attr["BinaryValue"]).decode() if "BinaryValue" in attr else None,
-                "stringListValues": [],
-                "binaryListValues": [],
-                "dataType": attr.get("DataType", "String"),
-            }
-        return {
-            "messageId": message["MessageId"],
-            "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"],
-            "attributes": dict(message.get("Attributes") or {}),
-            "messageAttributes": attributes,
-            "md5OfBody": message.get("MD5OfBody", ""),
-            "eventSource": "aws:sqs",
-            "eventSourceARN": source.queue_arn,
-            "awsRegion": REGION,
-        }
+    def _sqs_source(self, function: str, name: str, eprops: Mapping[str, Any], resolver: Resolver) -> SqsSource:
+        """An SQS event source: its queue, batch size and window, and its MaximumConcurrency (Lambda
+        scales a source without one far beyond what one process should run: UNBOUNDED_CONCURRENCY)."""
+        queue_logical = eprops["Queue"]["Fn::GetAtt"][0]
+        scaling = resolver.resolve(eprops.get("ScalingConfig") or {})
+        return SqsSource(
+            function=function,
+            name=name,
+            queue_url=self.physical[queue_logical]["QueueUrl"],
+            queue_arn=self.physical[queue_logical]["Arn"],
+            batch_size=int(resolver.resolve(eprops.get("BatchSize", 10))),
+            batching_window=float(resolver.resolve(eprops.get("MaximumBatchingWindowInSeconds", 0))),
+            max_concurrency=int(scaling.get("MaximumConcurrency", UNBOUNDED_CONCURRENCY)),
+            report_failures="ReportBatchItemFailures" in (resolver.resolve(eprops.get("FunctionResponseTypes")) or []),
+        )
 
     # ------------------------------------------------------------------ HTTP
     def _start_server(self) -> None:
