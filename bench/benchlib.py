@@ -278,3 +278,90 @@ def stop_stack(stack: process.RunningStack, deadline: float = 30.0) -> None:
         process.stop_stack(stack, deadline)
     except subprocess.TimeoutExpired:
         pass
+
+
+# ------------------------------------------------------------------ the local stack in this process
+
+
+class Invocations:
+    """Counts a function's invocations and the seconds they ran (what Lambda bills), side by side too."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.count = 0
+        self.busy_seconds = 0.0
+        self._lock = threading.Lock()
+
+    def wrap(self, function: Any) -> None:
+        """Time ``function``'s handler itself (not the wait for a free execution environment)."""
+        handler = function.handler
+
+        def timed(event: dict[str, Any], context: Any) -> Any:
+            started = time.monotonic()
+            try:
+                return handler(event, context)
+            finally:
+                with self._lock:
+                    self.count += 1
+                    self.busy_seconds += time.monotonic() - started
+
+        function.handler = timed
+
+
+def in_process_stack(workdir: Path, env: dict[str, str]) -> Any:
+    """``devicehooks local``'s LocalStack in this process, with ``env`` for its functions (the
+    dispatcher's invocations are then counted in ``stack.dispatcher_invocations``)."""
+    from devicehooks_dev.local.stack import LocalStack
+
+    os.environ.update({"DEVICEHOOKS_DEV_KEY_FILE": str(workdir / "dev-key.pem"), **env})
+    stack = LocalStack(ROOT, port=0)
+    stack.access_log = False
+    stack.start()
+    stack.dispatcher_invocations = Invocations()
+    stack.dispatcher_invocations.wrap(stack.functions["DispatcherFunction"])
+    return stack
+
+
+class InProcessApi:
+    """What the benchmarks ask of an in-process stack, over HTTP as Mender and users do."""
+
+    def __init__(self, stack: Any, session: Any) -> None:
+        self.stack = stack
+        self.session = session
+
+    def tenant(self, prefix: str, urls: list[str]) -> str:
+        """A new tenant with one webhook per URL; returns its id."""
+        from devicehooks_dev import devkeys
+
+        tenant = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        headers = {"Authorization": f"Bearer {devkeys.mint_token(tenant)}"}
+        for url in urls:
+            body = {"provider": "webhook", "credentials": {"type": "http", "http": {"url": url}}}
+            response = self.session.post(f"{self.stack.url}{MANAGEMENT}/integrations", json=body, headers=headers)
+            if response.status_code != 201:
+                raise RuntimeError(f"creating a webhook: {response.status_code} {response.text}")
+        return tenant
+
+    def bulk(self, tenant: str, devices: list[str]) -> None:
+        response = self.session.put(
+            f"{self.stack.url}{INTERNAL}/tenants/{tenant}/bulk/devices/status/accepted",
+            json=[{"id": d} for d in devices],
+            timeout=60,
+        )
+        if response.status_code != 202:
+            raise RuntimeError(f"bulk status change: {response.status_code} {response.text}")
+
+    def time_to_receive(self, receiver: Receiver, tenant: str, path: str, devices: int, deadline: float) -> float:
+        """Seconds from a bulk change of ``devices`` devices of ``tenant`` until ``path`` received them all."""
+        since = receiver.count()
+        started = time.monotonic()
+        self.bulk(tenant, [f"{tenant}-{n}" for n in range(devices)])
+        end = started + deadline
+        while True:
+            arrived = [t for p, _, t, _ in receiver.log(since) if p == path]
+            if len(arrived) >= devices:
+                return max(sorted(arrived)[:devices]) - started
+            if time.monotonic() > end:
+                raise RuntimeError(f"{path}: {len(arrived)} of {devices} deliveries within {deadline:.0f} s")
+            time.sleep(0.02)

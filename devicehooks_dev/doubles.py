@@ -138,13 +138,23 @@ class MemoryActivityStore:
         with self._lock:
             return self._events.get((tenant_id, event_id))
 
-    def claim(self, tenant_id: str, event_id: str, integration_id: str, now: datetime, lease_seconds: int) -> Claim:
+    def claim(
+        self,
+        tenant_id: str,
+        event_id: str,
+        integration_id: str,
+        now: datetime,
+        lease_seconds: int,
+        seen_attempts: int | None = None,
+    ) -> Claim:
         with self._lock:
             event = self._events.get((tenant_id, event_id))
             status = event.deliveries.get(integration_id) if event else None
             if event is None or status is None or status.state == "delivered":
                 return Claim.DONE
             if status.lease_until is not None and status.lease_until > now:
+                return Claim.BUSY
+            if seen_attempts is not None and status.attempts != seen_attempts:
                 return Claim.BUSY
             self._store(event.with_status(status.with_lease(now + timedelta(seconds=lease_seconds))))
             return Claim.TAKEN

@@ -45,6 +45,10 @@ class Answer:
     delay: float = 0.0
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 128  # a burst of deliveries must not meet a full listen backlog (5 by default)
+
+
 class Receiver:
     """``Receiver()`` starts on a free loopback port; ``url(path)``; ``script(path, *answers)``."""
 
@@ -80,7 +84,7 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = _Server(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self.scheme = "https" if tls else "http"
         if tls:

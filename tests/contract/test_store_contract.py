@@ -262,6 +262,17 @@ def test_a_lease_is_taken_once_until_it_expires_and_never_on_a_success(stores: S
     assert stores.activity.claim(tenant, str(uuid.uuid4()), "a", NOW, 30) is Claim.DONE
 
 
+def test_a_claim_on_stale_data_is_busy_until_it_is_tried_on_fresh_data(stores: Stores) -> None:
+    tenant = _tenant()
+    event = _event(tenant, [DeliveryStatus("a")])
+    stores.activity.create(event)
+    # the first attempt's record lands between a retry's read (0 attempts) and its claim
+    retrying = DeliveryStatus("a", state="retrying", attempts=1, error="timeout")
+    stores.activity.record(tenant, event.id, [(retrying, Attempt(1, NOW, 1, None, "timeout"))])
+    assert stores.activity.claim(tenant, event.id, "a", NOW, 30, seen_attempts=0) is Claim.BUSY
+    assert stores.activity.claim(tenant, event.id, "a", NOW, 30, seen_attempts=1) is Claim.TAKEN
+
+
 def test_records_replace_statuses_and_append_attempts(stores: Stores) -> None:
     tenant = _tenant()
     event = _event(tenant, [DeliveryStatus("a"), DeliveryStatus("b")])

@@ -315,3 +315,21 @@ def test_a_retry_that_comes_back_to_an_open_circuit_says_so_in_the_activity_log(
     assert (status.error or "").startswith("circuit open since")
     assert status.next_attempt_at is not None and status.next_attempt_at > h.clock()
     assert all(t.reason == "hold" for t, _ in h.queue.scheduled if t.event_id == first)
+
+
+def test_a_task_never_comes_back_before_it_is_due() -> None:
+    from devicehooks.delivery.tasks import DeliveryTask, SqsTaskQueue
+
+    class Sqs:
+        def __init__(self) -> None:
+            self.sent: list[dict[str, Any]] = []
+
+        def send_message(self, **kwargs: Any) -> None:
+            self.sent.append(kwargs)
+
+    sqs = Sqs()
+    queue = SqsTaskQueue("retry", "delivery-dlq", "dispatch-dlq", sqs=sqs)
+    task = DeliveryTask.first("t", "e", "i")
+    for delay in (0.0, 0.2, 1.0, 4.01, 899.5, 7200.0):
+        queue.schedule(task, delay)
+    assert [m["DelaySeconds"] for m in sqs.sent] == [0, 1, 1, 5, 900, 900]  # whole seconds, rounded up

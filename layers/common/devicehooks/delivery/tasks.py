@@ -8,6 +8,7 @@ that remains, so any schedule works (the default runs over about 27 hours).
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any, Literal, Protocol
 
@@ -91,7 +92,8 @@ class SqsTaskQueue:
         self.sqs.send_message(
             QueueUrl=self.retry_queue_url,
             MessageBody=body,
-            DelaySeconds=int(min(MAX_SQS_DELAY, max(0.0, delay_seconds))),
+            # rounded up: SQS counts whole seconds, and a task must never come back before it is due
+            DelaySeconds=min(MAX_SQS_DELAY, math.ceil(max(0.0, delay_seconds))),
         )
 
     def dead_letter(self, task: DeliveryTask, reason: str) -> None:

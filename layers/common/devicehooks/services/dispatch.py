@@ -233,7 +233,9 @@ class Dispatcher:
             status = existing.deliveries.get(integration.id)
             if status is None or status.state != "pending" or not integration.enabled:
                 continue  # delivered, waiting for a retry, failed or skipped: not this message's job
-            claim = self.activity.claim(event.tenant_id, event.id, integration.id, now, self.policy.lease_seconds)
+            claim = self.activity.claim(
+                event.tenant_id, event.id, integration.id, now, self.policy.lease_seconds, status.attempts
+            )
             if claim is Claim.BUSY:
                 busy = True
             elif claim is Claim.TAKEN:
@@ -286,7 +288,9 @@ class Dispatcher:
             outcome = self._hold(task, status, integration, hold, now)
             self.activity.record(task.tenant_id, task.event_id, [(outcome.status, None)])
             return
-        claim = self.activity.claim(task.tenant_id, task.event_id, task.integration_id, now, self.policy.lease_seconds)
+        claim = self.activity.claim(
+            task.tenant_id, task.event_id, task.integration_id, now, self.policy.lease_seconds, status.attempts
+        )
         if claim is Claim.BUSY:
             raise Busy(f"event {task.event_id}: delivery to {task.integration_id} is leased by another worker")
         if claim is Claim.TAKEN:

@@ -52,8 +52,18 @@ class ActivityStore(Protocol):
     def get(self, tenant_id: str, event_id: str) -> ActivityEvent | None:
         """One event with its attempt detail (strongly consistent)."""
 
-    def claim(self, tenant_id: str, event_id: str, integration_id: str, now: datetime, lease_seconds: int) -> Claim:
-        """Take the right to POST this delivery for ``lease_seconds``."""
+    def claim(
+        self,
+        tenant_id: str,
+        event_id: str,
+        integration_id: str,
+        now: datetime,
+        lease_seconds: int,
+        seen_attempts: int | None = None,
+    ) -> Claim:
+        """Take the right to POST this delivery for ``lease_seconds``; with ``seen_attempts``, only
+        if it has made that many attempts still (the caller read it so: a record written since,
+        by the attempt before, makes the claim ``BUSY``, to be tried again on fresh data)."""
 
     def record(self, tenant_id: str, event_id: str, updates: Sequence[Update]) -> None:
         """Store deliveries' new statuses and append their attempts, in one write when possible.
@@ -255,21 +265,36 @@ class DynamoActivityStore:
         item = out.get("Item")
         return _event_from_item(item) if item else None
 
-    def claim(self, tenant_id: str, event_id: str, integration_id: str, now: datetime, lease_seconds: int) -> Claim:
+    def claim(
+        self,
+        tenant_id: str,
+        event_id: str,
+        integration_id: str,
+        now: datetime,
+        lease_seconds: int,
+        seen_attempts: int | None = None,
+    ) -> Claim:
         now_ms = _millis(now) or 0
+        condition = (
+            "attribute_exists(deliveries.#i) AND deliveries.#i.#s <> :delivered AND "
+            "(attribute_not_exists(deliveries.#i.lease_until) OR deliveries.#i.lease_until < :now)"
+        )
+        values = {
+            ":until": {"N": str(now_ms + lease_seconds * 1000)},
+            ":now": {"N": str(now_ms)},
+            ":delivered": {"S": "delivered"},
+        }
+        if seen_attempts is not None:
+            condition += " AND deliveries.#i.attempts = :seen"
+            values[":seen"] = {"N": str(seen_attempts)}
         try:
             self.client.update_item(
                 TableName=self.table_name,
                 Key=self._key(tenant_id, event_id),
                 UpdateExpression="SET deliveries.#i.lease_until = :until",
-                ConditionExpression="attribute_exists(deliveries.#i) AND deliveries.#i.#s <> :delivered AND "
-                "(attribute_not_exists(deliveries.#i.lease_until) OR deliveries.#i.lease_until < :now)",
+                ConditionExpression=condition,
                 ExpressionAttributeNames={"#i": integration_id, "#s": "state"},
-                ExpressionAttributeValues={
-                    ":until": {"N": str(now_ms + lease_seconds * 1000)},
-                    ":now": {"N": str(now_ms)},
-                    ":delivered": {"S": "delivered"},
-                },
+                ExpressionAttributeValues=values,
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except self.client.exceptions.ConditionalCheckFailedException as exc:
