@@ -18,7 +18,7 @@ loop without a session (a new connection each time).
 
 Prints ``P1_fanout_vs_limit`` and ``P1_fanout_vs_naive`` for the WORSE of the two scenarios
 (both are in the ``#`` lines), then ``P1_fanout_moto_per_s``: the 500x1 scenario with the
-DynamoDB stores on moto (in this process, as ``LocalStack(...).start(serve_http=False,
+DynamoDB stores on moto (its server in a child process, as ``LocalStack(...).start(serve_http=False,
 poll=False)`` runs it, moto fixed by devicehooks_dev.local.motofixes) and secrets opened through KMS (moto's), an
 absolute rate. The ``#`` lines also give this process's CPU time per delivery, and the 500x1
 rate with a sender that does no I/O at all: the dispatcher's own ceiling on this machine.
@@ -223,7 +223,7 @@ def moto_scenario(receiver: benchlib.Receiver, records: ThreadPoolExecutor) -> N
     from devicehooks.store.integrations import DynamoIntegrationStore
     from devicehooks_dev.local.stack import LocalStack
 
-    stack = LocalStack(benchlib.ROOT, port=0)  # applies devicehooks_dev.local.motofixes
+    stack = LocalStack(benchlib.ROOT, port=0)  # moto in a child process, with devicehooks_dev.local.motofixes
     stack.start(serve_http=False, poll=False)
     try:
         integrations = DynamoIntegrationStore(stack.physical["IntegrationsTable"]["TableName"])
@@ -240,7 +240,7 @@ def moto_scenario(receiver: benchlib.Receiver, records: ThreadPoolExecutor) -> N
     from devicehooks_dev.local import motofixes
 
     patched = "moto with devicehooks_dev.local.motofixes" if motofixes.enabled() else "moto as it is"
-    note(f"500x1 on moto (DynamoDB stores, KMS secret, moto in this process; {patched}): {rate:.0f} deliveries/s")
+    note(f"500x1 on moto (DynamoDB stores, KMS secret, moto in a child process; {patched}): {rate:.0f} deliveries/s")
     if FAILED:
         note(f"{len(FAILED)} record(s) raised and were handled again (as SQS redelivers), e.g. {FAILED[0]}")
     figure("P1_fanout_moto_per_s", rate, 0)

@@ -1,7 +1,8 @@
 """``devicehooks local``: moto's server, the template's resources, and the real handlers.
 
-* moto's server runs in-process on a free loopback port; boto3 (handlers included) reaches it
-  through ``AWS_ENDPOINT_URL``.
+* moto's server runs in a child process (``motoserver.py``) on a free loopback port, as AWS
+  answers from beside Lambda, not inside it; the SDK (handlers included) reaches it through
+  ``AWS_ENDPOINT_URL``.
 * Tables, queues, the bus, its rule and targets, the KMS key and the topic are created from
   template.yaml; functions get the environment the template gives them, resolved locally.
 * One HTTP server serves the API routes the template declares (HttpApi events), turning each
@@ -25,6 +26,7 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -39,6 +41,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from devicehooks_dev import devkeys
+from devicehooks_dev.local import motoserver
 from devicehooks_dev.local.sqs import UNBOUNDED_CONCURRENCY, SqsPoller, SqsSource
 from devicehooks_dev.local.template import (
     Resolver,
@@ -314,7 +317,7 @@ class LocalStack:
         self.physical: dict[str, dict[str, Any]] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._moto: Any = None
+        self._moto: subprocess.Popen[str] | None = None
         self._server: Any = None
         self.moto_endpoint = ""
         self.redelivery_seconds = int(os.environ.get("DEVICEHOOKS_LOCAL_REDELIVERY_SECONDS", "2"))
@@ -326,19 +329,10 @@ class LocalStack:
         """Start moto, create the resources, load the functions; then serve and poll unless told not to."""
         import logging
 
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's and our servers' request lines
-        from devicehooks_dev.local import motofixes
-
-        if motofixes.enabled():
-            motofixes.apply()
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # our server's request lines
 
         user_env = {k: v for k, v in os.environ.items() if k.startswith(("DEVICEHOOKS_", "POWERTOOLS_"))}
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._moto.start()
-        moto_host, moto_port = self._moto.get_host_and_port()
-        self.moto_endpoint = f"http://{moto_host}:{moto_port}"
+        self.moto_endpoint = self._start_moto()
         os.environ.update(
             {
                 "AWS_ENDPOINT_URL": self.moto_endpoint,
@@ -394,13 +388,42 @@ class LocalStack:
         for stopper in stoppers:
             stopper.join()
         if self._moto is not None:
-            self._moto.stop()
+            self._stop_moto()
+            self._moto = None
         # invocations still running past the grace period fail fast without moto; wait a little for them
         deadline = time.monotonic() + 10
         left = [t for p in self.pollers for t in p.join(max(0.0, deadline - time.monotonic()))]
         if left:
             names = ", ".join(t.name for t in left)
             print(f"devicehooks local: invocations still running after stop: {names}", file=sys.stderr, flush=True)
+
+    # ------------------------------------------------------------------ moto, beside this process
+    def _start_moto(self) -> str:
+        """moto's server in a child process (``motoserver.py``), as AWS answers from elsewhere; its URL."""
+        self._moto = subprocess.Popen(
+            [sys.executable, "-m", "devicehooks_dev.local.motoserver"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._moto.stdout is not None
+        line = self._moto.stdout.readline()
+        if not line.startswith(motoserver.READY):
+            self._moto.kill()
+            raise OSError(f"moto's server did not start: {line!r}")
+        return line[len(motoserver.READY) :].strip()
+
+    def _stop_moto(self) -> None:
+        process = self._moto
+        assert process is not None and process.stdin is not None
+        process.stdin.close()  # the server stops when its input closes
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
     # ------------------------------------------------------------------ resources
     def _client(self, service: str) -> Any:

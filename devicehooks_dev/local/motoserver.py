@@ -1,0 +1,44 @@
+"""moto's server in a process of its own: ``python -m devicehooks_dev.local.motoserver``.
+
+The local stack runs AWS there, beside the functions' process rather than inside it, as AWS runs
+beside Lambda: an AWS call costs the functions a network round trip, not the CPU (and the GIL)
+of the service answering it. Prints ``moto ready on http://127.0.0.1:<port>`` once it serves,
+and stops when its standard input closes (its parent died or stopped it) or on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+READY = "moto ready on "
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devicehooks_dev.local.motoserver")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from moto.server import ThreadedMotoServer
+
+    from devicehooks_dev.local import motofixes
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no request lines
+    if motofixes.enabled():
+        motofixes.apply()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    print(f"{READY}http://{host}:{port}", flush=True)
+    try:
+        sys.stdin.read()  # until the parent closes the pipe (or exits)
+    except KeyboardInterrupt:
+        pass
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
