@@ -44,8 +44,12 @@ def note(text: str) -> None:
 
 def quiet() -> None:
     """Keep the package's output off the figures' stream (in the process that measures)."""
+    import warnings
+
     from devicehooks.observability import logger
 
+    # powertools warns when an invocation emitted no metric (a batch that only held deliveries)
+    warnings.filterwarnings("ignore", "No application metrics to publish")
     handler = logger.registered_handler
     if hasattr(handler, "setStream"):
         handler.setStream(sys.stderr)

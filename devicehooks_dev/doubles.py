@@ -236,6 +236,10 @@ class MemoryTaskQueue:
         with self._lock:
             self.scheduled.append((task.due(time.time() + delay_seconds), delay_seconds))
 
+    def schedule_many(self, tasks: list[tuple[DeliveryTask, float]]) -> None:
+        for task, delay in tasks:
+            self.schedule(task, delay)
+
     def dead_letter(self, task: DeliveryTask, reason: str) -> None:
         with self._lock:
             self.dead.append((task, reason))

@@ -160,6 +160,7 @@ def create_resources(
     resolver = Resolver(
         parameters=parameter_defaults(template, overrides),
         conditions=template.get("Conditions") or {},
+        mappings=template.get("Mappings") or {},
         pseudo={
             "AWS::StackName": STACK,
             "AWS::Region": REGION,

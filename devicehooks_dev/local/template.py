@@ -72,6 +72,7 @@ class Resolver:
     attributes: dict[tuple[str, str], Any] = field(default_factory=dict)
     conditions: dict[str, Any] = field(default_factory=dict)
     pseudo: dict[str, str] = field(default_factory=dict)
+    mappings: dict[str, Any] = field(default_factory=dict)
 
     def condition(self, name: str) -> bool:
         return bool(self.resolve(self.conditions[name]))
@@ -135,6 +136,9 @@ class Resolver:
             if key == "Fn::Split":
                 sep, text = self.resolve(arg)
                 return str(text).split(sep)
+            if key == "Fn::FindInMap":
+                name, top, second = (str(part) for part in self.resolve(arg))
+                return self.mappings[name][top][second]
         return {k: self.resolve(v) for k, v in value.items()}
 
 

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from packaging.requirements import Requirement
 
+from devicehooks.domain.decisions import DispatchPolicy
 from devicehooks_dev import layer as layer_requirements
-from devicehooks_dev.local.template import load_template, resources_of
+from devicehooks_dev.local.template import Resolver, load_template, resources_of
 from tests.conftest import EVENTS, ROOT
 
 pytestmark = pytest.mark.template
@@ -73,7 +74,13 @@ def test_every_dead_letter_queue_has_an_alarm(template: dict[str, Any]) -> None:
     assert dead_letter <= alarmed
 
 
-def test_queue_visibility_is_at_least_six_times_its_consumers_timeout(template: dict[str, Any]) -> None:
+@pytest.mark.parametrize("delivery_timeout", [2, 5, 10, 15, 20])
+def test_timeouts_follow_from_the_delivery_timeout(template: dict[str, Any], delivery_timeout: int) -> None:
+    # for every allowed delivery timeout: a batch ends in time (no attempt starts with less than
+    # its timeout + 5 s left, DispatchPolicy.attempt_budget) and SQS gives it 6 x the function's time
+    allowed = template["Parameters"]["DeliveryTimeoutSeconds"]["AllowedValues"]
+    assert delivery_timeout in allowed and set(allowed) == {int(k) for k in template["Mappings"]["DeliveryTimeouts"]}
+    resolver = Resolver(parameters={"DeliveryTimeoutSeconds": str(delivery_timeout)}, mappings=template["Mappings"])
     queues = resources_of(template, "AWS::SQS::Queue")
     default_timeout = template["Globals"]["Function"]["Timeout"]
     for fn in _functions(template).values():
@@ -81,8 +88,12 @@ def test_queue_visibility_is_at_least_six_times_its_consumers_timeout(template: 
             if event["Type"] != "SQS":
                 continue
             queue = queues[event["Properties"]["Queue"]["Fn::GetAtt"][0]]
-            timeout = fn["Properties"].get("Timeout", default_timeout)
-            assert int(queue["Properties"]["VisibilityTimeout"]) >= 6 * int(timeout)
+            timeout = int(resolver.resolve(fn["Properties"].get("Timeout", default_timeout)))
+            visibility = int(resolver.resolve(queue["Properties"]["VisibilityTimeout"]))
+            assert (
+                timeout >= 3 * delivery_timeout + 30 > DispatchPolicy(delivery_timeout=delivery_timeout).attempt_budget
+            )
+            assert visibility >= 6 * timeout
             assert "ReportBatchItemFailures" in event["Properties"]["FunctionResponseTypes"]
 
 

@@ -333,3 +333,38 @@ def test_a_task_never_comes_back_before_it_is_due() -> None:
     for delay in (0.0, 0.2, 1.0, 4.01, 899.5, 7200.0):
         queue.schedule(task, delay)
     assert [m["DelaySeconds"] for m in sqs.sent] == [0, 1, 1, 5, 900, 900]  # whole seconds, rounded up
+
+
+def test_opening_the_circuit_schedules_its_probe_ahead_of_the_held_deliveries(h: Harness) -> None:
+    down = h.webhook(path="/down")
+    for _ in range(3):
+        h.send()
+    stored = h.integrations.get("tenant-1", down.id)
+    assert stored is not None and stored.circuit.open_until is not None
+    probe_delay = (stored.circuit.open_until - h.clock()).total_seconds()
+    delays = sorted(delay for _, delay in h.queue.scheduled)
+    assert probe_delay in delays  # one task due exactly when the cooldown ends: the probe
+    held = h.send()
+    (held_task, held_delay) = h.queue.scheduled[-1]
+    assert held_task.event_id == held and held_delay > probe_delay  # held ones come back after it
+
+
+def test_tasks_sent_back_in_bulk_go_ten_to_a_request_and_failed_entries_are_sent_again() -> None:
+    from devicehooks.delivery.tasks import DeliveryTask, SqsTaskQueue
+
+    class Sqs:
+        def __init__(self) -> None:
+            self.batches: list[list[str]] = []
+            self.refused = {"3"}
+
+        def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+            self.batches.append([e["Id"] for e in Entries])
+            failed = [{"Id": e["Id"]} for e in Entries if e["Id"] in self.refused]
+            self.refused = set()
+            return {"Failed": failed}
+
+    sqs = Sqs()
+    queue = SqsTaskQueue("retry", "delivery-dlq", "dispatch-dlq", sqs=sqs)
+    queue.schedule_many([(DeliveryTask.first("t", f"e{n}", "i"), 1.5) for n in range(23)])
+    assert [len(b) for b in sqs.batches] == [10, 1, 10, 3]  # entry 3 of the first ten sent again
+    assert sqs.batches[1] == ["3"]

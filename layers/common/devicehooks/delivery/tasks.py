@@ -64,6 +64,9 @@ class TaskQueue(Protocol):
     def schedule(self, task: DeliveryTask, delay_seconds: float) -> None:
         """Make ``task`` due in ``delay_seconds`` (any length)."""
 
+    def schedule_many(self, tasks: list[tuple[DeliveryTask, float]]) -> None:
+        """:meth:`schedule` for several tasks at once; raises unless every one is queued."""
+
     def dead_letter(self, task: DeliveryTask, reason: str) -> None:
         """Keep a delivery that exhausted its attempts (the delivery DLQ)."""
 
@@ -87,14 +90,19 @@ class SqsTaskQueue:
         return self._sqs
 
     def schedule(self, task: DeliveryTask, delay_seconds: float) -> None:
-        due = time.time() + max(0.0, delay_seconds)
-        body = task.due(due).model_dump_json()
-        self.sqs.send_message(
-            QueueUrl=self.retry_queue_url,
-            MessageBody=body,
-            # rounded up: SQS counts whole seconds, and a task must never come back before it is due
-            DelaySeconds=min(MAX_SQS_DELAY, math.ceil(max(0.0, delay_seconds))),
-        )
+        self.sqs.send_message(QueueUrl=self.retry_queue_url, **_message(task, delay_seconds))
+
+    def schedule_many(self, tasks: list[tuple[DeliveryTask, float]]) -> None:
+        for start in range(0, len(tasks), 10):  # SendMessageBatch takes ten
+            pending = {str(n): _message(t, d) for n, (t, d) in enumerate(tasks[start : start + 10])}
+            for _ in range(5):
+                entries = [{"Id": key, **message} for key, message in pending.items()]
+                out = self.sqs.send_message_batch(QueueUrl=self.retry_queue_url, Entries=entries)
+                pending = {f["Id"]: pending[f["Id"]] for f in out.get("Failed", [])}
+                if not pending:
+                    break
+            if pending:
+                raise RuntimeError(f"{len(pending)} delivery tasks could not be queued")
 
     def dead_letter(self, task: DeliveryTask, reason: str) -> None:
         self.sqs.send_message(
@@ -109,6 +117,16 @@ class SqsTaskQueue:
             MessageBody=body,
             MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000] or "malformed"}},
         )
+
+
+def _message(task: DeliveryTask, delay_seconds: float) -> dict[str, Any]:
+    """The retry queue's message for ``task``, due in ``delay_seconds``."""
+    due = time.time() + max(0.0, delay_seconds)
+    return {
+        "MessageBody": task.due(due).model_dump_json(),
+        # rounded up: SQS counts whole seconds, and a task must never come back before it is due
+        "DelaySeconds": min(MAX_SQS_DELAY, math.ceil(max(0.0, delay_seconds))),
+    }
 
 
 def parse_message(body: str) -> dict[str, Any] | None:

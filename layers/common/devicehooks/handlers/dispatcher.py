@@ -93,6 +93,8 @@ def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         await asyncio.get_running_loop().run_in_executor(_records, handle_message, record.body, batch)
 
     processor = AsyncBatchProcessor(event_type=EventType.SQS)
-    return dict(
+    response = dict(
         async_process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
     )
+    dispatcher().finish_batch(batch)  # tasks sent back in bulk: if this raises, SQS brings the batch back
+    return response

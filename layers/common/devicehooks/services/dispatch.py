@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -62,6 +62,7 @@ class Outcome:
     attempt: Attempt | None = None
     decision: Decision | None = None
     probe: bool = False
+    next_task: DeliveryTask | None = None  # the delivery's next attempt, should its circuit need a probe
 
 
 class Batch:
@@ -75,7 +76,21 @@ class Batch:
     def __init__(self, deadline: float | None = None) -> None:
         self.deadline = deadline  # time.monotonic() at which the invocation ends; None: no limit
         self._tenants: dict[str, Future[list[Integration]]] = {}
+        self._outbox: list[tuple[DeliveryTask, float]] = []
         self._lock = threading.Lock()
+
+    def later(self, task: DeliveryTask, delay: float) -> None:
+        """Send ``task`` back to the retry queue with the batch's other such tasks (one request per
+        ten), when the batch's records are done: for tasks that come back early, whose activity
+        item already says why. The message that brought the task is deleted only if that send
+        succeeds (the invocation fails otherwise), so nothing is lost."""
+        with self._lock:
+            self._outbox.append((task, delay))
+
+    def take_outbox(self) -> list[tuple[DeliveryTask, float]]:
+        with self._lock:
+            taken, self._outbox = self._outbox, []
+            return taken
 
     def time_left(self) -> float:
         """Seconds until the deadline (infinite without one)."""
@@ -168,11 +183,23 @@ class Dispatcher:
         return self._batch
 
     def handle_message(self, body: str, batch: Batch | None = None) -> None:
-        """Process one queue message of ``batch``; raises when SQS must deliver it again."""
+        """Process one queue message of ``batch``; raises when SQS must deliver it again.
+
+        Tasks the batch sends back in bulk (:meth:`Batch.later`) go with :meth:`finish_batch`; with
+        no ``batch`` given (the default one: tests, benchmarks), right after this message."""
         try:
             self._handle_message(body, batch or self._batch)
         finally:
             logger.thread_safe_remove_keys(["correlation_id"])
+        if batch is None:
+            self.finish_batch(self._batch)
+
+    def finish_batch(self, batch: Batch) -> None:
+        """Send what the batch's records left for the retry queue (raises if it cannot: SQS must
+        then bring the whole batch back)."""
+        waiting = batch.take_outbox()
+        if waiting:
+            self.queue.schedule_many(waiting)
 
     def _handle_message(self, body: str, batch: Batch) -> None:
         data = parse_message(body)
@@ -185,7 +212,7 @@ class Dispatcher:
             except ValidationError as exc:
                 self._reject(body, "malformed delivery task: " + format_errors(exc.errors()), None)
                 return
-            self.handle_task(task, batch)
+            self._handle_task(task, batch)
             return
         self.handle_bus_event(data, body, batch)
 
@@ -245,12 +272,21 @@ class Dispatcher:
             raise Busy(f"event {event.id}: a delivery is leased by another worker")
 
     def handle_task(self, task: DeliveryTask, batch: Batch | None = None) -> None:
-        """A retry (or redelivery, or a held delivery) of one delivery, when it is due."""
-        batch = batch or self._batch
+        """A retry (or redelivery, or a held delivery) of one delivery, when it is due (without a
+        ``batch``, in the default one, whose tasks sent back in bulk go at once)."""
+        if batch is None:
+            try:
+                self._handle_task(task, self._batch)
+            finally:
+                self.finish_batch(self._batch)
+            return
+        self._handle_task(task, batch)
+
+    def _handle_task(self, task: DeliveryTask, batch: Batch) -> None:
         now = self.clock()
         remaining = task.due_at - now.timestamp()
         if remaining > 1:
-            self.queue.schedule(task, remaining)
+            batch.later(task, remaining)
             return
         logger.thread_safe_append_keys(correlation_id=task.event_id)
         integration = next(
@@ -266,7 +302,7 @@ class Dispatcher:
             decided = gate(integration.circuit, batch.time_left(), now, self.policy, self.draw())
             if isinstance(decided, Hold):
                 if task.reason == "hold":  # still held: back to the queue; the activity log says why already
-                    self._schedule(task, decided.until, now)
+                    batch.later(task, max(0.0, (decided.until - now).total_seconds()))
                     return
                 hold = decided  # a retry now held: its status must say so (below)
         event = self.activity.get(task.tenant_id, task.event_id)
@@ -351,7 +387,7 @@ class Dispatcher:
             outcome = self._attempt(event, integration, current, series_attempt, attempts_so_far, retry)
         finally:
             self.shares.give_back(integration.id)
-        return Outcome(outcome.integration, outcome.status, outcome.attempt, outcome.decision, probe=probe)
+        return replace(outcome, probe=probe)
 
     def _hold(
         self, task: DeliveryTask, current: DeliveryStatus, integration: Integration, hold: Hold, now: datetime
@@ -409,7 +445,7 @@ class Dispatcher:
             logger.debug("webhook delivered", extra=log)
         else:
             logger.warning("webhook delivery failed", extra={**log, "error": result.error, "attempt": attempt.number})
-        return Outcome(integration, status, attempt, decision)
+        return Outcome(integration, status, attempt, decision, next_task=task)
 
     def _follow_up(self, batch: Batch, outcome: Outcome) -> None:
         """What an attempt means for its webhook: disabled at once, failing (its circuit opening, or
@@ -435,6 +471,10 @@ class Dispatcher:
                 opened = self.policy.reopened(circuit, now)
                 if self.integrations.open_circuit(integration.tenant_id, integration.id, circuit, opened):
                     batch.remember(failing.changed(IntegrationChanges(updated_at=failing.updated_at, circuit=opened)))
+                    if outcome.next_task is not None and opened.open_until is not None:
+                        # the probe goes as soon as the cooldown ends, ahead of the held deliveries, which
+                        # come back an attempt's budget later: by then it has decided for them all
+                        self._schedule(outcome.next_task, opened.open_until, now)
                     logger.warning(
                         "webhook circuit opened",
                         extra={
