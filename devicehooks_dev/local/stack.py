@@ -476,8 +476,8 @@ class LocalStack:
                 name=resolver.refs[logical],
                 module=module,
                 handler=getattr(module, attr),
-                timeout=int(props.get("Timeout", glob.get("Timeout", 3))),
-                memory=int(props.get("MemorySize", glob.get("MemorySize", 128))),
+                timeout=int(resolver.resolve(props.get("Timeout", glob.get("Timeout", 3)))),
+                memory=int(resolver.resolve(props.get("MemorySize", glob.get("MemorySize", 128)))),
             )
             for event_name, event in (props.get("Events") or {}).items():
                 eprops = event.get("Properties") or {}
