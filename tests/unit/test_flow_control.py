@@ -368,3 +368,17 @@ def test_tasks_sent_back_in_bulk_go_ten_to_a_request_and_failed_entries_are_sent
     queue.schedule_many([(DeliveryTask.first("t", f"e{n}", "i"), 1.5) for n in range(23)])
     assert [len(b) for b in sqs.batches] == [10, 1, 10, 3]  # entry 3 of the first ten sent again
     assert sqs.batches[1] == ["3"]
+
+
+def test_a_copy_of_an_event_whose_delivery_was_held_queues_the_held_task_again(h: Harness) -> None:
+    down = h.webhook(path="/down")
+    for _ in range(3):
+        h.send()  # the circuit opens
+    body = h.bus("e-held", "device-decommissioned", "tenant-1", {"id": "dev-1"})
+    h.dispatcher.handle_message(body)  # held when it came
+    first = [t for t, _ in h.queue.scheduled if t.event_id == "e-held"]
+    h.queue.scheduled = [(t, d) for t, d in h.queue.scheduled if t.event_id != "e-held"]  # as if lost
+    h.dispatcher.handle_message(body)  # SQS brings the message again
+    again = [t for t, _ in h.queue.scheduled if t.event_id == "e-held"]
+    assert len(first) == len(again) == 1 and again[0].reason == "hold" and again[0].integration_id == down.id
+    assert _posts(h, "/down") == 3

@@ -243,8 +243,6 @@ class Dispatcher:
                 continue
             decided = gate(integration.circuit, batch.time_left(), now, self.policy, self.draw())
             if isinstance(decided, Hold):
-                # the task first: a lost task would lose the delivery, a duplicate one is a no-op
-                self._schedule(DeliveryTask.first(event.tenant_id, event.id, integration.id).held(), decided.until, now)
                 statuses.append(DeliveryStatus(integration.id).held(decided.until, decided.reason, now))
             else:
                 statuses.append(DeliveryStatus.leased(integration.id, lease))
@@ -252,8 +250,10 @@ class Dispatcher:
         record = ActivityEvent.new(event, int(now.timestamp()) + self.policy.retention, statuses, sent)
         existing = self.activity.create(record)
         if existing is None:
+            self._queue_held(batch, record, now)
             self._run(batch, record, [(i, 0) for i in ready])  # every lease is this worker's
             return
+        self._queue_held(batch, existing, now)
         jobs: list[tuple[Integration, int]] = []
         busy = False
         for integration in targets:  # a copy of a message already (partly) handled
@@ -270,6 +270,17 @@ class Dispatcher:
         self._run(batch, existing, jobs)
         if busy:
             raise Busy(f"event {event.id}: a delivery is leased by another worker")
+
+    def _queue_held(self, batch: Batch, event: ActivityEvent, now: datetime) -> None:
+        """Tasks for the deliveries of ``event`` held when it came (retrying, no attempt yet), sent
+        with the batch's others (ten to a request) once the batch is done. A crash before then
+        brings the event's message back, whose copy finds them held and queues them again here (a
+        second task is harmless: it finds its delivery done, or still held)."""
+        for status in event.deliveries.values():
+            if status.state == "retrying" and not status.attempts:
+                due = status.next_attempt_at or now
+                task = DeliveryTask.first(event.tenant_id, event.id, status.integration_id).held()
+                batch.later(task, max(0.0, (due - now).total_seconds()))
 
     def handle_task(self, task: DeliveryTask, batch: Batch | None = None) -> None:
         """A retry (or redelivery, or a held delivery) of one delivery, when it is due (without a
