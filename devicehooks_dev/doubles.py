@@ -18,7 +18,7 @@ from devicehooks.domain.activity import ActivityEvent, DeliveryStatus
 from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
 from devicehooks.errors import Conflict
 from devicehooks.store.activity import Claim, Update
-from devicehooks.store.integrations import limit_message
+from devicehooks.store.integrations import Trial, limit_message
 
 
 class MemoryIntegrationStore:
@@ -27,6 +27,7 @@ class MemoryIntegrationStore:
     def __init__(self) -> None:
         self._items: dict[tuple[str, str], Integration] = {}
         self._rates: dict[tuple[str, str], tuple[int, int]] = {}  # (unix second, deliveries counted in it)
+        self._trials: dict[tuple[str, str], dict[int, datetime]] = {}  # turns taken: until when
         self._lock = threading.Lock()
 
     def add(self, integration: Integration, limit: int) -> None:
@@ -61,7 +62,7 @@ class MemoryIntegrationStore:
             current = self._items.get((tenant_id, integration_id))
             if current is None:
                 return None
-            circuit = replace(current.circuit, failures=current.circuit.failures + 1)
+            circuit = replace(current.circuit, failures=current.circuit.failures + 1, proven=False)
             changes = IntegrationChanges(
                 updated_at=current.updated_at, failing_since=current.failing_since or now, circuit=circuit
             )
@@ -71,8 +72,10 @@ class MemoryIntegrationStore:
     def note_success(self, tenant_id: str, integration_id: str) -> None:
         with self._lock:
             current = self._items.get((tenant_id, integration_id))
-            if current is not None and (current.failing_since is not None or current.circuit != Circuit()):
-                changes = IntegrationChanges(updated_at=current.updated_at, failing_since=None, circuit=Circuit())
+            if current is not None and (current.failing_since is not None or current.circuit != Circuit(proven=True)):
+                changes = IntegrationChanges(
+                    updated_at=current.updated_at, failing_since=None, circuit=Circuit(proven=True)
+                )
                 self._items[(tenant_id, integration_id)] = current.changed(changes)
 
     def open_circuit(self, tenant_id: str, integration_id: str, seen: Circuit, circuit: Circuit) -> bool:
@@ -98,6 +101,26 @@ class MemoryIntegrationStore:
                 IntegrationChanges(updated_at=current.updated_at, circuit=replace(circuit, probe_until=until))
             )
             return True
+
+    def start_trial(self, tenant_id: str, integration_id: str, slots: int, now: datetime, until: datetime) -> Trial:
+        with self._lock:
+            current = self._items.get((tenant_id, integration_id))
+            if current is None:
+                return Trial()
+            if current.circuit.proven:
+                return Trial(proven=True)
+            taken = self._trials.setdefault((tenant_id, integration_id), {})
+            free = [n for n in range(slots) if n not in taken or taken[n] <= now]
+            if not free:
+                return Trial()
+            taken[free[0]] = until
+            return Trial(free[0], until)
+
+    def end_trial(self, tenant_id: str, integration_id: str, trial: Trial) -> None:
+        with self._lock:
+            taken = self._trials.get((tenant_id, integration_id), {})
+            if trial.slot is not None and taken.get(trial.slot) == trial.until:
+                del taken[trial.slot]
 
     def take_rate_token(self, tenant_id: str, integration_id: str, second: int, limit: int) -> bool:
         with self._lock:

@@ -17,6 +17,7 @@ from devicehooks.domain.events import WebhookEvent
 from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
 from devicehooks.errors import Conflict
 from devicehooks.store.activity import Claim
+from devicehooks.store.integrations import Trial
 from tests.contract.conftest import Stores
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
@@ -24,6 +25,12 @@ NOW = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
 
 def _tenant() -> str:
     return f"tenant-{uuid.uuid4().hex[:8]}"
+
+
+def _found(stores: Stores, tenant: str, integration_id: str) -> Integration:
+    found = stores.integrations.get(tenant, integration_id)
+    assert found is not None
+    return found
 
 
 def _integration(tenant: str, n: int = 0, **fields: object) -> Integration:
@@ -157,8 +164,53 @@ def test_failures_stamp_failing_since_once_count_on_the_circuit_and_a_success_cl
     assert second is not None and (second.failing_since, second.circuit.failures) == (NOW, 2)
     stores.integrations.note_success(tenant, integration.id)
     found = stores.integrations.get(tenant, integration.id)
-    assert found is not None and (found.failing_since, found.circuit) == (None, Circuit())
+    assert found is not None and (found.failing_since, found.circuit) == (None, Circuit(proven=True))
     assert stores.integrations.note_failure(tenant, str(uuid.uuid4()), NOW) is None
+
+
+def test_a_webhook_is_proven_by_a_success_until_a_failure(stores: Stores) -> None:
+    tenant = _tenant()
+    integration = _integration(tenant)
+    stores.integrations.add(integration, limit=10)
+    assert _found(stores, tenant, integration.id).circuit.proven is False  # new: on trial
+    stores.integrations.note_success(tenant, integration.id)
+    assert _found(stores, tenant, integration.id).circuit == Circuit(proven=True)
+    failed = stores.integrations.note_failure(tenant, integration.id, NOW)
+    assert failed is not None and (failed.circuit.proven, failed.circuit.failures) == (False, 1)
+    stores.integrations.note_success(tenant, integration.id)
+    assert _found(stores, tenant, integration.id).circuit == Circuit(proven=True)
+    stores.integrations.update(
+        tenant, integration.id, IntegrationChanges.settings(NOW, url="https://other.example.com/")
+    )
+    assert _found(stores, tenant, integration.id).circuit.proven is False  # another endpoint: on trial again
+    gone = str(uuid.uuid4())
+    stores.integrations.note_success(tenant, gone)  # no such webhook: nothing written
+    assert stores.integrations.get(tenant, gone) is None
+
+
+def test_a_webhook_on_trial_gives_a_few_turns_at_a_time_each_until_given_back_or_its_time_is_up(
+    stores: Stores,
+) -> None:
+    tenant = _tenant()
+    integration = _integration(tenant)
+    stores.integrations.add(integration, limit=10)
+    until = NOW + timedelta(seconds=30)
+    first = stores.integrations.start_trial(tenant, integration.id, 2, NOW, until)
+    second = stores.integrations.start_trial(tenant, integration.id, 2, NOW, until)
+    assert (first.slot, second.slot) == (0, 1) and first.granted and second.granted
+    assert stores.integrations.start_trial(tenant, integration.id, 2, NOW, until) == Trial()  # every turn taken
+    stores.integrations.end_trial(tenant, integration.id, first)
+    third = stores.integrations.start_trial(tenant, integration.id, 2, NOW, until)
+    assert third.slot == 0
+    later = until + timedelta(seconds=1)  # the turns' time is up (their dispatchers died): free again
+    fourth = stores.integrations.start_trial(tenant, integration.id, 2, later, later + timedelta(seconds=30))
+    assert fourth.slot is not None
+    stores.integrations.end_trial(tenant, integration.id, third)  # too late: the turn is another's now
+    assert stores.integrations.start_trial(tenant, integration.id, 2, later, later + timedelta(seconds=30)).granted
+    assert stores.integrations.start_trial(tenant, integration.id, 2, later, later) == Trial()
+    stores.integrations.note_success(tenant, integration.id)
+    assert stores.integrations.start_trial(tenant, integration.id, 2, later, later) == Trial(proven=True)
+    assert stores.integrations.start_trial(tenant, str(uuid.uuid4()), 2, NOW, until) == Trial()
 
 
 def test_a_circuit_opens_once_per_state_and_keeps_the_failures_counted_meanwhile(stores: Stores) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -18,9 +19,11 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from devicehooks.delivery.sender import HttpSender
 from devicehooks.domain.decisions import DispatchPolicy
+from devicehooks.security.ssrf import DestinationGuard
 from devicehooks.services.dispatch import Dispatcher
-from tests.unit.test_dispatcher import Harness
+from tests.unit.test_dispatcher import LOOPBACK, Harness
 
 POLICY = DispatchPolicy(
     schedule=(5, 60, 600),
@@ -382,3 +385,104 @@ def test_a_copy_of_an_event_whose_delivery_was_held_queues_the_held_task_again(h
     again = [t for t, _ in h.queue.scheduled if t.event_id == "e-held"]
     assert len(first) == len(again) == 1 and again[0].reason == "hold" and again[0].integration_id == down.id
     assert _posts(h, "/down") == 3
+
+
+# ---------------------------------------------------------------------------------------- a webhook on trial
+def test_a_webhook_on_trial_is_attempted_by_a_few_invocations_across_dispatcher_instances(
+    httpserver: HTTPServer,
+) -> None:
+    """Two dispatcher instances (sharing the stores, as Lambda's share DynamoDB), three invocations
+    each at once, to a new webhook that takes its time: only ``trial_invocations`` attempt it, the
+    others hold their deliveries; once a delivery succeeded, it is proven and every invocation goes."""
+    release = threading.Event()
+    inside: list[int] = []
+    lock = threading.Lock()
+    most = [0]
+
+    def slow(request: Request) -> Response:
+        with lock:
+            inside.append(1)
+            most[0] = max(most[0], len(inside))
+        release.wait(5)
+        with lock:
+            inside.pop()
+        return Response("ok")
+
+    server = HTTPServer(threaded=True)
+    server.start()
+    server.expect_request("/slow", method="POST").respond_with_handler(slow)
+    policy = DispatchPolicy(schedule=(5,), delivery_timeout=5.0, trial_invocations=2)
+    h = Harness(server, timeout=5.0, policy=policy)
+    other = Dispatcher(
+        h.integrations,
+        h.activity,
+        h.cipher,
+        HttpSender(DestinationGuard(allowed_cidrs=LOOPBACK), timeout=5.0),
+        h.queue,
+        policy,
+        clock=h.clock,
+        draw=lambda: 0.0,
+    )
+    hook = h.webhook(path="/slow")
+
+    def invocation(dispatcher: Dispatcher) -> str:
+        event_id = str(uuid.uuid4())
+        batch = dispatcher.begin_batch()
+        dispatcher.handle_message(
+            Harness.bus(event_id, "device-status-changed", "tenant-1", {"id": "d", "status": "accepted"}), batch
+        )
+        dispatcher.finish_batch(batch)
+        return event_id
+
+    def run(count: int) -> list[str]:
+        done: list[str] = []
+        threads = [
+            threading.Thread(target=lambda d=d: done.append(invocation(d)))
+            for d in (h.dispatcher, other)
+            for _ in range(count)
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 5
+        while len(done) < len(threads) - most[0] and time.monotonic() < deadline:
+            time.sleep(0.01)  # the held ones are done, the attempted ones wait inside the receiver
+        release.set()
+        for thread in threads:
+            thread.join(10)
+        return done
+
+    try:
+        first = run(3)
+        assert most[0] == 2  # two invocations in all attempted it, whichever instance they ran in
+        held = [t for t, _ in h.queue.scheduled]
+        assert len(held) == 4 and {t.integration_id for t in held} == {hook.id}
+        record = h.activity.get("tenant-1", held[0].event_id)
+        assert record is not None and record.deliveries[hook.id].error is not None
+        assert record.deliveries[hook.id].error.startswith("held: the webhook is on trial")
+        stored = h.integrations.get("tenant-1", hook.id)
+        assert stored is not None and stored.circuit.proven  # the two attempts succeeded
+        release.clear()
+        most[0] = 0
+        second = run(3)
+        assert most[0] == 6  # proven: every invocation attempts it, no turn taken
+        assert len(h.queue.scheduled) == 4
+    finally:
+        release.set()
+        server.clear()
+        server.stop()
+    delivered = [h.activity.get("tenant-1", e) for e in second]
+    assert all(r is not None and r.deliveries[hook.id].state == "delivered" for r in delivered)
+    assert len(first) == 6
+
+
+def test_a_failure_puts_a_proven_webhook_back_on_trial_and_a_success_proves_it_again(h: Harness) -> None:
+    hook = h.webhook(path="/hook")
+    h.send()
+    stored = h.integrations.get("tenant-1", hook.id)
+    assert stored is not None and stored.circuit.proven
+    down = h.webhook(path="/down")
+    h.send()
+    failing = h.integrations.get("tenant-1", down.id)
+    assert failing is not None and not failing.circuit.proven and failing.circuit.failures == 1
+    turn = h.integrations.start_trial("tenant-1", down.id, 1, h.clock(), h.clock() + timedelta(seconds=60))
+    assert turn.slot == 0  # the batch gave its turn back when it finished

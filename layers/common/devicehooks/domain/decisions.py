@@ -33,6 +33,9 @@ class DispatchPolicy:
     circuit_cooldown: int = 30  # the first open period, doubled each time a probe fails ...
     circuit_max_cooldown: int = 3600  # ... up to this
     webhook_concurrency: int = 10  # attempts to one webhook at once, per dispatcher instance
+    # invocations (of every dispatcher instance) that may attempt a webhook on trial at once: one
+    # never proven, or failing since its last success, cannot take more of the dispatchers' time
+    trial_invocations: int = 4
 
     @property
     def lease_seconds(self) -> int:
@@ -148,6 +151,17 @@ def held_back(reason: str, now: datetime, policy: DispatchPolicy, draw: float = 
     """A delivery that may not be attempted right now for ``reason`` (a probe in flight, the
     webhook's share of concurrent attempts in use): it comes back after one attempt's budget."""
     return Hold(now + timedelta(seconds=policy.attempt_budget * (1 + policy.jitter * abs(draw))), reason)
+
+
+def on_trial(now: datetime, policy: DispatchPolicy, draw: float = 0.0) -> Hold:
+    """A delivery to a webhook on trial while its every turn is taken: it comes back within a few
+    seconds, by when the turns have told (it is proven, or its circuit open)."""
+    wait = 1 + abs(draw) * 2
+    return Hold(
+        now + timedelta(seconds=wait),
+        f"held: the webhook is on trial (no delivery to it has succeeded yet, or one failed since): "
+        f"{policy.trial_invocations} dispatchers at a time attempt it",
+    )
 
 
 def rate_limited(now: datetime, draw: float = 0.0) -> Hold:

@@ -34,6 +34,10 @@ class Circuit:
     deliveries wait on the retry queue, none is attempted. Then half-open: one probe at a time
     (the one that took ``probe_until``) is attempted; a success closes the circuit, a failure opens
     it again for a longer ``cooldown``. ``failures`` counts consecutive failed attempts.
+
+    ``proven``: a delivery succeeded since the webhook was created (or its URL changed, or it was
+    enabled by hand) and none failed since. A webhook not proven is *on trial*: only a few
+    dispatcher invocations at a time may attempt it (see ``DispatchPolicy.trial_invocations``).
     """
 
     failures: int = 0
@@ -41,6 +45,7 @@ class Circuit:
     open_until: datetime | None = None
     cooldown: int = 0
     probe_until: datetime | None = None
+    proven: bool = False
 
     def state(self, now: datetime) -> Literal["closed", "open", "half-open"]:
         if self.open_until is None:
@@ -149,10 +154,18 @@ class IntegrationChanges:
     ) -> IntegrationChanges:
         """A user's change of URL, description, event filter, rate limit or enabled state.
 
-        Enabling or disabling by hand starts afresh: no failure count, the circuit closed.
+        Enabling or disabling by hand starts afresh: no failure count, the circuit closed. So does
+        a new URL (another endpoint: its circuit closed, on trial until a delivery succeeds).
         """
         if enabled is KEEP:
-            return cls(updated_at=at, url=url, description=description, event_types=event_types, rate_limit=rate_limit)
+            return cls(
+                updated_at=at,
+                url=url,
+                description=description,
+                event_types=event_types,
+                rate_limit=rate_limit,
+                circuit=KEEP if url is KEEP else Circuit(),
+            )
         return cls(
             updated_at=at,
             url=url,

@@ -33,14 +33,23 @@ from devicehooks.delivery.sender import DeliveryResult, Sender, WebhookRequest
 from devicehooks.delivery.signing import webhook_headers
 from devicehooks.delivery.tasks import DeliveryTask, TaskQueue, parse_message
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
-from devicehooks.domain.decisions import Decision, DispatchPolicy, Hold, decide, gate, held_back, rate_limited
+from devicehooks.domain.decisions import (
+    Decision,
+    DispatchPolicy,
+    Hold,
+    decide,
+    gate,
+    held_back,
+    on_trial,
+    rate_limited,
+)
 from devicehooks.domain.events import BusEvent, WebhookEvent
 from devicehooks.domain.models import EVENT_TYPES, Circuit, Integration, IntegrationChanges
 from devicehooks.domain.validation import format_errors
 from devicehooks.observability import logger, record_delivery
 from devicehooks.security.secretbox import SecretCipher
 from devicehooks.store.activity import ActivityStore, Claim
-from devicehooks.store.integrations import IntegrationStore
+from devicehooks.store.integrations import IntegrationStore, Trial
 from devicehooks.timeutil import utcnow
 
 COALESCE_SECONDS = 0.05  # how long a finished delivery may wait for its siblings, to share their write
@@ -77,6 +86,7 @@ class Batch:
         self.deadline = deadline  # time.monotonic() at which the invocation ends; None: no limit
         self._tenants: dict[str, Future[list[Integration]]] = {}
         self._outbox: list[tuple[DeliveryTask, float]] = []
+        self._trials: dict[tuple[str, str], Future[Trial]] = {}
         self._lock = threading.Lock()
 
     def later(self, task: DeliveryTask, delay: float) -> None:
@@ -112,6 +122,39 @@ class Batch:
                     self._tenants.pop(tenant_id, None)  # the next record tries again
                 raise
         return entry.result()
+
+    def trial(self, integration: Integration, start: Callable[[], Trial]) -> Trial:
+        """This invocation's turn at a webhook on trial: taken (``start``) once, however many of
+        the batch's deliveries go to it, and given back by :meth:`Dispatcher.finish_batch`."""
+        key = (integration.tenant_id, integration.id)
+        with self._lock:
+            entry = self._trials.get(key)
+            owner = entry is None
+            if entry is None:
+                entry = self._trials[key] = Future()
+        if owner:
+            try:
+                entry.set_result(start())
+            except BaseException as exc:
+                entry.set_exception(exc)
+                with self._lock:
+                    self._trials.pop(key, None)
+                raise
+        return entry.result()
+
+    def take_trials(self) -> list[tuple[tuple[str, str], Trial]]:
+        """The turns this batch took (to give back), forgotten here."""
+        with self._lock:
+            taken, self._trials = self._trials, {}
+        return [(key, entry.result()) for key, entry in taken.items() if entry.done() and entry.exception() is None]
+
+    def known(self, integration: Integration) -> Integration:
+        """The batch's latest view of ``integration`` (what its records have learnt of it)."""
+        with self._lock:
+            entry = self._tenants.get(integration.tenant_id)
+            if entry is None or not entry.done() or entry.exception() is not None:
+                return integration
+            return next((i for i in entry.result() if i.id == integration.id), integration)
 
     def remember(self, integration: Integration) -> None:
         """What a record learnt of an integration (its circuit opened, say), for the records after it."""
@@ -197,9 +240,21 @@ class Dispatcher:
     def finish_batch(self, batch: Batch) -> None:
         """Send what the batch's records left for the retry queue (raises if it cannot: SQS must
         then bring the whole batch back)."""
-        waiting = batch.take_outbox()
-        if waiting:
-            self.queue.schedule_many(waiting)
+        try:
+            waiting = batch.take_outbox()
+            if waiting:
+                self.queue.schedule_many(waiting)
+        finally:
+            self._end_trials(batch)
+
+    def _end_trials(self, batch: Batch) -> None:
+        for (tenant_id, integration_id), trial in batch.take_trials():
+            if trial.slot is None:
+                continue
+            try:
+                self.integrations.end_trial(tenant_id, integration_id, trial)
+            except Exception:  # noqa: BLE001 - a turn not given back frees itself when its time is up
+                logger.exception("could not end a webhook's trial turn", extra={"integration_id": integration_id})
 
     def _handle_message(self, body: str, batch: Batch) -> None:
         data = parse_message(body)
@@ -242,6 +297,12 @@ class Dispatcher:
                 statuses.append(DeliveryStatus.skipped_new(integration.id, "webhook is disabled", now))
                 continue
             decided = gate(integration.circuit, batch.time_left(), now, self.policy, self.draw())
+            if (
+                decided == "attempt"
+                and not integration.circuit.proven
+                and not self._trial(batch, integration, now).granted
+            ):
+                decided = on_trial(now, self.policy, self.draw())  # known before the record: held in it
             if isinstance(decided, Hold):
                 statuses.append(DeliveryStatus(integration.id).held(decided.until, decided.reason, now))
             else:
@@ -311,6 +372,12 @@ class Dispatcher:
         hold: Hold | None = None
         if integration is not None and integration.enabled and task.reason != "redeliver":
             decided = gate(integration.circuit, batch.time_left(), now, self.policy, self.draw())
+            if (
+                decided == "attempt"
+                and not integration.circuit.proven
+                and not self._trial(batch, integration, now).granted
+            ):
+                decided = on_trial(now, self.policy, self.draw())
             if isinstance(decided, Hold):
                 if task.reason == "hold":  # still held: back to the queue; the activity log says why already
                     batch.later(task, max(0.0, (decided.until - now).total_seconds()))
@@ -332,7 +399,7 @@ class Dispatcher:
             self.activity.record(task.tenant_id, task.event_id, [(closed, None)])
             return
         if hold is not None:
-            outcome = self._hold(task, status, integration, hold, now)
+            outcome = self._hold(batch, task, status, integration, hold, now)
             self.activity.record(task.tenant_id, task.event_id, [(outcome.status, None)])
             return
         claim = self.activity.claim(
@@ -357,10 +424,15 @@ class Dispatcher:
 
         ``retry=False`` (a test delivery) attempts at once, whatever the webhook's circuit, share
         or rate limit, and is never retried."""
+        own = batch is None
         batch = batch or Batch()
-        outcome = self._turn(batch, event, integration, series_attempt, attempts_so_far, retry)
-        self.activity.record(event.tenant_id, event.id, [(outcome.status, outcome.attempt)])
-        self._follow_up(batch, outcome)
+        try:
+            outcome = self._turn(batch, event, integration, series_attempt, attempts_so_far, retry)
+            self.activity.record(event.tenant_id, event.id, [(outcome.status, outcome.attempt)])
+            self._follow_up(batch, outcome)
+        finally:
+            if own:
+                self.finish_batch(batch)
         return outcome.attempt
 
     def _turn(
@@ -385,26 +457,46 @@ class Dispatcher:
             if not self.integrations.claim_probe(integration.tenant_id, integration.id, now, until):
                 decided = held_back("held: another dispatcher is probing the webhook", now, self.policy, self.draw())
         if isinstance(decided, Hold):
-            return self._hold(task, current, integration, decided, now)
+            return self._hold(batch, task, current, integration, decided, now)
+        if not probe and not integration.circuit.proven and not self._trial(batch, integration, now).granted:
+            return self._hold(batch, task, current, integration, on_trial(now, self.policy, self.draw()), now)
         if not self.shares.take(integration.id):
             reason = "held: the webhook's share of concurrent deliveries is in use"
-            return self._hold(task, current, integration, held_back(reason, now, self.policy, self.draw()), now)
+            return self._hold(batch, task, current, integration, held_back(reason, now, self.policy, self.draw()), now)
         try:
             second = int(now.timestamp())
             if integration.rate_limit and not self.integrations.take_rate_token(
                 integration.tenant_id, integration.id, second, integration.rate_limit
             ):
-                return self._hold(task, current, integration, rate_limited(now, self.draw()), now)
+                return self._hold(batch, task, current, integration, rate_limited(now, self.draw()), now)
             outcome = self._attempt(event, integration, current, series_attempt, attempts_so_far, retry)
         finally:
             self.shares.give_back(integration.id)
         return replace(outcome, probe=probe)
 
+    def _trial(self, batch: Batch, integration: Integration, now: datetime) -> Trial:
+        """This invocation's turn at a webhook on trial, held until the invocation ends."""
+        lasts = min(batch.time_left(), float(self.policy.lease_seconds))
+        until = now + timedelta(seconds=lasts)
+        slots = self.policy.trial_invocations
+        return batch.trial(
+            integration,
+            lambda: self.integrations.start_trial(integration.tenant_id, integration.id, slots, now, until),
+        )
+
     def _hold(
-        self, task: DeliveryTask, current: DeliveryStatus, integration: Integration, hold: Hold, now: datetime
+        self,
+        batch: Batch,
+        task: DeliveryTask,
+        current: DeliveryStatus,
+        integration: Integration,
+        hold: Hold,
+        now: datetime,
     ) -> Outcome:
-        # queued before the status is recorded: a lost record costs a retry, a lost task a delivery
-        self._schedule(task.held(), hold.until, now)
+        # queued with the batch's others (ten to a request) once its records are done; until that
+        # send succeeds the message that brought the delivery is not deleted (a crash brings it
+        # back, and its copy queues the held delivery again), so nothing is lost
+        batch.later(task.held(), max(0.0, (hold.until - now).total_seconds()))
         return Outcome(integration, current.held(hold.until, hold.reason, now))
 
     def _schedule(self, task: DeliveryTask, until: datetime, now: datetime) -> None:
@@ -494,11 +586,14 @@ class Dispatcher:
                             "until": str(opened.open_until),
                         },
                     )
-        elif decision.state == "delivered" and (integration.failing_since is not None or integration.circuit.failures):
+        elif decision.state == "delivered":
+            known = batch.known(integration)
+            if known.failing_since is None and known.circuit == Circuit(proven=True):
+                return  # the usual case: nothing to write
             self.integrations.note_success(integration.tenant_id, integration.id)
             batch.remember(
-                integration.changed(
-                    IntegrationChanges(updated_at=integration.updated_at, failing_since=None, circuit=Circuit())
+                known.changed(
+                    IntegrationChanges(updated_at=known.updated_at, failing_since=None, circuit=Circuit(proven=True))
                 )
             )
 

@@ -105,13 +105,13 @@ class IntegrationService:
 
     def update(self, tenant_id: str, integration_id: str, spec: IntegrationUpdate) -> Integration:
         """Change URL, description, event filter or enabled state (fields not given are kept)."""
-        self.get(tenant_id, integration_id)
+        current = self.get(tenant_id, integration_id)
         given = spec.model_fields_set
         if "url" in given and spec.url is not None:
             self._check_destination(spec.url, ("url",))
         changes = IntegrationChanges.settings(
             at=self.clock(),
-            url=spec.url if "url" in given and spec.url is not None else KEEP,
+            url=spec.url if "url" in given and spec.url is not None and spec.url != current.url else KEEP,
             description=(spec.description or "") if "description" in given else KEEP,
             event_types=(tuple(spec.event_types) if spec.event_types is not None else None)
             if "event_types" in given

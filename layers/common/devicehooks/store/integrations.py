@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -22,6 +22,20 @@ def tenant_key(tenant_id: str) -> str:
 
 def limit_message(limit: int) -> str:
     return f"integration limit reached: a tenant may have at most {limit} integrations"
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    """A dispatcher invocation's turn at a webhook on trial: turn ``slot``, held until ``until``;
+    or no turn needed (``proven``); or none to be had (neither)."""
+
+    slot: int | None = None
+    until: datetime | None = None
+    proven: bool = False
+
+    @property
+    def granted(self) -> bool:
+        return self.proven or self.slot is not None
 
 
 class IntegrationStore(Protocol):
@@ -57,6 +71,14 @@ class IntegrationStore(Protocol):
         """Take the half-open circuit's one probe until ``until``; ``False`` when the circuit is not
         half-open at ``now`` or another probe is in flight."""
 
+    def start_trial(self, tenant_id: str, integration_id: str, slots: int, now: datetime, until: datetime) -> Trial:
+        """Take one of ``slots`` turns at a webhook on trial (not proven) until ``until``; a turn
+        whose time is up at ``now`` is free again. ``Trial(proven=True)`` when the webhook is proven
+        meanwhile (no turn needed), ``Trial()`` when every turn is taken or there is no such webhook."""
+
+    def end_trial(self, tenant_id: str, integration_id: str, trial: Trial) -> None:
+        """Give a turn back (a no-op if its time was up and another dispatcher took it)."""
+
     def take_rate_token(self, tenant_id: str, integration_id: str, second: int, limit: int) -> bool:
         """Count one delivery in the unix second ``second``; ``False`` when ``limit`` are counted already."""
 
@@ -66,6 +88,11 @@ class IntegrationStore(Protocol):
 
 _CIRCUIT_TIMES = (("opened_at", "cb_opened_at"), ("open_until", "cb_open_until"), ("probe_until", "cb_probe_until"))
 CIRCUIT_ATTRIBUTES = ("cb_failures", "cb_cooldown", *(attribute for _, attribute in _CIRCUIT_TIMES))
+PROVEN = "cb_proven"  # a delivery succeeded and none failed since: not on trial
+
+
+def _trial_attribute(slot: int) -> str:
+    return f"cb_trial{slot}"  # until when the turn is taken (epoch milliseconds)
 
 
 def _millis(value: datetime) -> int:
@@ -78,7 +105,11 @@ def _from_millis(value: Any) -> datetime | None:
 
 def _circuit_attributes(circuit: Circuit) -> tuple[dict[str, Any], list[str]]:
     """A circuit as item attributes to SET and to REMOVE (times as epoch milliseconds, comparable)."""
-    values: dict[str, Any] = {"cb_failures": circuit.failures or None, "cb_cooldown": circuit.cooldown or None}
+    values: dict[str, Any] = {
+        "cb_failures": circuit.failures or None,
+        "cb_cooldown": circuit.cooldown or None,
+        PROVEN: True if circuit.proven else None,
+    }
     for name, attribute in _CIRCUIT_TIMES:
         moment = getattr(circuit, name)
         values[attribute] = None if moment is None else _millis(moment)
@@ -92,6 +123,7 @@ def _circuit(data: Mapping[str, Any]) -> Circuit:
         open_until=_from_millis(data.get("cb_open_until")),
         cooldown=int(data.get("cb_cooldown", 0)),
         probe_until=_from_millis(data.get("cb_probe_until")),
+        proven=bool(data.get(PROVEN)),
     )
 
 
@@ -308,7 +340,8 @@ class DynamoIntegrationStore:
             out = self.client.update_item(
                 TableName=self.table_name,
                 Key=self._key(tenant_id, integration_id),
-                UpdateExpression="SET failing_since = if_not_exists(failing_since, :now) ADD cb_failures :one",
+                UpdateExpression="SET failing_since = if_not_exists(failing_since, :now) ADD cb_failures :one "
+                f"REMOVE {PROVEN}",
                 ConditionExpression="attribute_exists(integration_id)",
                 ExpressionAttributeValues={":now": {"S": now.isoformat()}, ":one": {"N": "1"}},
                 ReturnValues="ALL_NEW",
@@ -322,8 +355,10 @@ class DynamoIntegrationStore:
             self.client.update_item(
                 TableName=self.table_name,
                 Key=self._key(tenant_id, integration_id),
-                UpdateExpression="REMOVE failing_since, " + ", ".join(CIRCUIT_ATTRIBUTES),
-                ConditionExpression="attribute_exists(failing_since) OR attribute_exists(cb_failures)",
+                UpdateExpression=f"SET {PROVEN} = :yes REMOVE failing_since, " + ", ".join(CIRCUIT_ATTRIBUTES),
+                ConditionExpression="attribute_exists(integration_id) AND (attribute_exists(failing_since) OR "
+                f"attribute_exists(cb_failures) OR attribute_not_exists({PROVEN}))",
+                ExpressionAttributeValues={":yes": {"BOOL": True}},
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return
@@ -371,6 +406,56 @@ class DynamoIntegrationStore:
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def start_trial(self, tenant_id: str, integration_id: str, slots: int, now: datetime, until: datetime) -> Trial:
+        values = {":until": {"N": str(_millis(until))}, ":now": {"N": str(_millis(now))}}
+        tried: set[int] = set()
+        slot = 0
+        while True:  # the first free turn, as the failed condition's copy of the item tells (<= slots tries)
+            tried.add(slot)
+            try:
+                self.client.update_item(
+                    TableName=self.table_name,
+                    Key=self._key(tenant_id, integration_id),
+                    UpdateExpression="SET #turn = :until",
+                    ConditionExpression=f"attribute_exists(integration_id) AND attribute_not_exists({PROVEN}) AND "
+                    "(attribute_not_exists(#turn) OR #turn <= :now)",
+                    ExpressionAttributeNames={"#turn": _trial_attribute(slot)},
+                    ExpressionAttributeValues=values,
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+                return Trial(slot, until)
+            except self.client.exceptions.ConditionalCheckFailedException as exc:
+                item = exc.response.get("Item")
+                if not item:
+                    return Trial()  # no such webhook
+                data = from_item(item)
+                if data.get(PROVEN):
+                    return Trial(proven=True)
+                free = [
+                    n
+                    for n in range(slots)
+                    if n not in tried
+                    and ((taken := data.get(_trial_attribute(n))) is None or int(taken) <= _millis(now))
+                ]
+                if not free:
+                    return Trial()
+                slot = free[0]
+
+    def end_trial(self, tenant_id: str, integration_id: str, trial: Trial) -> None:
+        if trial.slot is None or trial.until is None:
+            return
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(tenant_id, integration_id),
+                UpdateExpression="REMOVE #turn",
+                ConditionExpression="#turn = :until",
+                ExpressionAttributeNames={"#turn": _trial_attribute(trial.slot)},
+                ExpressionAttributeValues={":until": {"N": str(_millis(trial.until))}},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return  # its time was up, and another dispatcher took the turn
 
     def take_rate_token(self, tenant_id: str, integration_id: str, second: int, limit: int) -> bool:
         key = self._key(tenant_id, integration_id)
