@@ -6,10 +6,12 @@ again, whatever redelivers the message (SQS, a crash, a retry task that is late)
 
 Flow control: a delivery is attempted only when :func:`~devicehooks.domain.decisions.gate` lets
 it (the webhook's circuit is closed, or this is its one probe; the invocation has time for it),
-when the webhook has a free share of this dispatcher's concurrent attempts and, with a rate
-limit, a token for this second. Otherwise it is *held*: recorded as retrying with the time it
-comes back, its task on the retry queue; no Lambda waits for it. What comes after an attempt is
-decided by :func:`~devicehooks.domain.decisions.decide`; this module performs it.
+when this invocation has a turn at a webhook on trial (not yet proven by a success: a few
+invocations of every instance at a time), when the webhook has a free share of this
+dispatcher's concurrent attempts and, with a rate limit, a token for this second. Otherwise it
+is *held*: recorded as retrying with the time it comes back, its task on the retry queue; no
+Lambda waits for it. What comes after an attempt is decided by
+:func:`~devicehooks.domain.decisions.decide`; this module performs it.
 
 The statuses of an event's webhooks that finish together are recorded in one write (each within
 :data:`QUIET_SECONDS` of the last, :data:`COALESCE_SECONDS` at most), so a fan-out costs one
