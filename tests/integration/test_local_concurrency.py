@@ -155,7 +155,7 @@ def test_each_sqs_event_source_runs_up_to_the_templates_maximum_concurrency(stac
     assert declared == {"DeviceEvents": 20, "Retries": 10}
     configured = {p.source.name: p.source.max_concurrency for p in stack.pollers}
     assert configured == declared
-    assert {p.source.name: p.source.batch_size for p in stack.pollers} == {"DeviceEvents": 10, "Retries": 100}
+    assert {p.source.batch_size for p in stack.pollers} == {10}
     # a source without a maximum: Lambda's first 5 concurrent batches
     source = stack._sqs_source(
         "DispatcherFunction", "Unbounded", {"Queue": {"Fn::GetAtt": ["DispatchQueue", "Arn"]}}, Resolver({})

@@ -255,8 +255,11 @@ class Dispatcher:
                 continue
             try:
                 self.integrations.end_trial(tenant_id, integration_id, trial)
-            except Exception:  # noqa: BLE001 - a turn not given back frees itself when its time is up
-                logger.exception("could not end a webhook's trial turn", extra={"integration_id": integration_id})
+            except Exception as exc:  # noqa: BLE001 - a turn not given back frees itself when its time is up
+                logger.warning(
+                    "could not end a webhook's trial turn",
+                    extra={"integration_id": integration_id, "error": f"{type(exc).__name__}: {exc}"},
+                )
 
     def _handle_message(self, body: str, batch: Batch) -> None:
         data = parse_message(body)
