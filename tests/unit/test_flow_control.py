@@ -486,3 +486,39 @@ def test_a_failure_puts_a_proven_webhook_back_on_trial_and_a_success_proves_it_a
     assert failing is not None and not failing.circuit.proven and failing.circuit.failures == 1
     turn = h.integrations.start_trial("tenant-1", down.id, 1, h.clock(), h.clock() + timedelta(seconds=60))
     assert turn.slot == 0  # the batch gave its turn back when it finished
+
+
+def test_the_rate_limit_holds_across_two_dispatcher_instances_at_once(h: Harness) -> None:
+    """Eight invocations at once, four in each of two dispatcher instances sharing the stores,
+    within one second (the harness's clock stands still): three POSTs, the rest held."""
+    hook = h.webhook(path="/hook", rate_limit=3)
+    h.integrations.note_success("tenant-1", hook.id)  # proven: no trial turns in the way
+    other = Dispatcher(
+        h.integrations,
+        h.activity,
+        h.cipher,
+        HttpSender(DestinationGuard(allowed_cidrs=LOOPBACK), timeout=2.0),
+        h.queue,
+        h.policy,
+        clock=h.clock,
+        draw=lambda: 0.0,
+    )
+    start = threading.Barrier(8)
+
+    def invocation(dispatcher: Dispatcher) -> None:
+        batch = dispatcher.begin_batch()
+        body = Harness.bus(str(uuid.uuid4()), "device-status-changed", "tenant-1", {"id": "d", "status": "accepted"})
+        start.wait(5)
+        dispatcher.handle_message(body, batch)
+        dispatcher.finish_batch(batch)
+
+    threads = [threading.Thread(target=invocation, args=(d,)) for d in (h.dispatcher, other) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert _posts(h, "/hook") == 3
+    held = [t for t, _ in h.queue.scheduled]
+    assert len(held) == 5 and {t.integration_id for t in held} == {hook.id}
+    record = h.activity.get("tenant-1", held[0].event_id)
+    assert record is not None and record.deliveries[hook.id].error == "held: the webhook's rate limit is reached"
