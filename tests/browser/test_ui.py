@@ -398,6 +398,41 @@ def test_add_a_webhook_see_its_activity_and_delete_it(ui: Session, stack: Runnin
     ui.assert_clean()
 
 
+def test_an_inventory_webhook_from_the_form_and_its_labelled_event(
+    ui: Session, stack: RunningStack, receiver: Receiver
+) -> None:
+    tenant = _tenant()
+    page = ui.page
+    _sign_in(ui, stack, tenant)
+
+    # choosing the inventory type alone puts the webhook in the inventory scope, with no filter
+    page.get_by_role("button", name="Add webhook").click()
+    page.get_by_label("URL", exact=True).fill(receiver.hook(f"/inventory/{tenant}"))
+    page.get_by_label("Device inventory changed").check()
+    page.get_by_role("button", name="Save", exact=True).click()
+    row = page.get_by_role("row").filter(has_text=f"/inventory/{tenant}")
+    expect(row).to_contain_text("Device inventory events")
+    [stored] = _integrations(stack, tenant)
+    assert stored["scopes"] == ["inventory"] and "event_types" not in stored
+
+    # an inventory change is delivered and shows in the activity as Mender's UI labels it
+    sent = requests.post(
+        f"{stack.url}{INTERNAL}/tenants/{tenant}/devices/dev-inv/inventory",
+        json=[{"name": "os", "value": ["RelaxedOS"], "scope": "inventory"}],
+        timeout=10,
+    )
+    assert sent.status_code == 202, sent.text
+    _provision(stack, tenant, "dev-auth")  # deviceauth: not for this webhook
+    row.get_by_role("button", name="View details").click()
+    page.get_by_role("tab", name="Activity").click()
+    event_row = page.get_by_role("row").filter(has_text="Device inventory changed")
+    expect(event_row).to_be_visible(timeout=POLL_TIMEOUT)
+    expect(event_row.locator(".status.ok")).to_be_visible(timeout=POLL_TIMEOUT)
+    expect(page.get_by_role("row").filter(has_text="Device provisioned")).to_have_count(0)
+    _no_stray_text(page)
+    ui.assert_clean()
+
+
 def test_sign_in_form_and_development_token(ui: Session, stack: RunningStack, receiver: Receiver) -> None:
     page = ui.page
     ui.open("/")

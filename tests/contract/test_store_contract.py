@@ -111,6 +111,36 @@ def test_update_changes_only_the_given_fields(stores: Stores) -> None:
     assert stores.integrations.update(tenant, str(uuid.uuid4()), IntegrationChanges.settings(at=later)) is None
 
 
+def test_scopes_are_kept_as_given_and_an_item_without_them_is_deviceauth_only(stores: Stores) -> None:
+    # Given integrations with both scopes, with [] (what Mender's UI sends) and without scopes
+    tenant = _tenant()
+    both = _integration(tenant, 0, scopes=("deviceauth", "inventory"), event_types=("device-inventory-changed",))
+    empty = _integration(tenant, 1, scopes=())
+    absent = _integration(tenant, 2)  # as every item written before scopes
+    for integration in (both, empty, absent):
+        stores.integrations.add(integration, limit=10)
+    # Then each comes back as it was given
+    assert stores.integrations.list_tenant(tenant) == [both, empty, absent]
+    assert [_found(stores, tenant, i.id).scopes for i in (both, empty, absent)] == [
+        ("deviceauth", "inventory"),
+        (),
+        None,
+    ]
+    deviceauth_only = ("deviceauth",)
+    assert [i.effective_scopes for i in (empty, absent)] == [deviceauth_only, deviceauth_only]
+    # When scopes change, are emptied and are removed
+    later = NOW + timedelta(minutes=1)
+    changed = stores.integrations.update(
+        tenant, absent.id, IntegrationChanges.settings(at=later, scopes=("inventory",))
+    )
+    assert changed is not None and changed.scopes == ("inventory",) == _found(stores, tenant, absent.id).scopes
+    emptied = stores.integrations.update(tenant, absent.id, IntegrationChanges.settings(at=later, scopes=()))
+    assert emptied is not None and _found(stores, tenant, absent.id).scopes == () == emptied.scopes
+    removed = stores.integrations.update(tenant, both.id, IntegrationChanges.settings(at=later, scopes=None))
+    assert removed is not None and _found(stores, tenant, both.id).scopes is None
+    assert _found(stores, tenant, both.id).event_types == ("device-inventory-changed",)  # the rest is kept
+
+
 def test_enabling_or_disabling_resets_the_failure_clock(stores: Stores) -> None:
     tenant = _tenant()
     integration = _integration(tenant, failing_since=NOW)

@@ -13,6 +13,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from devicehooks.domain.decisions import DispatchPolicy
+from devicehooks.domain.models import EVENT_TYPES
 from devicehooks_dev import layer as layer_requirements
 from devicehooks_dev.local.template import Resolver, load_template, resources_of
 from tests.conftest import EVENTS, ROOT
@@ -125,14 +126,19 @@ def test_the_secrets_key_rotates_and_only_signing_functions_may_decrypt(template
     assert _kms_actions(template, "AuthorizerFunction") == set()
 
 
-def test_the_rule_routes_the_three_device_event_types_to_the_dispatch_queue(template: dict[str, Any]) -> None:
+def test_the_rule_routes_every_device_event_type_to_the_dispatch_queue(template: dict[str, Any]) -> None:
     rule = resources_of(template, "AWS::Events::Rule")["DeviceEventsRule"]["Properties"]
     assert rule["EventPattern"]["source"] == [{"Ref": "EventSource"}]
-    assert sorted(rule["EventPattern"]["detail-type"]) == [
-        "device-decommissioned",
-        "device-provisioned",
-        "device-status-changed",
-    ]
+    assert (
+        sorted(rule["EventPattern"]["detail-type"])
+        == sorted(EVENT_TYPES)
+        == [
+            "device-decommissioned",
+            "device-inventory-changed",
+            "device-provisioned",
+            "device-status-changed",
+        ]
+    )
     assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["DispatchQueue", "Arn"]}
 
 

@@ -163,6 +163,28 @@ def test_the_event_type_filter_holds(h: Harness) -> None:
     assert everything.wants("device-provisioned")
 
 
+def test_scopes_select_the_events_and_the_event_type_filter_narrows_them(h: Harness) -> None:
+    # Given a webhook in the inventory scope and one with no scopes (deviceauth only, as before scopes)
+    inventory = h.webhook(scopes=("inventory",))
+    deviceauth_only = h.webhook(path="/other")
+    inventory_data = {"device_id": "dev-1", "inventory": [{"name": "os", "value": ["a", "b"], "scope": "inventory"}]}
+    # When an inventory change and a status change come
+    inventory_event = h.send("device-inventory-changed", **inventory_data)
+    h.send("device-status-changed")
+    # Then each reaches only the webhook whose scope it is in, signed as any other event
+    assert [r.path for r in h.requests()] == ["/hook", "/other"]
+    first = h.requests()[0]
+    assert verify_men_signature("deadbeef", first.get_data(), first.headers["X-Men-Signature"])
+    assert json.loads(first.get_data())["data"] == {"device_id": "dev-1", "tenant_id": "tenant-1", **inventory_data}
+    record = h.activity.get("tenant-1", inventory_event)
+    assert record is not None and list(record.deliveries) == [inventory.id]
+    assert [i.wants("device-inventory-changed") for i in (inventory, deviceauth_only)] == [True, False]
+    both = h.webhook(scopes=("deviceauth", "inventory"), event_types=("device-inventory-changed",))
+    assert [both.wants(t) for t in ("device-inventory-changed", "device-status-changed")] == [True, False]
+    assert h.webhook(scopes=()).wants("device-provisioned")  # [] is deviceauth only, as Mender's UI sends it
+    assert not h.webhook(scopes=()).wants("device-inventory-changed")
+
+
 def test_other_tenants_webhooks_receive_nothing_and_no_integration_means_no_record(h: Harness) -> None:
     h.webhook(tenant="tenant-2")
     event_id = h.send(tenant="tenant-1")

@@ -419,3 +419,77 @@ def test_the_document_gives_the_id_limits() -> None:
     operation = document["paths"][f"{BASE}/tenants/{{tenant_id}}/devices/{{device_id}}"]["delete"]
     schemas = {p["name"]: p["schema"] for p in operation["parameters"]}
     assert schemas["tenant_id"]["maxLength"] == schemas["device_id"]["maxLength"] == 256
+
+
+# ------------------------------------------------------------------ device-inventory-changed
+
+_INVENTORY = [
+    {"name": "artifact_name", "value": "large", "scope": "inventory"},
+    {"name": "network_interfaces", "value": ["eth0"], "scope": "inventory"},
+    {"name": "mem_total_kB", "value": 3884428},
+]
+
+
+def test_an_inventory_change_publishes_menders_documented_data_and_answers_202(api: Internal) -> None:
+    status, body, _ = api("POST", f"{BASE}/tenants/tenant-1/devices/dev-1/inventory", _INVENTORY)
+    assert (status, body) == (202, None)
+    ((detail_type, detail),) = api.events
+    assert detail_type == "device-inventory-changed"
+    assert detail["tenant_id"] == "tenant-1"
+    assert detail["data"] == {
+        "device_id": "dev-1",
+        "tenant_id": "tenant-1",
+        "inventory": [*_INVENTORY[:2], {"name": "mem_total_kB", "value": 3884428, "scope": "inventory"}],
+    }
+    assert list(detail["data"]) == ["device_id", "tenant_id", "inventory"]
+
+
+def test_an_inventory_change_of_the_open_source_tenant_has_an_empty_tenant_id(api: Internal) -> None:
+    assert api("POST", f"{BASE}/tenants//devices/dev%2F1/inventory", _INVENTORY)[0] == 202
+    assert api.events[0][1]["data"]["tenant_id"] == "" and api.events[0][1]["data"]["device_id"] == "dev/1"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"inventory": []}, "malformed request body: must be a list."),
+        ([{"value": "x"}], "malformed request body: 0: (name: cannot be blank.)."),
+        ([{"name": "", "value": "x"}], "malformed request body: 0: (name: cannot be blank.)."),
+        (
+            [{"name": "a", "value": "x"}, {"name": "b", "value": {"k": "v"}}],
+            "malformed request body: 1: (value: must be a string, a number, or a list of strings or of numbers.).",
+        ),
+    ],
+)
+def test_inventory_errors_name_the_attribute(api: Internal, body: Any, message: str) -> None:
+    status, answer, _ = api("POST", f"{BASE}/tenants/t/devices/d/inventory", body)
+    assert (status, answer["error"]) == (400, message)
+    assert api.events == []
+
+
+def test_an_inventory_larger_than_an_event_may_carry_is_a_400(api: Internal) -> None:
+    # Given attributes whose event is just under, then just over, MAX_DETAIL_BYTES
+    attribute = {"name": "blob", "value": "x" * 1000, "scope": "inventory"}
+    under = [attribute] * (MAX_DETAIL_BYTES // 1100)
+    assert api("POST", f"{BASE}/tenants/t/devices/d/inventory", under)[0] == 202
+    over = [attribute] * (MAX_DETAIL_BYTES // 1000 + 1)
+    status, answer, _ = api("POST", f"{BASE}/tenants/t/devices/d/inventory", over)
+    assert status == 400
+    assert answer["error"].startswith("malformed request body: the device event would be ")
+    assert answer["error"].endswith(f"more than the {MAX_DETAIL_BYTES} an event may carry")
+    assert len(api.events) == 1
+
+
+def test_the_inventory_limit_counts_gos_escapes_in_the_webhook_body(api: Internal) -> None:
+    # "<" is one byte on the bus but six ("\u003c") in the body Mender's JSON writes
+    value = "<" * (MAX_DETAIL_BYTES // 6 + 10)
+    status, answer, _ = api("POST", f"{BASE}/tenants/t/devices/d/inventory", [{"name": "n", "value": value}])
+    assert status == 400 and "the device event would be " in answer["error"]
+
+
+def test_the_inventory_route_is_documented() -> None:
+    status, body, _ = Internal()("GET", f"{BASE}/openapi.json")
+    operation = body["paths"][f"{BASE}/tenants/{{tenant_id}}/devices/{{device_id}}/inventory"]["post"]
+    assert status == 200 and str(MAX_DETAIL_BYTES) in operation["description"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["type"] == "array" and schema["items"]["required"] == ["name", "value"]

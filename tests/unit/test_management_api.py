@@ -310,7 +310,7 @@ def test_beyond_mender_several_webhooks_per_tenant_up_to_the_limit_then_409(api:
             _webhook(url="https://nosuch.invalid/x"),
             "malformed request body: credentials: (http: (url: lookup nosuch.invalid: no such host.).).",
         ),
-        ([], "malformed request body: the body must be a JSON object"),
+        ([], "malformed request body: json: cannot unmarshal array into Go value of type model.Integration"),
     ],
 )
 def test_invalid_bodies_get_400_with_menders_message_format(api: Api, body: Any, message: str) -> None:
@@ -676,3 +676,127 @@ def test_an_impossible_rate_limit_is_menders_400(api: Api, limit: Any) -> None:
     response = api("PUT", f"{BASE}/integrations/{created}", {"rate_limit": limit})
     assert response.status == 400
     assert response.json()["error"].startswith("malformed request body: rate_limit: ")
+
+
+# ------------------------------------------------------------------ Mender's error order and wording
+
+
+def test_put_credentials_checks_the_id_before_the_body_as_mender(api: Api) -> None:
+    # mender-server api/http/management.go SetIntegrationCredentials: uuid.Parse, then ShouldBindJSON
+    response = api("PUT", f"{BASE}/integrations/not-a-uuid/credentials")
+    assert (response.status, response.json()["error"]) == (
+        400,
+        "integration ID must be a valid UUID: invalid UUID length: 10",
+    )
+    response = api("PUT", f"{BASE}/integrations/not-a-uuid/credentials", {"type": 1234})
+    assert response.json()["error"] == "integration ID must be a valid UUID: invalid UUID length: 10"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "message"),
+    [
+        (
+            "POST",
+            "/integrations",
+            {"provider": "webhook", "credentials": 1234},
+            "malformed request body: json: cannot unmarshal number into Go struct field Integration.credentials "
+            "of type model.Credentials",
+        ),
+        (
+            "POST",
+            "/integrations",
+            {"provider": 7, "credentials": {"type": "http", "http": {"url": "https://hooks.example.com/x"}}},
+            "malformed request body: json: cannot unmarshal number into Go struct field Integration.provider "
+            "of type model.Provider",
+        ),
+        (
+            "POST",
+            "/integrations",
+            {"provider": "webhook", "credentials": {"type": ["http"]}},
+            "malformed request body: json: cannot unmarshal array into Go struct field "
+            "Credentials.credentials.type of type model.CredentialType",
+        ),
+        (
+            "POST",
+            "/integrations",
+            {"provider": "webhook", "credentials": {"type": "http", "http": {"url": True}}},
+            # HTTPCredentials decodes itself: Go names the field that holds it, with the inner type
+            "malformed request body: json: cannot unmarshal bool into Go struct field "
+            "Credentials.credentials.http of type string",
+        ),
+        (
+            "POST",
+            "/integrations",
+            "webhook",
+            "malformed request body: json: cannot unmarshal string into Go value of type model.Integration",
+        ),
+        (
+            "PUT",
+            "/integrations/{id}/credentials",
+            {"type": 1234},
+            "malformed request body: json: cannot unmarshal number into Go struct field Credentials.type "
+            "of type model.CredentialType",
+        ),
+        (
+            "PUT",
+            "/integrations/{id}/credentials",
+            [],
+            "malformed request body: json: cannot unmarshal array into Go value of type model.Credentials",
+        ),
+    ],
+)
+def test_a_body_of_the_wrong_json_type_gets_gos_decoding_message(
+    api: Api, method: str, path: str, body: Any, message: str
+) -> None:
+    integration_id = _create(api)
+    response = api(method, BASE + path.format(id=integration_id), body)
+    assert (response.status, response.json()["error"]) == (400, message)
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"http": {"url": "https://hooks.example.com/x"}}, {"type": "", "http": {"url": "https://e.x/"}}]
+)
+def test_put_credentials_without_a_type_says_only_that_the_type_is_blank(api: Api, body: dict[str, Any]) -> None:
+    # Mender's Credentials.Validate: http is Required only When(type == http)
+    integration_id = _create(api)
+    response = api("PUT", f"{BASE}/integrations/{integration_id}/credentials", body)
+    assert (response.status, response.json()["error"]) == (400, "malformed request body: type: cannot be blank.")
+    response = api("PUT", f"{BASE}/integrations/{integration_id}/credentials", {"type": "http"})
+    assert response.json()["error"] == "malformed request body: http: cannot be blank."
+
+
+# ------------------------------------------------------------------ scopes
+
+
+def test_scopes_round_trip_as_given(api: Api) -> None:
+    both = _create(api, _webhook(scopes=["inventory", "deviceauth"]))
+    empty = _create(api, _webhook(scopes=[]))
+    absent = _create(api)
+    by_id = {i["id"]: i for i in api("GET", f"{BASE}/integrations").json()}
+    assert by_id[both]["scopes"] == ["deviceauth", "inventory"]
+    assert by_id[empty]["scopes"] == []
+    assert "scopes" not in by_id[absent]  # as before scopes: deviceauth only
+    assert list(by_id[both])[:5] == ["id", "provider", "credentials", "scopes", "enabled"]
+    stored = {i.id: i for i in api.integrations.list_tenant("tenant-1")}
+    assert [stored[i].wants("device-inventory-changed") for i in (both, empty, absent)] == [True, False, False]
+
+
+def test_scopes_change_with_put_and_the_event_type_filter_stays_inside_them(api: Api) -> None:
+    integration_id = _create(api)
+    path = f"{BASE}/integrations/{integration_id}"
+    response = api("PUT", path, {"event_types": ["device-inventory-changed"]})
+    assert (response.status, response.json()["error"]) == (
+        400,
+        "malformed request body: event_types: 'device-inventory-changed' is not in the integration's scopes "
+        "(deviceauth).",
+    )
+    response = api("PUT", path, {"scopes": ["inventory"], "event_types": ["device-inventory-changed"]})
+    assert response.status == 200
+    assert (response.json()["scopes"], response.json()["event_types"]) == (
+        ["inventory"],
+        ["device-inventory-changed"],
+    )
+    assert api("PUT", path, {"scopes": ["deviceauth"]}).status == 400  # the filter would fall outside
+    assert api("PUT", path, {"scopes": None, "event_types": None}).json().get("scopes") is None
+    bad = api("POST", f"{BASE}/integrations", _webhook(event_types=["device-inventory-changed"]))
+    assert bad.status == 400 and "is not in the integration's scopes (deviceauth)" in bad.json()["error"]

@@ -140,3 +140,56 @@ def test_nesting_one_level_past_the_limit_is_refused() -> None:
     with pytest.raises(JSONInputError) as caught:
         loads(_nested(MAX_JSON_DEPTH + 1))
     assert str(caught.value) == f"nested more than {MAX_JSON_DEPTH} levels deep."
+
+
+# ---------------------------------------------------------------- device-inventory-changed
+
+
+def test_inventory_changed_body_is_menders_documented_shape() -> None:
+    event = WebhookEvent.from_bus(BusEvent.model_validate(_bus("dispatcher-device-inventory-changed.json")))
+    body = event.body()
+    assert body.startswith(
+        b'{"id":"5d0f1c2a-8a6e-4a59-9a2f-3b1b2e6c7d04","type":"device-inventory-changed","data":'
+        b'{"device_id":"1c251e63-ca93-41e2-ae39-97f402d93dd3","tenant_id":"tenant-1","inventory":'
+        b'[{"name":"artifact_name","value":"large","scope":"inventory"},'
+    )
+    decoded = json.loads(body)
+    assert list(decoded) == ["id", "type", "data", "time"]
+    assert decoded["data"]["inventory"][4] == {
+        "name": "os",
+        "value": ["RelaxedOS", "Based GNU/Linux 11 (bullseye)"],
+        "scope": "inventory",
+    }
+
+
+def test_inventory_data_takes_the_events_tenant_and_refuses_another() -> None:
+    data = _bus("dispatcher-device-inventory-changed.json")
+    del data["detail"]["data"]["tenant_id"]
+    filled = WebhookEvent.from_bus(BusEvent.model_validate(data))
+    assert filled.data["tenant_id"] == "tenant-1"
+    assert list(filled.data) == ["device_id", "tenant_id", "inventory"]
+    data["detail"]["data"]["tenant_id"] = "tenant-2"
+    with pytest.raises(ValidationError, match="must be the event's tenant"):
+        WebhookEvent.from_bus(BusEvent.model_validate(data))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"a": "b"}, True, None, ["a", 1], [["a"]]],
+    ids=["object", "bool", "null", "mixed-list", "nested-list"],
+)
+def test_inventory_values_are_strings_numbers_or_lists_of_one_of_them(value: Any) -> None:
+    data = _bus("dispatcher-device-inventory-changed.json")
+    data["detail"]["data"]["inventory"][0]["value"] = value
+    with pytest.raises(ValidationError):
+        WebhookEvent.from_bus(BusEvent.model_validate(data))
+
+
+def test_status_change_carries_only_what_current_mender_sends() -> None:
+    # mender-server backend/services/iot-manager/app/app.go setDeviceStatus: DeviceEvent{ID, Status},
+    # whose auth_sets and created_ts are omitempty: the body is {"id","status"} even if a producer adds more
+    data = _bus("dispatcher-device-status-changed.json")
+    data["detail"]["data"]["auth_sets"] = [{"id": "a1", "status": "rejected"}]
+    data["detail"]["data"]["created_ts"] = "2026-01-01T09:00:00Z"
+    event = WebhookEvent.from_bus(BusEvent.model_validate(data))
+    assert json.loads(event.body())["data"] == {"id": "9c91e5fa-9dcb-451b-b4d8-d30e6b1e9266", "status": "rejected"}

@@ -118,8 +118,16 @@ def test_description_is_limited_to_1024_bytes_not_characters() -> None:
 
 
 def test_unknown_fields_are_ignored_as_in_mender() -> None:
-    model = IntegrationIn.model_validate({**_webhook(url="https://example.com"), "scopes": ["x"], "id": "ignored"})
+    model = IntegrationIn.model_validate({**_webhook(url="https://example.com"), "labels": ["x"], "id": "ignored"})
     assert model.provider == "webhook"
+
+
+def test_scopes_are_menders_two_in_canonical_order_and_nothing_else() -> None:
+    body = {**_webhook(url="https://example.com"), "scopes": ["inventory", "deviceauth", "inventory"]}
+    assert IntegrationIn.model_validate(body).scopes == ["deviceauth", "inventory"]
+    assert IntegrationIn.model_validate({**body, "scopes": []}).scopes == []
+    assert IntegrationIn.model_validate(_webhook(url="https://example.com")).scopes is None
+    assert _message({**body, "scopes": ["x"]}) == "scopes: (0: must be a valid value.)."
 
 
 def test_wrong_json_types_are_reported_per_field() -> None:

@@ -187,7 +187,7 @@ function settingsView(ctx, initial, panel) {
         h("dt", { text: "Description" }),
         h("dd", { text: hook.description || "—" }),
         h("dt", { text: "Event types" }),
-        h("dd", { text: eventTypesLabel(hook.event_types) }),
+        h("dd", { text: eventTypesLabel(hook) }),
         h("dt", { text: "Secret" }),
         h("dd", { text: hasSecret ? "Set" : "Not set" }),
         h("dt", { text: "State" }),

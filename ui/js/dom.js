@@ -67,18 +67,26 @@ export const EVENT_TYPES = [
   ["device-provisioned", "Device provisioned"],
   ["device-decommissioned", "Device decommissioned"],
   ["device-status-changed", "Device status updated"],
-];
-const TRIGGERS = Object.fromEntries([
-  ...EVENT_TYPES,
   ["device-inventory-changed", "Device inventory changed"],
-  ["webhook-test", "Test event"],
-]);
+];
+/** Mender's webhook scopes, and the scope of each event type (as the API: docs/architecture.md). */
+export const SCOPES = { deviceauth: "Device authentication", inventory: "Device inventory" };
+export const SCOPE_OF = {
+  "device-provisioned": "deviceauth",
+  "device-decommissioned": "deviceauth",
+  "device-status-changed": "deviceauth",
+  "device-inventory-changed": "inventory",
+};
+const TRIGGERS = Object.fromEntries([...EVENT_TYPES, ["webhook-test", "Test event"]]);
 export const triggerLabel = (type) => TRIGGERS[type] ?? String(type ?? "");
 
-export function eventTypesLabel(types) {
-  if (!Array.isArray(types)) return "All events";
-  if (!types.length) return "None";
-  return types.map(triggerLabel).join(", ");
+/** What a webhook receives: its event-type filter, else its scopes (none given: deviceauth). */
+export function eventTypesLabel(hook) {
+  const types = hook?.event_types;
+  if (Array.isArray(types)) return types.length ? types.map(triggerLabel).join(", ") : "None";
+  const scopes = Array.isArray(hook?.scopes) && hook.scopes.length ? hook.scopes : ["deviceauth"];
+  if (Object.keys(SCOPES).every((s) => scopes.includes(s))) return "All events";
+  return scopes.map((s) => `${SCOPES[s] ?? s} events`).join(", ");
 }
 
 export function enabledState(integration) {

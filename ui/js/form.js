@@ -1,6 +1,6 @@
 // "Webhook details": the form that adds a webhook.
 import { integrations, SignedOut } from "./api.js";
-import { append, busy, EVENT_TYPES, h, notice, replace } from "./dom.js";
+import { append, busy, EVENT_TYPES, h, notice, replace, SCOPE_OF, SCOPES } from "./dom.js";
 
 export const MAX_SECRET_HEX = 128;
 
@@ -128,8 +128,13 @@ export function renderForm(ctx) {
           if (secret.input.value.trim()) http.secret = secret.input.value.trim().toLowerCase();
           const body = { provider: "webhook", credentials: { type: "http", http } };
           if (description.input.value.trim()) body.description = description.input.value.trim();
+          // the chosen types' scopes (none chosen: every scope), narrowed to the chosen types
+          // when they are not all of their scopes' types
           const chosen = boxes.filter((b) => b.input.checked).map((b) => b.input.value);
-          if (chosen.length && chosen.length < boxes.length) body.event_types = chosen;
+          const scopes = Object.keys(SCOPES).filter((s) => !chosen.length || chosen.some((t) => SCOPE_OF[t] === s));
+          body.scopes = scopes;
+          const inScopes = EVENT_TYPES.filter(([t]) => scopes.includes(SCOPE_OF[t]));
+          if (chosen.length && chosen.length < inScopes.length) body.event_types = chosen;
           busy(save, async () => {
             replace(status);
             try {

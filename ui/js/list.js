@@ -60,7 +60,7 @@ export async function renderList(ctx) {
             {},
             h("td.url", { "data-label": "URL", text: hook.credentials?.http?.url ?? "" }),
             h("td", { "data-label": "Description", text: hook.description || "—" }),
-            h("td", { "data-label": "Event types", text: eventTypesLabel(hook.event_types) }),
+            h("td", { "data-label": "Event types", text: eventTypesLabel(hook) }),
             h("td", { "data-label": "State" }, stateView(hook)),
             h("td.manage", {}, button("View details", () => open(hook), ".outlined")),
           ),

@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from devicehooks.domain.validation import format_errors
+from devicehooks.domain.validation import first_type_error, format_errors, go_unmarshal_error
 from devicehooks.errors import DevicehooksError
 from devicehooks.jsonenc import dumps, loads
 from devicehooks.observability import logger
@@ -103,7 +103,29 @@ def _query_message(error: Mapping[str, Any], raw: Mapping[str, str]) -> str | No
     return f"invalid {name} query: {format_errors([error], skip_prefix=('query', name)) or 'invalid value'}"
 
 
-def install(app: APIGatewayHttpResolver) -> None:
+def _body_model(app: APIGatewayHttpResolver) -> Any:
+    """The input model of the route being served's body, if it has one (read from the route
+    powertools keeps in the resolver's context while it serves it: it has no public getter)."""
+    route = app.context.get("_route")
+    params = route.dependant.body_params if route is not None else []
+    annotation = params[0].type_ if params else None
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(candidate, type) and hasattr(candidate, "go_fields"):
+            return candidate
+    return None
+
+
+def _go_type_message(app: APIGatewayHttpResolver, errors: list[Any]) -> str | None:
+    """Mender's ``malformed request body: json: ...`` when a body value has the wrong JSON type."""
+    model = _body_model(app)
+    error = first_type_error(e for e in errors if tuple(e.get("loc", ()))[:1] == ("body",))
+    if model is None or error is None:
+        return None
+    go = go_unmarshal_error(model, [str(p) for p in tuple(error["loc"])[1:]], error.get("input"))
+    return None if go is None else f"malformed request body: {go}"
+
+
+def install(app: APIGatewayHttpResolver, path_check: Callable[[Mapping[str, str]], None] | None = None) -> None:
     """Register error handlers (Mender's body for every failure) and the 404/405 handler, on a
     resolver that reads request bodies with :func:`devicehooks.jsonenc.loads` (checked).
 
@@ -111,6 +133,9 @@ def install(app: APIGatewayHttpResolver) -> None:
     that cannot be written back, and raises ``RecursionError`` or ``ValueError`` (a 500) on deep
     nesting and 4,300-digit integers; ``loads`` refuses them all with a ``JSONDecodeError``, which
     request validation reports as ``json_invalid``: Mender's 400 ``malformed request body: ...``.
+
+    ``path_check`` checks a route's path parameters (it raises a :class:`DevicehooksError`) before
+    its body is looked at, as Mender's handlers parse the path's ids before they bind the body.
     """
     if app._json_body_deserializer is not loads:  # noqa: SLF001 - powertools has no getter
         raise ValueError("build the resolver with json_body_deserializer=devicehooks.jsonenc.loads")
@@ -122,6 +147,11 @@ def install(app: APIGatewayHttpResolver) -> None:
     @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
     def _invalid(exc: RequestValidationError) -> Response[str]:
         errors = list(exc.errors())
+        if path_check is not None:
+            try:
+                path_check(app.context.get("_route_args") or {})
+            except DevicehooksError as problem:
+                return error_response(problem.status_code, problem.message)
         raw = app.current_event.query_string_parameters or {}
         for error in errors:
             message = _query_message(error, raw)
@@ -131,6 +161,9 @@ def install(app: APIGatewayHttpResolver) -> None:
             if error.get("type") == "json_invalid":
                 detail = error.get("ctx", {}).get("error", "invalid JSON")
                 return error_response(400, f"malformed request body: invalid JSON: {detail}")
+        go_message = _go_type_message(app, errors)
+        if go_message is not None:
+            return error_response(400, go_message)
         body_errors = [e for e in errors if tuple(e.get("loc", ()))[:1] == ("body",)]
         if body_errors and all(len(e.get("loc", ())) == 1 for e in body_errors):
             kind = body_errors[0].get("type")

@@ -1,7 +1,8 @@
 """Internal API (Mender's ``/api/internal/v1/iot-manager``): device events in, tenant removal.
 
-Called by Mender's workflows service. Deployed behind IAM authorization; the local stack serves
-it without authentication, as Mender does. Mender's open-source deployments use an empty tenant
+Called by Mender's workflows service (device lifecycle) and inventory service (inventory changes).
+Deployed behind IAM authorization; the local stack serves it without authentication, as Mender
+does. Mender's open-source deployments use an empty tenant
 id (``/tenants//devices``), which every tenant route also accepts.
 """
 
@@ -17,11 +18,12 @@ from pydantic import TypeAdapter, ValidationError
 from devicehooks import __version__
 from devicehooks.api import http
 from devicehooks.config import get_settings
-from devicehooks.domain.events import DEVICE_STATUSES, ProvisionedDevice
+from devicehooks.domain.events import DEVICE_STATUSES, InventoryAttribute, InventoryChange, ProvisionedDevice
 from devicehooks.domain.validation import format_errors
 from devicehooks.errors import InvalidRequest, ServiceUnavailable
 from devicehooks.jsonenc import loads
 from devicehooks.services.ingest import (
+    MAX_DETAIL_BYTES,
     MAX_ID_LENGTH,
     EventBridgePublisher,
     IngestService,
@@ -149,6 +151,21 @@ def _bulk_status(tenant_id: str, status: str) -> Response[str]:
     return http.empty_response(202)
 
 
+_INVENTORY = TypeAdapter(list[InventoryAttribute])
+
+
+def _inventory(tenant_id: str, device_id: str) -> Response[str]:
+    device = check_device_id(unquote(device_id))
+    data = _json_body("malformed request body")
+    try:
+        attributes = _INVENTORY.validate_python(data)
+    except ValidationError as exc:
+        raise InvalidRequest("malformed request body: " + format_errors(exc.errors())) from None
+    change = InventoryChange(device_id=device, tenant_id=tenant_id, inventory=attributes)
+    ingest_service().inventory_changed(tenant_id, change)
+    return http.empty_response(202)
+
+
 def _remove_tenant(tenant_id: str) -> Response[str]:
     tenant_service().remove(tenant_id)
     return http.empty_response(204)
@@ -179,6 +196,25 @@ def decommission(tenant_id: str, device_id: str) -> Response[str]:
 @app.delete(f"{_OPEN}/devices/<device_id>", include_in_schema=False)
 def decommission_open_source(device_id: str) -> Response[str]:
     return _decommission("", device_id)
+
+
+@app.post(
+    f"{_T}/devices/<device_id>/inventory",
+    summary="A device's inventory changed",
+    description="Publishes one device-inventory-changed event with Mender's documented data "
+    '({"device_id","tenant_id","inventory"}) for the webhooks in the inventory scope. '
+    f"The event may carry at most {MAX_DETAIL_BYTES} bytes (EventBridge takes 256 KB an entry): "
+    "a larger inventory is refused with 400.",
+    tags=["Internal"],
+    responses=_ACCEPTED,
+)
+def inventory(tenant_id: str, device_id: str) -> Response[str]:
+    return _inventory(_tenant(tenant_id), device_id)
+
+
+@app.post(f"{_OPEN}/devices/<device_id>/inventory", include_in_schema=False)
+def inventory_open_source(device_id: str) -> Response[str]:
+    return _inventory("", device_id)
 
 
 @app.put(
@@ -238,6 +274,28 @@ _BODIES: dict[tuple[str, str], dict[str, Any]] = {
         },
         "required": ["id"],
     },
+    ("/tenants/{tenant_id}/devices/{device_id}/inventory", "post"): {
+        "type": "array",
+        "description": "The device's inventory attributes, as the webhook's data.inventory shows them.",
+        "items": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 1024},
+                "value": {
+                    "description": "A string or a list of strings (Mender's inventory also keeps numbers "
+                    "and lists of numbers, passed on as they are).",
+                    "oneOf": [
+                        {"type": "string"},
+                        {"type": "number"},
+                        {"type": "array", "items": {"type": "string"}},
+                        {"type": "array", "items": {"type": "number"}},
+                    ],
+                },
+                "scope": {"type": "string", "maxLength": 64, "default": "inventory"},
+            },
+            "required": ["name", "value"],
+        },
+    },
     ("/tenants/{tenant_id}/bulk/devices/status/{status}", "put"): {
         "type": "array",
         "maxItems": MAX_BULK,
@@ -250,7 +308,8 @@ def _document_info() -> dict[str, Any]:
     return {
         "title": "devicehooks internal API",
         "version": __version__,
-        "description": "Mender iot-manager compatible internal API: device lifecycle events in, tenant removal. "
+        "description": "Mender iot-manager compatible internal API: device lifecycle and inventory events in, "
+        "tenant removal. "
         "IAM-authorized when deployed; open on the local stack.",
     }
 
@@ -267,7 +326,8 @@ def _with_bodies(document: dict[str, Any]) -> None:
             parameter["schema"] = {"type": "string", "enum": list(DEVICE_STATUSES)}
     # An empty device id is another path (``.../devices/``), which no route serves: 404, as in Mender.
     decommission = paths.get(f"{BASE}/tenants/{{tenant_id}}/devices/{{device_id}}", {}).get("delete", {})
-    for parameter in decommission.get("parameters", []):
+    inventory = paths.get(f"{BASE}/tenants/{{tenant_id}}/devices/{{device_id}}/inventory", {}).get("post", {})
+    for parameter in [*decommission.get("parameters", []), *inventory.get("parameters", [])]:
         if parameter.get("name") == "device_id":
             parameter["schema"] = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
     for operations in paths.values():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import uuid
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -43,7 +44,6 @@ PUBLIC_PATHS = frozenset({DOCS, OPENAPI})
 MAX_PER_PAGE = 500
 
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=loads)
-http.install(app)
 
 _identity: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("identity", default=None)
 
@@ -106,6 +106,17 @@ def _integration_id(value: str) -> str:
 
 def _event_id(value: str) -> str:
     return _uuid(value, "event")
+
+
+def _check_path_ids(args: Mapping[str, str]) -> None:
+    """The path's ids are checked before the body, as Mender does (``uuid.Parse`` first)."""
+    if "integration_id" in args:
+        _integration_id(args["integration_id"])
+    if "event_id" in args:
+        _event_id(args["event_id"])
+
+
+http.install(app, path_check=_check_path_ids)
 
 
 Caller = Annotated[Identity, Depends(current_identity)]
@@ -205,8 +216,8 @@ def set_credentials(
 @app.put(
     f"{BASE}/integrations/<integration_id>",
     summary="Change an integration (devicehooks)",
-    description="Changes the fields given (url, description, event_types, enabled) and keeps the others. "
-    "enabled=true re-enables a webhook that was disabled; event_types=null sends every type.",
+    description="Changes the fields given (url, description, scopes, event_types, enabled) and keeps the others. "
+    "enabled=true re-enables a webhook that was disabled; event_types=null sends every type of its scopes.",
     tags=["Integrations"],
     responses=http.responses(
         {200: {"description": "The changed integration.", "content": {"application/json": {"model": IntegrationOut}}}},

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryState, DeliveryStatus
 from devicehooks.domain.events import sort_keys
-from devicehooks.domain.models import OMITTED, PROVIDER_WEBHOOK, Circuit, EventType, Integration
+from devicehooks.domain.models import OMITTED, PROVIDER_WEBHOOK, Circuit, EventType, Integration, Scope
 from devicehooks.timeutil import rfc3339_millis, utcnow
 
 
@@ -65,7 +65,13 @@ class IntegrationOut(ResponseModel):
     provider: Literal["webhook"] = PROVIDER_WEBHOOK
     credentials: CredentialsOut
     description: str | None = None
-    event_types: list[EventType] | None = Field(default=None, description="devicehooks: the event-type filter.")
+    scopes: list[Scope] | None = Field(
+        default=None,
+        description="Mender's webhook scopes, as given (absent when none was; absent or [] means deviceauth only).",
+    )
+    event_types: list[EventType] | None = Field(
+        default=None, description="devicehooks: the event-type filter, inside the scopes."
+    )
     enabled: bool = Field(description="devicehooks: false when disabled (by a user, a 410, or failing too long).")
     disabled_reason: str | None = Field(default=None, description="devicehooks: why it is disabled.")
     rate_limit: int | None = Field(
@@ -87,6 +93,7 @@ class IntegrationOut(ResponseModel):
                 http=HttpCredentialsOut(url=integration.url, secret=OMITTED if integration.has_secret else None)
             ),
             description=integration.description or None,
+            scopes=list(integration.scopes) if integration.scopes is not None else None,
             event_types=list(integration.event_types) if integration.event_types is not None else None,
             enabled=integration.enabled,
             disabled_reason=integration.disabled_reason if not integration.enabled else None,

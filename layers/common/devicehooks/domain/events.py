@@ -6,7 +6,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from devicehooks.domain.models import ActivityType, EventType
 from devicehooks.jsonenc import dumpb
@@ -103,10 +112,79 @@ class Decommission(BaseModel):
         return {"id": self.id}
 
 
-_DATA_MODELS: dict[str, type[ProvisionedDevice] | type[StatusChange] | type[Decommission]] = {
+MAX_ATTRIBUTE_NAME = 1024
+MAX_ATTRIBUTES = 10_000  # the event's size (MAX_DETAIL_BYTES in services/ingest.py) is the real limit
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_value(value: Any) -> Any:
+    # Mender's documented body shows strings and lists of strings; its inventory also keeps
+    # numbers and lists of numbers, which are passed on as they are. Nothing is converted.
+    if isinstance(value, str) or _number(value):
+        return value
+    if isinstance(value, list) and (all(isinstance(v, str) for v in value) or all(_number(v) for v in value)):
+        return value
+    raise PydanticCustomError("devicehooks", "must be a string, a number, or a list of strings or of numbers")
+
+
+def _check_name(value: str) -> str:
+    if not value:
+        raise PydanticCustomError("devicehooks", "cannot be blank")
+    return value
+
+
+class InventoryAttribute(BaseModel):
+    """One attribute of ``device-inventory-changed`` data: ``{"name","value","scope"}``."""
+
+    model_config = ConfigDict(extra="ignore", defer_build=True)
+
+    name: Annotated[StrictStr, Field(max_length=MAX_ATTRIBUTE_NAME), AfterValidator(_check_name)]
+    value: Annotated[Any, AfterValidator(_check_value)]
+    scope: StrictStr = Field(default="inventory", max_length=64)
+
+    def payload(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "scope": self.scope}
+
+
+class InventoryChange(BaseModel):
+    """``device-inventory-changed`` data, Mender's documented shape: ``{"device_id","tenant_id","inventory"}``.
+
+    ``tenant_id`` is the event's tenant: it may be left out (it is filled in) but never differ,
+    so an event can only show a tenant's webhooks that tenant's devices.
+    """
+
+    model_config = ConfigDict(extra="ignore", defer_build=True)
+
+    device_id: StrictStr = Field(min_length=1, max_length=256)
+    tenant_id: StrictStr | None = Field(default=None, max_length=256, validate_default=True)
+    inventory: list[InventoryAttribute] = Field(max_length=MAX_ATTRIBUTES)
+
+    @field_validator("tenant_id", mode="after")
+    @classmethod
+    def _the_events_tenant(cls, value: str | None, info: ValidationInfo) -> str | None:
+        expected = (info.context or {}).get("tenant_id")
+        if expected is None:
+            return value
+        if value is not None and value != expected:
+            raise ValueError("must be the event's tenant")
+        return str(expected)
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id,
+            "tenant_id": self.tenant_id or "",
+            "inventory": [a.payload() for a in self.inventory],
+        }
+
+
+_DATA_MODELS: dict[str, type[ProvisionedDevice] | type[StatusChange] | type[Decommission] | type[InventoryChange]] = {
     "device-provisioned": ProvisionedDevice,
     "device-status-changed": StatusChange,
     "device-decommissioned": Decommission,
+    "device-inventory-changed": InventoryChange,
 }
 
 
@@ -114,13 +192,15 @@ def build_bus_models() -> None:
     """Build the models every bus event is validated with (they are deferred for the functions that
     only sometimes need them; the dispatcher needs them on every invocation, so it builds them at
     its cold start rather than in its first invocation)."""
-    for model in (BusEvent, *_DATA_MODELS.values()):
+    for model in (BusEvent, InventoryAttribute, *_DATA_MODELS.values()):
         model.model_rebuild(force=True)
 
 
-def normalize_data(event_type: str, data: Any) -> dict[str, Any]:
-    """Validate ``data`` for ``event_type`` and return it in Mender's exact shape and order."""
-    return _DATA_MODELS[event_type].model_validate(data).payload()
+def normalize_data(event_type: str, data: Any, tenant_id: str | None = None) -> dict[str, Any]:
+    """Validate ``data`` for ``event_type`` (of ``tenant_id``'s, when known) and return it in
+    Mender's exact shape and order."""
+    context = None if tenant_id is None else {"tenant_id": tenant_id}
+    return _DATA_MODELS[event_type].model_validate(data, context=context).payload()
 
 
 class BusDetail(BaseModel):
@@ -166,7 +246,7 @@ class WebhookEvent:
             id=event.id,
             tenant_id=event.detail.tenant_id,
             type=event.detail_type,
-            data=normalize_data(event.detail_type, event.detail.data),
+            data=normalize_data(event.detail_type, event.detail.data, event.detail.tenant_id),
             time=event.event_time(),
         )
 

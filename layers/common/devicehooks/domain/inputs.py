@@ -6,12 +6,12 @@ Built on first use (``defer_build``): only requests that carry such a body pay f
 from __future__ import annotations
 
 import string
-from typing import Annotated
+from typing import Annotated, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from devicehooks.domain.models import EVENT_TYPES, PROVIDER_WEBHOOK, EventType
+from devicehooks.domain.models import EVENT_TYPES, PROVIDER_WEBHOOK, SCOPES, EventType, Scope
 from devicehooks.security.urls import BAD_SCHEME, NO_HOST, InvalidURL, parse_target
 
 MAX_DESCRIPTION_BYTES = 1024
@@ -94,7 +94,24 @@ EventTypes = Annotated[
     AfterValidator(_check_event_types),
     Field(
         default=None,
-        description="devicehooks: only these event types are sent to the webhook; absent or null means all types.",
+        description="devicehooks: only these event types are sent to the webhook (they must be in its scopes); "
+        "absent or null means every type of its scopes.",
+    ),
+]
+
+
+def _check_scopes(value: list[Scope] | None) -> list[Scope] | None:
+    return None if value is None else [s for s in SCOPES if s in value]  # canonical order, no duplicates
+
+
+Scopes = Annotated[
+    list[Scope] | None,
+    AfterValidator(_check_scopes),
+    Field(
+        default=None,
+        description="Mender's webhook scopes: deviceauth (device-provisioned, -decommissioned, -status-changed) "
+        "and inventory (device-inventory-changed). Absent or [] means deviceauth only. event_types, when "
+        "given, narrows the scopes' types and must stay inside them.",
     ),
 ]
 
@@ -109,6 +126,12 @@ class HttpCredentialsIn(BaseModel):
     """Where to POST and, optionally, the hex secret that signs each request."""
 
     model_config = ConfigDict(extra="ignore", defer_build=True)
+    # Mender's HTTPCredentials decodes itself through a local alias type (``creds``): Go names the
+    # field that holds it in type errors (domain/validation.py go_unmarshal_error)
+    go_type: ClassVar[str] = "model.creds"
+    go_name: ClassVar[str] = "creds"
+    go_fields: ClassVar[dict[str, str]] = {"url": "string", "secret": "*model.HexSecret"}
+    go_unmarshaler: ClassVar[bool] = True
 
     url: Annotated[
         str,
@@ -132,12 +155,34 @@ class HttpCredentialsIn(BaseModel):
 
 
 class CredentialsIn(BaseModel):
-    """Mender's ``Credentials`` for a webhook: type ``http``."""
+    """Mender's ``Credentials`` for a webhook: type ``http``.
+
+    ``http`` is required only once ``type`` is valid, as Mender's ``validation.When(type == http,
+    Required)``: a body without ``type`` is answered ``type: cannot be blank.`` alone.
+    """
 
     model_config = ConfigDict(extra="ignore", defer_build=True)
+    go_type: ClassVar[str] = "model.Credentials"
+    go_name: ClassVar[str] = "Credentials"
+    go_fields: ClassVar[dict[str, str]] = {"type": "model.CredentialType", "http": "*model.HTTPCredentials"}
+    go_unmarshaler: ClassVar[bool] = False
 
     type: Annotated[str, AfterValidator(_check_credentials_type), Field(json_schema_extra={"enum": ["http"]})]
-    http: HttpCredentialsIn
+    http: Annotated[HttpCredentialsIn | None, Field(default=None, validate_default=True)]
+
+    @field_validator("http", mode="after")
+    @classmethod
+    def _http_required(cls, value: HttpCredentialsIn | None, info: ValidationInfo) -> HttpCredentialsIn | None:
+        if value is None and info.data.get("type") == "http":  # absent when type failed its own check
+            raise _fail("cannot be blank")
+        return value
+
+    @property
+    def webhook(self) -> HttpCredentialsIn:
+        """The ``http`` credentials (always there once validated)."""
+        if self.http is None:  # pragma: no cover - _http_required refused it
+            raise ValueError("http credentials missing")
+        return self.http
 
 
 MAX_RATE_LIMIT = 10_000
@@ -157,6 +202,15 @@ class IntegrationIn(BaseModel):
     """Body of ``POST /integrations`` (Mender's ``Integration``; ``id`` is ignored)."""
 
     model_config = ConfigDict(extra="ignore", defer_build=True)
+    go_type: ClassVar[str] = "model.Integration"
+    go_name: ClassVar[str] = "Integration"
+    go_fields: ClassVar[dict[str, str]] = {
+        "id": "uuid.UUID",
+        "provider": "model.Provider",
+        "credentials": "model.Credentials",
+        "description": "string",
+    }
+    go_unmarshaler: ClassVar[bool] = False
 
     provider: Annotated[str, AfterValidator(_check_provider), Field(json_schema_extra={"enum": ["webhook"]})]
     credentials: CredentialsIn
@@ -165,6 +219,7 @@ class IntegrationIn(BaseModel):
         AfterValidator(_check_description),
         Field(default=None, description="Free text, at most 1024 bytes of UTF-8."),
     ]
+    scopes: Scopes
     event_types: EventTypes
     rate_limit: RateLimit = None
 
@@ -184,6 +239,7 @@ class IntegrationUpdate(BaseModel):
         AfterValidator(_check_description),
         Field(default=None, description="New description (at most 1024 bytes)."),
     ]
+    scopes: Scopes
     event_types: EventTypes
     enabled: bool | None = Field(default=None, description="true re-enables a disabled webhook; false disables it.")
     rate_limit: RateLimit = None

@@ -8,8 +8,19 @@ from datetime import datetime
 from enum import Enum
 from typing import Final, Literal, get_args
 
-EventType = Literal["device-provisioned", "device-decommissioned", "device-status-changed"]
+EventType = Literal["device-provisioned", "device-decommissioned", "device-status-changed", "device-inventory-changed"]
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
+# Mender's webhook scopes: each event type belongs to one. An integration without scopes (or with
+# ``[]``, what Mender's UI sends) is in ``deviceauth`` only, as open-source Mender delivers.
+Scope = Literal["deviceauth", "inventory"]
+SCOPES: tuple[Scope, ...] = get_args(Scope)
+DEFAULT_SCOPES: Final[tuple[Scope, ...]] = ("deviceauth",)
+SCOPE_OF: Final[dict[str, Scope]] = {
+    "device-provisioned": "deviceauth",
+    "device-decommissioned": "deviceauth",
+    "device-status-changed": "deviceauth",
+    "device-inventory-changed": "inventory",
+}
 # The type of the event ``POST /integrations/{id}/test`` sends; never sent for a device event.
 TEST_EVENT_TYPE: Final = "webhook-test"
 ActivityType = Literal[EventType, "webhook-test"]
@@ -73,9 +84,19 @@ class Integration:
     previous_secret_until: datetime | None = None
     rate_limit: int | None = None  # deliveries per second at most, across every dispatcher; None: no limit
     circuit: Circuit = field(default_factory=Circuit)
+    scopes: tuple[Scope, ...] | None = None  # as given (None: not given); see effective_scopes
+
+    @property
+    def effective_scopes(self) -> tuple[Scope, ...]:
+        """The scopes events are selected by: those given, ``deviceauth`` when none (absent or ``[]``)."""
+        return self.scopes or DEFAULT_SCOPES
 
     def wants(self, event_type: str) -> bool:
-        """Whether the event-type filter lets ``event_type`` through (no filter: everything)."""
+        """Whether ``event_type`` is in the integration's scopes and passes its event-type filter
+        (no filter: every type of its scopes). Types outside every scope (``webhook-test``) pass."""
+        scope = SCOPE_OF.get(event_type)
+        if scope is not None and scope not in self.effective_scopes:
+            return False
         return self.event_types is None or event_type in self.event_types
 
     @property
@@ -104,6 +125,7 @@ class Integration:
             else changes.previous_secret_until,
             rate_limit=self.rate_limit if changes.rate_limit is KEEP else changes.rate_limit,
             circuit=self.circuit if changes.circuit is KEEP else changes.circuit,
+            scopes=self.scopes if changes.scopes is KEEP else changes.scopes,
         )
 
 
@@ -128,6 +150,7 @@ class IntegrationChanges:
     previous_secret_until: datetime | None | _Keep = KEEP
     rate_limit: int | None | _Keep = KEEP
     circuit: Circuit | _Keep = KEEP
+    scopes: tuple[Scope, ...] | None | _Keep = KEEP
 
     @classmethod
     def credentials(
@@ -151,8 +174,9 @@ class IntegrationChanges:
         event_types: tuple[EventType, ...] | None | _Keep = KEEP,
         enabled: bool | _Keep = KEEP,
         rate_limit: int | None | _Keep = KEEP,
+        scopes: tuple[Scope, ...] | None | _Keep = KEEP,
     ) -> IntegrationChanges:
-        """A user's change of URL, description, event filter, rate limit or enabled state.
+        """A user's change of URL, description, scopes, event filter, rate limit or enabled state.
 
         Enabling or disabling by hand starts afresh: no failure count, the circuit closed. So does
         a new URL (another endpoint: its circuit closed, on trial until a delivery succeeds).
@@ -164,6 +188,7 @@ class IntegrationChanges:
                 description=description,
                 event_types=event_types,
                 rate_limit=rate_limit,
+                scopes=scopes,
                 circuit=KEEP if url is KEEP else Circuit(),
             )
         return cls(
@@ -172,6 +197,7 @@ class IntegrationChanges:
             description=description,
             event_types=event_types,
             rate_limit=rate_limit,
+            scopes=scopes,
             enabled=enabled,
             failing_since=None,
             disabled_reason=None if enabled else "disabled by a user",
@@ -186,6 +212,12 @@ class IntegrationChanges:
     def given(self) -> dict[str, object]:
         """The fields to change, by name (``updated_at`` included)."""
         return {f.name: value for f in fields(self) if (value := getattr(self, f.name)) is not KEEP}
+
+
+def outside_scopes(event_types: tuple[EventType, ...] | None, scopes: tuple[Scope, ...] | None) -> list[EventType]:
+    """The event types of a filter that its scopes never select (a filter must stay inside them)."""
+    selected = scopes or DEFAULT_SCOPES
+    return [t for t in event_types or () if SCOPE_OF[t] not in selected]
 
 
 def new_id() -> str:

@@ -88,3 +88,92 @@ def format_errors(errors: Iterable[ErrorDetails | Mapping[str, Any]], skip_prefi
         head = "; ".join(loose)
         return f"{head}; {rendered}" if rendered else f"{head}."
     return rendered
+
+
+# pydantic's errors for a value of the wrong JSON type, where Go's encoding/json fails to decode.
+_TYPE_ERRORS = frozenset(
+    {
+        "string_type",
+        "bool_type",
+        "int_type",
+        "int_from_float",
+        "float_type",
+        "list_type",
+        "dict_type",
+        "model_type",
+        "model_attributes_type",
+    }
+)
+
+
+def _go_kind(value: Any) -> str:
+    """The JSON kind Go's ``UnmarshalTypeError`` names (``Value``)."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _go_model(model: Any, name: str) -> Any:
+    """The input model of ``model``'s field ``name`` (``Optional`` unwrapped), else ``None``."""
+    field = model.model_fields.get(name)
+    if field is None:
+        return None
+    for candidate in (field.annotation, *getattr(field.annotation, "__args__", ())):
+        if isinstance(candidate, type) and hasattr(candidate, "go_fields"):
+            return candidate
+    return None
+
+
+def _go_field_error(kind: str, struct: str, path: Sequence[str], go_type: str) -> str:
+    # Go >= 1.20: the innermost struct's name, then the field's full path from the top
+    return f"json: cannot unmarshal {kind} into Go struct field {struct}.{'.'.join(path)} of type {go_type}"
+
+
+def go_unmarshal_error(model: Any, loc: Sequence[str | int], value: Any) -> str | None:
+    """Go's ``encoding/json`` message for a value of the wrong JSON type at ``loc`` of ``model``.
+
+    ``model`` describes its Go struct with class variables: ``go_type`` (``model.Integration``),
+    ``go_name`` (``Integration``), ``go_fields`` (JSON name: Go type) and ``go_unmarshaler`` (the Go
+    type decodes itself, so the outer decoder names the field that holds it, with the inner type).
+    ``None`` when a field on the way has no Go counterpart (a devicehooks addition).
+    """
+    kind = _go_kind(value)
+    if not loc:
+        return f"json: cannot unmarshal {kind} into Go value of type {model.go_type}"
+    current, path = model, []
+    for i, name in enumerate(loc):
+        go_fields: Mapping[str, str] = current.go_fields
+        if not isinstance(name, str) or name not in go_fields:
+            return None
+        path.append(name)
+        child = _go_model(current, name)
+        last = i == len(loc) - 1
+        if child is not None and child.go_unmarshaler:
+            rest = loc[i + 1 :]
+            if not rest:
+                inner = child.go_type
+            elif len(rest) == 1 and isinstance(rest[0], str) and rest[0] in child.go_fields:
+                inner = child.go_fields[rest[0]]
+            else:
+                return None
+            return _go_field_error(kind, current.go_name, path, inner)
+        if last:
+            return _go_field_error(kind, current.go_name, path, go_fields[name])
+        if child is None:
+            return None
+        current = child
+    return None
+
+
+def first_type_error(errors: Iterable[ErrorDetails | Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The first error for a value of the wrong JSON type (not a JSON null), if any."""
+    for error in errors:
+        if error.get("type") in _TYPE_ERRORS and error.get("input") is not None:
+            return error
+    return None

@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from devicehooks import aws
-from devicehooks.domain.events import Decommission, ProvisionedDevice, StatusChange
+from devicehooks.domain.events import Decommission, InventoryChange, ProvisionedDevice, StatusChange
 from devicehooks.errors import InvalidRequest, ServiceUnavailable
-from devicehooks.jsonenc import JSONInputError, check
+from devicehooks.jsonenc import JSONInputError, check, dumpb
 from devicehooks.timeutil import rfc3339, utcnow
 
 BATCH = 10  # PutEvents takes at most 10 entries
@@ -138,22 +138,34 @@ class IngestService:
         # the event time with sub-second precision (the envelope's time has whole seconds)
         return {"tenant_id": check_tenant_id(tenant_id), "data": data, "time": rfc3339(self.clock())}
 
-    def provision(self, tenant_id: str, device: ProvisionedDevice) -> None:
-        """Publish ``device-provisioned``; :class:`InvalidRequest` if the dispatcher could not send it."""
-        check_device_id(device.id)
-        data = device.payload()
+    def _sized(self, tenant_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        """The event's detail; :class:`InvalidRequest` when the data cannot be written as a webhook
+        body or the event would be larger than :data:`MAX_DETAIL_BYTES` on the bus or as the body
+        (Go's escapes of ``<``, ``>``, ``&`` make the body longer than the detail)."""
         try:
             check(data)  # the API's reader refused these already; other callers get the same rules
         except JSONInputError as exc:
             raise InvalidRequest(f"malformed request body: {exc.msg}") from None
         detail = self._detail(tenant_id, data)
-        size = len(detail_json(detail).encode())
+        size = max(len(detail_json(detail).encode()), len(dumpb(data)))
         if size > MAX_DETAIL_BYTES:
             raise InvalidRequest(
                 f"malformed request body: the device event would be {size} bytes, "
                 f"more than the {MAX_DETAIL_BYTES} an event may carry"
             )
-        self.publisher.publish([("device-provisioned", detail)])
+        return detail
+
+    def provision(self, tenant_id: str, device: ProvisionedDevice) -> None:
+        """Publish ``device-provisioned``; :class:`InvalidRequest` if the dispatcher could not send it."""
+        check_device_id(device.id)
+        self.publisher.publish([("device-provisioned", self._sized(tenant_id, device.payload()))])
+
+    def inventory_changed(self, tenant_id: str, change: InventoryChange) -> None:
+        """Publish ``device-inventory-changed`` (Mender's documented data, the tenant filled in);
+        :class:`InvalidRequest` if it is larger than an event may carry."""
+        check_device_id(change.device_id)
+        data = {**change.payload(), "tenant_id": check_tenant_id(tenant_id)}
+        self.publisher.publish([("device-inventory-changed", self._sized(tenant_id, data))])
 
     def decommission(self, tenant_id: str, device_id: str) -> None:
         """Publish ``device-decommissioned``."""

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from devicehooks.domain.inputs import CredentialsIn, IntegrationIn, IntegrationUpdate
-from devicehooks.domain.models import KEEP, Integration, IntegrationChanges, new_id
+from devicehooks.domain.models import KEEP, EventType, Integration, IntegrationChanges, Scope, new_id, outside_scopes
 from devicehooks.domain.validation import format_tree
 from devicehooks.errors import BlockedDestination, InvalidRequest, NotFound
 from devicehooks.security.secretbox import SecretCipher
@@ -22,6 +22,16 @@ def _url_error(path: tuple[str, ...], message: str) -> InvalidRequest:
     for key in reversed(path[:-1]):
         tree = {key: tree}
     return InvalidRequest("malformed request body: " + format_tree(tree))
+
+
+def _check_filter(event_types: tuple[EventType, ...] | None, scopes: tuple[Scope, ...] | None) -> None:
+    """An event-type filter narrows the scopes: a type no scope selects would never be sent."""
+    outside = outside_scopes(event_types, scopes)
+    if outside:
+        named = ", ".join(scopes or ("deviceauth",))
+        raise InvalidRequest(
+            f"malformed request body: event_types: '{outside[0]}' is not in the integration's scopes ({named})."
+        )
 
 
 class IntegrationService:
@@ -60,7 +70,7 @@ class IntegrationService:
 
     def create(self, tenant_id: str, spec: IntegrationIn) -> Integration:
         """Validate the destination, seal the secret, store; :class:`Conflict` past the limit."""
-        http = spec.credentials.http
+        http = spec.credentials.webhook
         self._check_destination(http.url, ("credentials", "http", "url"))
         integration_id = new_id()
         secret = http.secret_bytes()
@@ -75,7 +85,9 @@ class IntegrationService:
             rate_limit=spec.rate_limit,
             created_at=now,
             updated_at=now,
+            scopes=tuple(spec.scopes) if spec.scopes is not None else None,
         )
+        _check_filter(integration.event_types, integration.scopes)
         self.store.add(integration, self.max_integrations)
         return integration
 
@@ -86,7 +98,7 @@ class IntegrationService:
         receivers can switch to the new one without dropping requests.
         """
         current = self.get(tenant_id, integration_id)
-        http = credentials.http
+        http = credentials.webhook
         self._check_destination(http.url, ("http", "url"))
         secret = http.secret_bytes()
         now = self.clock()
@@ -118,7 +130,10 @@ class IntegrationService:
             else KEEP,
             enabled=spec.enabled if "enabled" in given and spec.enabled is not None else KEEP,
             rate_limit=spec.rate_limit if "rate_limit" in given else KEEP,
+            scopes=(tuple(spec.scopes) if spec.scopes is not None else None) if "scopes" in given else KEEP,
         )
+        after = current.changed(changes)
+        _check_filter(after.event_types, after.scopes)
         updated = self.store.update(tenant_id, integration_id, changes)
         if updated is None:
             raise NotFound(NOT_FOUND)

@@ -188,6 +188,7 @@ def _sealed(data: Mapping[str, Any], prefix: str) -> bytes | None:
 
 def _from_record(data: Mapping[str, Any]) -> Integration:
     event_types = data.get("event_types")
+    scopes = data.get("scopes")  # absent on items written before scopes: deviceauth only
     return Integration(
         id=data["integration_id"],
         tenant_id=data["tenant_id"],
@@ -205,6 +206,7 @@ def _from_record(data: Mapping[str, Any]) -> Integration:
         previous_secret_until=_time(data.get("previous_secret_until")),
         rate_limit=int(data["rate_limit"]) if data.get("rate_limit") is not None else None,
         circuit=_circuit(data),
+        scopes=tuple(scopes) if scopes is not None else None,
     )
 
 
