@@ -1,4 +1,4 @@
-"""The ``devicehooks`` command: ``local``, ``token``."""
+"""The ``devicehooks`` command: ``local``, ``token``, ``verify``, ``receive``, ``redrive``, ``publish-ui``."""
 
 from __future__ import annotations
 
@@ -45,10 +45,17 @@ def _local(args: argparse.Namespace) -> int:
     return 0
 
 
+# The claim `devicehooks token --role` writes: the example of the AdminClaim parameter
+# (template.yaml), so that `DEVICEHOOKS_ADMIN_CLAIM=roles devicehooks local` reads it.
+ROLE_CLAIM = "roles"
+ROLES = ("admin", "user")
+
+
 def _token(args: argparse.Namespace) -> int:
     from devicehooks_dev.devkeys import mint_token
 
-    print(mint_token(args.tenant, args.user, args.ttl))
+    extra = {ROLE_CLAIM: [args.role]} if args.role else None
+    print(mint_token(args.tenant, args.user, args.ttl, extra=extra))
     return 0
 
 
@@ -178,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--tenant", required=True, help='tenant id ("" for open source Mender)')
     token.add_argument("--user", default=None, help="user id (sub claim)")
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
+    token.add_argument(
+        "--role",
+        choices=ROLES,
+        default=None,
+        help=f'adds the claim "{ROLE_CLAIM}": ["<role>"]; a stack run with DEVICEHOOKS_ADMIN_CLAIM={ROLE_CLAIM} '
+        "lets only admins change integrations (default: no role claim)",
+    )
     token.set_defaults(run=_token)
 
     verify = commands.add_parser(

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -64,10 +66,17 @@ def public_pem() -> str:
     )
 
 
-def mint_token(tenant_id: str, user_id: str | None = None, ttl: int = 3600, user: bool = True) -> str:
-    """A management token as Mender's useradm issues them, signed with the development key."""
+def mint_token(
+    tenant_id: str,
+    user_id: str | None = None,
+    ttl: int = 3600,
+    user: bool = True,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """A management token as Mender's useradm issues them, signed with the development key
+    (``extra``: more claims, e.g. the role a standalone deployment reads)."""
     now = int(time.time())
-    claims = {
+    claims: dict[str, Any] = {
         "jti": str(uuid.uuid4()),
         "iss": ISSUER,
         "sub": user_id or str(uuid.uuid5(uuid.NAMESPACE_URL, f"devicehooks-local-user:{tenant_id}")),
@@ -75,5 +84,6 @@ def mint_token(tenant_id: str, user_id: str | None = None, ttl: int = 3600, user
         "exp": now + ttl,
         "mender.tenant": tenant_id,
         "mender.user": user,
+        **(extra or {}),
     }
     return jwt.encode(claims, load_or_create(), algorithm="EdDSA", headers={"kid": KEY_ID})

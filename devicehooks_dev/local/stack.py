@@ -598,7 +598,12 @@ class LocalStack:
                 tenant = str(request.get("tenant", ""))
             except (ValueError, AttributeError):
                 return 400, json_type, b'{"error":"body must be {"tenant": "<id>"}"}'
-            token = devkeys.mint_token(tenant[:256], ttl=8 * 3600)
+            # the UI's token is an admin's where a claim decides (standalone RBAC): the developer's
+            # stack runs with their DEVICEHOOKS_ADMIN_CLAIM(_VALUES), so the UI can manage webhooks
+            claim = os.environ.get("DEVICEHOOKS_ADMIN_CLAIM", "").strip()
+            values = [v.strip() for v in os.environ.get("DEVICEHOOKS_ADMIN_CLAIM_VALUES", "admin").split(",")]
+            extra = {claim: [values[0]]} if claim and values and values[0] else None
+            token = devkeys.mint_token(tenant[:256], ttl=8 * 3600, extra=extra)
             return 200, json_type, json.dumps({"token": token, "tenant": tenant}).encode()
         return 404, json_type, b'{"message":"Not Found"}'
 

@@ -7,13 +7,18 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from devicehooks.security.auth import AuthConfig, authorize
+from devicehooks.security.auth import AuthConfig, authorize, useradm_verifier
 
 
 @lru_cache(maxsize=1)
 def config() -> AuthConfig:
-    """The authorizer's settings, read once; raises ``ConfigError`` when the keys are missing."""
-    return AuthConfig.from_env()
+    """The authorizer's settings, read once; raises ``ConfigError`` when the keys are missing or the
+    admin settings contradict each other. Alongside Mender, the useradm client is made here too, so
+    that its import is part of the cold start rather than of the first request."""
+    settings = AuthConfig.from_env()
+    if settings.useradm_verify_url:
+        useradm_verifier(settings.useradm_verify_url)
+    return settings
 
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from devicehooks.errors import Forbidden, Unauthorized
+from devicehooks.errors import Forbidden, ServiceUnavailable, Unauthorized
 
 
 @dataclass(frozen=True)
@@ -25,4 +25,6 @@ def identity_from_request(request_context: Mapping[str, Any]) -> Identity:
     message = str(verdict.get("error") or "Authorization not present in header")
     if verdict.get("status") == 403:
         raise Forbidden(message)
+    if verdict.get("status") == 503:  # useradm could not say whether the user may write
+        raise ServiceUnavailable(message)
     raise Unauthorized(message)
