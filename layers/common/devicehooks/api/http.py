@@ -73,13 +73,13 @@ def responses(documented: dict[int, Any], *codes: int) -> Any:
     names = {
         400: "Invalid request.",
         401: "Missing or invalid token.",
-        403: "The token is not a user's token.",
+        403: "The token is not a user's token, or (a change) its user is not an admin of the tenant.",
         404: "Not found.",
         405: "Method not allowed.",
         409: "Conflict.",
         413: "Request body too large.",
         500: "Internal error.",
-        503: "Unavailable.",
+        503: "Unavailable: a service it depends on did not answer (for a change alongside Mender: useradm).",
     }
     errors = {
         code: {"description": names[code], "content": {"application/json": {"schema": ERROR_SCHEMA}}} for code in codes

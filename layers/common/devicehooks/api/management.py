@@ -158,6 +158,7 @@ def list_integrations(caller: Caller, service: Integrations) -> Response[str]:
         403,
         409,
         413,
+        503,
     ),
 )
 def create_integration(
@@ -192,7 +193,7 @@ def get_integration(integration_id: str, caller: Caller, service: Integrations) 
     f"{BASE}/integrations/<integration_id>",
     summary="Remove an integration",
     tags=["Integrations"],
-    responses=http.responses({204: {"description": "Removed."}}, 400, 401, 403, 404),
+    responses=http.responses({204: {"description": "Removed."}}, 400, 401, 403, 404, 503),
 )
 def delete_integration(integration_id: str, caller: Caller, service: Integrations) -> Response[str]:
     service.delete(caller.tenant_id, _integration_id(integration_id))
@@ -204,7 +205,7 @@ def delete_integration(integration_id: str, caller: Caller, service: Integration
     summary="Replace an integration's credentials",
     description="Replaces URL and secret. Leaving the secret out removes it.",
     tags=["Integrations"],
-    responses=http.responses({204: {"description": "Replaced."}}, 400, 401, 403, 404, 413),
+    responses=http.responses({204: {"description": "Replaced."}}, 400, 401, 403, 404, 413, 503),
 )
 def set_credentials(
     integration_id: str, credentials: Annotated[CredentialsIn, Body()], caller: Caller, service: Integrations
@@ -226,6 +227,7 @@ def set_credentials(
         403,
         404,
         413,
+        503,
     ),
 )
 def update_integration(
@@ -247,6 +249,7 @@ def update_integration(
         401,
         403,
         404,
+        503,
     ),
 )
 def test_integration(integration_id: str, caller: Caller, service: Deliveries) -> Response[str]:
@@ -318,6 +321,7 @@ def get_event(event_id: str, caller: Caller, service: Events) -> Response[str]:
         403,
         404,
         409,
+        503,
     ),
 )
 def redeliver_event(
