@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,6 +43,8 @@ CHROMIUM_ARGS = [
 MANAGEMENT = "/api/management/v1/iot-manager"
 INTERNAL = "/api/internal/v1/iot-manager"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
+# axe-core (MPL-2.0), as the axe-playwright-python package ships it: run in the tests, never served
+AXE = resources.files("axe_playwright_python") / "axe.min.js"
 TIMEOUT = 10_000  # ms, for anything the UI shows after one API call
 POLL_TIMEOUT = 25_000  # ms, for what may need the Activity tab's 10 s poll
 STRAY = re.compile(r"\b(null|undefined|NaN)\b|\[object Object\]")  # a missing value rendered as text
@@ -290,6 +293,34 @@ def _no_horizontal_overflow(page: Page) -> None:
     assert width <= 360, f"{page.url}: the page is {width} px wide"
 
 
+def _axe_clean(page: Page, screen: str) -> None:
+    """axe-core finds no violation of WCAG 2.x A/AA or best practice on the page, light and dark."""
+    if not page.evaluate("typeof window.axe === 'object'"):
+        # evaluated by the browser's debugger protocol, which the page's CSP does not govern
+        page.evaluate(AXE.read_text(encoding="utf-8") + "\n;0")
+    try:
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme, reduced_motion="reduce")  # no colour mid-transition
+            found: list[dict[str, Any]] = page.evaluate(
+                """async () => (await axe.run(document, {
+                    runOnly: {
+                      type: "tag",
+                      values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"],
+                    },
+                    resultTypes: ["violations"],
+                })).violations.map((v) => ({ id: v.id, help: v.help, nodes: v.nodes.map((n) => n.target.join(" ")) }))
+                """
+            )
+            assert found == [], f"{screen} ({scheme}): " + json.dumps(found, indent=1)
+    finally:
+        page.emulate_media(color_scheme="light", reduced_motion="null")
+
+
+def _forget(session: Session, pattern: str) -> None:
+    """Drops the problems a test caused on purpose (``pattern`` in them) from the watchdog's list."""
+    session.problems[:] = [p for p in session.problems if pattern not in p]
+
+
 # ---------------------------------------------------------------------------- tests
 def test_add_a_webhook_see_its_activity_and_delete_it(ui: Session, stack: RunningStack, receiver: Receiver) -> None:
     tenant = _tenant()
@@ -307,18 +338,21 @@ def test_add_a_webhook_see_its_activity_and_delete_it(ui: Session, stack: Runnin
     page.go_forward()
     expect(page.get_by_text("No webhooks yet")).to_be_visible()
     assert "token=" not in page.url
+    _axe_clean(page, "empty list")
 
     # the form validates the URL and the secret before anything is sent
     page.get_by_role("button", name="Add webhook", exact=True).click()
-    expect(page.get_by_role("heading", name="Webhook details")).to_be_visible()
+    expect(page.get_by_role("heading", name="Add webhook", level=1)).to_be_visible()
+    expect(page).to_have_title("Add webhook · devicehooks")
     url = page.get_by_label("URL", exact=True)
     secret = page.get_by_label("Secret", exact=True)
     url.fill("not a url")
     secret.fill("not-hex!")
     expect(page.get_by_text("Please enter a valid URL")).to_be_visible()
     expect(page.get_by_text("The secret has to be entered as a hexadecimal string")).to_be_visible()
+    _axe_clean(page, "add form with errors")
     page.get_by_role("button", name="Save", exact=True).click()
-    expect(page.get_by_role("heading", name="Webhook details")).to_be_visible()  # still on the form
+    expect(page.get_by_role("heading", name="Add webhook", level=1)).to_be_visible()  # still on the form
     expect(url).to_have_attribute("aria-invalid", "true")
     secret.fill("abc")  # odd length: not a whole number of bytes
     expect(page.get_by_text("The secret has to be entered as a hexadecimal string")).to_be_visible()
@@ -387,6 +421,7 @@ def test_add_a_webhook_see_its_activity_and_delete_it(ui: Session, stack: Runnin
     page.get_by_role("button", name="Delete webhook").click()
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text("Remove the webhook. Are you sure?")
+    _axe_clean(page, "delete dialog")
     dialog.get_by_role("button", name="Cancel").click()
     expect(dialog).to_be_hidden()
     assert len(_integrations(stack, tenant)) == 1
@@ -569,16 +604,290 @@ def test_settings_actions_and_keyboard_tabs(ui: Session, stack: RunningStack, re
     ui.assert_clean()
 
 
-def test_server_errors_are_shown_on_the_form(ui: Session, stack: RunningStack) -> None:
+def test_a_refused_url_is_explained_on_the_url_field(ui: Session, stack: RunningStack) -> None:
     page = ui.page
     _sign_in(ui, stack, _tenant())
     page.get_by_role("button", name="Add webhook").click()
-    page.get_by_label("URL", exact=True).fill("http://10.1.2.3/hook")  # private: the server refuses it
+    expect(page.get_by_role("heading", name="Add webhook", level=1)).to_be_visible()
+    url = page.get_by_label("URL", exact=True)
+    url.fill("http://10.1.2.3/hook")  # private: the server refuses it
     page.get_by_role("button", name="Save", exact=True).click()
-    expect(page.get_by_role("alert").filter(has_text="There was an error creating the webhook")).to_be_visible()
-    expect(page.get_by_role("alert")).to_contain_text("reserved address")
-    expect(page.get_by_role("heading", name="Webhook details")).to_be_visible()
+    error = page.locator("#url-error")
+    expect(error).to_contain_text("This address is on a private or reserved network, which webhooks may not send to")
+    expect(error).to_contain_text("The server said: hostname resolves to reserved address")
+    expect(error).not_to_contain_text("malformed request body")
+    expect(error).not_to_contain_text("credentials:")
+    expect(url).to_have_attribute("aria-invalid", "true")
+    expect(url).to_be_focused()
+    expect(page.get_by_role("alert").filter(has_text="malformed request body")).to_have_count(0)
+    expect(page.get_by_role("heading", name="Add webhook", level=1)).to_be_visible()  # still on the form
+    _axe_clean(page, "add form with a refused URL")
+    url.fill("https://example.com/hook")
+    expect(error).to_be_hidden()  # editing clears the server's complaint
     ui.assert_clean()
+
+
+def test_edit_a_webhook_in_place(ui: Session, stack: RunningStack, receiver: Receiver) -> None:
+    tenant = _tenant()
+    page = ui.page
+    hook = _create_webhook(stack, tenant, receiver.hook(f"/before/{tenant}"), description="Before")
+    _provision(stack, tenant, "kept-device")
+    _wait_for(lambda: _activity(stack, tenant, hook), "the event is in the activity")
+    _sign_in(ui, stack, tenant, f"/#/integrations/{hook}")
+    page.get_by_role("tabpanel").get_by_role("button", name="Edit webhook").click()
+    expect(page.get_by_role("heading", name="Edit webhook", level=1)).to_be_visible()
+    expect(page).to_have_title("Edit webhook · devicehooks")
+    url = page.get_by_label("URL", exact=True)
+    expect(url).to_have_value(receiver.hook(f"/before/{tenant}"))
+    expect(page.get_by_label("Description", exact=True)).to_have_value("Before")
+    # the default scope: the three device authentication events
+    for label in ("Device provisioned", "Device decommissioned", "Device status updated"):
+        expect(page.get_by_label(label)).to_be_checked()
+    expect(page.get_by_label("Device inventory changed")).not_to_be_checked()
+    expect(page.get_by_label("Secret", exact=True)).to_have_count(0)  # the secret has Rotate secret
+    _axe_clean(page, "edit form")
+
+    # a refused URL is explained on the field, and nothing is changed
+    url.fill("http://10.9.8.7/hook")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.locator("#url-error")).to_contain_text("private or reserved network")
+    expect(url).to_be_focused()
+    assert _integration(stack, tenant, hook)["credentials"]["http"]["url"] == receiver.hook(f"/before/{tenant}")
+
+    # then changed: URL, description, event types and rate limit
+    url.fill(receiver.hook(f"/after/{tenant}"))
+    page.get_by_label("Description", exact=True).fill("After")
+    page.get_by_label("Device provisioned").uncheck()
+    page.get_by_label("Device status updated").uncheck()
+    limit = page.get_by_label("Rate limit")
+    limit.fill("0")
+    page.get_by_role("button", name="Save changes").click()
+    expect(limit).to_be_focused()
+    expect(limit).to_have_attribute("aria-invalid", "true")
+    limit.fill("7")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("status").filter(has_text="The webhook was saved")).to_be_visible()
+    expect(page.get_by_role("heading", name="Webhook details", level=1)).to_be_visible()
+    panel = page.get_by_role("tabpanel")
+    expect(panel.locator("dd.url")).to_have_text(receiver.hook(f"/after/{tenant}"))
+    expect(panel).to_contain_text("After")
+    expect(panel).to_contain_text("Device decommissioned")
+    stored = _integration(stack, tenant, hook)
+    assert stored["id"] == hook
+    assert stored["credentials"]["http"]["url"] == receiver.hook(f"/after/{tenant}")
+    assert stored["description"] == "After"
+    assert stored["event_types"] == ["device-decommissioned"]
+    assert stored["rate_limit"] == 7
+    _no_stray_text(page)
+
+    # the same webhook: its activity is still there
+    page.get_by_role("tab", name="Activity").click()
+    expect(page.get_by_role("row").filter(has_text="Device provisioned")).to_be_visible(timeout=POLL_TIMEOUT)
+
+    # every event again, and no limit: cleared in place
+    ui.open(f"/#/integrations/{hook}/edit")
+    expect(page.get_by_label("Device decommissioned")).to_be_checked()
+    expect(page.get_by_label("Rate limit")).to_have_value("7")
+    page.get_by_label("Device decommissioned").uncheck()
+    page.get_by_label("Rate limit").fill("")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("status").filter(has_text="The webhook was saved")).to_be_visible()
+    stored = _integration(stack, tenant, hook)
+    assert "event_types" not in stored and "rate_limit" not in stored
+    assert sorted(stored["scopes"]) == ["deviceauth", "inventory"]
+    expect(page.get_by_role("tabpanel")).to_contain_text("All events")
+
+    # Cancel changes nothing
+    ui.open(f"/#/integrations/{hook}/edit")
+    page.get_by_label("Description", exact=True).fill("Not saved")
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_role("tab", name="Settings")).to_have_attribute("aria-selected", "true")
+    assert _integration(stack, tenant, hook)["description"] == "After"
+    ui.assert_clean()
+
+
+def test_retrying_and_failed_deliveries_differ_and_say_why(
+    ui: Session, stack: RunningStack, receiver: Receiver
+) -> None:
+    """The activity list as the API would report a retrying and a failed delivery (rewritten answers)."""
+    tenant = _tenant()
+    page = ui.page
+    hook = _create_webhook(stack, tenant, receiver.hook("/states"))
+    soon = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + 300))
+
+    def event(n: int, state: str, **status: Any) -> dict[str, Any]:
+        return {
+            "id": f"0000000{n}-0000-4000-8000-000000000000",
+            "type": "device-provisioned",
+            "data": {"id": f"device-{n}", "status": "accepted"},
+            "time": "2026-03-04T05:06:0{n}.000Z",
+            "delivery_statuses": [{"integration_id": hook, "success": False, "state": state, **status}],
+        }
+
+    retrying = event(1, "retrying", attempts=2, status_code=503, error="HTTP 503", next_attempt=soon)
+    failed = event(2, "failed", attempts=5, error="connection refused")
+    page.route(
+        re.compile(r".*/events\?.*"),
+        lambda route: route.fulfill(json=[retrying, failed], content_type="application/json"),
+    )
+    page.route(re.compile(r".*/events/00000001-.*"), lambda route: route.fulfill(json=retrying))
+    _sign_in(ui, stack, tenant, f"/#/integrations/{hook}/activity")
+    rows = page.get_by_role("row")
+    again = rows.filter(has_text="device-1").locator("td[data-label='Status']")
+    gone = rows.filter(has_text="device-2").locator("td[data-label='Status']")
+    expect(again.locator(".status.retry")).to_contain_text("Retrying")
+    expect(again.locator(".status.retry")).to_contain_text("503")
+    expect(again).to_contain_text(re.compile(r"Last attempt: HTTP 503\. Next try \d\d:\d\d:\d\d"))
+    expect(gone.locator(".status.bad")).to_contain_text("Failed")
+    expect(gone).to_contain_text("Last attempt: connection refused. No more tries.")
+    expect(again).not_to_contain_text("Failed")
+    # different dots: a ring for still to be tried, a filled one for failed
+    dots = [
+        page.evaluate(
+            "(el) => ['backgroundColor', 'borderTopColor', 'borderTopWidth'].map((k) => getComputedStyle(el)[k])",
+            cell.locator(".dot").element_handle(),
+        )
+        for cell in (again, gone)
+    ]
+    assert dots[0] != dots[1], dots
+    _no_stray_text(page)
+    _axe_clean(page, "activity with retrying and failed deliveries")
+
+    # the details say it once: "Retrying", never "retrying retrying"
+    rows.filter(has_text="device-1").get_by_role("button", name="View details").click()
+    status = page.locator("dt:text-is('Status') + dd")
+    expect(status).to_contain_text("Retrying")
+    expect(status).not_to_contain_text(re.compile("retrying.*retrying", re.IGNORECASE))
+    expect(page.locator("dt:text-is('Error') + dd")).to_have_text("HTTP 503")
+    expect(page.locator("dt:text-is('Next attempt') + dd time")).to_be_visible()
+    _axe_clean(page, "event details of a retrying delivery")
+    ui.assert_clean()
+
+
+def test_an_unreachable_api_shows_a_heading_and_a_working_retry(
+    ui: Session, stack: RunningStack, receiver: Receiver
+) -> None:
+    tenant = _tenant()
+    page = ui.page
+    hook = _create_webhook(stack, tenant, receiver.hook("/later"), description="Reached after Retry")
+    down = True
+
+    def maybe_down(route: Any) -> None:
+        if down:
+            route.abort("connectionrefused")
+        else:
+            route.continue_()
+
+    page.route(f"**{MANAGEMENT}/**", maybe_down)
+    ui.open(f"/#token={stack.token(tenant)}")
+    heading = page.get_by_role("heading", name="The server cannot be reached", level=1)
+    expect(heading).to_be_visible()
+    expect(heading).to_be_focused()
+    expect(page.get_by_role("alert")).to_contain_text("The devicehooks API did not answer")
+    _axe_clean(page, "list with the API unreachable")
+    down = False
+    page.get_by_role("button", name="Retry").click()
+    expect(page.get_by_role("row").filter(has_text="Reached after Retry")).to_be_visible()
+
+    # a webhook's details too, with a way back
+    down = True
+    ui.open(f"/#/integrations/{hook}")
+    expect(heading).to_be_visible()
+    expect(page.get_by_role("link", name="Back to integrations")).to_be_visible()
+    down = False
+    page.get_by_role("button", name="Retry").click()
+    expect(page.get_by_role("tab", name="Settings")).to_be_visible()
+    _forget(ui, "ERR_CONNECTION_REFUSED")
+    ui.assert_clean()
+
+
+def test_a_malformed_token_link_says_so(ui: Session, stack: RunningStack) -> None:
+    page = ui.page
+    for link in ("/#token=%E0%A4%A", "/#token="):
+        ui.open(link)
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        expect(page.get_by_role("alert")).to_contain_text("This sign-in link is not valid")
+        expect(page.get_by_label("Access token", exact=True)).to_be_visible()
+        assert "token=" not in page.url
+        assert page.evaluate("sessionStorage.getItem('devicehooks.token')") is None
+        expect(page.get_by_role("button", name="Use a development token")).to_be_visible()  # /local/info answered
+        page.reload()  # only once: the message is about the link just opened
+        expect(page.get_by_role("button", name="Use a development token")).to_be_visible()
+        expect(page.get_by_text("This sign-in link is not valid")).to_have_count(0)
+    _axe_clean(page, "sign-in")
+    ui.assert_clean()
+
+
+def test_every_view_details_button_names_its_row(ui: Session, stack: RunningStack, receiver: Receiver) -> None:
+    tenant = _tenant()
+    page = ui.page
+    hook = _create_webhook(stack, tenant, receiver.hook("/named"), description="Named rows")
+    _create_webhook(stack, tenant, receiver.hook("/named-too"))
+    for n in range(4):
+        _provision(stack, tenant, f"named-{n}")
+    requests.post(
+        f"{stack.url}{MANAGEMENT}/integrations/{hook}/test", headers=_headers(stack, tenant), timeout=10
+    ).raise_for_status()
+    _wait_for(lambda: len(_activity(stack, tenant, hook)) == 5, "five events in the activity")
+
+    def names() -> list[str]:
+        buttons = page.get_by_role("button", name="View details")
+        return [
+            page.evaluate("(el) => el.textContent.replace(/\\s+/g, ' ').trim()", b.element_handle())
+            for b in buttons.all()
+        ]
+
+    _sign_in(ui, stack, tenant)
+    expect(page.get_by_role("button", name="View details")).to_have_count(2)
+    listed = names()
+    assert len(set(listed)) == 2 and "View details for Named rows" in listed, listed
+    _axe_clean(page, "integrations list")
+
+    ui.open(f"/#/integrations/{hook}/activity")
+    expect(page.get_by_role("button", name="View details")).to_have_count(5, timeout=POLL_TIMEOUT)
+    shown = names()
+    assert len(set(shown)) == 5, shown
+    one = re.compile(r"View details for Device provisioned, device named-2, [\d-]+ [\d:]+")
+    assert any(one.fullmatch(name) for name in shown), shown
+    expect(page.get_by_role("button", name=re.compile(r"^View details for Test event, "))).to_have_count(1)
+    _axe_clean(page, "activity")
+
+    # the settings, with a test event's response (a scrollable box the keyboard reaches)
+    page.get_by_role("tab", name="Settings").click()
+    page.get_by_role("button", name="Send test event").click()
+    page.get_by_text("Response body").click()
+    box = page.get_by_role("region", name="Test event response body")
+    expect(box).to_contain_text("received")
+    box.focus()
+    expect(box).to_be_focused()
+    _axe_clean(page, "settings with a test event's response")
+
+    page.get_by_role("tab", name="Activity").click()
+    page.get_by_role("button", name=re.compile(r"^View details for Device provisioned, device named-0")).click()
+    payload = page.get_by_role("region", name="Payload (JSON)")
+    expect(payload).to_contain_text("named-0")
+    expect(payload).to_have_attribute("tabindex", "0")
+    expect(page.get_by_role("row").filter(has_text="HTTP 200")).to_be_visible(timeout=POLL_TIMEOUT)
+    _axe_clean(page, "event details")
+    ui.assert_clean()
+
+
+def test_activity_rows_are_compact_on_a_phone(narrow: Session, stack: RunningStack, receiver: Receiver) -> None:
+    tenant = _tenant()
+    page = narrow.page
+    hook = _create_webhook(stack, tenant, receiver.hook("/phone"))
+    _provision(stack, tenant, "phone-device")
+    _sign_in(narrow, stack, tenant, f"/#/integrations/{hook}/activity")
+    row = page.get_by_role("row").filter(has_text="Device provisioned")
+    expect(row.locator(".status.ok")).to_be_visible(timeout=POLL_TIMEOUT)
+    expect(row).to_contain_text("1 attempt")
+    box = row.bounding_box()
+    assert box is not None and box["height"] <= 100, f"an activity row is {box} at 360 px"
+    button = row.get_by_role("button", name="View details").bounding_box()
+    assert button is not None and button["height"] >= 24  # still a comfortable target
+    _no_horizontal_overflow(page)
+    _axe_clean(page, "activity at 360 px")
+    narrow.assert_clean()
 
 
 def test_rate_limit_set_changed_and_removed_in_settings(ui: Session, stack: RunningStack, receiver: Receiver) -> None:
@@ -678,6 +987,7 @@ def test_an_open_circuit_shows_as_paused_and_held_deliveries_read_sensibly(ui: S
     assert _contrast(page, ".circuit.open") >= 4.5
     assert _contrast(page, ".state.on") >= 4.5
     page.emulate_media(color_scheme="light")
+    _axe_clean(page, "list with a paused webhook")
 
     # the details: the same, with what it means
     row.get_by_role("button", name="View details").click()
@@ -687,6 +997,7 @@ def test_an_open_circuit_shows_as_paused_and_held_deliveries_read_sensibly(ui: S
     expect(state).to_contain_text("failures in a row")
     expect(state).to_contain_text("none is lost")
     _no_stray_text(page)
+    _axe_clean(page, "settings of a paused webhook")
 
     # an event while the circuit is open is held: retrying, with no attempt, the reason and the next try
     held = requests.put(
@@ -706,16 +1017,17 @@ def test_an_open_circuit_shows_as_paused_and_held_deliveries_read_sensibly(ui: S
     page.get_by_role("tab", name="Activity").click()
     late = page.get_by_role("row").filter(has_text="Device status updated")
     expect(late).to_be_visible(timeout=POLL_TIMEOUT)
-    expect(late.locator("td[data-label='Attempts']")).to_have_text("0")
+    expect(late.locator("td[data-label='Attempts']")).to_have_text("0 attempts")  # the unit shows on phones only
     status_cell = late.locator("td[data-label='Status']")
-    expect(status_cell).to_contain_text("Held, not attempted yet: retrying")
+    expect(status_cell).to_contain_text("Held, not attempted yet")
     expect(status_cell).to_contain_text(
         re.compile(r"Paused: the webhook failed \d+ times in a row\. Next try [\d: -]+")
     )
-    expect(status_cell.locator(".status.wait")).to_be_visible()  # grey: not a failure of its own
+    expect(status_cell.locator(".status.held")).to_be_visible()  # a grey ring: not a failure of its own
     expect(late).not_to_contain_text("Failed")
     expect(late).not_to_contain_text(re.compile(r"attempt 0", re.IGNORECASE))
     _no_stray_text(page)
+    _axe_clean(page, "activity with a held delivery")
 
     # its details: the reason (not an error) and the next attempt, and no attempt yet
     late.get_by_role("button", name="View details").click()
@@ -727,6 +1039,7 @@ def test_an_open_circuit_shows_as_paused_and_held_deliveries_read_sensibly(ui: S
     expect(page.locator("dt:text-is('Error')")).to_have_count(0)
     expect(page.get_by_text("No delivery attempt yet.")).to_be_visible()
     _no_stray_text(page)
+    _axe_clean(page, "event details of a held delivery")
     ui.assert_clean()
 
 

@@ -6,6 +6,7 @@ import {
   button,
   confirmDialog,
   deliveryFor,
+  detailsButton,
   eventTypesLabel,
   formatTime,
   h,
@@ -41,14 +42,7 @@ export async function renderDetail(ctx, id, initialTab) {
     body,
   ]);
 
-  let hook;
-  try {
-    hook = await integrations.get(id);
-  } catch (err) {
-    if (err instanceof SignedOut || !ctx.active) return;
-    replace(body, notice("error", err.message), h("p", {}, h("a", { href: "#/integrations", text: "Back to integrations" })));
-    return;
-  }
+  const hook = await integrations.get(id); // a failure replaces the view, with Retry (main.js)
   if (!ctx.active) return;
   body.removeAttribute("aria-busy");
   subtitle.textContent = hook.credentials?.http?.url ?? "";
@@ -175,6 +169,7 @@ function settingsView(ctx, initial, panel) {
       },
       ".danger",
     );
+    const edit = button("Edit webhook", () => ctx.go(`#/integrations/${encodeURIComponent(hook.id)}/edit`), ".primary");
     const hasSecret = Boolean(hook.credentials?.http?.secret);
     replace(stateDd, stateView(hook, true));
     replace(
@@ -193,7 +188,7 @@ function settingsView(ctx, initial, panel) {
         h("dt", { text: "State" }),
         stateDd,
       ),
-      h("div.actions.start", {}, toggle, test, rotate),
+      h("div.actions.start", {}, edit, toggle, test, rotate),
       outcome,
       rateLimitForm(ctx, hook, (saved) => {
         hook = saved;
@@ -331,7 +326,14 @@ function testOutcome(result) {
     ),
   ];
   if (result.response_body) {
-    parts.push(h("details.response", {}, h("summary", { text: "Response body" }), h("pre", { text: result.response_body })));
+    parts.push(
+      h(
+        "details.response",
+        {},
+        h("summary", { text: "Response body" }),
+        h("pre", { tabindex: "0", role: "region", "aria-label": "Test event response body", text: result.response_body }),
+      ),
+    );
   }
   return parts;
 }
@@ -426,10 +428,11 @@ function activityView(ctx, hook, panel) {
       replace(table, h("p.empty", { text: page > 1 ? "No more activity." : "No webhook activity yet." }));
       return;
     }
+    const names = new Set();
     replace(
       table,
       h(
-        "table.table.stack",
+        "table.table.stack.activity",
         {},
         h("caption.sr-only", { text: `Activity, page ${page}` }),
         h(
@@ -447,19 +450,25 @@ function activityView(ctx, hook, panel) {
           {},
           list.map((event) => {
             const status = deliveryFor(event, hook.id);
+            const attempts = status ? status.attempts ?? 0 : null;
             return h(
               "tr",
               {},
-              h("td", { "data-label": "Time" }, timeEl(event.time)),
-              h("td", { "data-label": "Event trigger", text: triggerLabel(event.type) }),
-              h("td", { "data-label": "Status" }, h("span.status-stack", {}, statusCell(status), waitNote(status))),
-              h("td", { "data-label": "Attempts", text: status ? String(status.attempts ?? 0) : "—" }),
+              h("td.when", { "data-label": "Time" }, timeEl(event.time)),
+              h("td.trigger", { "data-label": "Event trigger", text: triggerLabel(event.type) }),
+              h("td.state", { "data-label": "Status" }, h("span.status-stack", {}, statusCell(status), waitNote(status))),
+              h(
+                "td.attempts",
+                { "data-label": "Attempts" },
+                attempts === null ? "—" : String(attempts),
+                attempts === null ? null : h("span.unit", { text: attempts === 1 ? " attempt" : " attempts" }),
+              ),
               h(
                 "td.manage",
                 {},
-                button("View details", () =>
+                detailsButton(names, [triggerLabel(event.type), deviceOf(event), formatTime(event.time, true)], event.id, () =>
                   ctx.go(`#/integrations/${encodeURIComponent(hook.id)}/events/${encodeURIComponent(event.id)}`),
-                ".outlined"),
+                ),
               ),
             );
           }),
@@ -478,4 +487,10 @@ function activityView(ctx, hook, panel) {
       timer = false;
     },
   };
+}
+
+/** The device an event is about, as "device <id>", when its data names one. */
+function deviceOf(event) {
+  const id = event?.data?.id ?? event?.data?.device_id;
+  return typeof id === "string" && id ? `device ${id}` : null;
 }

@@ -156,35 +156,44 @@ export function deliveryFor(event, integrationId) {
   return all.find((s) => s.integration_id === integrationId) ?? all[0] ?? null;
 }
 
-/** Green/red/grey dot plus the HTTP status (418 when there is no delivery status, as Mender shows). */
+/** A delivery's state in one word: delivered, retrying (an attempt failed, another is planned),
+ * failed (no more tries), held (waiting without an attempt) or pending. */
+export function deliveryKind(status) {
+  if (status.success) return "ok";
+  const attempted = status.attempts > 0 || typeof status.status_code === "number";
+  if (isHeld(status) && !attempted) return "held";
+  if (status.state === "failed") return "bad";
+  if (attempted || status.error) return status.state === "retrying" || status.state === "pending" ? "retry" : "bad";
+  return "wait";
+}
+
+const WORDS = { ok: "Delivered", retry: "Retrying", bad: "Failed", held: "Held", wait: "Pending" };
+
+/** A dot (filled: delivered or failed; a ring: still to be tried), the state in a word and the HTTP
+ * status (418 when there is no delivery status, as Mender shows). */
 export function statusCell(status) {
   if (!status) {
     return h("span.status.none", {}, h("span.dot", { "aria-hidden": "true" }), h("span.sr-only", { text: "No delivery: " }), "418");
   }
-  // green when delivered, red when an attempt failed (even if a retry is planned), grey before any
-  // attempt (also while held: waiting on the retry queue, not attempted)
-  const attempted = status.attempts > 0 || typeof status.status_code === "number";
-  const kind = status.success ? "ok" : (isHeld(status) && !attempted) || !(attempted || status.error) ? "wait" : "bad";
-  const words = {
-    ok: "Delivered",
-    wait: isHeld(status) ? "Held, not attempted yet" : "Not attempted yet",
-    bad: "Failed",
-  }[kind];
-  const code = status.status_code ?? status.state ?? "";
-  const grey = typeof status.status_code === "number" && status.status_code >= 400;
+  const kind = deliveryKind(status);
   return h(
-    `span.status.${kind}${grey ? ".grey" : ""}`,
-    { title: status.error || `${words}, ${status.state ?? ""}`.replace(/, $/, "") },
+    `span.status.${kind}`,
+    { title: status.error || null },
     h("span.dot", { "aria-hidden": "true" }),
-    h("span.sr-only", { text: `${words}: ` }),
-    String(code),
+    h("span.word", { text: WORDS[kind] }),
+    kind === "held" ? h("span.sr-only", { text: ", not attempted yet" }) : null,
+    typeof status.status_code === "number" ? h("span.code", { text: String(status.status_code) }) : null,
   );
 }
 
-/** For a delivery still to be tried: why it waits and when it is next tried, else null. */
+/** Why a delivery failed or waits, and when it is next tried, else null. */
 export function waitNote(status) {
-  if (!status || !["pending", "retrying"].includes(status.state) || !status.next_attempt) return null;
-  const why = isHeld(status) ? reasonText(status.error) : status.error ? `Last attempt: ${status.error}` : "";
+  if (!status || status.success) return null;
+  const kind = deliveryKind(status);
+  const error = String(status.error ?? "").trim().replace(/\.$/, "");
+  if (kind === "bad") return error ? h("span.wait-note", { title: status.error }, `Last attempt: ${error}. No more tries.`) : null;
+  if (!status.next_attempt) return error ? h("span.wait-note", { title: status.error }, `Last attempt: ${error}.`) : null;
+  const why = isHeld(status) ? reasonText(status.error) : error ? `Last attempt: ${error}` : "";
   return h(
     "span.wait-note",
     { title: status.error || null },
@@ -194,6 +203,32 @@ export function waitNote(status) {
   );
 }
 
+/** The heading, the problem in plain words and a Retry button, for a view that could not load. */
+export function problemView(err, retry) {
+  const unreachable = err?.status === 0;
+  const title = unreachable ? "The server cannot be reached" : err?.status === 404 ? "Not found" : "Something went wrong";
+  const text = unreachable
+    ? "The devicehooks API did not answer. Check your network connection, then try again."
+    : err?.status === 404
+      ? "It may have been deleted."
+      : "The server could not answer this request. Try again in a moment.";
+  const heading = h("h1", { tabindex: "-1", text: title });
+  const node = h(
+    "div.problem",
+    {},
+    h("nav.crumbs", { "aria-label": "Breadcrumb" }, h("span", { text: "Settings" }), h("a", { href: "#/integrations", text: "Integrations" })),
+    heading,
+    h(
+      "div.notice.error",
+      { role: "alert" },
+      h("p", { text }),
+      h("p.detail", { text: `Details: ${err?.message || String(err)}${err?.requestId ? ` (request ${err.requestId})` : ""}` }),
+    ),
+    h("div.actions.start", {}, button("Retry", retry, ".primary"), location.hash.replace(/^#\/?/, "") !== "integrations" ? h("a.button", { href: "#/integrations", text: "Back to integrations" }) : null),
+  );
+  return { node, heading };
+}
+
 /** A polite status line or an alert; `kind` is "ok", "info" or "error". */
 export function notice(kind, ...text) {
   return h(`p.notice.${kind}`, { role: kind === "error" ? "alert" : "status" }, ...text);
@@ -201,6 +236,14 @@ export function notice(kind, ...text) {
 
 export function button(label, onClick, cls = "") {
   return h(`button.button${cls}`, { type: "button", on: { click: onClick } }, label);
+}
+
+/** "View details", whose accessible name also says which row (`parts`), made distinct within `names`. */
+export function detailsButton(names, parts, id, onClick) {
+  let name = parts.filter(Boolean).join(", ");
+  if (names.has(name)) name += `, ${String(id).slice(0, 8)}`;
+  names.add(name);
+  return h("button.button.outlined", { type: "button", on: { click: onClick } }, "View details", h("span.sr-only", { text: ` for ${name}` }));
 }
 
 /** Runs an async action with the button disabled; returns what the action returned. */

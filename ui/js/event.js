@@ -82,13 +82,7 @@ export async function renderEvent(ctx, integrationId, eventId) {
           h("dt", { text: "Event trigger" }),
           h("dd", { text: triggerLabel(event.type) }),
           h("dt", { text: "Status" }),
-          h(
-            "dd",
-            {},
-            statusCell(status),
-            // the state, unless the status already shows it in place of an HTTP status code
-            status?.state && status.status_code != null ? h("span.muted", { text: ` ${status.state}` }) : null,
-          ),
+          h("dd", {}, statusCell(status)),
           status?.error ? reasonRow(status) : null,
           status?.next_attempt ? [h("dt", { text: "Next attempt" }), h("dd", {}, timeEl(status.next_attempt, true))] : null,
           h("dt", { text: "Event ID" }),
@@ -100,7 +94,8 @@ export async function renderEvent(ctx, integrationId, eventId) {
         "section.card",
         { "aria-labelledby": "payload-title" },
         h("div.section-head", {}, h("h2#payload-title", { text: "Payload" }), copy),
-        h("pre.payload", { tabindex: "0", "aria-labelledby": "payload-title" }, h("code", { text: payload })),
+        // focusable, so that the keyboard can scroll it
+        h("pre.payload", { tabindex: "0", role: "region", "aria-label": "Payload (JSON)" }, h("code", { text: payload })),
       ),
       h(
         "section.card",
@@ -149,7 +144,9 @@ function attemptTable(attempts) {
           h("td", { "data-label": "Time" }, timeEl(a.time, true)),
           h("td", { "data-label": "Duration", text: typeof a.duration_ms === "number" ? `${a.duration_ms} ms` : "—" }),
           h("td", { "data-label": "Result", text: [a.status_code ? `HTTP ${a.status_code}` : "", a.error || ""].filter(Boolean).join(" · ") || "—" }),
-          h("td", { "data-label": "Response" }, a.response_body ? h("pre.response", { text: a.response_body }) : "—"),
+          h("td", { "data-label": "Response" }, a.response_body
+            ? h("pre.response", { tabindex: "0", role: "region", "aria-label": `Response body of attempt ${a.attempt ?? ""}`, text: a.response_body })
+            : "—"),
         ),
       ),
     ),

@@ -1,6 +1,6 @@
 // Settings → Integrations: the tenant's webhooks.
 import { integrations } from "./api.js";
-import { append, button, eventTypesLabel, h, notice, replace, stateView } from "./dom.js";
+import { append, button, detailsButton, eventTypesLabel, h, notice, replace, stateView } from "./dom.js";
 
 export async function renderList(ctx) {
   document.title = "Integrations · devicehooks";
@@ -34,6 +34,7 @@ export async function renderList(ctx) {
     return;
   }
   const open = (hook) => ctx.go(`#/integrations/${encodeURIComponent(hook.id)}`);
+  const names = new Set();
   replace(
     body,
     h(
@@ -62,7 +63,11 @@ export async function renderList(ctx) {
             h("td", { "data-label": "Description", text: hook.description || "—" }),
             h("td", { "data-label": "Event types", text: eventTypesLabel(hook) }),
             h("td", { "data-label": "State" }, stateView(hook)),
-            h("td.manage", {}, button("View details", () => open(hook), ".outlined")),
+            h(
+              "td.manage",
+              {},
+              detailsButton(names, [hook.description || hook.credentials?.http?.url], hook.id, () => open(hook)),
+            ),
           ),
         ),
       ),

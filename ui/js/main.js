@@ -1,7 +1,7 @@
-// Start-up, session and hash routing (#/integrations, #/integrations/new, #/integrations/<id>[/activity],
+// Start-up, session and hash routing (#/integrations, #/integrations/new, #/integrations/<id>[/activity|/edit],
 // #/integrations/<id>/events/<event id>). Opening /#token=<jwt> signs in with that token.
 import { session, SignedOut, whenUnauthorized } from "./api.js";
-import { h, notice, replace } from "./dom.js";
+import { h, problemView, replace } from "./dom.js";
 import { renderEvent } from "./event.js";
 import { renderForm } from "./form.js";
 import { renderDetail } from "./detail.js";
@@ -13,13 +13,25 @@ let current = null; // the view on screen: {active, timers, cleanups}
 let flash = null; // a message for the next view
 let firstRoute = true;
 
+let badLink = false; // the address had a #token= that could not be read
+
 function takeTokenFromAddress() {
   const found = /^#token=([^&]*)/.exec(location.hash);
   if (!found) return;
-  const token = decodeURIComponent(found[1]).trim();
-  if (token) session.set(token);
+  let token = "";
+  try {
+    token = decodeURIComponent(found[1]).trim().replace(/^Bearer\s+/i, "");
+  } catch {
+    // a malformed %-escape: not a token
+  }
   // the token must not stay in the address bar, the history or a bookmark
   history.replaceState(null, "", `${location.pathname}${location.search}#/integrations`);
+  if (token && !/\s/.test(token)) {
+    session.set(token);
+  } else {
+    session.clear();
+    badLink = true;
+  }
 }
 
 function stopView() {
@@ -42,7 +54,9 @@ function signInView(message) {
   showSession();
   document.title = "Sign in · devicehooks";
   const view = newView();
-  renderSignIn(view.root, { message, onToken: (token) => signIn(token) });
+  const brokenLink = badLink;
+  badLink = false;
+  renderSignIn(view.root, { message, brokenLink, onToken: (token) => signIn(token) });
 }
 
 function signIn(token) {
@@ -92,10 +106,13 @@ function route() {
     onStop(fn) {
       view.cleanups.push(fn);
     },
+    /** Replaces the view with what went wrong, a heading and a Retry button. */
     fail(err) {
       if (err instanceof SignedOut || !view.active) return;
-      replace(view.root, notice("error", err.message || String(err)));
-      console.error(err);
+      const problem = problemView(err, () => route());
+      document.title = `${problem.heading.textContent} · devicehooks`;
+      replace(view.root, problem.node);
+      problem.heading.focus({ preventScroll: true });
     },
   };
   flash = null;
@@ -103,6 +120,7 @@ function route() {
   let work;
   if (!id) work = renderList(ctx);
   else if (id === "new") work = renderForm(ctx);
+  else if (sub === "edit") work = renderForm(ctx, id);
   else if (sub === "events" && eventId) work = renderEvent(ctx, id, eventId);
   else work = renderDetail(ctx, id, sub === "activity" ? "activity" : "settings");
   Promise.resolve(work).catch((err) => ctx.fail(err));

@@ -2,7 +2,7 @@
 import { devToken, localInfo } from "./api.js";
 import { append, busy, h, notice } from "./dom.js";
 
-export function renderSignIn(root, { message, onToken }) {
+export function renderSignIn(root, { message, brokenLink, onToken }) {
   const tokenInput = h("input#token", {
     type: "password",
     name: "token",
@@ -40,6 +40,12 @@ export function renderSignIn(root, { message, onToken }) {
   const dev = h("section.card.dev", { hidden: true, "aria-labelledby": "dev-title" });
   append(root, [
     h("h1", { text: "Sign in" }),
+    brokenLink
+      ? notice(
+          "error",
+          "This sign-in link is not valid: the token in it could not be read. Paste your access token below, or ask for a new link.",
+        )
+      : null,
     message
       ? notice(
           "error",
