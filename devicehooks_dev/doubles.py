@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from devicehooks.delivery.tasks import DeliveryTask
-from devicehooks.domain.activity import ActivityEvent, DeliveryStatus
+from devicehooks.domain.activity import ActivityEvent, DeliveryState, DeliveryStatus
 from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
 from devicehooks.errors import Conflict
 from devicehooks.store.activity import Claim, Update
@@ -175,6 +175,8 @@ class MemoryActivityStore:
             status = event.deliveries.get(integration_id) if event else None
             if event is None or status is None or status.state == "delivered":
                 return Claim.DONE
+            if seen_attempts is not None and status.attempts > seen_attempts:
+                return Claim.STALE
             if status.lease_until is not None and status.lease_until > now:
                 return Claim.BUSY
             if seen_attempts is not None and status.attempts != seen_attempts:
@@ -194,14 +196,40 @@ class MemoryActivityStore:
                 event = event.with_status(status, attempt)
             self._store(event)
 
-    def reopen(self, tenant_id: str, event_id: str, integration_id: str, now: datetime) -> bool:
+    def reopen(
+        self,
+        tenant_id: str,
+        event_id: str,
+        integration_id: str,
+        now: datetime,
+        seen_attempts: int,
+        from_state: DeliveryState | None = None,
+    ) -> bool:
         with self._lock:
             event = self._events.get((tenant_id, event_id))
             status = event.deliveries.get(integration_id) if event else None
-            if event is None or status is None or status.in_progress:
+            if (
+                event is None
+                or status is None
+                or status.attempts != seen_attempts
+                or (status.lease_until is not None and status.lease_until >= now)
+                or (from_state is not None and status.state != from_state)
+            ):
                 return False
             self._store(event.with_status(status.reopened(now)))
             return True
+
+    def webhook_events(
+        self, tenant_id: str, integration_id: str, since: datetime, until: datetime, limit: int
+    ) -> list[ActivityEvent]:
+        with self._lock:
+            events = [
+                e
+                for (t, _), e in self._events.items()
+                if t == tenant_id and integration_id in e.deliveries and since <= e.time < until
+            ]
+        events.sort(key=lambda e: (e.time, e.id))
+        return events[: max(0, limit)]
 
     def add_deliveries(self, tenant_id: str, event_id: str, integration_ids: list[str]) -> None:
         with self._lock:

@@ -319,6 +319,16 @@ def test_a_created_event_comes_back_whole(stores: Stores) -> None:
     assert stores.activity.get(_tenant(), event.id) is None
 
 
+def test_a_test_deliverys_sample_event_comes_back_marked(stores: Stores) -> None:
+    tenant = _tenant()
+    event = replace(_event(tenant, [DeliveryStatus("a")], event_type="device-provisioned"), test=True)
+    stores.activity.create(event)
+    stored = stores.activity.get(tenant, event.id)
+    assert stored == event and stored.is_test
+    (listed,) = stores.activity.list_events(tenant, 1, 10)
+    assert listed.test
+
+
 def test_creating_an_event_again_changes_nothing_and_returns_what_is_stored(stores: Stores) -> None:
     tenant = _tenant()
     event = _event(tenant, [DeliveryStatus.leased("a", NOW + timedelta(minutes=1))])
@@ -344,15 +354,17 @@ def test_a_lease_is_taken_once_until_it_expires_and_never_on_a_success(stores: S
     assert stores.activity.claim(tenant, str(uuid.uuid4()), "a", NOW, 30) is Claim.DONE
 
 
-def test_a_claim_on_stale_data_is_busy_until_it_is_tried_on_fresh_data(stores: Stores) -> None:
+def test_a_claim_on_stale_data_says_so_and_is_taken_on_fresh_data(stores: Stores) -> None:
     tenant = _tenant()
     event = _event(tenant, [DeliveryStatus("a")])
     stores.activity.create(event)
     # the first attempt's record lands between a retry's read (0 attempts) and its claim
     retrying = DeliveryStatus("a", state="retrying", attempts=1, error="timeout")
     stores.activity.record(tenant, event.id, [(retrying, Attempt(1, NOW, 1, None, "timeout"))])
-    assert stores.activity.claim(tenant, event.id, "a", NOW, 30, seen_attempts=0) is Claim.BUSY
+    assert stores.activity.claim(tenant, event.id, "a", NOW, 30, seen_attempts=0) is Claim.STALE
     assert stores.activity.claim(tenant, event.id, "a", NOW, 30, seen_attempts=1) is Claim.TAKEN
+    assert stores.activity.claim(tenant, event.id, "a", NOW, 30, seen_attempts=1) is Claim.BUSY  # leased
+    assert stores.activity.claim(tenant, event.id, "a", NOW, 30, seen_attempts=0) is Claim.STALE  # leased, and stale
 
 
 def test_records_replace_statuses_and_append_attempts(stores: Stores) -> None:
@@ -389,26 +401,49 @@ def test_a_late_failure_never_hides_a_success_and_does_not_block_its_siblings(st
     stores.activity.record(tenant, str(uuid.uuid4()), [(delivered, None)])  # no such event: nothing, no error
 
 
-def test_only_a_finished_delivery_can_be_reopened(stores: Stores) -> None:
+def test_a_delivery_is_reopened_once_for_the_attempts_seen_and_never_while_leased(stores: Stores) -> None:
     tenant = _tenant()
     event = _event(tenant, [DeliveryStatus("a"), DeliveryStatus("b", state="retrying", attempts=1)])
     stores.activity.create(event)
-    assert stores.activity.reopen(tenant, event.id, "a", NOW) is False  # pending
-    assert stores.activity.reopen(tenant, event.id, "b", NOW) is False  # retrying
-    stores.activity.record(tenant, event.id, [(DeliveryStatus("a", state="failed", attempts=8, lease_until=NOW), None)])
-    assert stores.activity.reopen(tenant, event.id, "a", NOW) is True
+    assert stores.activity.reopen(tenant, event.id, "b", NOW, seen_attempts=0) is False  # it made 1
+    assert stores.activity.reopen(tenant, event.id, "b", NOW, seen_attempts=1, from_state="failed") is False
+    assert stores.activity.reopen(tenant, event.id, "b", NOW, seen_attempts=1) is True  # retrying: retry now
+    assert stores.activity.claim(tenant, event.id, "b", NOW, 30, seen_attempts=1) is Claim.TAKEN
+    assert stores.activity.reopen(tenant, event.id, "b", NOW + timedelta(seconds=10), seen_attempts=1) is False
+    failed = DeliveryStatus("a", state="failed", attempts=8)
+    stores.activity.record(tenant, event.id, [(failed, None)])
+    assert stores.activity.reopen(tenant, event.id, "a", NOW, seen_attempts=8, from_state="failed") is True
+    assert stores.activity.reopen(tenant, event.id, "a", NOW, seen_attempts=8, from_state="failed") is False
     stored = stores.activity.get(tenant, event.id)
     assert stored is not None
-    assert (
-        stored.deliveries["a"].state,
-        stored.deliveries["a"].next_attempt_at,
-        stored.deliveries["a"].lease_until,
-    ) == (
-        "pending",
-        NOW,
-        None,
-    )
-    assert stores.activity.reopen(tenant, event.id, "missing", NOW) is False
+    a = stored.deliveries["a"]
+    assert (a.state, a.attempts, a.next_attempt_at, a.lease_until) == ("pending", 8, NOW, None)
+    assert stores.activity.reopen(tenant, event.id, "missing", NOW, seen_attempts=0) is False
+    assert stores.activity.reopen(tenant, str(uuid.uuid4()), "a", NOW, seen_attempts=0) is False
+
+
+def test_a_webhooks_events_of_a_window_come_oldest_first(stores: Stores) -> None:
+    tenant = _tenant()
+    times = [NOW + timedelta(seconds=n) for n in range(5)]
+    events = [
+        _event(tenant, [DeliveryStatus("x"), DeliveryStatus("a")] if n % 2 else [DeliveryStatus("a")], t)
+        for n, t in enumerate(times)
+    ]
+    for event in reversed(events):
+        stores.activity.create(event)
+    stores.activity.create(_event(tenant, [DeliveryStatus("b")], times[2]))  # another webhook's
+    stores.activity.create(_event(_tenant(), [DeliveryStatus("a")], times[2]))  # another tenant's
+    window = stores.activity.webhook_events(tenant, "a", times[1], times[4], 10)  # since <= time < until
+    assert [e.id for e in window] == [e.id for e in events[1:4]]
+    assert window[0].deliveries["a"] == DeliveryStatus("a")
+    assert [e.id for e in stores.activity.webhook_events(tenant, "a", times[0], times[4], 2)] == [
+        e.id for e in events[:2]
+    ]
+    assert [e.id for e in stores.activity.webhook_events(tenant, "x", NOW, times[4] + timedelta(1), 10)] == [
+        events[1].id,
+        events[3].id,
+    ]
+    assert stores.activity.webhook_events(tenant, "a", times[3], times[3], 10) == []
 
 
 def test_added_deliveries_are_pending_and_listed_under_their_webhook(stores: Stores) -> None:

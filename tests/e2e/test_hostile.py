@@ -370,6 +370,7 @@ def test_tenant_b_gets_404_on_tenant_as_ids_and_changes_nothing(world: World) ->
         ("PUT", f"{BASE}/integrations/{a_integration}/credentials", webhook),
         ("PUT", f"{BASE}/integrations/{a_integration}", {"description": "taken over", "enabled": False}),
         ("POST", f"{BASE}/integrations/{a_integration}/test", None),
+        ("POST", f"{BASE}/integrations/{a_integration}/recover", {"since": "2026-01-01T00:00:00Z"}),
         ("GET", f"{BASE}/events/{a_event}", None),
         ("POST", f"{BASE}/events/{a_event}/redeliver", None),
         ("POST", f"{BASE}/events/{a_event}/redeliver", {"integration_id": a_integration}),

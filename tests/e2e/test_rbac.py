@@ -126,6 +126,7 @@ def _writes(tenant: Tenant, server: HTTPServer) -> list[tuple[str, str, Any]]:
         ("PUT", integration, {"description": "changed"}),
         ("PUT", f"{integration}/credentials", {"type": "http", "http": {"url": server.url_for("/hook")}}),
         ("POST", f"{integration}/test", None),
+        ("POST", f"{integration}/recover", {"since": "2026-01-01T00:00:00Z"}),
         ("POST", f"/events/{tenant.event_id}/redeliver", {"integration_id": tenant.integration_id}),
         ("PATCH", integration, {"description": "changed"}),
         ("DELETE", integration, None),

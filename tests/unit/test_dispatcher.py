@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,9 +20,12 @@ from werkzeug import Request, Response
 
 from devicehooks.delivery.sender import HttpSender
 from devicehooks.delivery.tasks import DeliveryTask
+from devicehooks.domain.activity import ActivityEvent, DeliveryStatus
+from devicehooks.domain.events import WebhookEvent, normalize_data
 from devicehooks.domain.models import Integration, IntegrationChanges
-from devicehooks.errors import Conflict
+from devicehooks.errors import Conflict, InvalidRequest, NotFound
 from devicehooks.security.ssrf import DestinationGuard
+from devicehooks.services import redelivery
 from devicehooks.services.dispatch import Busy, Dispatcher, DispatchPolicy
 from devicehooks.services.redelivery import DeliveryService
 from devicehooks_dev.doubles import MemoryActivityStore, MemoryIntegrationStore, MemoryTaskQueue, PlainTestCipher
@@ -588,12 +592,233 @@ def test_redelivery_sends_the_same_event_again_as_new_attempts(h: Harness) -> No
     event_id = h.send()
     service = _deliveries(h)
     assert service.redeliver("tenant-1", event_id, hook.id) == [hook.id]
-    with pytest.raises(Conflict):
-        service.redeliver("tenant-1", event_id, hook.id)  # still queued
-    h.dispatcher.handle_task(_task(h))
+    assert service.redeliver("tenant-1", event_id, hook.id) == [hook.id]  # asked twice: queued twice...
+    h.dispatcher.handle_task(_task(h, 0))
+    h.dispatcher.handle_task(_task(h, 1))  # ...attempted once: both tasks saw the same attempts
     first, second = h.requests()
     assert first.get_data() == second.get_data()
     record = h.activity.get("tenant-1", event_id)
     assert record is not None
     assert (record.deliveries[hook.id].state, record.deliveries[hook.id].attempts) == ("delivered", 2)
     assert [a.number for a in record.attempts[hook.id]] == [1, 2]
+
+
+# ------------------------------------------------------------------ retry now, recover
+
+
+def _retrying(h: Harness, hook: Integration) -> str:
+    """An event whose first attempt failed: its delivery waits for its retry (the one task queued)."""
+    event_id = h.send()
+    record = h.activity.get("tenant-1", event_id)
+    assert record is not None
+    assert (record.deliveries[hook.id].state, record.deliveries[hook.id].attempts) == ("retrying", 1)
+    assert [(t.reason, t.seen_attempts) for t, _ in h.queue.scheduled] == [("retry", 1)]
+    return event_id
+
+
+@pytest.mark.parametrize(("answer", "state"), [(200, "delivered"), (503, "retrying")])
+def test_retry_now_attempts_a_retrying_delivery_at_once_and_its_waiting_retry_does_nothing(
+    h: Harness, answer: int, state: str
+) -> None:
+    hook = h.webhook()
+    _respond(h.server, "/hook", (500, {}), (answer, {}), (200, {}))
+    event_id = _retrying(h, hook)
+    waiting = _task(h, 0)
+    assert _deliveries(h).redeliver("tenant-1", event_id, hook.id) == [hook.id]
+    now = _task(h, 1)
+    assert (now.reason, now.seen_attempts, h.queue.scheduled[1][1]) == ("redeliver", 1, 0)
+    h.dispatcher.handle_task(now)
+    assert [r.headers["webhook-id"] for r in h.requests()] == [event_id, event_id]
+    h.clock.advance(5)
+    h.dispatcher.handle_task(waiting)  # the retry comes due: dropped quietly (no Busy, no POST)
+    assert len(h.requests()) == 2
+    record = h.activity.get("tenant-1", event_id)
+    assert record is not None
+    assert (record.deliveries[hook.id].state, record.deliveries[hook.id].attempts) == (state, 2)
+    # what follows is the redelivery's own retry (if it failed), queued for its 2 attempts
+    assert [t.seen_attempts for t, _ in h.queue.scheduled[2:]] == ([2] if state == "retrying" else [])
+    assert h.queue.dead == []
+
+
+def test_when_the_waiting_retry_comes_first_the_retry_now_task_is_the_one_dropped(h: Harness) -> None:
+    hook = h.webhook()
+    _respond(h.server, "/hook", (500, {}), (503, {}))
+    event_id = _retrying(h, hook)
+    waiting = _task(h, 0)
+    _deliveries(h).redeliver("tenant-1", event_id, hook.id)
+    now = _task(h, 1)
+    h.dispatcher.handle_task(waiting)  # attempt 2, which fails and queues attempt 3
+    h.dispatcher.handle_task(now)  # saw 1 attempt, there are 2: someone else's
+    assert len(h.requests()) == 2
+    record = h.activity.get("tenant-1", event_id)
+    assert record is not None
+    assert (record.deliveries[hook.id].state, record.deliveries[hook.id].attempts) == ("retrying", 2)
+    assert [t.seen_attempts for t, _ in h.queue.scheduled] == [1, 1, 2]
+
+
+def test_a_delivery_being_attempted_cannot_be_retried_now(h: Harness) -> None:
+    hook = h.webhook()
+    _respond(h.server, "/hook", (500, {}))
+    event_id = _retrying(h, hook)
+    assert h.activity.claim("tenant-1", event_id, hook.id, h.clock(), 60, 1).value == "taken"  # an attempt in flight
+    with pytest.raises(Conflict, match="being attempted now"):
+        _deliveries(h).redeliver("tenant-1", event_id, hook.id)
+    assert len(h.queue.scheduled) == 1
+    h.clock.advance(61)  # the attempt's lease ran out (its worker died): retry now works again
+    assert _deliveries(h).redeliver("tenant-1", event_id, hook.id) == [hook.id]
+
+
+def test_a_retry_overtaken_between_its_read_and_its_claim_is_dropped_not_retried(h: Harness) -> None:
+    hook = h.webhook()
+    _respond(h.server, "/hook", (500, {}), (503, {}))
+    event_id = _retrying(h, hook)
+    waiting = _task(h, 0)
+    _deliveries(h).redeliver("tenant-1", event_id, hook.id)
+    now = _task(h, 1)
+    claim = h.activity.claim
+    overtaken = iter([True])
+
+    def late_claim(*args: Any, **kwargs: Any) -> Any:
+        if next(overtaken, False):  # the retry-now task runs to the end between the read and the claim
+            h.dispatcher.handle_task(now, h.dispatcher.begin_batch())
+        return claim(*args, **kwargs)
+
+    h.activity.claim = late_claim  # type: ignore[method-assign]
+    h.dispatcher.handle_task(waiting)  # no Busy: SQS does not bring it back to its DLQ
+    assert len(h.requests()) == 2
+    record = h.activity.get("tenant-1", event_id)
+    assert record is not None
+    assert (record.deliveries[hook.id].state, record.deliveries[hook.id].attempts) == ("retrying", 2)
+    assert [t.seen_attempts for t, _ in h.queue.scheduled] == [1, 1, 2]  # attempt 3: the redelivery's retry
+
+
+def test_a_retry_that_comes_before_its_attempt_is_recorded_is_tried_again_later(h: Harness) -> None:
+    hook = h.webhook()
+    _respond(h.server, "/hook", (500, {}))
+    event_id = h.send()
+    task = _task(h).seen(2)  # queued by attempt 2, whose record is not written yet
+    claim = h.activity.claim
+
+    def recorded_meanwhile(*args: Any, **kwargs: Any) -> Any:  # attempt 2's record lands after the read
+        h.activity.record("tenant-1", event_id, [(_bumped(h, event_id, hook.id), None)])
+        return claim(*args, **kwargs)
+
+    h.activity.claim = recorded_meanwhile  # type: ignore[method-assign]
+    with pytest.raises(Busy):  # not superseded (it is attempt 3's task): SQS brings it back, on fresh data
+        h.dispatcher.handle_task(task)
+    assert len(h.requests()) == 1
+
+
+def _bumped(h: Harness, event_id: str, integration_id: str) -> Any:
+    record = h.activity.get("tenant-1", event_id)
+    assert record is not None
+    status = record.deliveries[integration_id]
+    return replace(status, attempts=status.attempts + 1, lease_until=None)
+
+
+def _failed_event(h: Harness, hook: Integration, minutes_ago: float, state: str = "failed") -> str:
+    event = WebhookEvent(
+        id=str(uuid.uuid4()),
+        tenant_id="tenant-1",
+        type="device-decommissioned",
+        data={"id": "dev-1"},
+        time=h.clock() - timedelta(minutes=minutes_ago),
+    )
+    h.activity.create(ActivityEvent.new(event, 0, [DeliveryStatus(hook.id)]))
+    ended = DeliveryStatus(hook.id, state=state, attempts=3, status_code=500)  # type: ignore[arg-type]
+    h.activity.record("tenant-1", event.id, [(ended, None)])
+    return event.id
+
+
+def _run_tasks(h: Harness) -> None:
+    for task, _ in list(h.queue.scheduled):
+        h.dispatcher.handle_task(task.due(h.clock().timestamp()))
+
+
+def test_recover_resends_each_failed_delivery_of_the_window_once_even_when_called_twice(h: Harness) -> None:
+    hook, other = h.webhook(), h.webhook(path="/other")
+    failed = [_failed_event(h, hook, m) for m in (50, 30, 10)]
+    _failed_event(h, hook, 20, state="delivered")
+    _failed_event(h, hook, 90)  # before the window
+    _failed_event(h, other, 30)  # another webhook's
+    service = _deliveries(h)
+    since = h.clock() - timedelta(minutes=60)
+    first = service.recover("tenant-1", hook.id, since, None)
+    second = service.recover("tenant-1", hook.id, since, None)  # while the first's resends are pending
+    assert (first.count, first.next_since, second.count) == (3, None, 0)
+    assert sorted(t.event_id for t, _ in h.queue.scheduled) == sorted(failed)
+    assert {(t.reason, t.seen_attempts) for t, _ in h.queue.scheduled} == {("redeliver", 3)}
+    _run_tasks(h)
+    assert sorted(r.headers["webhook-id"] for r in h.requests("/hook")) == sorted(failed)
+    assert h.requests("/other") == []
+    assert service.recover("tenant-1", hook.id, since, None).count == 0  # done: nothing failed is left
+    _run_tasks(h)  # every task again (as SQS could): nothing is sent twice
+    assert len(h.requests()) == 3
+    for event_id in failed:
+        record = h.activity.get("tenant-1", event_id)
+        assert record is not None
+        assert (record.deliveries[hook.id].state, record.deliveries[hook.id].attempts) == ("delivered", 4)
+
+
+def test_recover_takes_until_and_goes_on_where_a_long_window_stopped(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hook = h.webhook()
+    monkeypatch.setattr(redelivery, "RECOVER_PAGE", 2)
+    events = [_failed_event(h, hook, m) for m in (40, 30, 20, 10)]
+    service = _deliveries(h)
+    until = h.clock() - timedelta(minutes=15)
+    first = service.recover("tenant-1", hook.id, h.clock() - timedelta(minutes=45), until)
+    assert first.count == 2 and first.next_since is not None
+    rest = service.recover("tenant-1", hook.id, first.next_since, until)
+    assert (rest.count, rest.next_since) == (1, None)
+    assert sorted(t.event_id for t, _ in h.queue.scheduled) == sorted(events[:3])
+
+
+def test_recover_refuses_an_empty_window_an_unknown_or_disabled_webhook(h: Harness) -> None:
+    hook = h.webhook()
+    service = _deliveries(h)
+    now = h.clock()
+    with pytest.raises(InvalidRequest, match="until: must be later than since"):
+        service.recover("tenant-1", hook.id, now, now - timedelta(seconds=1))
+    with pytest.raises(NotFound):
+        service.recover("tenant-1", str(uuid.uuid4()), now - timedelta(hours=1), None)
+    h.integrations.update("tenant-1", hook.id, IntegrationChanges.disabled("by hand", now))
+    with pytest.raises(Conflict, match="disabled"):
+        service.recover("tenant-1", hook.id, now - timedelta(hours=1), None)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "keys"),
+    [
+        ("device-provisioned", ["id", "status", "auth_sets", "created_ts"]),
+        ("device-decommissioned", ["id"]),
+        ("device-status-changed", ["id", "status"]),
+        ("device-inventory-changed", ["device_id", "tenant_id", "inventory"]),
+    ],
+)
+def test_a_typed_test_event_sends_a_sample_of_that_type_once_and_is_never_retried(
+    h: Harness, event_type: str, keys: list[str]
+) -> None:
+    hook = h.webhook()
+    _respond(h.server, "/hook", (500, {}))
+    event_id, attempt = _deliveries(h).send_test("tenant-1", hook.id, event_type)  # type: ignore[arg-type]
+    assert attempt.status_code == 500
+    (request,) = h.requests()
+    body = json.loads(request.get_data())
+    assert (body["id"], body["type"], list(body["data"])) == (event_id, event_type, keys)
+    assert normalize_data(event_type, body["data"], "tenant-1") == body["data"]  # a real event's exact shape
+    if event_type == "device-provisioned":
+        (auth_set,) = body["data"]["auth_sets"]
+        assert auth_set["device_id"] == body["data"]["id"] and auth_set["pubkey"].startswith("-----BEGIN")
+    if event_type == "device-inventory-changed":
+        assert body["data"]["tenant_id"] == "tenant-1" and body["data"]["inventory"]
+    assert verify_men_signature("deadbeef", request.get_data(), request.headers["X-Men-Signature"])
+    record = h.activity.get("tenant-1", event_id)
+    assert record is not None and (record.type, record.deliveries[hook.id].state) == (event_type, "failed")
+    assert record.is_test
+    assert h.queue.scheduled == [] and h.queue.dead == []
+    with pytest.raises(Conflict, match="test events are not redelivered"):
+        _deliveries(h).redeliver("tenant-1", event_id, hook.id)
+    assert _deliveries(h).recover("tenant-1", hook.id, h.clock() - timedelta(minutes=5), None).count == 0
+    assert h.queue.scheduled == [] and len(h.requests()) == 1

@@ -435,6 +435,11 @@ def test_the_openapi_document_is_public_and_lists_every_route(api: Api) -> None:
     assert set(paths[f"{BASE}/integrations/{{integration_id}}/test"]) == {"post"}
     assert set(paths[f"{BASE}/events/{{event_id}}"]) == {"get"}
     assert set(paths[f"{BASE}/events/{{event_id}}/redeliver"]) == {"post"}
+    recover = paths[f"{BASE}/integrations/{{integration_id}}/recover"]
+    assert set(recover) == {"post"}
+    assert set(recover["post"]["responses"]) >= {"202", "400", "404"}
+    assert document["components"]["schemas"]["RecoverOut"]["properties"]["count"]["type"] == "integer"
+    assert set(document["components"]["schemas"]["RecoverIn"]["required"]) == {"since"}
     assert set(paths[f"{BASE}/integrations/{{integration_id}}/credentials"]) == {"put"}
     assert "422" not in json.dumps(paths)
     secret = document["components"]["schemas"]["HttpCredentialsIn"]["properties"]["secret"]
@@ -629,8 +634,10 @@ def test_redeliver_queues_the_event_for_its_webhooks(api: Api, httpserver: Any) 
     assert response.status == 202
     assert response.json() == {"event_id": event_id, "integration_ids": [integration_id]}
     assert [t.integration_id for t, _ in api.queue.scheduled] == [integration_id]
+    api.activity.claim("tenant-1", event_id, integration_id, datetime.now(UTC), 60, 1)  # an attempt in flight
     again = api("POST", f"{BASE}/events/{event_id}/redeliver", {"integration_id": integration_id})
     assert again.status == 409
+    assert again.json()["error"] == "the delivery is being attempted now; try again once the attempt is over"
     assert api("POST", f"{BASE}/events/{uuid.uuid4()}/redeliver").status == 404
     missing = api("POST", f"{BASE}/events/{event_id}/redeliver", {"integration_id": str(uuid.uuid4())})
     assert (missing.status, missing.json()["error"]) == (404, "integration not found")
@@ -800,3 +807,77 @@ def test_scopes_change_with_put_and_the_event_type_filter_stays_inside_them(api:
     assert api("PUT", path, {"scopes": None, "event_types": None}).json().get("scopes") is None
     bad = api("POST", f"{BASE}/integrations", _webhook(event_types=["device-inventory-changed"]))
     assert bad.status == 400 and "is not in the integration's scopes (deviceauth)" in bad.json()["error"]
+
+
+def _failed(api: Api, integration_id: str, minutes_ago: float) -> str:
+    event = WebhookEvent(
+        id=str(uuid.uuid4()),
+        tenant_id="tenant-1",
+        type="device-decommissioned",
+        data={"id": "device-1"},
+        time=datetime.now(UTC) - timedelta(minutes=minutes_ago),
+    )
+    api.activity.create(ActivityEvent.new(event, 0, [DeliveryStatus(integration_id)]))
+    failed = DeliveryStatus(integration_id=integration_id, state="failed", status_code=500, attempts=3)
+    api.activity.record("tenant-1", event.id, [(failed, None)])
+    return event.id
+
+
+def test_recover_queues_the_failed_deliveries_of_the_window_once(api: Api) -> None:
+    integration_id = _create(api)
+    failed = [_failed(api, integration_id, m) for m in (30, 10)]
+    _failed(api, integration_id, 120)  # before since
+    since = rfc3339_millis(datetime.now(UTC) - timedelta(hours=1))
+    response = api("POST", f"{BASE}/integrations/{integration_id}/recover", {"since": since})
+    assert (response.status, response.json()) == (202, {"count": 2})
+    assert sorted(t.event_id for t, _ in api.queue.scheduled) == sorted(failed)
+    again = api("POST", f"{BASE}/integrations/{integration_id}/recover", {"since": since})
+    assert (again.status, again.json()) == (202, {"count": 0})
+    assert len(api.queue.scheduled) == 2
+    until = rfc3339_millis(datetime.now(UTC) - timedelta(minutes=20))
+    windowed = api("POST", f"{BASE}/integrations/{integration_id}/recover", {"since": since, "until": until})
+    assert (windowed.status, windowed.json()) == (202, {"count": 0})
+    assert all("test" not in e for e in api("GET", f"{BASE}/events").json())  # device events: no test flag
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (None, 400, "malformed request body: request body is required"),
+        ({}, 400, "malformed request body: since: cannot be blank."),
+        ({"since": "yesterday"}, 400, "malformed request body: since: "),
+        ({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, 400, "malformed request body: until: "),
+    ],
+)
+def test_recover_input_errors_are_menders_400(api: Api, body: Any, status: int, message: str) -> None:
+    integration_id = _create(api)
+    response = api("POST", f"{BASE}/integrations/{integration_id}/recover", body)
+    assert response.status == status, response.text
+    assert response.json()["error"].startswith(message)
+    assert "request_id" in response.json()
+
+
+def test_recover_of_an_unknown_or_malformed_integration(api: Api) -> None:
+    body = {"since": "2026-01-01T00:00:00Z"}
+    missing = api("POST", f"{BASE}/integrations/{uuid.uuid4()}/recover", body)
+    assert (missing.status, missing.json()["error"]) == (404, "integration not found")
+    bad = api("POST", f"{BASE}/integrations/not-a-uuid/recover", body)
+    assert bad.status == 400 and bad.json()["error"].startswith("integration ID must be a valid UUID")
+
+
+def test_a_typed_test_event_sends_a_sample_of_that_type(api: Api, httpserver: Any) -> None:
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    integration_id = _create(api, _webhook(url=httpserver.url_for("/hook")))
+    response = api("POST", f"{BASE}/integrations/{integration_id}/test", {"type": "device-provisioned"})
+    assert response.status == 200 and response.json()["success"] is True
+    sent = json.loads(httpserver.log[0][0].get_data())
+    assert (sent["id"], sent["type"]) == (response.json()["event_id"], "device-provisioned")
+    assert sent["data"]["auth_sets"][0]["device_id"] == sent["data"]["id"]
+    listed = api("GET", f"{BASE}/events").json()
+    assert (listed[0]["type"], listed[0]["id"], listed[0]["test"]) == ("device-provisioned", sent["id"], True)
+    assert api("GET", f"{BASE}/events/{sent['id']}").json()["test"] is True
+    assert api.queue.scheduled == []
+    plain = api("POST", f"{BASE}/integrations/{integration_id}/test", {})
+    assert plain.status == 200 and json.loads(httpserver.log[1][0].get_data())["type"] == "webhook-test"
+    wrong = api("POST", f"{BASE}/integrations/{integration_id}/test", {"type": "webhook-test"})
+    assert wrong.status == 400 and wrong.json()["error"].startswith("malformed request body: type: ")

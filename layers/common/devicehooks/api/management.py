@@ -18,8 +18,11 @@ from devicehooks.api.schemas import (
     EventDetailOut,
     EventOut,
     IntegrationOut,
+    RecoverIn,
+    RecoverOut,
     RedeliverIn,
     RedeliverOut,
+    SendTestIn,
     TestOutcomeOut,
 )
 from devicehooks.config import get_settings
@@ -36,6 +39,7 @@ from devicehooks.services.integrations import IntegrationService
 from devicehooks.services.redelivery import DeliveryService
 from devicehooks.store.activity import DynamoActivityStore
 from devicehooks.store.integrations import DynamoIntegrationStore
+from devicehooks.timeutil import parse_time
 
 BASE = "/api/management/v1/iot-manager"
 DOCS = f"{BASE}/docs"
@@ -241,7 +245,9 @@ def update_integration(
     f"{BASE}/integrations/<integration_id>/test",
     summary="Send a test event now (devicehooks)",
     description='POSTs an event of type "webhook-test" (data: integration_id, message), signed like any other, '
-    "once, and answers with the outcome. It is recorded in the activity log; it is never retried.",
+    'once, and answers with the outcome. With a body {"type": <event type>}, a realistic sample of that type '
+    "(a made-up device: device-provisioned with an auth set, device-decommissioned, device-status-changed, "
+    "device-inventory-changed) instead. It is recorded in the activity log; it is never retried.",
     tags=["Integrations"],
     responses=http.responses(
         {200: {"description": "The outcome.", "content": {"application/json": {"model": TestOutcomeOut}}}},
@@ -252,9 +258,46 @@ def update_integration(
         503,
     ),
 )
-def test_integration(integration_id: str, caller: Caller, service: Deliveries) -> Response[str]:
-    event_id, attempt = service.send_test(caller.tenant_id, _integration_id(integration_id))
+def test_integration(
+    integration_id: str,
+    caller: Caller,
+    service: Deliveries,
+    request: Annotated[SendTestIn | None, Body()] = None,
+) -> Response[str]:
+    event_type = request.type if request is not None else None
+    event_id, attempt = service.send_test(caller.tenant_id, _integration_id(integration_id), event_type)
     return http.model_response(200, TestOutcomeOut.of(event_id, attempt))
+
+
+@app.post(
+    f"{BASE}/integrations/<integration_id>/recover",
+    summary="Send again every failed delivery of a time window (devicehooks)",
+    description="Queues, to be sent now, every delivery to this webhook that ended failed, of the events with "
+    "since <= time < until (until: now; since: at most the event retention ago). Each is sent once however "
+    "often this is called: a delivery queued by a call is pending, then delivered or retrying, and is left "
+    "alone by the next call. At most 1,000 events are examined per call; next_since then says where to go on.",
+    tags=["Integrations"],
+    responses=http.responses(
+        {202: {"description": "Queued.", "content": {"application/json": {"model": RecoverOut}}}},
+        400,
+        401,
+        403,
+        404,
+        409,
+        413,
+        503,
+    ),
+)
+def recover_integration(
+    integration_id: str, request: Annotated[RecoverIn, Body()], caller: Caller, service: Deliveries
+) -> Response[str]:
+    recovery = service.recover(
+        caller.tenant_id,
+        _integration_id(integration_id),
+        parse_time(request.since),
+        parse_time(request.until) if request.until is not None else None,
+    )
+    return http.model_response(202, RecoverOut.of(recovery))
 
 
 # ---------------------------------------------------------------- activity
@@ -311,8 +354,10 @@ def get_event(event_id: str, caller: Caller, service: Events) -> Response[str]:
 @app.post(
     f"{BASE}/events/<event_id>/redeliver",
     summary="Send an event again (devicehooks)",
-    description="Queues the event for one webhook (integration_id) or for every enabled webhook it went to. "
-    "The same bytes and webhook-id are sent; the attempts are recorded as new attempts.",
+    description="Queues the event, to be sent now, for one webhook (integration_id) or for every enabled webhook "
+    "it went to, whatever their deliveries' state: a delivery waiting for its next retry is attempted now, and "
+    "that retry is then dropped. The same bytes and webhook-id are sent; the attempts are recorded as new "
+    "attempts. 409 while an attempt of the delivery is in flight.",
     tags=["Activity"],
     responses=http.responses(
         {202: {"description": "Queued.", "content": {"application/json": {"model": RedeliverOut}}}},

@@ -9,14 +9,17 @@ nothing at cold start.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryState, DeliveryStatus
-from devicehooks.domain.events import sort_keys
+from devicehooks.domain.events import Timestamp, sort_keys
 from devicehooks.domain.models import OMITTED, PROVIDER_WEBHOOK, Circuit, EventType, Integration, Scope
-from devicehooks.timeutil import rfc3339_millis, utcnow
+from devicehooks.timeutil import rfc3339, rfc3339_millis, utcnow
+
+if TYPE_CHECKING:
+    from devicehooks.services.redelivery import Recovery
 
 
 class ResponseModel(BaseModel):
@@ -131,16 +134,29 @@ class DeliveryStatusOut(ResponseModel):
         return cls(**cls.fields_of(status))
 
 
+_TEST = (
+    "devicehooks: true for a test delivery (POST /integrations/{id}/test, which may send a sample of a "
+    "device event type), absent otherwise."
+)
+
+
 class EventOut(ResponseModel):
     id: str
     type: str = Field(description="A device event type, or webhook-test for test deliveries.")
     data: dict[str, Any]
     time: str = Field(description="Event time, RFC 3339 UTC, milliseconds.")
+    test: bool | None = Field(default=None, description=_TEST)
     delivery_statuses: list[DeliveryStatusOut] | None = None
 
     @classmethod
     def fields_of(cls, event: ActivityEvent) -> dict[str, Any]:
-        return {"id": event.id, "type": event.type, "data": sort_keys(event.data()), "time": rfc3339_millis(event.time)}
+        return {
+            "id": event.id,
+            "type": event.type,
+            "data": sort_keys(event.data()),
+            "time": rfc3339_millis(event.time),
+            "test": True if event.is_test else None,
+        }
 
     @classmethod
     def of(cls, event: ActivityEvent) -> EventOut:
@@ -178,6 +194,7 @@ class EventDetailOut(ResponseModel):
     type: str
     data: dict[str, Any]
     time: str
+    test: bool | None = Field(default=None, description=_TEST)
     delivery_statuses: list[DeliveryDetailOut] | None = None
 
     @classmethod
@@ -208,6 +225,40 @@ class RedeliverIn(BaseModel):
 class RedeliverOut(ResponseModel):
     event_id: str
     integration_ids: list[str]
+
+
+class RecoverIn(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+    since: Timestamp = Field(
+        description="RFC 3339. Events at or after this time (at most the event retention, 7 days, ago)."
+    )
+    until: Timestamp | None = Field(default=None, description="RFC 3339. Events before this time; absent: now.")
+
+
+class RecoverOut(ResponseModel):
+    count: int = Field(description="Failed deliveries queued to be sent again now.")
+    next_since: str | None = Field(
+        default=None,
+        description="Present when the window held more events than one call examines: "
+        "call again with this as since (and the same until) to go on.",
+    )
+
+    @classmethod
+    def of(cls, recovery: Recovery) -> RecoverOut:
+        return cls(
+            count=recovery.count,
+            next_since=rfc3339(recovery.next_since) if recovery.next_since is not None else None,
+        )
+
+
+class SendTestIn(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+    type: EventType | None = Field(
+        default=None,
+        description='Send a realistic sample of this event type (a made-up device) instead of "webhook-test".',
+    )
 
 
 class TestOutcomeOut(ResponseModel):

@@ -32,11 +32,23 @@ class DeliveryTask(BaseModel):
     due_at: float = 0.0
     # hold: the delivery was held (not attempted) and the activity log already says why and when
     reason: Literal["retry", "redeliver", "redrive", "hold"] = "retry"
+    # the attempts the delivery had made when this task was queued: a delivery that has made more
+    # since was taken on by another task (a redelivery, a probe), and this one is dropped; None:
+    # a task queued before the field existed, which goes on as before
+    seen_attempts: int | None = Field(default=None, ge=0)
 
     @classmethod
-    def first(cls, tenant_id: str, event_id: str, integration_id: str) -> DeliveryTask:
-        """Attempt 1 of a delivery's retry schedule."""
-        return cls(tenant_id=tenant_id, event_id=event_id, integration_id=integration_id, series_attempt=1)
+    def first(
+        cls, tenant_id: str, event_id: str, integration_id: str, seen_attempts: int | None = None
+    ) -> DeliveryTask:
+        """Attempt 1 of a delivery's retry schedule (of a delivery that has made ``seen_attempts``)."""
+        return cls(
+            tenant_id=tenant_id,
+            event_id=event_id,
+            integration_id=integration_id,
+            series_attempt=1,
+            seen_attempts=seen_attempts,
+        )
 
     def _with(self, **changes: object) -> DeliveryTask:
         return DeliveryTask.model_validate({**self.model_dump(), **changes})  # validated, unlike model_copy
@@ -48,6 +60,14 @@ class DeliveryTask(BaseModel):
     def at_attempt(self, series_attempt: int) -> DeliveryTask:
         """This task as attempt ``series_attempt`` of the retry schedule."""
         return self._with(series_attempt=series_attempt)
+
+    def seen(self, attempts: int) -> DeliveryTask:
+        """This task, for a delivery that has made ``attempts`` attempts (see ``seen_attempts``)."""
+        return self._with(seen_attempts=attempts)
+
+    def superseded_by(self, attempts: int) -> bool:
+        """Whether a delivery that has made ``attempts`` attempts is no longer this task's to make."""
+        return self.seen_attempts is not None and attempts > self.seen_attempts
 
     def held(self) -> DeliveryTask:
         """This task for a delivery held, not attempted (its status already says why)."""

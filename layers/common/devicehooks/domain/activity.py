@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Literal, get_args
 
 from devicehooks.domain.events import WebhookEvent
-from devicehooks.domain.models import ActivityType
+from devicehooks.domain.models import TEST_EVENT_TYPE, ActivityType
 
 DeliveryState = Literal["pending", "retrying", "delivered", "failed", "skipped"]
 DELIVERY_STATES: tuple[DeliveryState, ...] = get_args(DeliveryState)
@@ -120,13 +120,19 @@ class ActivityEvent:
     expire_ts: int
     deliveries: Mapping[str, DeliveryStatus] = field(default_factory=dict)
     attempts: Mapping[str, tuple[Attempt, ...]] = field(default_factory=dict)
+    test: bool = False  # a test delivery's sample of a device event type (``webhook-test`` is one by its type)
 
     @classmethod
     def new(
-        cls, event: WebhookEvent, expire_ts: int, statuses: list[DeliveryStatus], body: bytes | None = None
+        cls,
+        event: WebhookEvent,
+        expire_ts: int,
+        statuses: list[DeliveryStatus],
+        body: bytes | None = None,
+        test: bool = False,
     ) -> ActivityEvent:
         """The record of ``event`` before any POST, with one status per webhook it goes to
-        (``body``: ``event.body()``, when the caller has it already)."""
+        (``body``: ``event.body()``, when the caller has it already; ``test``: sent as a test)."""
         return cls(
             id=event.id,
             tenant_id=event.tenant_id,
@@ -135,7 +141,13 @@ class ActivityEvent:
             body=event.body() if body is None else body,
             expire_ts=expire_ts,
             deliveries={s.integration_id: s for s in statuses},
+            test=test,
         )
+
+    @property
+    def is_test(self) -> bool:
+        """Sent by ``POST /integrations/{id}/test``: never retried, redelivered or recovered."""
+        return self.test or self.type == TEST_EVENT_TYPE
 
     def data(self) -> dict[str, Any]:
         """The ``data`` object of the body that was sent."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
@@ -253,3 +254,41 @@ class WebhookEvent:
     def body(self) -> bytes:
         """The exact bytes POSTed (and signed): compact, Go-escaped, Mender's key order."""
         return dumpb({"id": self.id, "type": self.type, "data": self.data, "time": rfc3339(self.time)})
+
+
+def sample_data(event_type: EventType, tenant_id: str, at: datetime) -> dict[str, Any]:
+    """Realistic ``data`` of ``event_type`` for a test delivery: a made-up device, in the exact shape
+    and order a real event of that type has (it goes through the same models)."""
+    device_id = str(uuid.uuid4())
+    stamp = rfc3339(at)
+    samples: dict[str, dict[str, Any]] = {
+        "device-provisioned": {
+            "id": device_id,
+            "status": "accepted",
+            "created_ts": stamp,
+            "auth_sets": [
+                {
+                    "id": str(uuid.uuid4()),
+                    "device_id": device_id,
+                    "identity_data": {"mac": "02:42:ac:11:00:02", "serial": "SN-0001"},
+                    "pubkey": "-----BEGIN PUBLIC KEY-----\n"
+                    "MCowBQYDK2VwAyEA7C5Vm5e0J0vJb6ePq0p5uG4Q9cN0ZsRt1oXg8bHh2fY=\n"
+                    "-----END PUBLIC KEY-----\n",
+                    "status": "accepted",
+                    "ts": stamp,
+                }
+            ],
+        },
+        "device-decommissioned": {"id": device_id},
+        "device-status-changed": {"id": device_id, "status": "accepted"},
+        "device-inventory-changed": {
+            "device_id": device_id,
+            "inventory": [
+                {"name": "device_type", "value": "raspberrypi4", "scope": "inventory"},
+                {"name": "os", "value": "Debian GNU/Linux 12 (bookworm)", "scope": "inventory"},
+                {"name": "ipv4_eth0", "value": ["192.0.2.10/24"], "scope": "inventory"},
+                {"name": "mem_total_kB", "value": 3884096, "scope": "inventory"},
+            ],
+        },
+    }
+    return normalize_data(event_type, samples[event_type], tenant_id)

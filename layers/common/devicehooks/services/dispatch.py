@@ -345,7 +345,7 @@ class Dispatcher:
         for status in event.deliveries.values():
             if status.state == "retrying" and not status.attempts:
                 due = status.next_attempt_at or now
-                task = DeliveryTask.first(event.tenant_id, event.id, status.integration_id).held()
+                task = DeliveryTask.first(event.tenant_id, event.id, status.integration_id, status.attempts).held()
                 batch.later(task, max(0.0, (due - now).total_seconds()))
 
     def handle_task(self, task: DeliveryTask, batch: Batch | None = None) -> None:
@@ -395,6 +395,9 @@ class Dispatcher:
         status = event.deliveries.get(task.integration_id)
         if status is None or status.state == "delivered":
             return
+        if task.superseded_by(status.attempts):
+            self._drop_superseded(task, status.attempts)
+            return
         if integration is None or not integration.enabled:
             closed = (
                 status.closed("failed", "webhook was removed", now)
@@ -410,10 +413,21 @@ class Dispatcher:
         claim = self.activity.claim(
             task.tenant_id, task.event_id, task.integration_id, now, self.policy.lease_seconds, status.attempts
         )
-        if claim is Claim.BUSY:
+        if claim is Claim.STALE and task.seen_attempts is not None and status.attempts >= task.seen_attempts:
+            # an attempt recorded since the read, past the attempts this task was queued for
+            self._drop_superseded(task, None)
+            return
+        if claim is Claim.BUSY or claim is Claim.STALE:  # STALE: the attempt before was recorded since the read
             raise Busy(f"event {task.event_id}: delivery to {task.integration_id} is leased by another worker")
         if claim is Claim.TAKEN:
             self.deliver(event, integration, task.series_attempt, status.attempts, batch=batch)
+
+    def _drop_superseded(self, task: DeliveryTask, attempts: int | None) -> None:
+        """A task whose attempt another task made (a redelivery, a probe): nothing left to do."""
+        logger.info(
+            "delivery task superseded: dropped",
+            extra={"integration_id": task.integration_id, "seen_attempts": task.seen_attempts, "attempts": attempts},
+        )
 
     # ------------------------------------------------------------------ delivery
     def deliver(
@@ -454,7 +468,9 @@ class Dispatcher:
         if not retry:
             return self._attempt(event, integration, current, series_attempt, attempts_so_far, retry)
         now = self.clock()
-        task = DeliveryTask.first(event.tenant_id, event.id, integration.id).at_attempt(series_attempt)
+        task = DeliveryTask.first(event.tenant_id, event.id, integration.id, current.attempts).at_attempt(
+            series_attempt
+        )
         decided = gate(integration.circuit, batch.time_left(), now, self.policy, self.draw())
         probe = decided == "probe"
         if probe:
@@ -539,7 +555,8 @@ class Dispatcher:
             response_body=result.response_body,
         )
         decision = decide(attempt, result.retry_after, series_attempt, self.policy, retry, self.draw())
-        task = DeliveryTask.first(event.tenant_id, event.id, integration.id).at_attempt(series_attempt + 1)
+        task = DeliveryTask.first(event.tenant_id, event.id, integration.id, attempt.number)
+        task = task.at_attempt(series_attempt + 1)
         next_at = None
         if decision.retry_in is not None:
             # queued before the status is recorded: a lost record costs a retry, a lost task a delivery

@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from devicehooks.delivery.tasks import DeliveryTask, TaskQueue
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
-from devicehooks.domain.events import WebhookEvent
-from devicehooks.domain.models import TEST_EVENT_TYPE, new_id
-from devicehooks.errors import Conflict, NotFound
+from devicehooks.domain.events import WebhookEvent, sample_data
+from devicehooks.domain.models import TEST_EVENT_TYPE, EventType, new_id
+from devicehooks.errors import Conflict, InvalidRequest, NotFound
 from devicehooks.store.activity import ActivityStore
 from devicehooks.store.integrations import IntegrationStore
 from devicehooks.timeutil import utcnow
 
 if TYPE_CHECKING:  # the delivery stack is imported only when a test delivery is sent
     from devicehooks.services.dispatch import Dispatcher
+
+RECOVER_PAGE = 1000  # events examined per recover call (10 reads of the index and the items)
+RECOVER_DELAY = 1.0  # a resend waits this long, so that its delivery is reopened (and counted) first
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What a recover call did: the deliveries it queued, and where to go on when it stopped early."""
+
+    count: int
+    next_since: datetime | None = None
 
 
 class DeliveryService:
@@ -39,12 +51,15 @@ class DeliveryService:
         self.clock = clock
 
     def redeliver(self, tenant_id: str, event_id: str, integration_id: str | None) -> list[str]:
-        """Queue the event for one webhook, or for every webhook it went to that still exists;
-        returns the webhooks it was queued for."""
+        """Send the event again now to one webhook, or to every webhook it went to that still exists
+        and is enabled, whatever their deliveries' state (a delivery waiting for its next retry is
+        attempted now, and that retry is then dropped); returns the webhooks it was queued for.
+
+        A delivery being attempted right now (its lease held) is not queued again."""
         event = self.activity.get(tenant_id, event_id)
         if event is None:
             raise NotFound("event not found")
-        if event.type == TEST_EVENT_TYPE:
+        if event.is_test:
             raise Conflict("test events are not redelivered; send a new test instead")
         if integration_id is not None:
             integration = self.integrations.get(tenant_id, integration_id)
@@ -62,19 +77,81 @@ class DeliveryService:
         if missing:
             self.activity.add_deliveries(tenant_id, event_id, missing)
         now = self.clock()
-        # reopen() refuses, atomically, a delivery still pending or retrying
-        reopened = [t for t in targets if t in missing or self.activity.reopen(tenant_id, event_id, t, now)]
-        if not reopened:
-            raise Conflict("the delivery is still in progress")
-        for target in reopened:
-            task = DeliveryTask(
-                tenant_id=tenant_id, event_id=event_id, integration_id=target, series_attempt=1, reason="redeliver"
-            )
-            self.queue.schedule(task, 0)
-        return reopened
+        queued: list[str] = []
+        for target in targets:
+            status = event.deliveries.get(target)
+            seen = 0 if status is None else status.attempts
+            # One conditional write, whatever the state: pending again, due now, if no attempt is in
+            # flight and none was recorded since the read. The task carries the attempts seen: the
+            # retry that was waiting saw the same, so whichever of the two comes first makes the
+            # attempt and the other finds it superseded (services/dispatch.py), never a second one.
+            if self.activity.reopen(tenant_id, event_id, target, now, seen):
+                self.queue.schedule(self._task(tenant_id, event_id, target, seen), 0)
+                queued.append(target)
+        if not queued:
+            raise Conflict("the delivery is being attempted now; try again once the attempt is over")
+        return queued
 
-    def send_test(self, tenant_id: str, integration_id: str) -> tuple[str, Attempt]:
-        """POST a ``webhook-test`` event to the webhook now (one attempt); its id and the attempt."""
+    def recover(self, tenant_id: str, integration_id: str, since: datetime, until: datetime | None) -> Recovery:
+        """Send again, now, every delivery to the webhook that ended ``failed``, of the events with
+        ``since <= time < until`` (until: now); the window starts at most the retention ago.
+
+        Each failed delivery is reopened with a conditional write from ``failed``, so a second call
+        (or two at once) finds it pending or done and leaves it: no delivery is sent twice. At most
+        :data:`RECOVER_PAGE` events are examined per call; ``next_since`` then says where to go on.
+        """
+        integration = self.integrations.get(tenant_id, integration_id)
+        if integration is None:
+            raise NotFound("integration not found")
+        now = self.clock()
+        end = now if until is None else until
+        if end <= since:
+            raise InvalidRequest("malformed request body: until: must be later than since.")
+        if not integration.enabled:
+            raise Conflict("the webhook is disabled; enable it before recovering its deliveries")
+        start = max(since, now - timedelta(seconds=self.retention))
+        events = self.activity.webhook_events(tenant_id, integration_id, start, end, RECOVER_PAGE + 1)
+        next_since = events[RECOVER_PAGE].time if len(events) > RECOVER_PAGE else None
+        failed = [
+            (event.id, status.attempts)
+            for event in events[:RECOVER_PAGE]
+            if not event.is_test  # test deliveries are never sent again
+            and (status := event.deliveries.get(integration_id)) is not None
+            and status.state == "failed"
+        ]
+        count = 0
+        for chunk in range(0, len(failed), 10):
+            batch = failed[chunk : chunk + 10]
+            # queued before the delivery is reopened: a task whose reopen did not happen (a crash, a
+            # concurrent call that reopened it) is harmless, it saw the same attempts as the task of
+            # whoever reopened it and only one of them attempts; a reopened delivery without its
+            # task would be stuck pending
+            self.queue.schedule_many(
+                [(self._task(tenant_id, e, integration_id, seen), RECOVER_DELAY) for e, seen in batch]
+            )
+            count += sum(
+                1 for e, seen in batch if self.activity.reopen(tenant_id, e, integration_id, now, seen, "failed")
+            )
+        return Recovery(count=count, next_since=next_since)
+
+    @staticmethod
+    def _task(tenant_id: str, event_id: str, integration_id: str, seen_attempts: int) -> DeliveryTask:
+        return DeliveryTask(
+            tenant_id=tenant_id,
+            event_id=event_id,
+            integration_id=integration_id,
+            series_attempt=1,
+            reason="redeliver",
+            seen_attempts=seen_attempts,
+        )
+
+    def send_test(
+        self, tenant_id: str, integration_id: str, event_type: EventType | None = None
+    ) -> tuple[str, Attempt]:
+        """POST a test event to the webhook now (one attempt); its id and the attempt.
+
+        Without ``event_type``, a ``webhook-test`` event; with one, a realistic sample of that type
+        (a made-up device), so that a receiver can be tried on the bodies it will get."""
         integration = self.integrations.get(tenant_id, integration_id)
         if integration is None:
             raise NotFound("integration not found")
@@ -82,11 +159,16 @@ class DeliveryService:
         event = WebhookEvent(
             id=new_id(),
             tenant_id=tenant_id,
-            type=TEST_EVENT_TYPE,
-            data={"integration_id": integration_id, "message": "This is a test event sent by devicehooks."},
+            type=TEST_EVENT_TYPE if event_type is None else event_type,
+            data=(
+                {"integration_id": integration_id, "message": "This is a test event sent by devicehooks."}
+                if event_type is None
+                else sample_data(event_type, tenant_id, now)
+            ),
             time=now,
         )
-        record = ActivityEvent.new(event, int(now.timestamp()) + self.retention, [DeliveryStatus(integration_id)])
+        expire_ts = int(now.timestamp()) + self.retention
+        record = ActivityEvent.new(event, expire_ts, [DeliveryStatus(integration_id)], test=event_type is not None)
         self.activity.create(record)
         attempt = self.dispatcher().deliver(record, integration, series_attempt=1, attempts_so_far=0, retry=False)
         assert attempt is not None  # a test delivery is never held

@@ -22,7 +22,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from devicehooks import aws
-from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
+from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryState, DeliveryStatus
 from devicehooks.store.dynamo import batch_delete, batch_get, batch_write, from_item, query_all, to_item, value
 
 BY_TIME = "by_time"
@@ -37,6 +37,7 @@ class Claim(Enum):
     TAKEN = "taken"  # this worker may POST
     DONE = "done"  # already delivered (or no such delivery): nothing to do
     BUSY = "busy"  # another worker holds the lease: try again later
+    STALE = "stale"  # it has made more attempts than the caller saw: someone else took it on since
 
 
 class ActivityStore(Protocol):
@@ -62,8 +63,9 @@ class ActivityStore(Protocol):
         seen_attempts: int | None = None,
     ) -> Claim:
         """Take the right to POST this delivery for ``lease_seconds``; with ``seen_attempts``, only
-        if it has made that many attempts still (the caller read it so: a record written since,
-        by the attempt before, makes the claim ``BUSY``, to be tried again on fresh data)."""
+        if it has made that many attempts still (the caller read it so). ``STALE`` when it has made
+        more (an attempt was recorded since: the caller decides whether its work is superseded or
+        must be tried again on fresh data); ``BUSY`` while another worker holds the lease."""
 
     def record(self, tenant_id: str, event_id: str, updates: Sequence[Update]) -> None:
         """Store deliveries' new statuses and append their attempts, in one write when possible.
@@ -75,11 +77,28 @@ class ActivityStore(Protocol):
     def add_deliveries(self, tenant_id: str, event_id: str, integration_ids: list[str]) -> None:
         """Start tracking deliveries of an existing event to more webhooks."""
 
-    def reopen(self, tenant_id: str, event_id: str, integration_id: str, now: datetime) -> bool:
-        """Make a finished delivery (delivered, failed, skipped) pending again, for a redelivery.
+    def reopen(
+        self,
+        tenant_id: str,
+        event_id: str,
+        integration_id: str,
+        now: datetime,
+        seen_attempts: int,
+        from_state: DeliveryState | None = None,
+    ) -> bool:
+        """Make a delivery pending again, due ``now``, for a redelivery (in whatever state it is,
+        or only in ``from_state``), if it has made ``seen_attempts`` attempts still and no attempt
+        is in flight (its lease has run out).
 
-        ``False`` when it is still in progress (pending or retrying) or does not exist.
+        ``False`` otherwise, or when it does not exist: one conditional write, so of two callers
+        that saw the same attempts at most one reopens it.
         """
+
+    def webhook_events(
+        self, tenant_id: str, integration_id: str, since: datetime, until: datetime, limit: int
+    ) -> list[ActivityEvent]:
+        """At most ``limit`` of the events that went to a webhook with ``since <= time < until``,
+        oldest first (the ``by_webhook`` index, no Scan)."""
 
     def list_events(
         self, tenant_id: str, page: int, per_page: int, integration_id: str | None = None
@@ -98,8 +117,12 @@ def _webhook_pk(tenant_id: str, integration_id: str) -> str:
     return f"{_pk(tenant_id)}#I#{integration_id}"
 
 
+def _time_prefix(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def _time_key(event: ActivityEvent) -> str:
-    return event.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") + "#" + event.id
+    return _time_prefix(event.time) + "#" + event.id
 
 
 def _millis(value: datetime | None) -> int | None:
@@ -175,6 +198,7 @@ def _event_from_item(raw: Mapping[str, Any]) -> ActivityEvent:
         expire_ts=int(item["expire_ts"]),
         deliveries={i: _status(i, d) for i, d in item.get("deliveries", {}).items()},
         attempts={i: tuple(_attempt(a) for a in log) for i, log in item.get("attempt_log", {}).items()},
+        test=bool(item.get("test", False)),
     )
 
 
@@ -238,6 +262,7 @@ class DynamoActivityStore:
                 "expire_ts": event.expire_ts,
                 "deliveries": {i: _status_map(s) for i, s in event.deliveries.items()},
                 "attempt_log": {},
+                "test": True if event.test else None,
             }
         )
         try:
@@ -302,6 +327,8 @@ class DynamoActivityStore:
             status = _event_from_item(existing).deliveries.get(integration_id) if existing else None
             if status is None or status.state == "delivered":
                 return Claim.DONE
+            if seen_attempts is not None and status.attempts > seen_attempts:
+                return Claim.STALE
             return Claim.BUSY
         return Claim.TAKEN
 
@@ -339,24 +366,69 @@ class DynamoActivityStore:
                 for update in updates:
                     self.record(tenant_id, event_id, [update])
 
-    def reopen(self, tenant_id: str, event_id: str, integration_id: str, now: datetime) -> bool:
+    def reopen(
+        self,
+        tenant_id: str,
+        event_id: str,
+        integration_id: str,
+        now: datetime,
+        seen_attempts: int,
+        from_state: DeliveryState | None = None,
+    ) -> bool:
+        now_ms = str(_millis(now))
+        condition = (
+            "attribute_exists(deliveries.#i) AND deliveries.#i.attempts = :seen AND "
+            "(attribute_not_exists(deliveries.#i.lease_until) OR deliveries.#i.lease_until < :now)"
+        )
+        values = {":pending": {"S": "pending"}, ":now": {"N": now_ms}, ":seen": {"N": str(seen_attempts)}}
+        if from_state is not None:
+            condition += " AND deliveries.#i.#s = :from"
+            values[":from"] = {"S": from_state}
         try:
             self.client.update_item(
                 TableName=self.table_name,
                 Key=self._key(tenant_id, event_id),
                 UpdateExpression="SET deliveries.#i.#s = :pending, deliveries.#i.next_attempt_at = :now "
                 "REMOVE deliveries.#i.lease_until",
-                ConditionExpression="attribute_exists(deliveries.#i) AND NOT deliveries.#i.#s IN (:pending, :retrying)",
+                ConditionExpression=condition,
                 ExpressionAttributeNames={"#i": integration_id, "#s": "state"},
-                ExpressionAttributeValues={
-                    ":pending": {"S": "pending"},
-                    ":retrying": {"S": "retrying"},
-                    ":now": {"N": str(_millis(now))},
-                },
+                ExpressionAttributeValues=values,
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def webhook_events(
+        self, tenant_id: str, integration_id: str, since: datetime, until: datetime, limit: int
+    ) -> list[ActivityEvent]:
+        if limit <= 0 or since >= until:
+            return []
+        event_ids: list[str] = []
+        # sort keys are "<time>#<id>": between the bare times is since <= time < until
+        for item in query_all(
+            self.client,
+            TableName=self.table_name,
+            IndexName=BY_WEBHOOK,
+            KeyConditionExpression="gsi2pk = :p AND gsi2sk BETWEEN :a AND :b",
+            ExpressionAttributeValues={
+                ":p": {"S": _webhook_pk(tenant_id, integration_id)},
+                ":a": {"S": _time_prefix(since)},
+                ":b": {"S": _time_prefix(until)},
+            },
+            ScanIndexForward=True,
+            Limit=min(limit, 1000),
+        ):
+            event_ids.append(_event_id_of(item["sk"]["S"]))
+            if len(event_ids) >= limit:
+                break
+        found = {
+            event.id: event
+            for event in map(
+                _event_from_item,
+                batch_get(self.client, self.table_name, [self._key(tenant_id, e) for e in event_ids]),
+            )
+        }
+        return [found[e] for e in event_ids if e in found]
 
     def add_deliveries(self, tenant_id: str, event_id: str, integration_ids: list[str]) -> None:
         event = self.get(tenant_id, event_id)

@@ -1,0 +1,182 @@
+"""Retry now and recover, end to end on ``devicehooks local`` with a real receiver: a delivery is
+sent again at once, and the retry that was waiting for it (a task on the retry queue that cannot
+be taken back) does nothing when it comes due; recovering a window sends each of its failed
+deliveries once, however often it is asked."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import requests
+
+from devicehooks.timeutil import parse_time, rfc3339
+from devicehooks_dev.local.process import RunningStack, start_stack, stop_stack
+from tests.receiver import Answer, Receiver, eventually
+
+pytestmark = pytest.mark.e2e
+MGMT = "/api/management/v1/iot-manager"
+INTERNAL = "/api/internal/v1/iot-manager"
+RETRY_AFTER = 12  # the stack's one retry step (spread by up to 20 %): long enough to retry now before it
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    running = start_stack(tmp_path_factory.mktemp("recover"), {"DEVICEHOOKS_RETRY_SCHEDULE": str(RETRY_AFTER)})
+    yield running
+    stop_stack(running)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.close()
+
+
+class Tenant:
+    def __init__(self, stack: RunningStack) -> None:
+        self.stack = stack
+        self.id = f"tenant-{uuid.uuid4()}"
+        self.headers = {"Authorization": f"Bearer {stack.token(self.id)}"}
+
+    def webhook(self, url: str) -> str:
+        body = {"provider": "webhook", "credentials": {"type": "http", "http": {"url": url, "secret": "deadbeef"}}}
+        response = requests.post(f"{self.stack.url}{MGMT}/integrations", json=body, headers=self.headers, timeout=10)
+        assert response.status_code == 201, response.text
+        return str(response.headers["Location"].rsplit("/", 1)[1])
+
+    def decommission(self, device: str) -> None:
+        url = f"{self.stack.url}{INTERNAL}/tenants/{self.id}/devices/{device}"
+        assert requests.delete(url, timeout=10).status_code == 202
+
+    def post(self, path: str, body: Any = None) -> requests.Response:
+        return requests.post(f"{self.stack.url}{MGMT}{path}", json=body, headers=self.headers, timeout=20)
+
+    def status(self, event_id: str) -> dict[str, Any]:
+        response = requests.get(f"{self.stack.url}{MGMT}/events/{event_id}", headers=self.headers, timeout=10)
+        assert response.status_code == 200, response.text
+        (status,) = response.json()["delivery_statuses"]
+        return dict(status)
+
+
+def _in_state(tenant: Tenant, event_id: str, state: str) -> dict[str, Any] | None:
+    status = tenant.status(event_id)
+    return status if status["state"] == state else None
+
+
+def test_retry_now_sends_once_at_once_and_the_waiting_retry_never_sends_again(
+    stack: RunningStack, receiver: Receiver
+) -> None:
+    tenant = Tenant(stack)
+    tenant.webhook(receiver.url("/now"))
+    receiver.script("/now", Answer(status=500))
+    tenant.decommission("dev-now")
+    (first,) = receiver.wait_for(1, "/now")
+    event_id = json.loads(first.body)["id"]
+    retrying = eventually(lambda: _in_state(tenant, event_id, "retrying"))
+    assert isinstance(retrying, dict) and retrying["attempts"] == 1
+    due = parse_time(retrying["next_attempt"])
+
+    asked = time.monotonic()
+    response = tenant.post(f"/events/{event_id}/redeliver")
+    assert response.status_code == 202, response.text
+    _, second = receiver.wait_for(2, "/now", timeout=RETRY_AFTER * 0.8 - 1)  # before the retry was due
+    assert time.monotonic() - asked < RETRY_AFTER * 0.8
+    assert second.body == first.body and second.header("webhook-id") == event_id
+    assert eventually(lambda: _in_state(tenant, event_id, "delivered"))
+
+    # the retry that was waiting comes due (its task comes back from the queue) and is dropped
+    left = (due - datetime.now(UTC)).total_seconds()
+    time.sleep(max(0.0, left) + 5)
+    assert len(receiver.on("/now")) == 2
+    status = tenant.status(event_id)
+    assert (status["state"], status["attempts"]) == ("delivered", 2)
+
+
+def test_a_failed_retry_now_goes_on_with_its_own_retry_and_the_waiting_one_is_dropped(
+    stack: RunningStack, receiver: Receiver
+) -> None:
+    tenant = Tenant(stack)
+    tenant.webhook(receiver.url("/again"))
+    # the first attempt fails, retry now fails, and so does every attempt after: the stack retries once,
+    # so the delivery ends failed after the redelivery's own retry. Had the waiting retry (queued by the
+    # first attempt) not been dropped it would have been an attempt of its own: four POSTs, not three.
+    receiver.script("/again", *[Answer(status=503)] * 4)
+    tenant.decommission("dev-again")
+    (first,) = receiver.wait_for(1, "/again")
+    event_id = json.loads(first.body)["id"]
+    retrying = eventually(lambda: _in_state(tenant, event_id, "retrying"))
+    assert isinstance(retrying, dict)
+    waiting_due = parse_time(retrying["next_attempt"])
+    assert tenant.post(f"/events/{event_id}/redeliver").status_code == 202
+    receiver.wait_for(2, "/again", timeout=RETRY_AFTER * 0.8 - 1)
+    again = eventually(lambda: _in_state(tenant, event_id, "retrying") or _in_state(tenant, event_id, "failed"))
+    assert isinstance(again, dict) and again["attempts"] >= 2
+    assert eventually(lambda: _in_state(tenant, event_id, "failed"), timeout=RETRY_AFTER * 2 + 10)
+    time.sleep(max(0.0, (waiting_due - datetime.now(UTC)).total_seconds()) + 5)
+    assert len(receiver.on("/again")) == 3
+    status = tenant.status(event_id)
+    assert (status["state"], status["attempts"]) == ("failed", 3)
+
+
+def test_recover_resends_exactly_the_failed_deliveries_of_the_window_once_when_called_twice(
+    stack: RunningStack, receiver: Receiver
+) -> None:
+    tenant = Tenant(stack)
+    integration_id = tenant.webhook(receiver.url("/recover"))
+    # first attempts: e1 and e2 fail, e3 is delivered; then both retries fail: e1 and e2 end failed
+    receiver.script("/recover", Answer(status=500), Answer(status=500), Answer(status=200), *[Answer(status=502)] * 2)
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    ids = []
+    for n in range(3):
+        tenant.decommission(f"dev-{n}")
+        ids.append(json.loads(receiver.wait_for(n + 1, "/recover")[n].body)["id"])
+        if n == 0:
+            time.sleep(0.05)
+            middle = datetime.now(UTC)
+            time.sleep(0.05)
+    e1, e2, e3 = ids
+    for event_id in (e1, e2):
+        assert eventually(lambda event_id=event_id: _in_state(tenant, event_id, "failed"), timeout=RETRY_AFTER * 2)
+    assert len(receiver.on("/recover")) == 5
+    path = f"/integrations/{integration_id}/recover"
+
+    window = {"since": rfc3339(start), "until": rfc3339(middle)}  # e1's time only
+    answers = [tenant.post(path, window) for _ in range(2)]
+    assert [(a.status_code, a.json()) for a in answers] == [(202, {"count": 1}), (202, {"count": 0})]
+    everything = {"since": rfc3339(start)}
+    answers = [tenant.post(path, everything) for _ in range(2)]  # e2 now; e1 is pending or delivered
+    assert [(a.status_code, a.json()) for a in answers] == [(202, {"count": 1}), (202, {"count": 0})]
+
+    resent = receiver.wait_for(7, "/recover")[5:]
+    assert sorted(json.loads(r.body)["id"] for r in resent) == sorted([e1, e2])
+    for event_id in (e1, e2):
+        assert eventually(lambda event_id=event_id: _in_state(tenant, event_id, "delivered"))
+    assert tenant.post(path, everything).json() == {"count": 0}
+    time.sleep(3)  # nothing more comes: no resend twice
+    assert len(receiver.on("/recover")) == 7
+    assert [json.loads(r.body)["id"] for r in receiver.on("/recover")].count(e3) == 1
+
+    unknown = tenant.post(f"/integrations/{uuid.uuid4()}/recover", everything)
+    assert (unknown.status_code, unknown.json()["error"]) == (404, "integration not found")
+    bad = tenant.post(path, {"since": "last week"})
+    assert bad.status_code == 400 and bad.json()["error"].startswith("malformed request body: since: ")
+
+
+def test_a_typed_test_event_reaches_the_receiver_and_the_activity_log(stack: RunningStack, receiver: Receiver) -> None:
+    tenant = Tenant(stack)
+    integration_id = tenant.webhook(receiver.url("/typed"))
+    response = tenant.post(f"/integrations/{integration_id}/test", {"type": "device-inventory-changed"})
+    assert response.status_code == 200 and response.json()["success"] is True, response.text
+    (request,) = receiver.on("/typed")
+    sent = json.loads(request.body)
+    assert (sent["id"], sent["type"]) == (response.json()["event_id"], "device-inventory-changed")
+    assert sent["data"]["tenant_id"] == tenant.id and sent["data"]["inventory"]
+    assert request.signed_by("deadbeef")
+    assert tenant.status(sent["id"])["state"] == "delivered"
