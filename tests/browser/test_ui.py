@@ -57,12 +57,14 @@ CIRCUIT_OPENS_WITHIN = 20.0  # s: 5 failed deliveries (retries after 5 s add mor
 class Receiver:
     url: str
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # /switch/<name> answers codes[name] (200 when unset): a test turns a failing endpoint good
+    codes: dict[str, int] = field(default_factory=dict)
 
     def hook(self, path: str = "/hook") -> str:
         return self.url + path
 
 
-def _handler(received: list[dict[str, Any]]) -> type[BaseHTTPRequestHandler]:
+def _handler(received: list[dict[str, Any]], codes: dict[str, int]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -70,6 +72,8 @@ def _handler(received: list[dict[str, Any]]) -> type[BaseHTTPRequestHandler]:
             # /status/<code> answers that code; anything else is a 200
             parts = self.path.strip("/").split("/")
             code = int(parts[1]) if len(parts) == 2 and parts[0] == "status" and parts[1].isdigit() else 200
+            if len(parts) == 2 and parts[0] == "switch":
+                code = codes.get(parts[1], 200)
             answer = b'{"received":true}' if code == 200 else b'{"error":"nope"}'
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
@@ -86,10 +90,11 @@ def _handler(received: list[dict[str, Any]]) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
     received: list[dict[str, Any]] = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(received))
+    codes: dict[str, int] = {}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(received, codes))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield Receiver(f"http://127.0.0.1:{server.server_address[1]}", received)
+    yield Receiver(f"http://127.0.0.1:{server.server_address[1]}", received, codes)
     server.shutdown()
     server.server_close()
 
@@ -98,6 +103,14 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     running = start_stack(tmp_path_factory.mktemp("browser"))
+    yield running
+    stop_stack(running)
+
+
+@pytest.fixture(scope="module")
+def short_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """A second stack whose deliveries fail for good quickly: one retry, after 1 s."""
+    running = start_stack(tmp_path_factory.mktemp("browser-short"), {"DEVICEHOOKS_RETRY_SCHEDULE": "1"})
     yield running
     stop_stack(running)
 
@@ -407,8 +420,9 @@ def test_add_a_webhook_see_its_activity_and_delete_it(ui: Session, stack: Runnin
     expect(page.get_by_role("row").filter(has_text="HTTP 200")).to_be_visible()
     _no_stray_text(page)
 
-    # redelivery sends the same event again
+    # redelivery (after a confirmation) sends the same event again
     page.get_by_role("button", name="Redeliver").click()
+    page.get_by_role("dialog", name="Redeliver").get_by_role("button", name="Redeliver").click()
     expect(page.get_by_text("The event was queued for redelivery")).to_be_visible()
     expect(page.get_by_role("row").filter(has_text="HTTP 200")).to_have_count(2, timeout=POLL_TIMEOUT)
     again = [r for r in receiver.requests if r["path"] == f"/hook/{tenant}"]
@@ -463,6 +477,7 @@ def test_an_inventory_webhook_from_the_form_and_its_labelled_event(
     event_row = page.get_by_role("row").filter(has_text="Device inventory changed")
     expect(event_row).to_be_visible(timeout=POLL_TIMEOUT)
     expect(event_row.locator(".status.ok")).to_be_visible(timeout=POLL_TIMEOUT)
+    expect(event_row.locator("td.device")).to_have_text("dev-inv")  # an inventory event's data.device_id
     expect(page.get_by_role("row").filter(has_text="Device provisioned")).to_have_count(0)
     _no_stray_text(page)
     ui.assert_clean()
@@ -881,6 +896,8 @@ def test_activity_rows_are_compact_on_a_phone(narrow: Session, stack: RunningSta
     row = page.get_by_role("row").filter(has_text="Device provisioned")
     expect(row.locator(".status.ok")).to_be_visible(timeout=POLL_TIMEOUT)
     expect(row).to_contain_text("1 attempt")
+    expect(row.locator("td.device")).to_be_visible()
+    expect(row.locator("td.device")).to_have_text("phone-device")
     box = row.bounding_box()
     assert box is not None and box["height"] <= 100, f"an activity row is {box} at 360 px"
     button = row.get_by_role("button", name="View details").bounding_box()
@@ -1211,3 +1228,181 @@ def test_the_watchdog_sees_page_errors_failed_requests_and_server_errors(browser
         assert "deliberate" in text and "HTTP 502" in text and "unreachable" in text
     finally:
         session.context.close()
+
+
+def _delivery(stack: RunningStack, tenant: str, hook: str, device: str) -> dict[str, Any] | None:
+    """The delivery status to ``hook`` of the event about ``device`` (None until there is one)."""
+    for event in _activity(stack, tenant, hook):
+        if event["data"].get("id") == device:
+            for status in event.get("delivery_statuses") or []:
+                if status.get("integration_id") == hook:
+                    return dict(status)
+    return None
+
+
+def test_retry_now_on_a_retrying_delivery_from_the_list_and_the_details(
+    ui: Session, stack: RunningStack, receiver: Receiver
+) -> None:
+    tenant = _tenant()
+    page = ui.page
+    switch = f"retry-{tenant}"
+    receiver.codes[switch] = 503
+    path = f"/switch/{switch}"
+    hook = _create_webhook(stack, tenant, receiver.hook(path))
+    devices = [f"dev-a-{uuid.uuid4().hex[:6]}", f"dev-b-{uuid.uuid4().hex[:6]}"]
+    for device in devices:
+        _provision(stack, tenant, device)
+    # both retrying after their second attempt (the schedule's first retry is after 5 s, the next after 300 s)
+    for device in devices:
+        _wait_for(
+            lambda device=device: (
+                (s := _delivery(stack, tenant, hook, device)) and s["state"] == "retrying" and s.get("attempts", 0) >= 2
+            ),
+            f"the delivery for {device} retrying after 2 attempts",
+        )
+    sent = lambda: sum(1 for r in receiver.requests if r["path"] == path)  # noqa: E731
+    _sign_in(ui, stack, tenant, f"/#/integrations/{hook}/activity")
+
+    # the device column, and the time to the second
+    row = page.get_by_role("row").filter(has=page.locator("td.device", has_text=devices[0]))
+    expect(row.locator(".status.retry")).to_be_visible(timeout=POLL_TIMEOUT)
+    expect(row.locator("td.device")).to_have_text(devices[0])
+    expect(row.locator("td.when")).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$"))
+    expect(page.get_by_role("columnheader", name="Device")).to_be_visible()
+    retry = row.get_by_role("button", name=re.compile(r"^Retry now for Device provisioned, device " + devices[0]))
+    expect(retry).to_be_visible()
+    _axe_clean(page, "activity with Retry now")
+
+    # Retry now: confirmed first (Cancel sends nothing), then attempted at once
+    receiver.codes[switch] = 200
+    before = sent()
+    retry.click()
+    dialog = page.get_by_role("dialog", name="Retry now")
+    expect(dialog).to_be_visible()
+    _axe_clean(page, "the Retry now dialog")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    assert sent() == before
+    retry.click()
+    dialog.get_by_role("button", name="Retry now").click()
+    expect(
+        page.get_by_text(f"The Device provisioned event of device {devices[0]} is being sent again now.")
+    ).to_be_visible()
+    expect(row.locator(".status.ok")).to_be_visible(timeout=TIMEOUT)  # polled every 2 s meanwhile
+    expect(row.locator("td.attempts")).to_contain_text("3")
+    expect(row.get_by_role("button", name=re.compile("^Retry now"))).to_have_count(0)
+    assert sent() == before + 1
+    _no_stray_text(page)
+
+    # on the details page the one action is "Retry now"; a 409 (an attempt in flight) is said in plain words
+    other = page.get_by_role("row").filter(has=page.locator("td.device", has_text=devices[1]))
+    other.get_by_role("button", name="View details").click()
+    expect(page.get_by_role("heading", name="Event details")).to_be_visible()
+    expect(page.get_by_role("button", name="Redeliver")).to_have_count(0)
+    now = page.get_by_role("button", name="Retry now")
+    in_flight = re.compile(r".*/events/[^/]+/redeliver$")
+    page.route(
+        in_flight,
+        lambda route: route.fulfill(
+            status=409, json={"error": "an attempt of this delivery is in flight", "request_id": "r-1"}
+        ),
+    )
+    now.click()
+    page.get_by_role("dialog", name="Retry now").get_by_role("button", name="Retry now").click()
+    expect(page.get_by_role("alert")).to_contain_text(
+        "This delivery is being attempted right now: wait for that attempt to finish, then try again."
+    )
+    expect(page.get_by_role("alert")).to_contain_text("The server said: an attempt of this delivery is in flight")
+    _axe_clean(page, "event details with a refused Retry now")
+    page.unroute(in_flight)
+    before = sent()
+    now.click()
+    page.get_by_role("dialog", name="Retry now").get_by_role("button", name="Retry now").click()
+    expect(page.get_by_text("The delivery is being attempted again now.")).to_be_visible()
+    expect(page.locator("dt:text-is('Status') + dd .status.ok")).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_role("row").filter(has_text="HTTP 200")).to_have_count(1)
+    expect(page.get_by_role("button", name="Redeliver")).to_be_visible()  # delivered: sending it again is a redelivery
+    assert sent() == before + 1
+    ui.assert_clean()
+
+
+def test_resend_failed_deliveries_since_an_hour_ago(
+    browser: Browser, short_stack: RunningStack, receiver: Receiver
+) -> None:
+    stack = short_stack
+    session = _new_session(browser, stack, 1280, 860)
+    page = session.page
+    try:
+        tenant = _tenant()
+        switch = f"recover-{tenant}"
+        receiver.codes[switch] = 503
+        path = f"/switch/{switch}"
+        hook = _create_webhook(stack, tenant, receiver.hook(path))
+        devices = [f"dev-a-{uuid.uuid4().hex[:6]}", f"dev-b-{uuid.uuid4().hex[:6]}"]
+        for device in devices:
+            _provision(stack, tenant, device)
+        for device in devices:  # one retry after 1 s, then no more: failed
+            _wait_for(
+                lambda device=device: (s := _delivery(stack, tenant, hook, device)) and s["state"] == "failed",
+                f"the delivery for {device} failed",
+            )
+        sent = lambda: sum(1 for r in receiver.requests if r["path"] == path)  # noqa: E731
+        _sign_in(session, stack, tenant, f"/#/integrations/{hook}/activity")
+        rows = page.get_by_role("row").filter(has=page.locator(".status.bad"))
+        expect(rows).to_have_count(2, timeout=POLL_TIMEOUT)
+        for device in devices:
+            expect(page.locator("td.device", has_text=device)).to_be_visible()
+
+        receiver.codes[switch] = 200
+        before = sent()
+        page.get_by_role("button", name="Resend failed deliveries…").click()
+        dialog = page.get_by_role("dialog", name="Resend failed deliveries")
+        expect(dialog).to_be_visible()
+        since = dialog.get_by_label("From", exact=True)
+        until = dialog.get_by_label("Until (optional)", exact=True)
+        default = since.input_value()
+        shown = time.strptime(default, "%Y-%m-%dT%H:%M")
+        assert abs(time.mktime(shown) - (time.time() - 3600)) < 120, default  # an hour ago, local time
+        _axe_clean(page, "the Resend failed deliveries dialog")
+
+        # an end before the start is refused on the form; a start in the future by the server (400)
+        until.fill("2000-01-01T00:00")
+        dialog.get_by_role("button", name="Resend failed deliveries").click()
+        expect(dialog.get_by_text("The end has to be after the start")).to_be_visible()
+        expect(until).to_have_attribute("aria-invalid", "true")
+        until.fill("")
+        since.fill(time.strftime("%Y-%m-%dT%H:%M", time.localtime(time.time() + 86_400)))
+        dialog.get_by_role("button", name="Resend failed deliveries").click()
+        expect(dialog.get_by_role("alert")).to_contain_text("the start has to be in the past and before the end")
+        expect(dialog.get_by_role("alert")).to_contain_text("The server said: until: must be later than since.")
+        expect(since).to_have_attribute("aria-invalid", "true")
+        _axe_clean(page, "the Resend failed deliveries dialog with errors")
+        assert sent() == before
+
+        since.fill(default)
+        dialog.get_by_role("button", name="Resend failed deliveries").click()
+        expect(dialog).to_be_hidden()
+        expect(page.get_by_text("2 failed deliveries are being sent again.")).to_be_visible()
+        expect(page.get_by_role("row").filter(has=page.locator(".status.ok"))).to_have_count(2, timeout=TIMEOUT)
+        assert sent() == before + 2
+        _axe_clean(page, "activity after resending failed deliveries")
+
+        # nothing left to resend; a disabled webhook is refused (409), said in plain words on the form
+        resp = requests.put(
+            f"{stack.url}{MANAGEMENT}/integrations/{hook}",
+            json={"enabled": False},
+            headers=_headers(stack, tenant),
+            timeout=10,
+        )
+        assert resp.status_code in (200, 204), resp.text
+        page.get_by_role("button", name="Resend failed deliveries…").click()
+        dialog.get_by_role("button", name="Resend failed deliveries").click()
+        expect(dialog.get_by_role("alert")).to_contain_text("This webhook is disabled")
+        expect(dialog.get_by_role("alert")).to_contain_text("The server said: the webhook is disabled")
+        dialog.get_by_role("button", name="Cancel").click()
+        expect(dialog).to_be_hidden()
+        assert sent() == before + 2
+    finally:
+        problems = list(session.problems)
+        session.context.close()
+    assert problems == [], "\n".join(problems)

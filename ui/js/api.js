@@ -115,6 +115,8 @@ export const integrations = {
   setCredentials: (id, url, secret) =>
     api("PUT", `/integrations/${encodeURIComponent(id)}/credentials`, { type: "http", http: { url, secret } }),
   test: (id) => api("POST", `/integrations/${encodeURIComponent(id)}/test`),
+  recover: (id, since, until) =>
+    api("POST", `/integrations/${encodeURIComponent(id)}/recover`, until ? { since, until } : { since }),
 };
 
 export const events = {

@@ -5,14 +5,18 @@ import {
   busy,
   button,
   confirmDialog,
+  confirmRetry,
   deliveryFor,
   detailsButton,
+  deviceId,
   eventTypesLabel,
   formatTime,
   h,
   modal,
   notice,
   replace,
+  retryable,
+  retryProblem,
   stateView,
   statusCell,
   timeEl,
@@ -23,6 +27,7 @@ import { field, MAX_RATE_LIMIT, rateLimitError, secretError, secretHelp } from "
 
 const PER_PAGE = 20;
 const POLL_MS = 10_000;
+const FAST_POLL_MS = 2_000;
 
 export async function renderDetail(ctx, id, initialTab) {
   document.title = "Webhook details · devicehooks";
@@ -371,20 +376,30 @@ function askSecret() {
   });
 }
 
-/** The Activity tab: polled every 10 s while shown, paginated 20 at a time. */
+/** The Activity tab: polled every 10 s while shown (every 2 s while a retry asked for is under way), paginated. */
 function activityView(ctx, hook, panel) {
   let page = 1;
   let timer = null;
   let running = false;
   let last = "";
+  // deliveries retried from here: event id -> [attempts before, give up watching at]
+  const watched = new Map();
+  let fastUntil = 0; // after "Resend failed deliveries": look every 2 s for a while
   const updated = h("span.muted.small", { "aria-live": "off" });
   const table = h("div.activity-body", {}, h("p.muted", { text: "Loading…" }));
+  const outcome = h("div.outcome");
   const prev = button("Previous page", () => turn(-1));
   const next = button("Next page", () => turn(1));
   const pageLabel = h("span.page", { "aria-live": "polite" });
   const pager = h("nav.pager", { "aria-label": "Activity pages", hidden: true }, prev, pageLabel, next);
   const refresh = button("Refresh", () => load());
-  panel.append(h("div.section-head", {}, h("h2", { text: "Activity" }), h("div.head-tools", {}, updated, refresh)), table, pager);
+  const resend = button("Resend failed deliveries…", () => resendFailed());
+  panel.append(
+    h("div.section-head", {}, h("h2", { text: "Activity" }), h("div.head-tools", {}, updated, refresh, resend)),
+    outcome,
+    table,
+    pager,
+  );
 
   async function load() {
     if (!ctx.active || running || timer === false) return;
@@ -399,6 +414,7 @@ function activityView(ctx, hook, panel) {
       const list = (await events.list(hook.id, page, PER_PAGE)) || [];
       if (!ctx.active) return;
       updated.textContent = `Updated ${formatTime(new Date().toISOString(), true).slice(11)}`;
+      settle(list);
       const key = JSON.stringify([page, list]);
       if (key !== last) {
         last = key;
@@ -410,13 +426,79 @@ function activityView(ctx, hook, panel) {
       replace(table, notice("error", "The activity could not be loaded: ", h("span", { text: err.message })));
     } finally {
       running = false;
-      if (ctx.active && timer !== false) timer = ctx.after(POLL_MS, load);
+      if (ctx.active && timer !== false) timer = ctx.after(watched.size || Date.now() < fastUntil ? FAST_POLL_MS : POLL_MS, load);
     }
+  }
+
+  /** Stops watching the retried deliveries that have had their new attempt (or after a minute). */
+  function settle(list) {
+    const now = Date.now();
+    for (const [id, [before, until]] of watched) {
+      const status = deliveryFor(list.find((e) => e.id === id), hook.id);
+      const done = status && status.state !== "pending" && (status.attempts ?? 0) > before;
+      if (done || now > until) watched.delete(id);
+    }
+  }
+
+  /** Shows an outcome and moves the focus to it (the row's button may be redrawn away). */
+  function tell(node) {
+    node.tabIndex = -1;
+    replace(outcome, node);
+    node.focus();
   }
 
   function turn(step) {
     page = Math.max(1, page + step);
     load();
+  }
+
+  async function retry(event, btn, what) {
+    if (!(await confirmRetry(what))) return;
+    await busy(btn, async () => {
+      try {
+        await events.redeliver(event.id, hook.id);
+        if (!ctx.active) return;
+        const status = deliveryFor(event, hook.id);
+        watched.set(event.id, [status?.attempts ?? 0, Date.now() + 60_000]);
+        tell(notice("ok", `${what[0].toUpperCase()}${what.slice(1)} is being sent again now.`));
+        last = "";
+        load();
+      } catch (err) {
+        if (err instanceof SignedOut || !ctx.active) return;
+        replace(outcome, retryProblem(err));
+      }
+    });
+  }
+
+  async function resendFailed(since) {
+    const result = since ? await recoverFrom(hook, since.since, since.until) : await askRecover(hook);
+    if (!result || !ctx.active) return;
+    const [answer, until] = result;
+    const count = answer?.count ?? 0;
+    const text =
+      count === 0
+        ? "No failed delivery was found in that time: nothing was sent again."
+        : `${count} failed ${count === 1 ? "delivery is" : "deliveries are"} being sent again.`;
+    const more = answer?.next_since
+      ? [
+          h("span", { text: ` There are more events after ${formatTime(answer.next_since, true)}. ` }),
+          button("Continue from there", () => resendFailed({ since: answer.next_since, until })),
+        ]
+      : [];
+    tell(notice("ok", text, ...more));
+    if (count) fastUntil = Date.now() + 30_000;
+    last = "";
+    load();
+  }
+
+  /** Without the dialog: goes on from next_since (the user confirmed the window already). */
+  async function recoverFrom(hook, since, until) {
+    try {
+      return [await integrations.recover(hook.id, since, until), until];
+    } catch (err) {
+      if (!(err instanceof SignedOut) && ctx.active) replace(outcome, notice("error", ...recoverProblem(err)));
+      return null;
+    }
   }
 
   function show(list) {
@@ -441,8 +523,8 @@ function activityView(ctx, hook, panel) {
           h(
             "tr",
             {},
-            ["Time", "Event trigger", "Status", "Attempts"].map((t) => h("th", { scope: "col", text: t })),
-            h("th", { scope: "col" }, h("span.sr-only", { text: "Details" })),
+            ["Time", "Device", "Event trigger", "Status", "Attempts"].map((t) => h("th", { scope: "col", text: t })),
+            h("th", { scope: "col" }, h("span.sr-only", { text: "Actions" })),
           ),
         ),
         h(
@@ -451,10 +533,28 @@ function activityView(ctx, hook, panel) {
           list.map((event) => {
             const status = deliveryFor(event, hook.id);
             const attempts = status ? status.attempts ?? 0 : null;
+            const device = deviceId(event);
+            const details = detailsButton(
+              names,
+              [triggerLabel(event.type), device ? `device ${device}` : null, formatTime(event.time, true)],
+              event.id,
+              () => ctx.go(`#/integrations/${encodeURIComponent(hook.id)}/events/${encodeURIComponent(event.id)}`),
+            );
+            const what = `the ${triggerLabel(event.type)} event${device ? ` of device ${device}` : ""}`;
+            let again = null;
+            if (retryable(status)) {
+              again = h(
+                "button.button.outlined.retry-now",
+                { type: "button", on: { click: () => retry(event, again, what) } },
+                "Retry now",
+                h("span.sr-only", { text: ` for ${details.textContent.replace(/^View details for /, "")}` }),
+              );
+            }
             return h(
               "tr",
               {},
-              h("td.when", { "data-label": "Time" }, timeEl(event.time)),
+              h("td.when", { "data-label": "Time" }, timeEl(event.time, true)),
+              h(device ? "td.device.mono" : "td.device.mono.none", { "data-label": "Device", text: device ?? "—", title: device ?? undefined }),
               h("td.trigger", { "data-label": "Event trigger", text: triggerLabel(event.type) }),
               h("td.state", { "data-label": "Status" }, h("span.status-stack", {}, statusCell(status), waitNote(status))),
               h(
@@ -463,13 +563,7 @@ function activityView(ctx, hook, panel) {
                 attempts === null ? "—" : String(attempts),
                 attempts === null ? null : h("span.unit", { text: attempts === 1 ? " attempt" : " attempts" }),
               ),
-              h(
-                "td.manage",
-                {},
-                detailsButton(names, [triggerLabel(event.type), deviceOf(event), formatTime(event.time, true)], event.id, () =>
-                  ctx.go(`#/integrations/${encodeURIComponent(hook.id)}/events/${encodeURIComponent(event.id)}`),
-                ),
-              ),
+              h("td.manage", {}, h("span.row-actions", {}, details, again)),
             );
           }),
         ),
@@ -489,8 +583,103 @@ function activityView(ctx, hook, panel) {
   };
 }
 
-/** The device an event is about, as "device <id>", when its data names one. */
-function deviceOf(event) {
-  const id = event?.data?.id ?? event?.data?.device_id;
-  return typeof id === "string" && id ? `device ${id}` : null;
+/** "Resend failed deliveries": asks for the time window; resolves [the API's answer, until] or null. */
+function askRecover(hook) {
+  return modal("Resend failed deliveries", (close) => {
+    const status = h("div.form-status");
+    const sinceInput = h("input", { type: "datetime-local", name: "since", value: localInput(new Date(Date.now() - 3600_000)) });
+    const untilInput = h("input", { type: "datetime-local", name: "until" });
+    const since = field({
+      id: "recover-since",
+      label: "From",
+      input: sinceInput,
+      help: "Your local time. Deliveries of events from this time on that failed (no more tries) are sent again, once each.",
+      validate: (v) => (parseLocal(v) ? "" : "Enter the date and time to start from"),
+    });
+    const until = field({
+      id: "recover-until",
+      label: "Until (optional)",
+      input: untilInput,
+      help: "Leave it empty to go up to now.",
+      validate: (v) => {
+        if (!v) return "";
+        const end = parseLocal(v);
+        if (!end) return "Enter a date and time, or leave the field empty";
+        const start = parseLocal(sinceInput.value);
+        return start && end <= start ? "The end has to be after the start" : "";
+      },
+    });
+    const submit = h("button.button.primary", { type: "submit", text: "Resend failed deliveries" });
+    return h(
+      "form.recover-form",
+      {
+        novalidate: true,
+        on: {
+          submit: (event) => {
+            event.preventDefault();
+            replace(status);
+            const ok = [since.check(), until.check()];
+            if (!ok[0] || !ok[1]) {
+              (ok[0] ? untilInput : sinceInput).focus();
+              return;
+            }
+            const from = rfc3339(parseLocal(sinceInput.value));
+            const to = untilInput.value ? rfc3339(parseLocal(untilInput.value)) : undefined;
+            busy(submit, async () => {
+              try {
+                close([await integrations.recover(hook.id, from, to), to]);
+              } catch (err) {
+                if (err instanceof SignedOut) {
+                  close(null);
+                  return;
+                }
+                replace(status, notice("error", ...recoverProblem(err)));
+                if (err.status === 400) {
+                  since.setError("Check this time: ", h("span", { text: recoverReason(err) }));
+                  sinceInput.focus();
+                }
+              }
+            });
+          },
+        },
+      },
+      h("p", {
+        text: "Every delivery to this webhook that failed (with no more tries left) in this time is sent again now. Deliveries that are waiting for a retry, or were delivered, are left alone.",
+      }),
+      since.node,
+      until.node,
+      status,
+      h("div.actions", {}, button("Cancel", () => close(null)), submit),
+    );
+  });
+}
+
+const pad2 = (n) => String(n).padStart(2, "0");
+/** A Date as a datetime-local input's value (local time, to the minute). */
+function localInput(d) {
+  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}T${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+}
+/** A datetime-local input's value (local time) as a Date, or null. */
+function parseLocal(value) {
+  if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?$/.test(value || "")) return null;
+  const d = new Date(value); // no zone: local time
+  return Number.isNaN(d.getTime()) ? null : d;
+}
+/** RFC 3339 in UTC, to the second. */
+const rfc3339 = (d) => d.toISOString().replace(/\.\d{3}Z$/, "Z");
+
+function recoverReason(err) {
+  return String(err.message || "").replace(/^malformed request body:\s*/i, "");
+}
+
+/** A refused "resend failed deliveries" in plain words, with the server's own reason after it. */
+function recoverProblem(err) {
+  const said = h("span.detail", { text: ` (The server said: ${recoverReason(err)})` });
+  if (err.status === 409) {
+    return ["This webhook is disabled, so nothing can be sent to it: enable it on the Settings tab first.", said];
+  }
+  if (err.status === 400) {
+    return ["The failed deliveries were not sent again: the start has to be in the past and before the end.", said];
+  }
+  return ["The failed deliveries were not sent again: ", h("span", { text: err.message })];
 }

@@ -278,14 +278,43 @@ export function modal(title, build) {
   });
 }
 
-export function confirmDialog(title, text, confirmLabel) {
+export function confirmDialog(title, text, confirmLabel, cls = ".danger") {
   return modal(title, (close) => [
     h("p", { text }),
     h(
       "div.actions",
       {},
       button("Cancel", () => close(false)),
-      button(confirmLabel, () => close(true), ".danger"),
+      button(confirmLabel, () => close(true), cls),
     ),
   ]);
+}
+
+/** Whether "Retry now" applies: the delivery waits for its next retry, or has no more tries. */
+export const retryable = (status) => status?.state === "retrying" || status?.state === "failed";
+
+/** Asks before a delivery is attempted again now; resolves true when confirmed. */
+export function confirmRetry(what, label = "Retry now") {
+  return confirmDialog(
+    label,
+    `Send ${what} to this webhook again now? The receiver gets the same request once more; a retry that was waiting is then dropped.`,
+    label,
+    ".primary",
+  );
+}
+
+/** A refused redelivery in plain words, with the server's own reason after it. */
+export function retryProblem(err) {
+  const said = h("span.detail", { text: ` (The server said: ${err.message})` });
+  if (err.status === 409) {
+    return notice("error", "This delivery is being attempted right now: wait for that attempt to finish, then try again.", said);
+  }
+  if (err.status === 404) return notice("error", "The event or the webhook no longer exists.", said);
+  return notice("error", "The delivery could not be retried: ", h("span", { text: err.message }));
+}
+
+/** The device an event is about (data.id, or data.device_id for inventory events), or null. */
+export function deviceId(event) {
+  const id = event?.data?.id ?? event?.data?.device_id;
+  return typeof id === "string" && id ? id : null;
 }

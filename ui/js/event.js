@@ -10,6 +10,9 @@ import {
   notice,
   reasonText,
   replace,
+  retryable,
+  retryProblem,
+  confirmRetry,
   statusCell,
   timeEl,
   triggerLabel,
@@ -36,13 +39,23 @@ export async function renderEvent(ctx, integrationId, eventId) {
     body,
   ]);
 
+  let timer = null;
+  // after "Retry now": [attempts before, stop watching at], until the new attempt is recorded
+  let watching = null;
   async function load() {
+    clearTimeout(timer);
     const event = await events.get(eventId);
     if (!ctx.active) return;
     body.removeAttribute("aria-busy");
     const status = deliveryFor(event, integrationId);
+    if (watching && ((status?.attempts ?? 0) > watching[0] && status?.state !== "pending" || Date.now() > watching[1])) {
+      watching = null;
+    }
+    const hadFocus = document.activeElement?.classList?.contains("redeliver");
     replace(body, ...view(event, status));
-    if (status && IN_PROGRESS.has(status.state)) ctx.after(2000, () => load().catch(ctx.fail));
+    if (hadFocus) body.querySelector(".redeliver")?.focus();
+    clearTimeout(timer); // one refresh loop, even when two loads overlapped
+    if ((status && IN_PROGRESS.has(status.state)) || watching) timer = ctx.after(2000, () => load().catch(ctx.fail));
   }
 
   function view(event, status) {
@@ -55,19 +68,25 @@ export async function renderEvent(ctx, integrationId, eventId) {
         replace(outcome, notice("error", "The browser did not allow copying: select the text instead."));
       }
     });
-    const redeliver = button("Redeliver", () =>
-      busy(redeliver, async () => {
+    // one action: "Retry now" for a delivery waiting for its retry or failed, "Redeliver" otherwise
+    const now = retryable(status);
+    const label = now ? "Retry now" : "Redeliver";
+    const redeliver = button(label, async () => {
+      if (!(await confirmRetry("this event", label))) return;
+      await busy(redeliver, async () => {
         try {
           await events.redeliver(event.id, integrationId);
           if (!ctx.active) return;
-          replace(outcome, notice("ok", "The event was queued for redelivery."));
-          ctx.after(1000, () => load().catch(ctx.fail));
+          watching = [status?.attempts ?? 0, Date.now() + 60_000];
+          replace(outcome, notice("ok", now ? "The delivery is being attempted again now." : "The event was queued for redelivery."));
+          clearTimeout(timer);
+          timer = ctx.after(1000, () => load().catch(ctx.fail));
         } catch (err) {
           if (err instanceof SignedOut || !ctx.active) return;
-          replace(outcome, notice("error", "The event could not be redelivered: ", h("span", { text: err.message })));
+          replace(outcome, retryProblem(err));
         }
-      }),
-    );
+      });
+    }, ".redeliver");
     const attempts = Array.isArray(status?.attempt_log) ? status.attempt_log : [];
     return [
       h(
