@@ -1,4 +1,4 @@
-"""A real ``devicehooks local`` process on a free port, driven over HTTP."""
+"""A real ``devicehooks local`` process on a free port, driven over HTTP; a webhook receiver per test."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from devicehooks_dev.local.process import RunningStack, start_stack, stop_stack
+from tests.receiver import Receiver
 
 
 @pytest.fixture(scope="session")
@@ -14,3 +15,11 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSta
     stack = start_stack(tmp_path_factory.mktemp("e2e"))
     yield stack
     stop_stack(stack)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real HTTP receiver (tests/receiver.py), closed after the test."""
+    server = Receiver()
+    yield server
+    server.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -25,13 +24,6 @@ INVENTORY = [
     {"name": "network_interfaces", "value": ["eth0"], "scope": "inventory"},
     {"name": "os", "value": ["RelaxedOS", "Based GNU/Linux 11 (bullseye)"], "scope": "inventory"},
 ]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.close()
 
 
 def _integration(tenant: Tenant, integration_id: str) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,13 +16,6 @@ from tests.receiver import Receiver, eventually
 pytestmark = pytest.mark.e2e
 MGMT = "/api/management/v1/iot-manager"
 INTERNAL = "/api/internal/v1/iot-manager"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.close()
 
 
 class Tenant:

@@ -32,13 +32,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     stop_stack(running)
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.close()
-
-
 class Tenant:
     def __init__(self, stack: RunningStack) -> None:
         self.stack = stack

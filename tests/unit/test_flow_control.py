@@ -43,6 +43,43 @@ def h(httpserver: HTTPServer) -> Iterator[Harness]:
     httpserver.clear()
 
 
+class Slow:
+    """A receiver's handler that holds each POST until ``release`` is set, counting the most held at once."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.most = 0
+        self._inside = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, request: Request) -> Response:
+        with self._lock:
+            self._inside += 1
+            self.most = max(self.most, self._inside)
+        self.release.wait(5)
+        with self._lock:
+            self._inside -= 1
+        return Response("ok")
+
+
+def _another(h: Harness, timeout: float) -> Dispatcher:
+    """A second dispatcher instance on the harness's stores and queue (as Lambda's share DynamoDB and SQS)."""
+    sender = HttpSender(DestinationGuard(allowed_cidrs=LOOPBACK), timeout=timeout)
+    return Dispatcher(h.integrations, h.activity, h.cipher, sender, h.queue, h.policy, clock=h.clock, draw=lambda: 0.0)
+
+
+def _invocation(dispatcher: Dispatcher, start: threading.Barrier | None = None) -> str:
+    """One invocation of ``dispatcher`` with one status change of tenant-1 (after ``start``, if given)."""
+    event_id = str(uuid.uuid4())
+    batch = dispatcher.begin_batch()
+    body = Harness.bus(event_id, "device-status-changed", "tenant-1", {"id": "d", "status": "accepted"})
+    if start is not None:
+        start.wait(5)
+    dispatcher.handle_message(body, batch)
+    dispatcher.finish_batch(batch)
+    return event_id
+
+
 def _posts(h: Harness, path: str) -> int:
     return len(h.requests(path))
 
@@ -137,20 +174,7 @@ def test_other_webhooks_of_the_tenant_are_not_held(h: Harness) -> None:
 
 # ---------------------------------------------------------------------------------------- the webhook's share
 def test_no_more_than_the_webhooks_share_is_attempted_at_once_the_rest_is_held(httpserver: HTTPServer) -> None:
-    release = threading.Event()
-    inside: list[int] = []
-    lock = threading.Lock()
-    most = [0]
-
-    def slow(request: Request) -> Response:
-        with lock:
-            inside.append(1)
-            most[0] = max(most[0], len(inside))
-        release.wait(5)
-        with lock:
-            inside.pop()
-        return Response("ok")
-
+    slow = Slow()
     server = HTTPServer(threaded=True)
     server.start()
     server.expect_request("/slow", method="POST").respond_with_handler(slow)
@@ -161,16 +185,16 @@ def test_no_more_than_the_webhooks_share_is_attempted_at_once_the_rest_is_held(h
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 5
-        while (len(h.queue.scheduled) < 3 or most[0] < 2) and time.monotonic() < deadline:
+        while (len(h.queue.scheduled) < 3 or slow.most < 2) and time.monotonic() < deadline:
             time.sleep(0.01)  # two inside the receiver, three held
-        release.set()
+        slow.release.set()
         for thread in threads:
             thread.join(10)
     finally:
-        release.set()
+        slow.release.set()
         server.clear()
         server.stop()
-    assert most[0] == 2
+    assert slow.most == 2
     held = [t for t, _ in h.queue.scheduled]
     assert len(held) == 3 and {t.integration_id for t in held} == {hook.id}
     for task in held:
@@ -394,66 +418,35 @@ def test_a_webhook_on_trial_is_attempted_by_a_few_invocations_across_dispatcher_
     """Two dispatcher instances (sharing the stores, as Lambda's share DynamoDB), three invocations
     each at once, to a new webhook that takes its time: only ``trial_invocations`` attempt it, the
     others hold their deliveries; once a delivery succeeded, it is proven and every invocation goes."""
-    release = threading.Event()
-    inside: list[int] = []
-    lock = threading.Lock()
-    most = [0]
-
-    def slow(request: Request) -> Response:
-        with lock:
-            inside.append(1)
-            most[0] = max(most[0], len(inside))
-        release.wait(5)
-        with lock:
-            inside.pop()
-        return Response("ok")
-
+    slow = Slow()
     server = HTTPServer(threaded=True)
     server.start()
     server.expect_request("/slow", method="POST").respond_with_handler(slow)
     policy = DispatchPolicy(schedule=(5,), delivery_timeout=5.0, trial_invocations=2)
     h = Harness(server, timeout=5.0, policy=policy)
-    other = Dispatcher(
-        h.integrations,
-        h.activity,
-        h.cipher,
-        HttpSender(DestinationGuard(allowed_cidrs=LOOPBACK), timeout=5.0),
-        h.queue,
-        policy,
-        clock=h.clock,
-        draw=lambda: 0.0,
-    )
+    other = _another(h, timeout=5.0)
     hook = h.webhook(path="/slow")
-
-    def invocation(dispatcher: Dispatcher) -> str:
-        event_id = str(uuid.uuid4())
-        batch = dispatcher.begin_batch()
-        dispatcher.handle_message(
-            Harness.bus(event_id, "device-status-changed", "tenant-1", {"id": "d", "status": "accepted"}), batch
-        )
-        dispatcher.finish_batch(batch)
-        return event_id
 
     def run(count: int) -> list[str]:
         done: list[str] = []
         threads = [
-            threading.Thread(target=lambda d=d: done.append(invocation(d)))
+            threading.Thread(target=lambda d=d: done.append(_invocation(d)))
             for d in (h.dispatcher, other)
             for _ in range(count)
         ]
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 5
-        while len(done) < len(threads) - most[0] and time.monotonic() < deadline:
+        while len(done) < len(threads) - slow.most and time.monotonic() < deadline:
             time.sleep(0.01)  # the held ones are done, the attempted ones wait inside the receiver
-        release.set()
+        slow.release.set()
         for thread in threads:
             thread.join(10)
         return done
 
     try:
         first = run(3)
-        assert most[0] == 2  # two invocations in all attempted it, whichever instance they ran in
+        assert slow.most == 2  # two invocations in all attempted it, whichever instance they ran in
         held = [t for t, _ in h.queue.scheduled]
         assert len(held) == 4 and {t.integration_id for t in held} == {hook.id}
         record = h.activity.get("tenant-1", held[0].event_id)
@@ -461,13 +454,13 @@ def test_a_webhook_on_trial_is_attempted_by_a_few_invocations_across_dispatcher_
         assert record.deliveries[hook.id].error.startswith("held: the webhook is on trial")
         stored = h.integrations.get("tenant-1", hook.id)
         assert stored is not None and stored.circuit.proven  # the two attempts succeeded
-        release.clear()
-        most[0] = 0
+        slow.release.clear()
+        slow.most = 0
         second = run(3)
-        assert most[0] == 6  # proven: every invocation attempts it, no turn taken
+        assert slow.most == 6  # proven: every invocation attempts it, no turn taken
         assert len(h.queue.scheduled) == 4
     finally:
-        release.set()
+        slow.release.set()
         server.clear()
         server.stop()
     delivered = [h.activity.get("tenant-1", e) for e in second]
@@ -493,26 +486,10 @@ def test_the_rate_limit_holds_across_two_dispatcher_instances_at_once(h: Harness
     within one second (the harness's clock stands still): three POSTs, the rest held."""
     hook = h.webhook(path="/hook", rate_limit=3)
     h.integrations.note_success("tenant-1", hook.id)  # proven: no trial turns in the way
-    other = Dispatcher(
-        h.integrations,
-        h.activity,
-        h.cipher,
-        HttpSender(DestinationGuard(allowed_cidrs=LOOPBACK), timeout=2.0),
-        h.queue,
-        h.policy,
-        clock=h.clock,
-        draw=lambda: 0.0,
-    )
+    other = _another(h, timeout=2.0)
     start = threading.Barrier(8)
 
-    def invocation(dispatcher: Dispatcher) -> None:
-        batch = dispatcher.begin_batch()
-        body = Harness.bus(str(uuid.uuid4()), "device-status-changed", "tenant-1", {"id": "d", "status": "accepted"})
-        start.wait(5)
-        dispatcher.handle_message(body, batch)
-        dispatcher.finish_batch(batch)
-
-    threads = [threading.Thread(target=invocation, args=(d,)) for d in (h.dispatcher, other) for _ in range(4)]
+    threads = [threading.Thread(target=_invocation, args=(d, start)) for d in (h.dispatcher, other) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:

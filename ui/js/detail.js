@@ -23,7 +23,7 @@ import {
   triggerLabel,
   waitNote,
 } from "./dom.js";
-import { field, MAX_RATE_LIMIT, rateLimitError, secretError, secretHelp } from "./form.js";
+import { field, rateLimitError, rateLimitInput, secretError, secretHelp } from "./form.js";
 
 const PER_PAGE = 20;
 const POLL_MS = 10_000;
@@ -245,17 +245,7 @@ function settingsView(ctx, initial, panel) {
 /** The optional rate limit: deliveries per second, empty for none (PUT {"rate_limit": n|null}). */
 function rateLimitForm(ctx, hook, onSaved) {
   const status = h("div.form-status");
-  const input = h("input", {
-    type: "number",
-    name: "rate_limit",
-    min: "1",
-    max: String(MAX_RATE_LIMIT),
-    step: "1",
-    inputmode: "numeric",
-    autocomplete: "off",
-    placeholder: "No limit",
-    value: hook.rate_limit == null ? "" : String(hook.rate_limit),
-  });
+  const input = rateLimitInput(hook.rate_limit);
   const limit = field({
     id: "rate-limit",
     label: "Rate limit (deliveries per second)",

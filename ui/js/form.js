@@ -57,6 +57,21 @@ export function field({ id, label, input, help, validate, extra }) {
 
 export const MAX_RATE_LIMIT = 10_000;
 
+/** The rate limit's input (deliveries per second, empty for none), as the add/edit form and Settings show it. */
+export function rateLimitInput(value) {
+  return h("input", {
+    type: "number",
+    name: "rate_limit",
+    min: "1",
+    max: String(MAX_RATE_LIMIT),
+    step: "1",
+    inputmode: "numeric",
+    autocomplete: "off",
+    placeholder: "No limit",
+    value: value == null ? "" : String(value),
+  });
+}
+
 /** An error message for a rate limit (deliveries per second), or "" when valid: empty, or 1 to 10,000. */
 export function rateLimitError(value, badInput = false) {
   const text = value.trim();
@@ -187,17 +202,7 @@ export async function renderForm(ctx, id) {
     input: h("textarea", { name: "description", rows: 3, text: hook?.description ?? "" }),
     help: "Optional: what this webhook is for.",
   });
-  const limitInput = h("input", {
-    type: "number",
-    name: "rate_limit",
-    min: "1",
-    max: String(MAX_RATE_LIMIT),
-    step: "1",
-    inputmode: "numeric",
-    autocomplete: "off",
-    placeholder: "No limit",
-    value: hook?.rate_limit == null ? "" : String(hook.rate_limit),
-  });
+  const limitInput = rateLimitInput(hook?.rate_limit);
   const limit = editing
     ? field({
         id: "edit-rate-limit",

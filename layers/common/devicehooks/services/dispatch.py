@@ -27,7 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -38,6 +38,7 @@ from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
 from devicehooks.domain.decisions import (
     Decision,
     DispatchPolicy,
+    Gate,
     Hold,
     decide,
     gate,
@@ -53,6 +54,9 @@ from devicehooks.security.secretbox import SecretCipher
 from devicehooks.store.activity import ActivityStore, Claim
 from devicehooks.store.integrations import IntegrationStore, Trial
 from devicehooks.timeutil import utcnow
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 COALESCE_SECONDS = 0.05  # how long a finished delivery may wait for its siblings, to share their write
 QUIET_SECONDS = 0.01  # ... as long as one more finishes within this of the last
@@ -108,41 +112,33 @@ class Batch:
         """Seconds until the deadline (infinite without one)."""
         return float("inf") if self.deadline is None else self.deadline - time.monotonic()
 
-    def integrations_of(self, tenant_id: str, load: Callable[[str], list[Integration]]) -> list[Integration]:
-        """The tenant's integrations, loaded once for this batch."""
+    def _once(self, table: dict[K, Future[V]], key: K, load: Callable[[], V]) -> V:
+        """``load()`` once per ``key`` for this batch, however many records ask at the same time (the
+        others wait for the first one's answer); a failed load is forgotten, so the next record tries
+        again."""
         with self._lock:
-            entry = self._tenants.get(tenant_id)
+            entry = table.get(key)
             owner = entry is None
             if entry is None:
-                entry = self._tenants[tenant_id] = Future()
+                entry = table[key] = Future()
         if owner:
             try:
-                entry.set_result(load(tenant_id))
+                entry.set_result(load())
             except BaseException as exc:
                 entry.set_exception(exc)
                 with self._lock:
-                    self._tenants.pop(tenant_id, None)  # the next record tries again
+                    table.pop(key, None)
                 raise
         return entry.result()
+
+    def integrations_of(self, tenant_id: str, load: Callable[[str], list[Integration]]) -> list[Integration]:
+        """The tenant's integrations, loaded once for this batch."""
+        return self._once(self._tenants, tenant_id, lambda: load(tenant_id))
 
     def trial(self, integration: Integration, start: Callable[[], Trial]) -> Trial:
         """This invocation's turn at a webhook on trial: taken (``start``) once, however many of
         the batch's deliveries go to it, and given back by :meth:`Dispatcher.finish_batch`."""
-        key = (integration.tenant_id, integration.id)
-        with self._lock:
-            entry = self._trials.get(key)
-            owner = entry is None
-            if entry is None:
-                entry = self._trials[key] = Future()
-        if owner:
-            try:
-                entry.set_result(start())
-            except BaseException as exc:
-                entry.set_exception(exc)
-                with self._lock:
-                    self._trials.pop(key, None)
-                raise
-        return entry.result()
+        return self._once(self._trials, (integration.tenant_id, integration.id), start)
 
     def take_trials(self) -> list[tuple[tuple[str, str], Trial]]:
         """The turns this batch took (to give back), forgotten here."""
@@ -301,13 +297,7 @@ class Dispatcher:
             if not integration.enabled:
                 statuses.append(DeliveryStatus.skipped_new(integration.id, "webhook is disabled", now))
                 continue
-            decided = gate(integration.circuit, batch.time_left(), now, self.policy, self.draw())
-            if (
-                decided == "attempt"
-                and not integration.circuit.proven
-                and not self._trial(batch, integration, now).granted
-            ):
-                decided = on_trial(now, self.policy, self.draw())  # known before the record: held in it
+            decided = self._admit(batch, integration, now)  # known before the record: a hold is in it
             if isinstance(decided, Hold):
                 statuses.append(DeliveryStatus(integration.id).held(decided.until, decided.reason, now))
             else:
@@ -376,13 +366,7 @@ class Dispatcher:
         )
         hold: Hold | None = None
         if integration is not None and integration.enabled and task.reason != "redeliver":
-            decided = gate(integration.circuit, batch.time_left(), now, self.policy, self.draw())
-            if (
-                decided == "attempt"
-                and not integration.circuit.proven
-                and not self._trial(batch, integration, now).granted
-            ):
-                decided = on_trial(now, self.policy, self.draw())
+            decided = self._admit(batch, integration, now)
             if isinstance(decided, Hold):
                 if task.reason == "hold":  # still held: back to the queue; the activity log says why already
                     batch.later(task, max(0.0, (decided.until - now).total_seconds()))
@@ -471,7 +455,7 @@ class Dispatcher:
         task = DeliveryTask.first(event.tenant_id, event.id, integration.id, current.attempts).at_attempt(
             series_attempt
         )
-        decided = gate(integration.circuit, batch.time_left(), now, self.policy, self.draw())
+        decided = self._admit(batch, integration, now)
         probe = decided == "probe"
         if probe:
             until = now + timedelta(seconds=self.policy.attempt_budget)
@@ -479,8 +463,6 @@ class Dispatcher:
                 decided = held_back("held: another dispatcher is probing the webhook", now, self.policy, self.draw())
         if isinstance(decided, Hold):
             return self._hold(batch, task, current, integration, decided, now)
-        if not probe and not integration.circuit.proven and not self._trial(batch, integration, now).granted:
-            return self._hold(batch, task, current, integration, on_trial(now, self.policy, self.draw()), now)
         if not self.shares.take(integration.id):
             reason = "held: the webhook's share of concurrent deliveries is in use"
             return self._hold(batch, task, current, integration, held_back(reason, now, self.policy, self.draw()), now)
@@ -494,6 +476,15 @@ class Dispatcher:
         finally:
             self.shares.give_back(integration.id)
         return replace(outcome, probe=probe)
+
+    def _admit(self, batch: Batch, integration: Integration, now: datetime) -> Gate:
+        """The gates a delivery to ``integration`` passes before any share or rate limit: the
+        circuit and the invocation's time (:func:`gate`), then, for a webhook on trial, this
+        invocation's turn at it (taken once per batch)."""
+        decided = gate(integration.circuit, batch.time_left(), now, self.policy, self.draw())
+        if decided == "attempt" and not integration.circuit.proven and not self._trial(batch, integration, now).granted:
+            return on_trial(now, self.policy, self.draw())
+        return decided
 
     def _trial(self, batch: Batch, integration: Integration, now: datetime) -> Trial:
         """This invocation's turn at a webhook on trial, held until the invocation ends."""

@@ -32,28 +32,26 @@ MAX_DETAIL_BYTES = 240 * 1024
 MAX_ID_LENGTH = 256  # the bus contract's tenant and device ids (BusDetail, StatusChange, Decommission)
 
 
+def _check_id(value: str, what: str) -> str:
+    """``value`` (a ``what`` ID) if events can carry it, else :class:`InvalidRequest` (a 400)."""
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidRequest(f"invalid {what} ID: the length must be no more than {MAX_ID_LENGTH}")
+    if not value.isascii():
+        try:
+            check(value)
+        except JSONInputError as exc:
+            raise InvalidRequest(f"invalid {what} ID: {exc.reason}") from None
+    return value
+
+
 def check_tenant_id(tenant_id: str) -> str:
     """``tenant_id`` if events can carry it, else :class:`InvalidRequest` (a 400)."""
-    if len(tenant_id) > MAX_ID_LENGTH:
-        raise InvalidRequest(f"invalid tenant ID: the length must be no more than {MAX_ID_LENGTH}")
-    if not tenant_id.isascii():
-        try:
-            check(tenant_id)
-        except JSONInputError as exc:
-            raise InvalidRequest(f"invalid tenant ID: {exc.reason}") from None
-    return tenant_id
+    return _check_id(tenant_id, "tenant")
 
 
 def check_device_id(device_id: str) -> str:
     """``device_id`` if events can carry it, else :class:`InvalidRequest` (a 400)."""
-    if len(device_id) > MAX_ID_LENGTH:
-        raise InvalidRequest(f"invalid device ID: the length must be no more than {MAX_ID_LENGTH}")
-    if not device_id.isascii():
-        try:
-            check(device_id)
-        except JSONInputError as exc:
-            raise InvalidRequest(f"invalid device ID: {exc.reason}") from None
-    return device_id
+    return _check_id(device_id, "device")
 
 
 def detail_json(detail: Mapping[str, Any]) -> str:
