@@ -279,6 +279,7 @@ class MemoryTaskQueue:
 
     def __init__(self) -> None:
         self.scheduled: list[tuple[DeliveryTask, float]] = []
+        self.returned: list[tuple[str, float]] = []  # device events' messages sent back as they came
         self.dead: list[tuple[DeliveryTask, str]] = []
         self.rejected: list[tuple[str, str]] = []
         self._lock = threading.Lock()
@@ -287,9 +288,13 @@ class MemoryTaskQueue:
         with self._lock:
             self.scheduled.append((task.due(time.time() + delay_seconds), delay_seconds))
 
-    def schedule_many(self, tasks: list[tuple[DeliveryTask, float]]) -> None:
+    def schedule_many(self, tasks: Sequence[tuple[DeliveryTask | str, float]]) -> None:
         for task, delay in tasks:
-            self.schedule(task, delay)
+            if isinstance(task, str):
+                with self._lock:
+                    self.returned.append((task, delay))
+            else:
+                self.schedule(task, delay)
 
     def dead_letter(self, task: DeliveryTask, reason: str) -> None:
         with self._lock:

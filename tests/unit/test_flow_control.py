@@ -447,23 +447,25 @@ def test_a_webhook_on_trial_is_attempted_by_a_few_invocations_across_dispatcher_
     try:
         first = run(3)
         assert slow.most == 2  # two invocations in all attempted it, whichever instance they ran in
-        held = [t for t, _ in h.queue.scheduled]
-        assert len(held) == 4 and {t.integration_id for t in held} == {hook.id}
-        record = h.activity.get("tenant-1", held[0].event_id)
-        assert record is not None and record.deliveries[hook.id].error is not None
-        assert record.deliveries[hook.id].error.startswith("held: the webhook is on trial")
+        # the others' events went back to the queue as they came, unrecorded, for a few seconds
+        assert not h.queue.scheduled and len(h.queue.returned) == 4
+        assert all(1 <= delay <= 3 for _, delay in h.queue.returned)
+        held = [json.loads(body)["id"] for body, _ in h.queue.returned]
+        assert len(set(held) & set(first)) == 4 and all(h.activity.get("tenant-1", e) is None for e in held)
         stored = h.integrations.get("tenant-1", hook.id)
         assert stored is not None and stored.circuit.proven  # the two attempts succeeded
         slow.release.clear()
         slow.most = 0
         second = run(3)
         assert slow.most == 6  # proven: every invocation attempts it, no turn taken
-        assert len(h.queue.scheduled) == 4
+        assert len(h.queue.returned) == 4 and not h.queue.scheduled
+        for body, _ in h.queue.returned:  # back from the queue: now delivered
+            h.dispatcher.handle_message(body)
     finally:
         slow.release.set()
         server.clear()
         server.stop()
-    delivered = [h.activity.get("tenant-1", e) for e in second]
+    delivered = [h.activity.get("tenant-1", e) for e in second + held]
     assert all(r is not None and r.deliveries[hook.id].state == "delivered" for r in delivered)
     assert len(first) == 6
 
@@ -499,3 +501,143 @@ def test_the_rate_limit_holds_across_two_dispatcher_instances_at_once(h: Harness
     assert len(held) == 5 and {t.integration_id for t in held} == {hook.id}
     record = h.activity.get("tenant-1", held[0].event_id)
     assert record is not None and record.deliveries[hook.id].error == "held: the webhook's rate limit is reached"
+
+
+# ---------------------------------------------------------------------------------------- held backlogs
+def _batch_of_events(h: Harness, count: int, tenant: str = "tenant-1") -> list[str]:
+    """``count`` status changes of ``tenant`` handled as one batch (one invocation); their ids."""
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    batch = h.dispatcher.begin_batch()
+    for n, event_id in enumerate(ids):
+        h.dispatcher.handle_message(
+            Harness.bus(event_id, "device-status-changed", tenant, {"id": f"d{n}", "status": "accepted"}), batch
+        )
+    h.dispatcher.finish_batch(batch)
+    return ids
+
+
+def test_a_backlog_held_for_an_open_circuit_goes_back_and_forth_as_one_message_and_follows_a_probe_that_succeeds(
+    httpserver: HTTPServer,
+) -> None:
+    for _ in range(4):  # three failures open the circuit; the first probe fails too
+        httpserver.expect_ordered_request("/flaky", method="POST").respond_with_data("no", status=503)
+    httpserver.expect_request("/flaky", method="POST").respond_with_data("ok")
+    h = Harness(httpserver, policy=POLICY)
+    hook = h.webhook(path="/flaky")
+    for _ in range(3):
+        h.send()
+    before = len(h.queue.scheduled)
+    held = _batch_of_events(h, 25)
+    (group, delay), *others = h.queue.scheduled[before:]
+    assert not others and group.kind == "deliveries" and [group.event_id, *group.more_events] == held
+    assert (group.reason, group.integration_id, group.seen_attempts) == ("hold", hook.id, 0)
+    assert delay == 30 + POLICY.attempt_budget  # due when the earliest of them is
+    for event_id in held:
+        record = h.activity.get("tenant-1", event_id)
+        assert record is not None and record.deliveries[hook.id].state == "retrying"
+        assert record.deliveries[hook.id].error is not None
+        assert record.deliveries[hook.id].error.startswith("circuit open since")
+
+    h.clock.advance(30 + POLICY.attempt_budget + 1)
+    _due_tasks(h)  # the probe fails (the circuit reopens for 60 s); the group comes back to it: held again, whole
+    assert _posts(h, "/flaky") == 4
+    regrouped = [t for t, _ in h.queue.scheduled if t.kind == "deliveries"]
+    assert len(regrouped) == 1 and [regrouped[0].event_id, *regrouped[0].more_events] == held
+
+    h.clock.advance(60 + POLICY.attempt_budget + 1)
+    _due_tasks(h)  # the probe succeeds and closes the circuit; the group is released, one task each
+    released = [t for t, _ in h.queue.scheduled]
+    assert {t.event_id for t in released} >= set(held) and all(t.kind == "delivery" for t in released)
+    _due_tasks(h)
+    assert _posts(h, "/flaky") == 4 + 3 + 25  # failures, the three first events' retries (one the probe), the backlog
+    for event_id in held:
+        record = h.activity.get("tenant-1", event_id)
+        assert record is not None
+        assert (record.deliveries[hook.id].state, record.deliveries[hook.id].attempts) == ("delivered", 1)
+
+
+def test_a_held_group_whose_webhook_was_removed_closes_each_of_its_deliveries(h: Harness) -> None:
+    down = h.webhook(path="/down")
+    for _ in range(3):
+        h.send()
+    held = _batch_of_events(h, 4)
+    h.integrations.remove("tenant-1", down.id)
+    h.clock.advance(30 + POLICY.attempt_budget + 1)
+    _due_tasks(h)  # released one by one: each finds the webhook gone
+    _due_tasks(h)
+    for event_id in held:
+        record = h.activity.get("tenant-1", event_id)
+        assert record is not None
+        assert (record.deliveries[down.id].state, record.deliveries[down.id].error) == ("failed", "webhook was removed")
+    assert _posts(h, "/down") == 3
+
+
+def test_held_tasks_are_grouped_only_when_alike_but_for_their_event() -> None:
+    from devicehooks.delivery.tasks import GROUP_MAX, DeliveryTask, group_held
+
+    def held(event: str, hook: str = "i", attempts: int = 0) -> DeliveryTask:
+        return DeliveryTask.first("t", event, hook, attempts).held()
+
+    waiting: list[tuple[DeliveryTask | str, float]] = [
+        (held("e1"), 40.0),
+        (held("e2"), 35.0),
+        (held("e3", hook="j"), 35.0),  # another webhook
+        (held("e4", attempts=2), 35.0),  # made attempts before: not alike
+        (DeliveryTask.first("t", "e5", "i", 0), 5.0),  # a retry, not a hold
+        ('{"id": "raw"}', 2.0),  # an event sent back as it came
+        (held("e6"), 50.0),
+    ]
+    out = group_held(waiting)
+    groups = [(t, d) for t, d in out if isinstance(t, DeliveryTask) and t.more_events]
+    assert len(out) == 5 and len(groups) == 1
+    group, delay = groups[0]
+    assert [group.event_id, *group.more_events] == ["e1", "e2", "e6"] and delay == 35.0
+    assert ('{"id": "raw"}', 2.0) in out
+    many = group_held([(held(f"e{n}"), 10.0) for n in range(GROUP_MAX + 3)])
+    sizes = [1 + len(t.more_events) for t, _ in many if isinstance(t, DeliveryTask)]
+    assert sizes == [GROUP_MAX, 3]
+    assert all(len(t.model_dump_json()) < 64 * 1024 for t, _ in many if isinstance(t, DeliveryTask))
+
+
+def test_events_sent_back_whole_go_within_sqs_batch_limits() -> None:
+    from devicehooks.delivery.tasks import SEND_BATCH_BYTES, SqsTaskQueue
+
+    class Sqs:
+        def __init__(self) -> None:
+            self.batches: list[list[dict[str, Any]]] = []
+
+        def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+            self.batches.append(Entries)
+            return {"Failed": []}
+
+    sqs = Sqs()
+    big = json.dumps({"id": "big", "detail": {"data": "x" * 100_000}})
+    small = json.dumps({"id": "small"})
+    SqsTaskQueue("retry", "delivery-dlq", "dispatch-dlq", sqs=sqs).schedule_many(
+        [(big, 1.2), (big, 1.2), (big, 1.2)] + [(small, 2.5)] * 12
+    )
+    assert [len(b) for b in sqs.batches] == [2, 10, 3]  # two big bodies fill a request
+    assert all(sum(len(e["MessageBody"]) for e in b) <= SEND_BATCH_BYTES for b in sqs.batches)
+    assert {e["DelaySeconds"] for b in sqs.batches for e in b} == {2, 3}  # rounded up, never early
+    assert sqs.batches[0][0]["MessageBody"] == big  # as it came
+
+
+def test_an_event_is_sent_back_unrecorded_only_when_every_webhook_it_goes_to_is_on_trial_with_no_turn(
+    h: Harness,
+) -> None:
+    trial = h.webhook(path="/hook")
+    now = h.clock()
+    turn = h.integrations.start_trial("tenant-1", trial.id, POLICY.trial_invocations, now, now + timedelta(minutes=1))
+    taken = [turn] + [
+        h.integrations.start_trial("tenant-1", trial.id, POLICY.trial_invocations, now, now + timedelta(minutes=1))
+        for _ in range(POLICY.trial_invocations - 1)
+    ]
+    assert all(t.granted for t in taken)
+    alone = h.send()
+    assert h.activity.get("tenant-1", alone) is None and len(h.queue.returned) == 1 and _posts(h, "/hook") == 0
+    proven = h.webhook(path="/hook")
+    h.integrations.note_success("tenant-1", proven.id)
+    both = h.send()
+    record = h.activity.get("tenant-1", both)  # one webhook can go: recorded, the other held in it
+    assert record is not None and record.deliveries[proven.id].state == "delivered"
+    assert record.deliveries[trial.id].state == "retrying" and len(h.queue.returned) == 1

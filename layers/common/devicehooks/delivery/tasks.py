@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from devicehooks import aws
 
 MAX_SQS_DELAY = 900
+GROUP_MAX = 500  # held deliveries one message carries: 500 event ids are about 20 KB
+SEND_BATCH_BYTES = 250_000  # SendMessageBatch's payload limit is 256 KiB: leave room for the attributes
 
 
 class DeliveryTask(BaseModel):
@@ -24,9 +27,11 @@ class DeliveryTask(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
-    kind: Literal["delivery"] = "delivery"
+    # "deliveries": a group of held deliveries, alike but for their events (event_id, more_events)
+    kind: Literal["delivery", "deliveries"] = "delivery"
     tenant_id: str
     event_id: str
+    more_events: tuple[str, ...] = Field(default=(), max_length=GROUP_MAX)
     integration_id: str
     series_attempt: int = Field(ge=1)
     due_at: float = 0.0
@@ -73,6 +78,12 @@ class DeliveryTask(BaseModel):
         """This task for a delivery held, not attempted (its status already says why)."""
         return self._with(reason="hold")
 
+    def singles(self) -> list[DeliveryTask]:
+        """The group's deliveries as tasks of their own (a task that is no group: itself)."""
+        if not self.more_events:
+            return [self]
+        return [self._with(kind="delivery", event_id=e, more_events=()) for e in (self.event_id, *self.more_events)]
+
     def redriven(self) -> DeliveryTask:
         """This task sent back from the delivery DLQ: a fresh retry schedule, due now."""
         return self._with(series_attempt=1, due_at=0.0, reason="redrive")
@@ -84,8 +95,9 @@ class TaskQueue(Protocol):
     def schedule(self, task: DeliveryTask, delay_seconds: float) -> None:
         """Make ``task`` due in ``delay_seconds`` (any length)."""
 
-    def schedule_many(self, tasks: list[tuple[DeliveryTask, float]]) -> None:
-        """:meth:`schedule` for several tasks at once; raises unless every one is queued."""
+    def schedule_many(self, tasks: Sequence[tuple[DeliveryTask | str, float]]) -> None:
+        """:meth:`schedule` for several tasks at once (or device events' messages, sent back as
+        they came, to be dispatched after the delay); raises unless every one is queued."""
 
     def dead_letter(self, task: DeliveryTask, reason: str) -> None:
         """Keep a delivery that exhausted its attempts (the delivery DLQ)."""
@@ -112,9 +124,9 @@ class SqsTaskQueue:
     def schedule(self, task: DeliveryTask, delay_seconds: float) -> None:
         self.sqs.send_message(QueueUrl=self.retry_queue_url, **_message(task, delay_seconds))
 
-    def schedule_many(self, tasks: list[tuple[DeliveryTask, float]]) -> None:
-        for start in range(0, len(tasks), 10):  # SendMessageBatch takes ten
-            pending = {str(n): _message(t, d) for n, (t, d) in enumerate(tasks[start : start + 10])}
+    def schedule_many(self, tasks: Sequence[tuple[DeliveryTask | str, float]]) -> None:
+        for group in _send_batches([_message(t, d) for t, d in tasks]):
+            pending = {str(n): message for n, message in enumerate(group)}
             for _ in range(5):
                 entries = [{"Id": key, **message} for key, message in pending.items()]
                 out = self.sqs.send_message_batch(QueueUrl=self.retry_queue_url, Entries=entries)
@@ -139,11 +151,53 @@ class SqsTaskQueue:
         )
 
 
-def _message(task: DeliveryTask, delay_seconds: float) -> dict[str, Any]:
-    """The retry queue's message for ``task``, due in ``delay_seconds``."""
+def group_held(waiting: Sequence[tuple[DeliveryTask | str, float]]) -> list[tuple[DeliveryTask | str, float]]:
+    """``waiting`` with its held deliveries that are alike but for their event (the same webhook,
+    schedule attempt and attempts made) merged into groups of up to :data:`GROUP_MAX`, each due
+    when its earliest is: a webhook's backlog held for its circuit goes back and forth as a few
+    messages, not one per event."""
+    out: list[tuple[DeliveryTask | str, float]] = []
+    groups: dict[tuple[str, str, int, int | None], list[tuple[DeliveryTask, float]]] = {}
+    for task, delay in waiting:
+        if isinstance(task, str) or task.reason != "hold":
+            out.append((task, delay))
+        else:
+            key = (task.tenant_id, task.integration_id, task.series_attempt, task.seen_attempts)
+            groups.setdefault(key, []).append((task, delay))
+    for alike in groups.values():
+        if len(alike) == 1:
+            out.append(alike[0])
+            continue
+        events = [e for task, _ in alike for e in (task.event_id, *task.more_events)]
+        delay = min(d for _, d in alike)
+        first = alike[0][0]
+        for start in range(0, len(events), GROUP_MAX):
+            part = events[start : start + GROUP_MAX]
+            kind = "deliveries" if len(part) > 1 else "delivery"
+            group = first._with(kind=kind, event_id=part[0], more_events=tuple(part[1:]))
+            out.append((group, delay))
+    return out
+
+
+def _send_batches(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """``messages`` in SendMessageBatch requests: ten at most, within its payload limit."""
+    groups: list[list[dict[str, Any]]] = []
+    size = 0
+    for message in messages:
+        length = len(message["MessageBody"].encode())
+        if not groups or len(groups[-1]) == 10 or size + length > SEND_BATCH_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(message)
+        size += length
+    return groups
+
+
+def _message(task: DeliveryTask | str, delay_seconds: float) -> dict[str, Any]:
+    """The retry queue's message for ``task`` (or a device event's message), due in ``delay_seconds``."""
     due = time.time() + max(0.0, delay_seconds)
     return {
-        "MessageBody": task.due(due).model_dump_json(),
+        "MessageBody": task if isinstance(task, str) else task.due(due).model_dump_json(),
         # rounded up: SQS counts whole seconds, and a task must never come back before it is due
         "DelaySeconds": min(MAX_SQS_DELAY, math.ceil(max(0.0, delay_seconds))),
     }

@@ -119,6 +119,7 @@ class Hold:
 
     until: datetime
     reason: str
+    trial: bool = False  # held only because every turn at a webhook on trial is taken (see on_trial)
 
 
 Gate = Literal["attempt", "probe"] | Hold
@@ -161,6 +162,7 @@ def on_trial(now: datetime, policy: DispatchPolicy, draw: float = 0.0) -> Hold:
         now + timedelta(seconds=wait),
         f"held: the webhook is on trial (no delivery to it has succeeded yet, or one failed since): "
         f"{policy.trial_invocations} dispatchers at a time attempt it",
+        trial=True,
     )
 
 

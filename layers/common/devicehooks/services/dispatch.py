@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from devicehooks.delivery.sender import DeliveryResult, Sender, WebhookRequest
 from devicehooks.delivery.signing import webhook_headers
-from devicehooks.delivery.tasks import DeliveryTask, TaskQueue, parse_message
+from devicehooks.delivery.tasks import DeliveryTask, TaskQueue, group_held, parse_message
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
 from devicehooks.domain.decisions import (
     Decision,
@@ -91,22 +91,34 @@ class Batch:
     def __init__(self, deadline: float | None = None) -> None:
         self.deadline = deadline  # time.monotonic() at which the invocation ends; None: no limit
         self._tenants: dict[str, Future[list[Integration]]] = {}
-        self._outbox: list[tuple[DeliveryTask, float]] = []
+        self._outbox: list[tuple[DeliveryTask | str, float]] = []
+        self._alone: list[tuple[DeliveryTask | str, float]] = []  # sent as they are, never grouped
         self._trials: dict[tuple[str, str], Future[Trial]] = {}
         self._lock = threading.Lock()
 
-    def later(self, task: DeliveryTask, delay: float) -> None:
+    def later(self, task: DeliveryTask, delay: float, group: bool = True) -> None:
         """Send ``task`` back to the retry queue with the batch's other such tasks (one request per
         ten), when the batch's records are done: for tasks that come back early, whose activity
         item already says why. The message that brought the task is deleted only if that send
-        succeeds (the invocation fails otherwise), so nothing is lost."""
+        succeeds (the invocation fails otherwise), so nothing is lost. Held deliveries alike but
+        for their event go as one group (:meth:`take_outbox`), unless ``group`` is false (a group's
+        deliveries released one by one)."""
         with self._lock:
-            self._outbox.append((task, delay))
+            (self._outbox if group else self._alone).append((task, delay))
 
-    def take_outbox(self) -> list[tuple[DeliveryTask, float]]:
+    def send_back(self, body: str, delay: float) -> None:
+        """Send a device event's message back as it came, to be dispatched after ``delay`` seconds
+        (with the batch's tasks, as :meth:`later`): nothing of it was recorded or attempted."""
+        with self._lock:
+            self._outbox.append((body, delay))
+
+    def take_outbox(self) -> list[tuple[DeliveryTask | str, float]]:
+        """What waits to be sent, held deliveries alike but for their event grouped
+        (:func:`~devicehooks.delivery.tasks.group_held`), save those sent back ``group=False``."""
         with self._lock:
             taken, self._outbox = self._outbox, []
-            return taken
+            alone, self._alone = self._alone, []
+        return group_held(taken) + alone
 
     def time_left(self) -> float:
         """Seconds until the deadline (infinite without one)."""
@@ -262,7 +274,7 @@ class Dispatcher:
         if data is None:
             self._reject(body, "malformed message: not a JSON object", None)
             return
-        if data.get("kind") == "delivery":
+        if data.get("kind") in ("delivery", "deliveries"):
             try:
                 task = DeliveryTask.model_validate(data)
             except ValidationError as exc:
@@ -293,6 +305,7 @@ class Dispatcher:
         lease = now + timedelta(seconds=self.policy.lease_seconds)
         statuses: list[DeliveryStatus] = []
         ready: list[Integration] = []
+        trials: list[bool] = []  # for each held delivery: held only for its webhook's trial turns
         for integration in targets:
             if not integration.enabled:
                 statuses.append(DeliveryStatus.skipped_new(integration.id, "webhook is disabled", now))
@@ -300,9 +313,17 @@ class Dispatcher:
             decided = self._admit(batch, integration, now)  # known before the record: a hold is in it
             if isinstance(decided, Hold):
                 statuses.append(DeliveryStatus(integration.id).held(decided.until, decided.reason, now))
+                trials.append(decided.trial)
             else:
                 statuses.append(DeliveryStatus.leased(integration.id, lease))
                 ready.append(integration)
+        if trials and all(trials) and not ready:
+            # every webhook it goes to is on trial with each turn taken: the event waits on the queue,
+            # as it came, until the turns have told (a few seconds), unrecorded; recording it now
+            # would cost a write per event of a backlog and tell nothing the queue does not
+            until = min(s.next_attempt_at for s in statuses if s.next_attempt_at is not None)
+            batch.send_back(body, (until - now).total_seconds())
+            return
         record = ActivityEvent.new(event, int(now.timestamp()) + self.policy.retention, statuses, sent)
         existing = self.activity.create(record)
         if existing is None:
@@ -355,6 +376,9 @@ class Dispatcher:
         if remaining > 1:
             batch.later(task, remaining)
             return
+        if task.more_events:
+            self._handle_group(task, batch, now)
+            return
         logger.thread_safe_append_keys(correlation_id=task.event_id)
         integration = next(
             (
@@ -405,6 +429,26 @@ class Dispatcher:
             raise Busy(f"event {task.event_id}: delivery to {task.integration_id} is leased by another worker")
         if claim is Claim.TAKEN:
             self.deliver(event, integration, task.series_attempt, status.attempts, batch=batch)
+
+    def _handle_group(self, task: DeliveryTask, batch: Batch, now: datetime) -> None:
+        """A group of held deliveries (:func:`~devicehooks.delivery.tasks.group_held`): back to the
+        queue as one message while its webhook still holds them (one read and one send however many
+        they are); otherwise each goes on as a task of its own, due now."""
+        integration = next(
+            (
+                i
+                for i in batch.integrations_of(task.tenant_id, self.integrations.list_tenant)
+                if i.id == task.integration_id
+            ),
+            None,
+        )
+        if integration is not None and integration.enabled:
+            decided = self._admit(batch, integration, now)
+            if isinstance(decided, Hold):
+                batch.later(task, max(0.0, (decided.until - now).total_seconds()))
+                return
+        for single in task.singles():
+            batch.later(single, 0.0, group=False)
 
     def _drop_superseded(self, task: DeliveryTask, attempts: int | None) -> None:
         """A task whose attempt another task made (a redelivery, a probe): nothing left to do."""
