@@ -17,7 +17,7 @@ from devicehooks.delivery.tasks import DeliveryTask
 from devicehooks.domain.activity import ActivityEvent, DeliveryState, DeliveryStatus
 from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
 from devicehooks.errors import Conflict
-from devicehooks.store.activity import Claim, Update
+from devicehooks.store.activity import Claim, EventFilter, HourCount, Update, hour_of, matches
 from devicehooks.store.integrations import Trial, limit_message
 
 
@@ -145,6 +145,8 @@ class MemoryActivityStore:
 
     def __init__(self) -> None:
         self._events: dict[tuple[str, str], ActivityEvent] = {}
+        self._unindexed: set[tuple[str, str]] = set()  # events as if stored before the filter keys
+        self._hours: dict[tuple[str, str, datetime], HourCount] = {}
         self._lock = threading.Lock()
 
     def create(self, event: ActivityEvent) -> ActivityEvent | None:
@@ -242,23 +244,61 @@ class MemoryActivityStore:
             self._store(event)
 
     def list_events(
-        self, tenant_id: str, page: int, per_page: int, integration_id: str | None = None
+        self,
+        tenant_id: str,
+        page: int,
+        per_page: int,
+        integration_id: str | None = None,
+        only: EventFilter | None = None,
     ) -> list[ActivityEvent]:
+        only = only or EventFilter()
         with self._lock:
             events = [
                 e
-                for (t, _), e in self._events.items()
-                if t == tenant_id and (integration_id is None or integration_id in e.deliveries)
+                for (t, i), e in self._events.items()
+                if t == tenant_id
+                and matches(e, integration_id, only)
+                and not (only.keyed and (t, i) in self._unindexed)
             ]
         events.sort(key=lambda e: (e.time, e.id), reverse=True)
         skip = (page - 1) * per_page
         return events[skip : skip + per_page]
+
+    def forget_filter_keys(self, tenant_id: str, event_id: str) -> None:
+        """Make an event as if stored before the filter keys existed (tests: an upgraded table)."""
+        with self._lock:
+            self._unindexed.add((tenant_id, event_id))
+
+    def count_attempts(self, tenant_id: str, integration_id: str, counts: HourCount, expire_ts: int) -> None:
+        with self._lock:
+            key = (tenant_id, integration_id, hour_of(counts.hour))
+            stored = self._hours.get(key) or HourCount(hour=hour_of(counts.hour))
+            later = stored.last_at is None or (counts.last_at is not None and counts.last_at >= stored.last_at)
+            last = counts if later else stored
+            self._hours[key] = replace(
+                last,
+                hour=hour_of(counts.hour),
+                delivered=stored.delivered + counts.delivered,
+                failed=stored.failed + counts.failed,
+            )
+
+    def hour_counts(self, tenant_id: str, integration_id: str, until: datetime, hours: int) -> list[HourCount]:
+        with self._lock:
+            found = [
+                c
+                for (t, i, hour), c in self._hours.items()
+                if t == tenant_id and i == integration_id and hour <= hour_of(until)
+            ]
+        found.sort(key=lambda c: c.hour, reverse=True)
+        return found[: max(1, hours)]
 
     def remove_tenant(self, tenant_id: str) -> int:
         with self._lock:
             keys = [k for k in self._events if k[0] == tenant_id]
             for k in keys:
                 del self._events[k]
+            for hour in [h for h in self._hours if h[0] == tenant_id]:
+                del self._hours[hour]
             return len(keys)
 
 

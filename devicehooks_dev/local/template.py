@@ -63,6 +63,9 @@ def load_template(path: Path) -> dict[str, Any]:
     return data
 
 
+NO_VALUE: Any = type("NoValue", (), {"__repr__": lambda self: "AWS::NoValue"})()  # Ref AWS::NoValue
+
+
 @dataclass
 class Resolver:
     """Evaluates intrinsic functions against parameter values and local physical resources."""
@@ -78,6 +81,8 @@ class Resolver:
         return bool(self.resolve(self.conditions[name]))
 
     def _ref(self, name: str) -> Any:
+        if name == "AWS::NoValue":
+            return NO_VALUE
         if name in self.pseudo:
             return self.pseudo[name]
         if name in self.parameters:
@@ -87,8 +92,8 @@ class Resolver:
         raise KeyError(f"cannot resolve Ref {name} locally")
 
     def resolve(self, value: Any) -> Any:
-        if isinstance(value, list):
-            return [self.resolve(v) for v in value]
+        if isinstance(value, list):  # an entry that is AWS::NoValue is left out, as CloudFormation does
+            return [v for v in (self.resolve(v) for v in value) if v is not NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
@@ -139,7 +144,8 @@ class Resolver:
             if key == "Fn::FindInMap":
                 name, top, second = (str(part) for part in self.resolve(arg))
                 return self.mappings[name][top][second]
-        return {k: self.resolve(v) for k, v in value.items()}
+        resolved = {k: self.resolve(v) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
 
 
 def parameter_defaults(template: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,14 +9,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
 from devicehooks.domain.events import WebhookEvent
 from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
-from devicehooks.errors import Conflict
-from devicehooks.store.activity import Claim
+from devicehooks.errors import Conflict, ServiceUnavailable
+from devicehooks.store.activity import ActivityStore, Claim, DynamoActivityStore, EventFilter, HourCount
 from devicehooks.store.integrations import Trial
 from tests.contract.conftest import Stores
 
@@ -387,6 +388,31 @@ def test_records_replace_statuses_and_append_attempts(stores: Stores) -> None:
     assert stored.attempts["b"] == (Attempt(1, NOW, 3, None, "connection refused"),)
 
 
+def test_an_attempts_request_headers_round_trip_and_old_attempts_have_none(stores: Stores) -> None:
+    tenant = _tenant()
+    event = _event(tenant, [DeliveryStatus("a")])
+    stores.activity.create(event)
+    old = Attempt(1, NOW, 15, 503, "unexpected status code from webhook: 503")  # recorded before headers were kept
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "devicehooks/1.0",
+        "webhook-id": event.id,
+        "webhook-timestamp": "1764410000",
+        "X-Men-Signature": "ab" * 32,
+        "X-Men-Algorithm": "MEN-HMAC-SHA256-Payload",
+        "webhook-signature": "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4= v1,Zm9vYmFy",
+    }
+    signed = Attempt(2, NOW + timedelta(seconds=5), 9, 200, None, "ok", headers)
+    retrying = DeliveryStatus("a").after_attempt(old, "retrying", NOW, NOW + timedelta(seconds=5))
+    stores.activity.record(tenant, event.id, [(retrying, old)])
+    stores.activity.record(tenant, event.id, [(retrying.after_attempt(signed, "delivered", NOW), signed)])
+    stored = stores.activity.get(tenant, event.id)
+    assert stored is not None
+    first, second = stored.attempts["a"]
+    assert first == old and first.headers is None
+    assert second == signed and dict(second.headers or {}) == headers
+
+
 def test_a_late_failure_never_hides_a_success_and_does_not_block_its_siblings(stores: Stores) -> None:
     tenant = _tenant()
     event = _event(tenant, [DeliveryStatus("a"), DeliveryStatus("b")])
@@ -493,3 +519,282 @@ def test_removing_a_tenant_removes_its_events_and_markers_only(stores: Stores) -
     assert stores.activity.remove_tenant(tenant) == 3
     assert stores.activity.list_events(tenant, 1, 10) == [] and stores.activity.list_events(tenant, 1, 10, "b") == []
     assert [e.id for e in stores.activity.list_events(other, 1, 10)] == [kept.id]
+
+
+# ---------------------------------------------------------------------------------- event filters
+def _elsewhere(stores: Stores) -> ActivityStore:
+    """The same activity log through another store instance (another process: nothing remembered)."""
+    if isinstance(stores.activity, DynamoActivityStore):
+        return DynamoActivityStore(stores.activity.table_name, stores.activity.client)
+    return stores.activity
+
+
+def _device_event(tenant: str, n: int, hooks: list[str], event_type: str, device: str) -> ActivityEvent:
+    data: dict[str, object] = {"id": device}
+    if event_type == "device-inventory-changed":
+        data = {
+            "device_id": device,
+            "tenant_id": tenant,
+            "inventory": [{"name": "os", "value": "x", "scope": "inventory"}],
+        }
+    elif event_type == "webhook-test":
+        data = {"integration_id": hooks[0] if hooks else "none", "message": "test"}
+    event = WebhookEvent(
+        id=str(uuid.uuid4()), tenant_id=tenant, type=event_type, data=data, time=NOW + timedelta(seconds=n)
+    )  # type: ignore[arg-type]
+    leased = [DeliveryStatus.leased(h, NOW + timedelta(seconds=n + 60)) for h in hooks]
+    return ActivityEvent.new(event, int(NOW.timestamp()) + 3600, leased)
+
+
+def _all_pages(
+    stores: Stores, tenant: str, per_page: int, integration_id: str | None, only: EventFilter
+) -> list[list[str]]:
+    pages = []
+    for page in range(1, 100):
+        found = [e.id for e in stores.activity.list_events(tenant, page, per_page, integration_id, only)]
+        if not found:
+            return pages
+        pages.append(found)
+    raise AssertionError("too many pages")
+
+
+class _Log:
+    """The filtered activity log the contract expects: each event's device, type, time and states."""
+
+    def __init__(self, stores: Stores) -> None:
+        self.stores, self.tenant = stores, _tenant()
+        self.events: list[ActivityEvent] = []
+        self.states: dict[str, dict[str, str]] = {}
+        self.devices: dict[str, str | None] = {}
+
+    def add(self, n: int, hooks: list[str], event_type: str, device: str) -> ActivityEvent:
+        event = _device_event(self.tenant, n, hooks, event_type, device)
+        assert self.stores.activity.create(event) is None
+        self.events.append(event)
+        self.states[event.id] = {h: "pending" for h in hooks}
+        self.devices[event.id] = None if event_type == "webhook-test" else device
+        return event
+
+    def set(self, event: ActivityEvent, hook: str, state: str, store: ActivityStore | None = None) -> None:
+        at = NOW + timedelta(minutes=len(self.states[event.id]) + 5)
+        status = DeliveryStatus(hook).after_attempt(
+            Attempt(number=1, at=at, status_code=200 if state == "delivered" else 500),
+            state,  # type: ignore[arg-type]
+            at,
+            at if state == "retrying" else None,
+        )
+        (store or self.stores.activity).record(self.tenant, event.id, [(status, None)])
+        if self.states[event.id][hook] != "delivered":  # a success is never overwritten
+            self.states[event.id][hook] = state
+
+    def expected(self, integration_id: str | None, only: EventFilter) -> list[str]:
+        out = []
+        for event in sorted(self.events, key=lambda e: (e.time, e.id), reverse=True):
+            states = self.states[event.id]
+            if integration_id is not None and integration_id not in states:
+                continue
+            if only.device_id is not None and self.devices[event.id] != only.device_id:
+                continue
+            if only.type is not None and event.type != only.type:
+                continue
+            if only.since is not None and event.time < only.since:
+                continue
+            if only.until is not None and event.time >= only.until:
+                continue
+            if only.state is not None:
+                kept = [states[integration_id]] if integration_id is not None else list(states.values())
+                if only.state not in kept:
+                    continue
+            out.append(event.id)
+        return out
+
+    def check(self, integration_id: str | None, only: EventFilter, per_page: int = 3) -> list[str]:
+        pages = _all_pages(self.stores, self.tenant, per_page, integration_id, only)
+        assert all(len(p) == per_page for p in pages[:-1]), (only, integration_id, pages)  # full pages
+        listed = [e for p in pages for e in p]
+        assert listed == self.expected(integration_id, only), (only, integration_id)  # exact, newest first
+        return listed
+
+
+def _filtered_log(stores: Stores) -> tuple[_Log, str, str]:
+    log, a, b = _Log(stores), str(uuid.uuid4()), str(uuid.uuid4())
+    types = ["device-provisioned", "device-status-changed", "device-inventory-changed", "device-decommissioned"]
+    fan = [[a], [a, b], [b], [b, a], []]
+    for n in range(30):
+        hooks = fan[n % 5]
+        event = log.add(n, hooks, types[n % 4] if n % 7 else "webhook-test", f"dev-{n % 3}")
+        store = _elsewhere(stores) if n % 2 else stores.activity  # known and unknown carriers alike
+        if n % 3 == 0 and hooks:
+            log.set(event, hooks[0], "delivered", store)
+        if n % 4 == 1 and len(hooks) == 2:
+            log.set(event, hooks[1], "failed", store)
+        if n % 5 == 3:
+            log.set(event, hooks[0], "retrying", store)
+        if n % 6 == 5 and hooks:
+            log.set(event, hooks[-1], "skipped", store)
+    return log, a, b
+
+
+def test_events_are_filtered_by_device_exactly_across_pages(stores: Stores) -> None:
+    log, a, b = _filtered_log(stores)
+    assert log.check(None, EventFilter(device_id="dev-1"))
+    assert log.check(None, EventFilter(device_id="dev-2"), per_page=1)
+    assert log.check(a, EventFilter(device_id="dev-0"))
+    assert log.check(b, EventFilter(device_id="dev-1", state="pending"), per_page=2)
+    assert log.check(None, EventFilter(device_id="dev-2", type="device-inventory-changed"), per_page=1)
+    assert log.check(None, EventFilter(device_id="nobody")) == []
+
+
+def test_events_are_filtered_by_state_exactly_across_pages(stores: Stores) -> None:
+    log, a, b = _filtered_log(stores)
+    for state in ("pending", "retrying", "delivered", "failed", "skipped"):
+        log.check(None, EventFilter(state=state))  # type: ignore[arg-type]
+        log.check(a, EventFilter(state=state), per_page=2)  # type: ignore[arg-type]
+        log.check(b, EventFilter(state=state))  # type: ignore[arg-type]
+    assert log.check(None, EventFilter(state="delivered"))
+    assert log.check(b, EventFilter(state="failed"))
+
+
+def test_events_are_filtered_by_type_and_time_exactly_across_pages(stores: Stores) -> None:
+    log, a, b = _filtered_log(stores)
+    for kind in ("device-provisioned", "device-status-changed", "device-inventory-changed", "webhook-test"):
+        assert log.check(None, EventFilter(type=kind), per_page=2)
+        log.check(a, EventFilter(type=kind))
+    window = EventFilter(since=NOW + timedelta(seconds=4), until=NOW + timedelta(seconds=21))
+    assert len(log.check(None, window, per_page=4)) == 17  # from <= time < to
+    log.check(a, window)
+    log.check(None, replace(window, type="device-status-changed"))
+    log.check(b, replace(window, state="pending", type="device-inventory-changed"), per_page=1)
+    log.check(None, replace(window, device_id="dev-0", state="delivered"), per_page=1)
+    log.check(a, EventFilter(until=NOW + timedelta(seconds=10)))
+    log.check(None, EventFilter(since=NOW + timedelta(seconds=25)))
+
+
+def test_a_reopened_or_added_delivery_moves_to_pending_in_the_filters(stores: Stores) -> None:
+    log, a, b = _Log(stores), str(uuid.uuid4()), str(uuid.uuid4())
+    two = log.add(1, [a, b], "device-provisioned", "dev-x")
+    elsewhere = _elsewhere(stores)
+    at = NOW + timedelta(minutes=1)
+    failed = [
+        (DeliveryStatus(h).after_attempt(Attempt(number=1, at=at, status_code=500), "failed", at), None) for h in (b, a)
+    ]
+    elsewhere.record(log.tenant, two.id, failed)  # together, the carrier unknown (and not guessed)
+    log.states[two.id] = {a: "failed", b: "failed"}
+    log.check(a, EventFilter(state="failed"))
+    log.check(b, EventFilter(state="failed"))
+    log.check(None, EventFilter(state="pending"))
+    for hook in (a, b):
+        assert elsewhere.reopen(log.tenant, two.id, hook, NOW + timedelta(hours=1), 1, "failed")
+        log.states[two.id][hook] = "pending"
+    log.check(None, EventFilter(state="failed"))
+    log.check(a, EventFilter(state="pending"))
+    log.check(b, EventFilter(state="pending"))
+    none = log.add(2, [], "device-decommissioned", "dev-x")
+    log.check(None, EventFilter(type="device-decommissioned"))  # to no webhook: listed by its type
+    stores.activity.add_deliveries(log.tenant, none.id, [b])
+    log.states[none.id] = {b: "pending"}
+    log.check(b, EventFilter(state="pending", device_id="dev-x"))
+    log.check(None, EventFilter(type="device-decommissioned"))
+
+
+def _forget_filter_keys(stores: Stores, tenant: str, event: ActivityEvent) -> None:
+    """Make ``event`` as an item written before the filter keys (an upgraded table)."""
+    if isinstance(stores.activity, DynamoActivityStore):
+        keys = [f"E#{event.id}", *(f"D#{event.id}#{i}" for i in event.deliveries)]
+        for sk in keys:
+            stores.activity.client.update_item(
+                TableName=stores.activity.table_name,
+                Key={"pk": {"S": f"T#{tenant}"}, "sk": {"S": sk}},
+                UpdateExpression="REMOVE gsi3pk, gsi4pk, sv",
+            )
+        stores.activity._known.clear()  # noqa: SLF001 - as after the upgrade: no process wrote or read them yet
+    else:
+        stores.activity.forget_filter_keys(tenant, event.id)  # type: ignore[attr-defined]
+
+
+def test_events_stored_before_the_filter_keys_are_listed_as_before_and_by_time_only(stores: Stores) -> None:
+    log, a, b = _Log(stores), str(uuid.uuid4()), str(uuid.uuid4())
+    old = [log.add(n, [a, b], "device-provisioned", "dev-old") for n in range(3)]
+    for event in old:
+        _forget_filter_keys(stores, log.tenant, event)
+    new = log.add(5, [a], "device-provisioned", "dev-old")
+    for store in (stores.activity, _elsewhere(stores)):  # recorded as before, keys or none
+        log.set(old[0], a, "delivered", store)
+        log.set(old[1], b, "failed", store)
+    assert store.reopen(log.tenant, old[1].id, b, NOW + timedelta(hours=1), 1, "failed")
+    stores.activity.add_deliveries(log.tenant, old[2].id, [str(uuid.uuid4())])
+    assert stores.activity.get(log.tenant, old[0].id).deliveries[a].state == "delivered"  # type: ignore[union-attr]
+    every = [new.id, *(e.id for e in reversed(old))]
+    assert [e.id for e in stores.activity.list_events(log.tenant, 1, 10)] == every
+    assert [e.id for e in stores.activity.list_events(log.tenant, 1, 10, b)] == every[1:]
+    window = EventFilter(since=NOW, until=NOW + timedelta(seconds=2))
+    assert [e.id for e in stores.activity.list_events(log.tenant, 1, 10, a, window)] == [old[1].id, old[0].id]
+    for only in (
+        EventFilter(device_id="dev-old"),
+        EventFilter(state="delivered"),
+        EventFilter(state="pending"),
+        EventFilter(type="device-provisioned"),
+    ):
+        listed = [e.id for e in stores.activity.list_events(log.tenant, 1, 10, None, only)]
+        assert listed == ([] if only.state == "delivered" else [new.id])
+        assert [e.id for e in stores.activity.list_events(log.tenant, 1, 10, b, only)] == []
+
+
+# ---------------------------------------------------------------------------------- webhook health
+def test_attempts_are_counted_per_webhook_and_hour_the_latest_attempt_last(stores: Stores) -> None:
+    tenant, hook = _tenant(), str(uuid.uuid4())
+    hour = NOW.replace(minute=0, second=0, microsecond=0)
+    ok = Attempt(number=1, at=hour + timedelta(minutes=30), status_code=204)
+    bad = Attempt(number=2, at=hour + timedelta(minutes=10), status_code=503, error="HTTP 503")
+    late = HourCount(hour=hour).plus(ok, True).plus(ok, True)
+    early = HourCount(hour=hour).plus(bad, False)
+    stores.activity.count_attempts(tenant, hook, late, 0)
+    stores.activity.count_attempts(tenant, hook, early, 0)  # written after, but its attempt is older
+    before = HourCount(hour=hour - timedelta(hours=3)).plus(replace(bad, at=hour - timedelta(hours=3)), False)
+    stores.activity.count_attempts(tenant, hook, before, 0)
+    stores.activity.count_attempts(tenant, str(uuid.uuid4()), late, 0)  # another webhook
+    after = HourCount(hour=hour + timedelta(hours=1)).plus(replace(ok, at=hour + timedelta(hours=1)), True)
+    stores.activity.count_attempts(tenant, hook, after, 0)
+    counted = stores.activity.hour_counts(tenant, hook, NOW, 24)
+    assert [(c.hour, c.delivered, c.failed) for c in counted] == [(hour, 2, 1), (hour - timedelta(hours=3), 0, 1)]
+    assert (counted[0].last_at, counted[0].last_delivered, counted[0].last_status_code) == (ok.at, True, 204)
+    assert (counted[1].last_delivered, counted[1].last_status_code, counted[1].last_error) == (False, 503, "HTTP 503")
+    assert len(stores.activity.hour_counts(tenant, hook, NOW + timedelta(hours=1), 1)) == 1
+    assert stores.activity.hour_counts(_tenant(), hook, NOW, 24) == []
+
+
+def test_while_the_filter_indexes_are_being_added_filters_answer_503_and_the_rest_works(
+    moto_tables: tuple[Any, dict[str, dict[str, Any]]],
+) -> None:
+    """DynamoDB only: a table of a stack being upgraded, without ``by_device`` and ``by_state`` yet."""
+    client, physical = moto_tables
+    shape = client.describe_table(TableName=physical["ActivityLogTable"]["TableName"])["Table"]
+    old = [i for i in shape["GlobalSecondaryIndexes"] if i["IndexName"] in ("by_time", "by_webhook")]
+    name = f"upgrading-{uuid.uuid4().hex[:8]}"
+    client.create_table(
+        TableName=name,
+        KeySchema=shape["KeySchema"],
+        AttributeDefinitions=[
+            a
+            for a in shape["AttributeDefinitions"]
+            if a["AttributeName"] in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")
+        ],
+        GlobalSecondaryIndexes=[
+            {"IndexName": i["IndexName"], "KeySchema": i["KeySchema"], "Projection": i["Projection"]} for i in old
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    store, tenant = DynamoActivityStore(name, client), _tenant()
+    event = _event(tenant, [DeliveryStatus("a"), DeliveryStatus("b")])
+    assert store.create(event) is None
+    done = DeliveryStatus("b").after_attempt(Attempt(number=1, at=NOW, status_code=200), "delivered", NOW)
+    store.record(tenant, event.id, [(done, None)])
+    assert [e.id for e in store.list_events(tenant, 1, 10, "b")] == [event.id]
+    assert [e.id for e in store.list_events(tenant, 1, 10, None, EventFilter(since=NOW))] == [event.id]
+    for only in (
+        EventFilter(device_id="dev-1"),
+        EventFilter(state="delivered"),
+        EventFilter(type="device-decommissioned"),
+    ):
+        with pytest.raises(ServiceUnavailable, match="event filters are not available yet"):
+            store.list_events(tenant, 1, 10, None, only)

@@ -60,8 +60,13 @@ def test_tables_and_indexes_are_created_from_the_template(stack: LocalStack) -> 
     activity = ddb.describe_table(TableName=stack.physical["ActivityLogTable"]["TableName"])["Table"]
     assert [k["AttributeName"] for k in activity["KeySchema"]] == ["pk", "sk"]
     indexes = {i["IndexName"]: i for i in activity["GlobalSecondaryIndexes"]}
-    assert sorted(indexes) == ["by_time", "by_webhook"]
-    assert {i["Projection"]["ProjectionType"] for i in indexes.values()} == {"KEYS_ONLY"}
+    assert sorted(indexes) == ["by_device", "by_state", "by_time", "by_webhook"]
+    assert {n: i["Projection"]["ProjectionType"] for n, i in indexes.items()} == {
+        "by_time": "KEYS_ONLY",
+        "by_webhook": "KEYS_ONLY",
+        "by_device": "KEYS_ONLY",
+        "by_state": "INCLUDE",  # the delivery's webhook (gsi2pk), for a webhook's deliveries by state
+    }
     ttl = ddb.describe_time_to_live(TableName=stack.physical["ActivityLogTable"]["TableName"])
     assert ttl["TimeToLiveDescription"]["AttributeName"] == "expire_ts"
     attrs = aws.client("sqs").get_queue_attributes(

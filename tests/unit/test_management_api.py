@@ -13,6 +13,7 @@ import json
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,15 +21,17 @@ import pytest
 
 from devicehooks.api import management
 from devicehooks.delivery.sender import HttpSender
-from devicehooks.domain.activity import ActivityEvent, DeliveryStatus
+from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
 from devicehooks.domain.events import WebhookEvent
 from devicehooks.domain.models import Circuit
 from devicehooks.handlers import management as management_handler
 from devicehooks.security.ssrf import DestinationGuard
 from devicehooks.services.dispatch import Dispatcher, DispatchPolicy
 from devicehooks.services.events import EventService
+from devicehooks.services.health import HealthService
 from devicehooks.services.integrations import IntegrationService
 from devicehooks.services.redelivery import DeliveryService
+from devicehooks.store.activity import HourCount
 from devicehooks.timeutil import rfc3339_millis
 from devicehooks_dev.doubles import MemoryActivityStore, MemoryIntegrationStore, MemoryTaskQueue, PlainTestCipher
 from tests.conftest import FakeContext, load_event
@@ -626,6 +629,27 @@ def test_event_detail_has_per_attempt_records(api: Api, httpserver: Any) -> None
     assert api("GET", f"{BASE}/events/{event_id}", tenant="tenant-2").status == 404
 
 
+def test_event_detail_has_the_exact_body_and_each_attempts_headers(api: Api, httpserver: Any) -> None:
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    integration_id = _create(api, _webhook(url=httpserver.url_for("/hook"), secret="deadbeef"))
+    event_id = api("POST", f"{BASE}/integrations/{integration_id}/test").json()["event_id"]
+    detail = api("GET", f"{BASE}/events/{event_id}").json()
+    request = httpserver.log[0][0]
+    assert detail["body"].encode() == request.get_data()  # byte for byte, as sent
+    ((attempt,),) = [s["attempt_log"] for s in detail["delivery_statuses"]]
+    headers = attempt["headers"]
+    assert headers["X-Men-Signature"] == request.headers["X-Men-Signature"]
+    assert headers["webhook-id"] == event_id and headers["Content-Type"] == "application/json"
+    assert "deadbeef" not in json.dumps(detail)  # signatures, never the secret
+    # an attempt recorded before headers were kept reads without them
+    stored = api.activity.get("tenant-1", event_id)
+    assert stored is not None
+    bare = replace(stored.attempts[integration_id][0], headers=None)
+    api.activity.record("tenant-1", event_id, [(stored.deliveries[integration_id], bare)])
+    log = api("GET", f"{BASE}/events/{event_id}").json()["delivery_statuses"][0]["attempt_log"]
+    assert "headers" in log[0] and "headers" not in log[1]
+
+
 def test_redeliver_queues_the_event_for_its_webhooks(api: Api, httpserver: Any) -> None:
     httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
     integration_id = _create(api, _webhook(url=httpserver.url_for("/hook")))
@@ -881,3 +905,167 @@ def test_a_typed_test_event_sends_a_sample_of_that_type(api: Api, httpserver: An
     assert plain.status == 200 and json.loads(httpserver.log[1][0].get_data())["type"] == "webhook-test"
     wrong = api("POST", f"{BASE}/integrations/{integration_id}/test", {"type": "webhook-test"})
     assert wrong.status == 400 and wrong.json()["error"].startswith("malformed request body: type: ")
+
+
+# ------------------------------------------------------------------ event filters and webhook health
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("status=done", 'invalid status query: "done" (one of pending, retrying, delivered, failed, skipped)'),
+        (
+            "status=DELIVERED",
+            'invalid status query: "DELIVERED" (one of pending, retrying, delivered, failed, skipped)',
+        ),
+        (
+            "type=device-exploded",
+            'invalid type query: "device-exploded" (one of device-provisioned, device-decommissioned, '
+            "device-status-changed, device-inventory-changed, webhook-test)",
+        ),
+        ("from=yesterday", 'invalid from query: "yesterday" is not an RFC 3339 time'),
+        ("to=2026-01-01T00:00:00", 'invalid to query: "2026-01-01T00:00:00" is not an RFC 3339 time'),
+        ("from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "invalid time range: to must be after from"),
+        ("from=2026-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", "invalid time range: to must be after from"),
+        (f"device_id={'d' * 257}", "invalid device_id query: the length must be no more than 256"),
+        ("device_id=d\ud800", "invalid device_id query: contains a lone surrogate (\\ud800), which is not Unicode"),
+        ("status=failed&integration_id=nope", "integration ID is not a valid UUID"),
+    ],
+)
+def test_event_filters_are_validated_with_menders_error_body(api: Api, query: str, message: str) -> None:
+    response = api("GET", f"{BASE}/events", query=query)
+    assert response.status == 400, response.text
+    assert response.json()["error"] == message
+    assert set(response.json()) == {"error", "request_id"}
+
+
+def test_events_are_filtered_by_device_status_type_and_time(api: Api) -> None:
+    integration = str(uuid.uuid4())
+    ids = _store_events(api, 4, integration=integration)  # device-0..3, delivered, 1 s apart
+    _store_events(api, 2)  # to no webhook
+    query = "&".join
+    assert [e["id"] for e in api("GET", f"{BASE}/events", query="device_id=device-2").json()] == [ids[2]]
+    assert [e["id"] for e in api("GET", f"{BASE}/events", query="status=delivered").json()] == ids[::-1]
+    assert api("GET", f"{BASE}/events", query=f"status=failed&integration_id={integration}").json() == []
+    decommissioned = api("GET", f"{BASE}/events", query="type=device-decommissioned&per_page=2").json()
+    assert [e["id"] for e in decommissioned] == [ids[3], ids[2]]
+    assert api("GET", f"{BASE}/events", query="type=device-provisioned").json() == []
+    assert [e["id"] for e in api("GET", f"{BASE}/events", query="status=pending").json()] == []  # none pending
+    window = query(["from=2026-01-01T00:00:01Z", "to=2026-01-01T00:00:03.000Z", f"integration_id={integration}"])
+    assert [e["id"] for e in api("GET", f"{BASE}/events", query=window).json()] == [ids[2], ids[1]]
+    empty = query(["device_id=", "status=", "type=", "from=", "to="])  # empty parameters are absent
+    assert len(api("GET", f"{BASE}/events", query=empty).json()) == 6
+
+
+def _bus_event(device: str) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "device-decommissioned",
+        "source": "devicehooks.deviceauth",
+        "time": "2026-01-01T10:00:00Z",
+        "detail": {"tenant_id": "tenant-1", "data": {"id": device}},
+    }
+
+
+@pytest.fixture
+def health_api(api: Api) -> Api:
+    now = datetime(2026, 1, 2, 10, 30, tzinfo=UTC)
+    management.app.dependency_overrides[management.health_service] = lambda: HealthService(
+        api.integrations, api.activity, 5 * 24 * 3600, clock=lambda: now
+    )
+    return api
+
+
+def test_health_counts_24_hours_of_attempts_oldest_first(health_api: Api) -> None:
+    api = health_api
+    integration_id = _create(api)
+    hour = datetime(2026, 1, 2, 10, tzinfo=UTC)
+    ok = Attempt(number=1, at=hour + timedelta(minutes=20), status_code=200)
+    bad = Attempt(number=2, at=hour - timedelta(hours=2, minutes=-5), status_code=503, error="HTTP 503")
+    api.activity.count_attempts("tenant-1", integration_id, HourCount(hour=hour).plus(ok, True).plus(ok, True), 0)
+    api.activity.count_attempts("tenant-1", integration_id, HourCount(hour=bad.at).plus(bad, False).plus(bad, False), 0)
+    old = replace(bad, at=hour - timedelta(hours=30))  # outside the window
+    api.activity.count_attempts("tenant-1", integration_id, HourCount(hour=old.at).plus(old, False), 0)
+    failing = datetime(2026, 1, 1, 9, tzinfo=UTC)
+    api.integrations.note_failure("tenant-1", integration_id, failing)
+    body = api("GET", f"{BASE}/integrations/{integration_id}/health").json()
+    hourly = body.pop("hourly")
+    assert body == {
+        "last_delivery": {"at": "2026-01-02T10:20:00.000Z", "outcome": "delivered", "status_code": 200, "error": None},
+        "window_hours": 24,
+        "delivered": 2,
+        "failed": 2,
+        "success_rate": 0.5,
+        "failing_since": "2026-01-01T09:00:00.000Z",
+        "circuit": {"state": "closed", "failures": 1},
+        "disable_at": "2026-01-06T09:00:00.000Z",
+    }
+    assert len(hourly) == 24
+    assert hourly[0] == {"hour": "2026-01-01T11:00:00Z", "delivered": 0, "failed": 0}
+    assert hourly[-3] == {"hour": "2026-01-02T08:00:00Z", "delivered": 0, "failed": 2}
+    assert hourly[-1] == {"hour": "2026-01-02T10:00:00Z", "delivered": 2, "failed": 0}
+
+
+def test_health_of_a_webhook_without_attempts_and_of_unknown_ones(health_api: Api) -> None:
+    api = health_api
+    integration_id = _create(api)
+    body = api("GET", f"{BASE}/integrations/{integration_id}/health").json()
+    assert body["last_delivery"] is None and body["success_rate"] is None and body["disable_at"] is None
+    assert body["circuit"] == {"state": "closed", "failures": 0} and body["failing_since"] is None
+    assert sum(h["delivered"] + h["failed"] for h in body["hourly"]) == 0
+    unknown = api("GET", f"{BASE}/integrations/{uuid.uuid4()}/health")
+    assert (unknown.status, unknown.json()["error"]) == (404, "integration not found")
+    other = api("GET", f"{BASE}/integrations/{integration_id}/health", tenant="tenant-2")
+    assert other.status == 404
+    assert api("GET", f"{BASE}/integrations/nope/health").status == 400
+    assert api("GET", f"{BASE}/integrations/{integration_id}/health", tenant=None).status == 401
+
+
+def test_the_dispatcher_counts_each_attempt_once_per_batch_and_webhook(api: Api, httpserver: Any) -> None:
+    httpserver.expect_request("/ok").respond_with_data("", status=204)
+    httpserver.expect_request("/down").respond_with_data("no", status=500)
+    ok = _create(api, _webhook(httpserver.url_for("/ok")))
+    down = _create(api, _webhook(httpserver.url_for("/down")))
+    batch = api.dispatcher.begin_batch()
+    for n in range(3):
+        api.dispatcher.handle_message(json.dumps(_bus_event(f"dev-{n}")), batch)
+    api.dispatcher.finish_batch(batch)
+    now = datetime.now(UTC)
+    counted = {i: api.activity.hour_counts("tenant-1", i, now, 24) for i in (ok, down)}
+    assert [(c.delivered, c.failed) for c in counted[ok]] == [(3, 0)]
+    assert [(c.delivered, c.failed, c.last_status_code) for c in counted[down]] == [(0, 3, 500)]
+
+
+def test_a_count_that_cannot_be_written_fails_no_delivery(api: Api, httpserver: Any) -> None:
+    httpserver.expect_request("/ok").respond_with_data("", status=204)
+    _create(api, _webhook(httpserver.url_for("/ok")))
+
+    def broken(*_: Any) -> None:
+        raise RuntimeError("throttled")
+
+    api.activity.count_attempts = broken  # type: ignore[method-assign]
+    api.dispatcher.handle_message(json.dumps(_bus_event("dev-1")))
+    [event] = api.activity.list_events("tenant-1", 1, 10)
+    assert [s.state for s in event.deliveries.values()] == ["delivered"]
+
+
+def test_the_openapi_document_shows_the_health_shape_and_the_event_filters(api: Api) -> None:
+    document = api("GET", f"{BASE}/openapi.json", tenant=None).json()
+    health = document["paths"][f"{BASE}/integrations/{{integration_id}}/health"]
+    assert set(health) == {"get"} and set(health["get"]["responses"]) >= {"200", "400", "401", "403", "404"}
+    schemas = document["components"]["schemas"]
+    assert set(schemas["HealthOut"]["required"]) == {
+        "last_delivery",
+        "window_hours",
+        "delivered",
+        "failed",
+        "success_rate",
+        "failing_since",
+        "circuit",
+        "disable_at",
+        "hourly",
+    }
+    assert set(schemas["HealthHourOut"]["properties"]) == {"hour", "delivered", "failed"}
+    parameters = {p["name"] for p in document["paths"][f"{BASE}/events"]["get"]["parameters"]}
+    assert parameters == {"page", "per_page", "integration_id", "device_id", "status", "type", "from", "to"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ from devicehooks.api import http
 from devicehooks.api.schemas import (
     EventDetailOut,
     EventOut,
+    HealthOut,
     IntegrationOut,
     RecoverIn,
     RecoverOut,
@@ -27,17 +29,19 @@ from devicehooks.api.schemas import (
 )
 from devicehooks.config import get_settings
 from devicehooks.delivery.tasks import SqsTaskQueue
+from devicehooks.domain.activity import DELIVERY_STATES
 from devicehooks.domain.inputs import CredentialsIn, IntegrationIn, IntegrationUpdate
 from devicehooks.domain.models import go_uuid_error
 from devicehooks.errors import DevicehooksError, InvalidRequest
-from devicehooks.jsonenc import loads
+from devicehooks.jsonenc import JSONInputError, check, loads
 from devicehooks.security.identity import Identity, identity_from_request
 from devicehooks.security.secretbox import KmsSecretCipher
 from devicehooks.security.ssrf import DestinationGuard
 from devicehooks.services.events import EventService
+from devicehooks.services.health import HealthService
 from devicehooks.services.integrations import IntegrationService
 from devicehooks.services.redelivery import DeliveryService
-from devicehooks.store.activity import DynamoActivityStore
+from devicehooks.store.activity import ACTIVITY_TYPES, DynamoActivityStore, EventFilter
 from devicehooks.store.integrations import DynamoIntegrationStore
 from devicehooks.timeutil import parse_time
 
@@ -46,6 +50,7 @@ DOCS = f"{BASE}/docs"
 OPENAPI = f"{BASE}/openapi.json"
 PUBLIC_PATHS = frozenset({DOCS, OPENAPI})
 MAX_PER_PAGE = 500
+MAX_DEVICE_ID = 256  # the longest device ID an event carries (services/ingest.py)
 
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=loads)
 
@@ -88,6 +93,16 @@ def delivery_service() -> DeliveryService:
     )
 
 
+@lru_cache(maxsize=1)
+def health_service() -> HealthService:
+    settings = get_settings()
+    return HealthService(
+        DynamoIntegrationStore(settings.integrations_table),
+        DynamoActivityStore(settings.activity_table),
+        settings.disable_after,
+    )
+
+
 def current_identity() -> Identity:
     """The caller, as verified by the authorizer before any route ran."""
     identity = _identity.get()
@@ -127,6 +142,7 @@ Caller = Annotated[Identity, Depends(current_identity)]
 Integrations = Annotated[IntegrationService, Depends(integration_service)]
 Events = Annotated[EventService, Depends(event_service)]
 Deliveries = Annotated[DeliveryService, Depends(delivery_service)]
+Healths = Annotated[HealthService, Depends(health_service)]
 _JSON_LIST_OF_INTEGRATIONS = {"application/json": {"model": list[IntegrationOut]}}
 
 # ---------------------------------------------------------------- integrations
@@ -269,6 +285,25 @@ def test_integration(
     return http.model_response(200, TestOutcomeOut.of(event_id, attempt))
 
 
+@app.get(
+    f"{BASE}/integrations/<integration_id>/health",
+    summary="A webhook's health (devicehooks)",
+    description="Its attempts of the last 24 hours (delivered: 2xx; failed: any failed attempt; held deliveries "
+    "are not attempts), hour by hour, its last attempt, its circuit breaker and when it is disabled if it keeps "
+    "failing.",
+    tags=["Integrations"],
+    responses=http.responses(
+        {200: {"description": "The webhook's health.", "content": {"application/json": {"model": HealthOut}}}},
+        400,
+        401,
+        403,
+        404,
+    ),
+)
+def integration_health(integration_id: str, caller: Caller, service: Healths) -> Response[str]:
+    return http.model_response(200, HealthOut.of(service.health(caller.tenant_id, _integration_id(integration_id))))
+
+
 @app.post(
     f"{BASE}/integrations/<integration_id>/recover",
     summary="Send again every failed delivery of a time window (devicehooks)",
@@ -317,6 +352,7 @@ def recover_integration(
         400,
         401,
         403,
+        503,
     ),
 )
 def list_events(
@@ -325,14 +361,71 @@ def list_events(
     page: Annotated[int, Query(ge=1, description="Page number.")] = 1,
     per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE, description="Events per page.")] = 20,
     integration_id: Annotated[str | None, Query(description="Only events delivered to this integration.")] = None,
+    device_id: Annotated[
+        str | None,
+        Query(description="devicehooks: only events about this device (data.id, or data.device_id)."),
+    ] = None,
+    status: Annotated[
+        str | None,
+        Query(
+            description="devicehooks: only events with a delivery in this state (pending, retrying, delivered, "
+            "failed, skipped); with integration_id, that integration's delivery."
+        ),
+    ] = None,
+    type: Annotated[  # noqa: A002 - the query parameter's name
+        str | None, Query(description="devicehooks: only events of this type (a device event type, webhook-test).")
+    ] = None,
+    since: Annotated[
+        str | None, Query(alias="from", description="devicehooks: only events at or after this time (RFC 3339).")
+    ] = None,
+    until: Annotated[
+        str | None, Query(alias="to", description="devicehooks: only events before this time (RFC 3339).")
+    ] = None,
 ) -> Response[str]:
     only: str | None = None
     if integration_id:
         if go_uuid_error(integration_id) is not None:
             raise InvalidRequest("integration ID is not a valid UUID")
         only = str(uuid.UUID(integration_id))
-    events = service.list_events(caller.tenant_id, page, per_page, only)
+    narrowed = event_filter(device_id, status, type, since, until)
+    events = service.list_events(caller.tenant_id, page, per_page, only, narrowed)
     return http.model_response(200, [EventOut.of(e) for e in events])
+
+
+def _query_time(name: str, text: str) -> datetime:
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise InvalidRequest(f'invalid {name} query: "{text}" is not an RFC 3339 time') from None
+
+
+def event_filter(
+    device_id: str | None, status: str | None, kind: str | None, since: str | None, until: str | None
+) -> EventFilter | None:
+    """The events' filters from their query parameters (empty ones are absent), or a 400."""
+    if device_id and len(device_id) > MAX_DEVICE_ID:
+        raise InvalidRequest(f"invalid device_id query: the length must be no more than {MAX_DEVICE_ID}")
+    if device_id and not device_id.isascii():
+        try:
+            check(device_id)  # no event carries a lone surrogate
+        except JSONInputError as exc:
+            raise InvalidRequest(f"invalid device_id query: {exc.reason}") from None
+    if status and status not in DELIVERY_STATES:
+        raise InvalidRequest(f'invalid status query: "{status}" (one of {", ".join(DELIVERY_STATES)})')
+    if kind and kind not in ACTIVITY_TYPES:
+        raise InvalidRequest(f'invalid type query: "{kind}" (one of {", ".join(ACTIVITY_TYPES)})')
+    start = _query_time("from", since) if since else None
+    end = _query_time("to", until) if until else None
+    if start is not None and end is not None and end <= start:
+        raise InvalidRequest("invalid time range: to must be after from")
+    found = EventFilter(
+        device_id=device_id or None,
+        state=next((s for s in DELIVERY_STATES if s == status), None),
+        type=kind or None,
+        since=start,
+        until=end,
+    )
+    return found if found != EventFilter() else None
 
 
 @app.get(

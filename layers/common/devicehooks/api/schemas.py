@@ -19,6 +19,7 @@ from devicehooks.domain.models import OMITTED, PROVIDER_WEBHOOK, Circuit, EventT
 from devicehooks.timeutil import rfc3339, rfc3339_millis, utcnow
 
 if TYPE_CHECKING:
+    from devicehooks.services.health import Health
     from devicehooks.services.redelivery import Recovery
 
 
@@ -172,6 +173,11 @@ class AttemptOut(ResponseModel):
     status_code: int | None = None
     error: str | None = None
     response_body: str | None = Field(default=None, description="The first 256 bytes of the response body.")
+    headers: dict[str, str] | None = Field(
+        default=None,
+        description="devicehooks: the request's headers as sent (signatures included, never the secret); "
+        "absent when the request was not built, and on attempts recorded before headers were kept.",
+    )
 
     @classmethod
     def of(cls, attempt: Attempt) -> AttemptOut:
@@ -182,6 +188,7 @@ class AttemptOut(ResponseModel):
             status_code=attempt.status_code,
             error=attempt.error or None,
             response_body=attempt.response_body,
+            headers=dict(attempt.headers) if attempt.headers else None,
         )
 
 
@@ -196,6 +203,7 @@ class EventDetailOut(ResponseModel):
     time: str
     test: bool | None = Field(default=None, description=_TEST)
     delivery_statuses: list[DeliveryDetailOut] | None = None
+    body: str = Field(description="devicehooks: the request body exactly as sent (UTF-8 JSON, byte for byte).")
 
     @classmethod
     def of(cls, event: ActivityEvent) -> EventDetailOut:
@@ -207,7 +215,7 @@ class EventDetailOut(ResponseModel):
             )
             for s in _by_integration(event)
         ]
-        return cls(**EventOut.fields_of(event), delivery_statuses=statuses or None)
+        return cls(**EventOut.fields_of(event), delivery_statuses=statuses or None, body=event.body.decode())
 
 
 def _by_integration(event: ActivityEvent) -> list[DeliveryStatus]:
@@ -278,4 +286,65 @@ class TestOutcomeOut(ResponseModel):
             error=attempt.error or None,
             duration_ms=attempt.duration_ms,
             response_body=attempt.response_body,
+        )
+
+
+class LastDeliveryOut(ResponseModel):
+    at: str = Field(description="When the webhook's last attempt started (RFC 3339).")
+    outcome: Literal["delivered", "failed"]
+    status_code: int | None = Field(description="The response's status; null when none came (timeout, refused, ...).")
+    error: str | None = Field(description="Why the attempt failed; null when it was delivered.")
+
+
+class HealthHourOut(ResponseModel):
+    hour: str = Field(description="The hour's start (RFC 3339, UTC).")
+    delivered: int
+    failed: int
+
+
+class HealthOut(ResponseModel):
+    """A webhook's health. Every field is always present (``null`` when it has no value)."""
+
+    last_delivery: LastDeliveryOut | None = Field(
+        description="The webhook's last attempt (within the event retention); null when there was none."
+    )
+    window_hours: int = Field(description="The hours the counts cover, up to the current one (24).")
+    delivered: int = Field(description="Attempts answered 2xx in the window.")
+    failed: int = Field(description="Attempts that failed in the window (held deliveries are not attempts).")
+    success_rate: float | None = Field(description="delivered / (delivered + failed); null without attempts.")
+    failing_since: str | None = Field(description="Since when every attempt failed (RFC 3339); null when working.")
+    circuit: CircuitOut = Field(description="The webhook's circuit breaker, as GET /integrations/{id} shows it.")
+    disable_at: str | None = Field(
+        description="When the webhook is disabled if it keeps failing (failing_since + the disable period); "
+        "null when it is not failing."
+    )
+    hourly: list[HealthHourOut] = Field(description="window_hours entries, oldest first, hours without attempts 0.")
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field, nulls included; the circuit exactly as GET /integrations/{id} writes it."""
+        out = self.model_dump(mode="json")
+        out["circuit"] = self.circuit.to_json()
+        return out
+
+    @classmethod
+    def of(cls, health: Health) -> HealthOut:
+        last = health.last
+        integration = health.integration
+        return cls(
+            last_delivery=LastDeliveryOut(
+                at=rfc3339_millis(last.last_at),
+                outcome="delivered" if last.last_delivered else "failed",
+                status_code=last.last_status_code,
+                error=None if last.last_delivered else last.last_error,
+            )
+            if last is not None and last.last_at is not None
+            else None,
+            window_hours=len(health.hourly),
+            delivered=health.delivered,
+            failed=health.failed,
+            success_rate=health.success_rate,
+            failing_since=rfc3339_millis(integration.failing_since) if integration.failing_since else None,
+            circuit=CircuitOut.of(integration.circuit, health.now),
+            disable_at=rfc3339_millis(health.disable_at) if health.disable_at else None,
+            hourly=[HealthHourOut(hour=rfc3339(h.hour), delivered=h.delivered, failed=h.failed) for h in health.hourly],
         )

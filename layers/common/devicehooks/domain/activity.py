@@ -32,6 +32,9 @@ class Attempt:
     status_code: int | None = None
     error: str | None = None
     response_body: str | None = None
+    # the request's headers as sent (signatures included: HMAC outputs, never the secret);
+    # None when the request was not built, and on attempts recorded before headers were kept
+    headers: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

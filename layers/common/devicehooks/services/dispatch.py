@@ -51,7 +51,7 @@ from devicehooks.domain.models import EVENT_TYPES, Circuit, Integration, Integra
 from devicehooks.domain.validation import format_errors
 from devicehooks.observability import logger, record_delivery
 from devicehooks.security.secretbox import SecretCipher
-from devicehooks.store.activity import ActivityStore, Claim
+from devicehooks.store.activity import ActivityStore, Claim, HourCount, hour_of
 from devicehooks.store.integrations import IntegrationStore, Trial
 from devicehooks.timeutil import utcnow
 
@@ -94,6 +94,7 @@ class Batch:
         self._outbox: list[tuple[DeliveryTask | str, float]] = []
         self._alone: list[tuple[DeliveryTask | str, float]] = []  # sent as they are, never grouped
         self._trials: dict[tuple[str, str], Future[Trial]] = {}
+        self._hours: dict[tuple[str, str, datetime], HourCount] = {}  # attempts per webhook and hour
         self._lock = threading.Lock()
 
     def later(self, task: DeliveryTask, delay: float, group: bool = True) -> None:
@@ -151,6 +152,23 @@ class Batch:
         """This invocation's turn at a webhook on trial: taken (``start``) once, however many of
         the batch's deliveries go to it, and given back by :meth:`Dispatcher.finish_batch`."""
         return self._once(self._trials, (integration.tenant_id, integration.id), start)
+
+    def count(self, outcomes: list[Outcome]) -> None:
+        """Count the outcomes' attempts (held deliveries are none) for their webhooks' health, to be
+        written once per webhook and hour when the batch ends (:meth:`take_counts`)."""
+        with self._lock:
+            for outcome in outcomes:
+                attempt = outcome.attempt
+                if attempt is None:
+                    continue
+                key = (outcome.integration.tenant_id, outcome.integration.id, hour_of(attempt.at))
+                counted = self._hours.get(key) or HourCount(hour=key[2])
+                self._hours[key] = counted.plus(attempt, outcome.status.state == "delivered")
+
+    def take_counts(self) -> list[tuple[str, str, HourCount]]:
+        with self._lock:
+            taken, self._hours = self._hours, {}
+        return [(tenant_id, integration_id, counts) for (tenant_id, integration_id, _), counts in taken.items()]
 
     def take_trials(self) -> list[tuple[tuple[str, str], Trial]]:
         """The turns this batch took (to give back), forgotten here."""
@@ -256,6 +274,20 @@ class Dispatcher:
                 self.queue.schedule_many(waiting)
         finally:
             self._end_trials(batch)
+            self._write_counts(batch)
+
+    def _write_counts(self, batch: Batch) -> None:
+        """The batch's attempts, counted per webhook and hour (one write each); a count that cannot
+        be written is lost (logged), never a delivery."""
+        for tenant_id, integration_id, counts in batch.take_counts():
+            try:
+                expire_ts = int(counts.hour.timestamp()) + self.policy.retention
+                self.activity.count_attempts(tenant_id, integration_id, counts, expire_ts)
+            except Exception as exc:  # noqa: BLE001 - health figures are best effort
+                logger.warning(
+                    "could not count a webhook's attempts",
+                    extra={"integration_id": integration_id, "error": f"{type(exc).__name__}: {exc}"},
+                )
 
     def _end_trials(self, batch: Batch) -> None:
         for (tenant_id, integration_id), trial in batch.take_trials():
@@ -476,6 +508,7 @@ class Dispatcher:
         try:
             outcome = self._turn(batch, event, integration, series_attempt, attempts_so_far, retry)
             self.activity.record(event.tenant_id, event.id, [(outcome.status, outcome.attempt)])
+            batch.count([outcome])
             self._follow_up(batch, outcome)
         finally:
             if own:
@@ -569,6 +602,7 @@ class Dispatcher:
     ) -> Outcome:
         """Sign and POST, decide, and queue what must be queued before the status is recorded."""
         started = self.clock()
+        headers: dict[str, str] | None = None  # kept with the attempt (no secret in them: HMAC outputs)
         try:
             keys = self._keys(integration, started)
             headers = webhook_headers(event.id, event.body, keys, int(started.timestamp()))
@@ -588,6 +622,7 @@ class Dispatcher:
             status_code=result.status_code,
             error=result.error,
             response_body=result.response_body,
+            headers=headers,
         )
         decision = decide(attempt, result.retry_after, series_attempt, self.policy, retry, self.draw())
         task = DeliveryTask.first(event.tenant_id, event.id, integration.id, attempt.number)
@@ -696,6 +731,7 @@ class Dispatcher:
                 else:
                     errors.append(error)
             self.activity.record(event.tenant_id, event.id, [(o.status, o.attempt) for o in outcomes])
+            batch.count(outcomes)
             for outcome in outcomes:
                 self._follow_up(batch, outcome)
         if errors:

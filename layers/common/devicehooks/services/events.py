@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from devicehooks.domain.activity import ActivityEvent
 from devicehooks.errors import NotFound
-from devicehooks.store.activity import ActivityStore
+from devicehooks.store.activity import ActivityStore, EventFilter
 
 
 class EventService:
@@ -13,8 +13,15 @@ class EventService:
     def __init__(self, store: ActivityStore) -> None:
         self.store = store
 
-    def list_events(self, tenant_id: str, page: int, per_page: int, integration_id: str | None) -> list[ActivityEvent]:
-        return self.store.list_events(tenant_id, page, per_page, integration_id)
+    def list_events(
+        self,
+        tenant_id: str,
+        page: int,
+        per_page: int,
+        integration_id: str | None,
+        only: EventFilter | None = None,
+    ) -> list[ActivityEvent]:
+        return self.store.list_events(tenant_id, page, per_page, integration_id, only)
 
     def get(self, tenant_id: str, event_id: str) -> ActivityEvent:
         event = self.store.get(tenant_id, event_id)

@@ -12,23 +12,133 @@ Two keys-only indexes page through it newest first, without a Scan: ``by_time``
 T#<tenant>#I#<integration>``) holds the event item under its first webhook and the markers
 under the others. So an event to one webhook is one item (one write before the POST, one after),
 and updating a delivery's status never rewrites an index entry (neither index projects it).
+
+The filters of ``GET /events`` have two more indexes, sorted by those same ``<time>#<id>`` keys:
+``by_device`` (``gsi3pk = T#<tenant>#V#<device>`` on the event item) and ``by_state`` (``gsi4pk =
+T#<tenant>#S#<state>#Y#<type>`` on the item that stands for each delivery: the event item for its
+first webhook, the marker for the others; ``-`` for the state of an event to no webhook). A
+delivery's state change moves its ``by_state`` entry (the event item's in the same write as the
+status, a marker's with one conditional write). Items written before these keys are in neither
+index: no filter but time lists them. Hourly attempt counts per webhook (``H#<integration>#<hour>``)
+give its health.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import heapq
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Protocol
 
 from devicehooks import aws
-from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryState, DeliveryStatus
+from devicehooks.domain.activity import DELIVERY_STATES, ActivityEvent, Attempt, DeliveryState, DeliveryStatus
+from devicehooks.domain.models import EVENT_TYPES, TEST_EVENT_TYPE
+from devicehooks.errors import ServiceUnavailable
 from devicehooks.store.dynamo import batch_delete, batch_get, batch_write, from_item, query_all, to_item, value
 
 BY_TIME = "by_time"
 BY_WEBHOOK = "by_webhook"
+BY_DEVICE = "by_device"  # gsi3pk T#<tenant>#V#<device>, gsi1sk: each event item
+BY_STATE = "by_state"  # gsi4pk T#<tenant>#S#<state>#Y#<type>, gsi2sk, and gsi2pk (its webhook): each delivery
+INDEX_KEYS = {  # each index's partition and sort key attributes (template.yaml)
+    BY_TIME: ("gsi1pk", "gsi1sk"),
+    BY_WEBHOOK: ("gsi2pk", "gsi2sk"),
+    BY_DEVICE: ("gsi3pk", "gsi1sk"),
+    BY_STATE: ("gsi4pk", "gsi2sk"),
+}
+ACTIVITY_TYPES: tuple[str, ...] = (*EVENT_TYPES, TEST_EVENT_TYPE)
+NO_DELIVERY = "-"  # the by_state "state" of an event that went to no webhook (its type is still listed)
 
 Update = tuple[DeliveryStatus, Attempt | None]
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """What ``GET /events`` may narrow a list to, besides a webhook (all optional, combined with AND).
+
+    ``state``: with a webhook, that webhook's delivery is in it; without, any delivery of the event.
+    ``since <= time < until``."""
+
+    device_id: str | None = None
+    state: DeliveryState | None = None
+    type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @property
+    def keyed(self) -> bool:
+        """Narrows by more than time (only events written with the filter keys can match)."""
+        return bool(self.device_id or self.state or self.type)
+
+
+@dataclass(frozen=True, slots=True)
+class HourCount:
+    """A webhook's attempts of one hour (UTC): how many were delivered (2xx) and failed, and the
+    last of them counted."""
+
+    hour: datetime
+    delivered: int = 0
+    failed: int = 0
+    last_at: datetime | None = None
+    last_delivered: bool = False
+    last_status_code: int | None = None
+    last_error: str | None = None
+
+    def plus(self, attempt: Attempt, delivered: bool) -> HourCount:
+        """This hour with ``attempt`` counted (the latest attempt becomes the last one)."""
+        newer = self.last_at is None or attempt.at >= self.last_at
+        return HourCount(
+            hour=self.hour,
+            delivered=self.delivered + (1 if delivered else 0),
+            failed=self.failed + (0 if delivered else 1),
+            last_at=attempt.at if newer else self.last_at,
+            last_delivered=delivered if newer else self.last_delivered,
+            last_status_code=attempt.status_code if newer else self.last_status_code,
+            last_error=attempt.error if newer else self.last_error,
+        )
+
+
+def hour_of(at: datetime) -> datetime:
+    """The start of ``at``'s hour, UTC."""
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def device_of(event: ActivityEvent) -> str | None:
+    """The device an event is about: ``data.id``, or ``data.device_id`` (inventory events)."""
+    try:
+        data = json.loads(event.body).get("data")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    found = data.get("id", data.get("device_id"))
+    return found if isinstance(found, str) and found else None
+
+
+def matches(event: ActivityEvent, integration_id: str | None, only: EventFilter) -> bool:
+    """Whether ``event`` is in a list narrowed to a webhook (``integration_id``) and by ``only``."""
+    if integration_id is not None and integration_id not in event.deliveries:
+        return False
+    if only.since is not None and event.time < only.since:
+        return False
+    if only.until is not None and event.time >= only.until:
+        return False
+    if only.type is not None and event.type != only.type:
+        return False
+    if only.device_id is not None and device_of(event) != only.device_id:
+        return False
+    if only.state is not None:
+        states = (
+            [event.deliveries[integration_id].state]
+            if integration_id is not None
+            else [s.state for s in event.deliveries.values()]
+        )
+        if only.state not in states:
+            return False
+    return True
 
 
 class Claim(Enum):
@@ -101,9 +211,24 @@ class ActivityStore(Protocol):
         oldest first (the ``by_webhook`` index, no Scan)."""
 
     def list_events(
-        self, tenant_id: str, page: int, per_page: int, integration_id: str | None = None
+        self,
+        tenant_id: str,
+        page: int,
+        per_page: int,
+        integration_id: str | None = None,
+        only: EventFilter | None = None,
     ) -> list[ActivityEvent]:
-        """A page of the tenant's events, newest first, optionally only one webhook's."""
+        """A page of the tenant's events, newest first, optionally only one webhook's, and only
+        those ``only`` lets through (events stored without the filter keys, before they existed,
+        match no :attr:`EventFilter.keyed` filter; a time range alone lists them)."""
+
+    def count_attempts(self, tenant_id: str, integration_id: str, counts: HourCount, expire_ts: int) -> None:
+        """Add an hour's attempts to a webhook's counts of that hour (and make its last attempt
+        the hour's last, when it is the latest)."""
+
+    def hour_counts(self, tenant_id: str, integration_id: str, until: datetime, hours: int) -> list[HourCount]:
+        """A webhook's counted hours up to ``until``'s hour, newest first, at most ``hours`` of them
+        (hours without attempts have no counts)."""
 
     def remove_tenant(self, tenant_id: str) -> int:
         """Delete a tenant's whole activity log; returns the number of events it held."""
@@ -123,6 +248,40 @@ def _time_prefix(at: datetime) -> str:
 
 def _time_key(event: ActivityEvent) -> str:
     return _time_prefix(event.time) + "#" + event.id
+
+
+TIME_CHARS = len("2026-01-01T00:00:00.000000Z")  # every _time_prefix is this long
+
+
+def _state_pk(tenant_id: str, state: str, event_type: str) -> str:
+    return f"{_pk(tenant_id)}#S#{state}#Y#{event_type}"
+
+
+def _state_keys(tenant_id: str, state: str, event_type: str) -> dict[str, str]:
+    """A delivery's partition in ``by_state`` (it changes with its state; the sort key is the item's
+    ``gsi2sk``, ``<time>#<event>``, which never does, and the index shows the item's ``gsi2pk``, the
+    delivery's webhook)."""
+    return {"gsi4pk": _state_pk(tenant_id, state, event_type)}
+
+
+@dataclass(frozen=True, slots=True)
+class _Keyed:
+    """What writing a delivery's state keys needs to know of its event, which never changes: the
+    webhook whose delivery the event item carries (its first; ``""``: none) and the event's type."""
+
+    carrier: str
+    type: str
+
+
+_UNKNOWN = object()
+
+
+def _keyed(item: Mapping[str, Any]) -> _Keyed | None:
+    """An event item's :class:`_Keyed`; ``None`` for an item written before the filter keys (it has
+    no ``gsi4pk``: every newer event item has one), which stays out of the filter indexes."""
+    if "gsi4pk" not in item:
+        return None
+    return _Keyed(carrier=_first_of(item) or "", type=str(item["event_type"]["S"]))
 
 
 def _millis(value: datetime | None) -> int | None:
@@ -158,6 +317,7 @@ def _attempt_map(attempt: Attempt) -> dict[str, Any]:
         "status_code": attempt.status_code,
         "error": attempt.error,
         "response_body": attempt.response_body,
+        "headers": dict(attempt.headers) if attempt.headers else None,
     }
     return {k: v for k, v in fields.items() if v is not None}
 
@@ -183,6 +343,7 @@ def _attempt(a: Mapping[str, Any]) -> Attempt:
         status_code=_int(a.get("status_code")),
         error=a.get("error"),
         response_body=a.get("response_body"),
+        headers=dict(a["headers"]) if a.get("headers") else None,  # absent on attempts recorded before
     )
 
 
@@ -202,6 +363,37 @@ def _event_from_item(raw: Mapping[str, Any]) -> ActivityEvent:
     )
 
 
+def _take(entries: Iterator[tuple[str, str]], count: int) -> list[tuple[str, str]]:
+    taken: list[tuple[str, str]] = []
+    for entry in entries:
+        taken.append(entry)
+        if len(taken) >= count:
+            break
+    return taken
+
+
+def _hour_sk(integration_id: str, hour: datetime) -> str:
+    return f"H#{integration_id}#{hour_of(hour).strftime('%Y-%m-%dT%H')}"
+
+
+def _hour_count(item: Mapping[str, Any]) -> HourCount:
+    return HourCount(
+        hour=datetime.strptime(str(item["sk"]).rsplit("#", 1)[1], "%Y-%m-%dT%H").replace(tzinfo=UTC),
+        delivered=int(item.get("delivered", 0)),
+        failed=int(item.get("failed", 0)),
+        last_at=_from_millis(item.get("last_at")) if item.get("last_at") else None,
+        last_delivered=bool(item.get("last_delivered", False)),
+        last_status_code=_int(item.get("last_status_code")),
+        last_error=item.get("last_error"),
+    )
+
+
+def _first_of(item: Mapping[str, Any]) -> str | None:
+    """The webhook an event item stands for in ``by_webhook`` (its first), from its index key."""
+    key = item.get("gsi2pk", {}).get("S")
+    return key.rsplit("#I#", 1)[1] if key else None
+
+
 def _event_id_of(sort_key: str) -> str:
     """The event id in an index entry's table sort key (``E#<event>`` or ``D#<event>#<integration>``)."""
     if sort_key.startswith("D#"):
@@ -215,6 +407,7 @@ class DynamoActivityStore:
     def __init__(self, table_name: str, client: Any = None) -> None:
         self.table_name = table_name
         self._client = client
+        self._known: dict[tuple[str, str], _Keyed | None] = {}  # (tenant, event) -> see _remember
 
     @property
     def client(self) -> Any:
@@ -225,27 +418,56 @@ class DynamoActivityStore:
     def _key(self, tenant_id: str, event_id: str) -> dict[str, Any]:
         return {"pk": {"S": _pk(tenant_id)}, "sk": {"S": f"E#{event_id}"}}
 
-    def _markers(self, event: ActivityEvent, integration_ids: list[str]) -> list[dict[str, Any]]:
-        """Markers putting ``event`` in the ``by_webhook`` index under these webhooks."""
-        return [
+    def _marker(self, event: ActivityEvent, integration_id: str, indexed: bool = True) -> dict[str, Any]:
+        """The marker putting ``event`` in the ``by_webhook`` index under a webhook (and, ``indexed``,
+        the delivery in the state indexes)."""
+        status = event.deliveries.get(integration_id) or DeliveryStatus(integration_id)
+        return to_item(
             {
-                "PutRequest": {
-                    "Item": to_item(
-                        {
-                            "pk": _pk(event.tenant_id),
-                            "sk": f"D#{event.id}#{integration_id}",
-                            "gsi2pk": _webhook_pk(event.tenant_id, integration_id),
-                            "gsi2sk": _time_key(event),
-                            "expire_ts": event.expire_ts,
-                        }
-                    )
-                }
+                "pk": _pk(event.tenant_id),
+                "sk": f"D#{event.id}#{integration_id}",
+                "gsi2pk": _webhook_pk(event.tenant_id, integration_id),
+                "gsi2sk": _time_key(event),
+                **(_state_keys(event.tenant_id, status.state, event.type) if indexed else {}),
+                "sv": (_millis(status.updated_at) or 0) if indexed else None,
+                "expire_ts": event.expire_ts,
             }
-            for integration_id in integration_ids
-        ]
+        )
+
+    def _markers(self, event: ActivityEvent, integration_ids: list[str], indexed: bool = True) -> list[dict[str, Any]]:
+        """Markers putting ``event`` in the ``by_webhook`` index under these webhooks."""
+        return [{"PutRequest": {"Item": self._marker(event, i, indexed)}} for i in integration_ids]
+
+    def _remember(self, tenant_id: str, event_id: str, keyed: _Keyed | None) -> None:
+        """What recording a status of this event needs to know (it never changes), so that it costs
+        no read in the process that created or read the event (the usual case)."""
+        if len(self._known) > 4096:
+            self._known.clear()
+        self._known[(tenant_id, event_id)] = keyed
+
+    def _keyed(self, tenant_id: str, event_id: str) -> _Keyed | None:
+        """:meth:`_remember`'s knowledge, read (a small GetItem) when this process has none."""
+        known = self._known.get((tenant_id, event_id), _UNKNOWN)
+        if not isinstance(known, _Keyed | None):  # never read here, or forgotten since
+            out = self.client.get_item(
+                TableName=self.table_name,
+                Key=self._key(tenant_id, event_id),
+                ProjectionExpression="gsi2pk, gsi4pk, event_type",
+            )
+            item = out.get("Item")
+            if not item:
+                return None
+            known = _keyed(item)
+            self._remember(tenant_id, event_id, known)
+        return known
 
     def create(self, event: ActivityEvent) -> ActivityEvent | None:
         first = next(iter(event.deliveries), None)
+        device = device_of(event)
+        if first is not None:
+            state_keys = _state_keys(event.tenant_id, event.deliveries[first].state, event.type)
+        else:  # no webhook: still listed under its type
+            state_keys = {"gsi4pk": _state_pk(event.tenant_id, NO_DELIVERY, event.type)}
         item = to_item(
             {
                 "pk": _pk(event.tenant_id),
@@ -253,7 +475,9 @@ class DynamoActivityStore:
                 "gsi1pk": _pk(event.tenant_id),
                 "gsi1sk": _time_key(event),
                 "gsi2pk": _webhook_pk(event.tenant_id, first) if first is not None else None,
-                "gsi2sk": _time_key(event) if first is not None else None,
+                "gsi2sk": _time_key(event),  # also the sort key of the state indexes
+                "gsi3pk": f"{_pk(event.tenant_id)}#V#{device}" if device is not None else None,
+                **state_keys,
                 "event_id": event.id,
                 "tenant_id": event.tenant_id,
                 "event_type": event.type,
@@ -277,10 +501,23 @@ class DynamoActivityStore:
             if not existing:  # pragma: no cover - the condition only fails on an existing item
                 raise
             stored = _event_from_item(existing)
-            # A copy of the message: the first writer may have stopped before its markers.
-            # Markers are idempotent, so they are written again (no transaction: half the cost).
-            batch_write(self.client, self.table_name, self._markers(stored, list(stored.deliveries)[1:]))
+            keyed = _keyed(existing)
+            self._remember(stored.tenant_id, stored.id, keyed)
+            # A copy of the message: the first writer may have stopped before its markers. Each
+            # is written only where it is missing (a marker there may hold a newer state).
+            for integration_id in stored.deliveries:
+                if integration_id == _first_of(existing):
+                    continue
+                try:
+                    self.client.put_item(
+                        TableName=self.table_name,
+                        Item=self._marker(stored, integration_id, indexed=keyed is not None),
+                        ConditionExpression="attribute_not_exists(sk)",
+                    )
+                except self.client.exceptions.ConditionalCheckFailedException:
+                    continue
             return stored
+        self._remember(event.tenant_id, event.id, _Keyed(first or "", event.type))
         # the event item is in the index under its first webhook; markers for the others
         batch_write(self.client, self.table_name, self._markers(event, list(event.deliveries)[1:]))
         return None
@@ -288,7 +525,10 @@ class DynamoActivityStore:
     def get(self, tenant_id: str, event_id: str) -> ActivityEvent | None:
         out = self.client.get_item(TableName=self.table_name, Key=self._key(tenant_id, event_id), ConsistentRead=True)
         item = out.get("Item")
-        return _event_from_item(item) if item else None
+        if not item:
+            return None
+        self._remember(tenant_id, event_id, _keyed(item))
+        return _event_from_item(item)
 
     def claim(
         self,
@@ -332,14 +572,38 @@ class DynamoActivityStore:
             return Claim.BUSY
         return Claim.TAKEN
 
+    def _mark(
+        self, tenant_id: str, event_id: str, status: DeliveryStatus, keyed: _Keyed, at: datetime | None = None
+    ) -> None:
+        """Move a delivery's marker to its new state's index partitions (a marker written before the
+        filter keys is left alone; a newer state recorded meanwhile is not overwritten)."""
+        version = _millis(at or status.updated_at) or 0
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": _pk(tenant_id)}, "sk": {"S": f"D#{event_id}#{status.integration_id}"}},
+                UpdateExpression="SET gsi4pk = :g, sv = :v",
+                ConditionExpression="attribute_exists(gsi4pk) AND (attribute_not_exists(sv) OR sv <= :v)",
+                ExpressionAttributeValues={
+                    ":g": {"S": _state_pk(tenant_id, status.state, keyed.type)},
+                    ":v": {"N": str(version)},
+                },
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return
+
     def record(self, tenant_id: str, event_id: str, updates: Sequence[Update]) -> None:
         if not updates:
             return
+        keyed = self._keyed(tenant_id, event_id)
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
         sets: list[str] = []
         conditions = ["attribute_exists(sk)"]
         for n, (status, attempt) in enumerate(updates):
+            if keyed is not None and status.integration_id == keyed.carrier:
+                values[":g"] = {"S": _state_pk(tenant_id, status.state, keyed.type)}
+                sets.append("gsi4pk = :g")
             names[f"#i{n}"] = status.integration_id
             values[f":s{n}"] = value(_status_map(status))
             sets.append(f"deliveries.#i{n} = :s{n}")
@@ -365,6 +629,11 @@ class DynamoActivityStore:
             if len(updates) > 1:  # one of them met a success: record the others one by one
                 for update in updates:
                     self.record(tenant_id, event_id, [update])
+            return
+        if keyed is not None:  # the other webhooks' deliveries are in the indexes through their markers
+            for status, _ in updates:
+                if status.integration_id != keyed.carrier:
+                    self._mark(tenant_id, event_id, status, keyed)
 
     def reopen(
         self,
@@ -375,27 +644,37 @@ class DynamoActivityStore:
         seen_attempts: int,
         from_state: DeliveryState | None = None,
     ) -> bool:
+        keyed = self._keyed(tenant_id, event_id)
         now_ms = str(_millis(now))
         condition = (
             "attribute_exists(deliveries.#i) AND deliveries.#i.attempts = :seen AND "
             "(attribute_not_exists(deliveries.#i.lease_until) OR deliveries.#i.lease_until < :now)"
         )
-        values = {":pending": {"S": "pending"}, ":now": {"N": now_ms}, ":seen": {"N": str(seen_attempts)}}
+        values: dict[str, Any] = {
+            ":pending": {"S": "pending"},
+            ":now": {"N": now_ms},
+            ":seen": {"N": str(seen_attempts)},
+        }
         if from_state is not None:
             condition += " AND deliveries.#i.#s = :from"
             values[":from"] = {"S": from_state}
+        update = "SET deliveries.#i.#s = :pending, deliveries.#i.next_attempt_at = :now"
+        if keyed is not None and keyed.carrier == integration_id:
+            values[":g"] = {"S": _state_pk(tenant_id, "pending", keyed.type)}
+            update += ", gsi4pk = :g"
         try:
             self.client.update_item(
                 TableName=self.table_name,
                 Key=self._key(tenant_id, event_id),
-                UpdateExpression="SET deliveries.#i.#s = :pending, deliveries.#i.next_attempt_at = :now "
-                "REMOVE deliveries.#i.lease_until",
+                UpdateExpression=update + " REMOVE deliveries.#i.lease_until",
                 ConditionExpression=condition,
                 ExpressionAttributeNames={"#i": integration_id, "#s": "state"},
                 ExpressionAttributeValues=values,
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
+        if keyed is not None and keyed.carrier != integration_id:
+            self._mark(tenant_id, event_id, DeliveryStatus(integration_id, state="pending"), keyed, now)
         return True
 
     def webhook_events(
@@ -421,13 +700,10 @@ class DynamoActivityStore:
             event_ids.append(_event_id_of(item["sk"]["S"]))
             if len(event_ids) >= limit:
                 break
-        found = {
-            event.id: event
-            for event in map(
-                _event_from_item,
-                batch_get(self.client, self.table_name, [self._key(tenant_id, e) for e in event_ids]),
-            )
-        }
+        found = {}
+        for item in batch_get(self.client, self.table_name, [self._key(tenant_id, e) for e in event_ids]):
+            event = found[item["event_id"]["S"]] = _event_from_item(item)
+            self._remember(tenant_id, event.id, _keyed(item))  # recover reopens some: no read then
         return [found[e] for e in event_ids if e in found]
 
     def add_deliveries(self, tenant_id: str, event_id: str, integration_ids: list[str]) -> None:
@@ -448,37 +724,175 @@ class DynamoActivityStore:
             except self.client.exceptions.ConditionalCheckFailedException:
                 continue
             added.append(integration_id)
-        batch_write(self.client, self.table_name, self._markers(event, added))
+        indexed = self._keyed(tenant_id, event_id) is not None  # an event from before the filter keys: none
+        batch_write(self.client, self.table_name, self._markers(event, added, indexed))
+
+    def _entries(
+        self,
+        index: str,
+        partition: str,
+        lower: str | None,
+        upper: str | None,
+        limit: int,
+        webhook: str | None = None,
+    ) -> Iterator[tuple[str, str]]:
+        """An index partition's entries between two times, newest first, as (time, event id): a
+        Query page at a time, read only as far as the caller goes on. ``webhook``: only the entries
+        of that webhook's deliveries (``by_state``), the others read and passed over."""
+        pk, sk = INDEX_KEYS[index]
+        condition = f"{pk} = :p"
+        values: dict[str, Any] = {":p": {"S": partition}}
+        # sort keys are "<time>#<id>": between the bare times is lower <= time < upper
+        if lower is not None and upper is not None:
+            condition += f" AND {sk} BETWEEN :a AND :b"
+            values.update({":a": {"S": lower}, ":b": {"S": upper}})
+        elif lower is not None:
+            condition += f" AND {sk} >= :a"
+            values[":a"] = {"S": lower}
+        elif upper is not None:
+            condition += f" AND {sk} < :b"
+            values[":b"] = {"S": upper}
+        try:
+            for item in query_all(
+                self.client,
+                TableName=self.table_name,
+                IndexName=index,
+                KeyConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                ScanIndexForward=False,
+                Limit=limit,
+            ):
+                if webhook is None or item.get("gsi2pk", {}).get("S") == webhook:
+                    yield item[sk]["S"][:TIME_CHARS], _event_id_of(item["sk"]["S"])
+        except self.client.exceptions.ClientError as exc:
+            # AWS: ValidationException "The table does not have the specified index"; moto: ResourceNotFound
+            missing = exc.response.get("Error", {}).get("Code") in ("ValidationException", "ResourceNotFoundException")
+            if missing and index in (BY_DEVICE, BY_STATE):
+                # the stack is being upgraded: this index is not there yet (docs/architecture.md)
+                raise ServiceUnavailable(
+                    "event filters are not available yet: the activity indexes are being built"
+                ) from exc
+            raise
+
+    def _streams(
+        self, tenant_id: str, integration_id: str | None, only: EventFilter, limit: int
+    ) -> list[Iterator[tuple[str, str]]]:
+        """The index partitions whose merge, newest first, is exactly the events asked for (an event
+        may come more than once, from several of its deliveries, one after the other)."""
+        lower = _time_prefix(only.since) if only.since is not None else None
+        upper = _time_prefix(only.until) if only.until is not None else None
+        if only.device_id is not None:
+            return [self._entries(BY_DEVICE, f"{_pk(tenant_id)}#V#{only.device_id}", lower, upper, limit)]
+        if not only.keyed:
+            if integration_id is None:
+                return [self._entries(BY_TIME, _pk(tenant_id), lower, upper, limit)]
+            return [self._entries(BY_WEBHOOK, _webhook_pk(tenant_id, integration_id), lower, upper, limit)]
+        states: tuple[str, ...] = (only.state,) if only.state else DELIVERY_STATES
+        if only.state is None and integration_id is None:
+            states = (*states, NO_DELIVERY)
+        types = (only.type,) if only.type else ACTIVITY_TYPES
+        webhook = _webhook_pk(tenant_id, integration_id) if integration_id is not None else None
+        # an event's other deliveries come too (passed over, or the same event again): larger pages
+        limit = min(max(4 * limit, 100), 1000)
+        return [
+            self._entries(BY_STATE, _state_pk(tenant_id, s, t), lower, upper, limit, webhook)
+            for s in states
+            for t in types
+        ]
 
     def list_events(
-        self, tenant_id: str, page: int, per_page: int, integration_id: str | None = None
+        self,
+        tenant_id: str,
+        page: int,
+        per_page: int,
+        integration_id: str | None = None,
+        only: EventFilter | None = None,
     ) -> list[ActivityEvent]:
+        only = only or EventFilter()
         skip = (page - 1) * per_page
-        if integration_id is None:
-            index, attribute, partition = BY_TIME, "gsi1pk", _pk(tenant_id)
-        else:
-            index, attribute, partition = BY_WEBHOOK, "gsi2pk", _webhook_pk(tenant_id, integration_id)
+        want = skip + per_page
+        limit = min(want, 1000)
+        if only.device_id is not None and (integration_id is not None or only.state or only.type):
+            return self._read_on(tenant_id, integration_id, only, skip, want)[skip:]
         event_ids: list[str] = []
-        for item in query_all(
-            self.client,
-            TableName=self.table_name,
-            IndexName=index,
-            KeyConditionExpression=f"{attribute} = :p",
-            ExpressionAttributeValues={":p": {"S": partition}},
-            ScanIndexForward=False,
-            Limit=min(skip + per_page, 1000),
-        ):
-            event_ids.append(_event_id_of(item["sk"]["S"]))
-            if len(event_ids) >= skip + per_page:
+        for _, event_id in heapq.merge(*self._streams(tenant_id, integration_id, only, limit), reverse=True):
+            if event_ids and event_ids[-1] == event_id:
+                continue  # the same event again, through another of its deliveries
+            event_ids.append(event_id)
+            if len(event_ids) >= want:
                 break
-        wanted = event_ids[skip:]
+        return self._events(tenant_id, event_ids[skip:])
+
+    def _events(self, tenant_id: str, event_ids: list[str]) -> list[ActivityEvent]:
+        """These events, in this order (those gone meanwhile left out): BatchGetItem."""
         found = {
             event.id: event
             for event in map(
-                _event_from_item, batch_get(self.client, self.table_name, [self._key(tenant_id, e) for e in wanted])
+                _event_from_item, batch_get(self.client, self.table_name, [self._key(tenant_id, e) for e in event_ids])
             )
         }
-        return [found[e] for e in wanted if e in found]
+        return [found[e] for e in event_ids if e in found]
+
+    def _read_on(
+        self, tenant_id: str, integration_id: str | None, only: EventFilter, skip: int, want: int
+    ) -> list[ActivityEvent]:
+        """A device's events narrowed further (a webhook, a state, a type): its index entries, newest
+        first, read with their events until ``want`` match: at most the device's events of the window."""
+        entries = self._streams(
+            tenant_id, None, EventFilter(device_id=only.device_id, since=only.since, until=only.until), min(want, 100)
+        )[0]
+        found: list[ActivityEvent] = []
+        while len(found) < want:
+            chunk = [event_id for _, event_id in _take(entries, min(100, want - len(found)))]
+            if not chunk:
+                break
+            found += [e for e in self._events(tenant_id, chunk) if matches(e, integration_id, only)]
+        return found[:want]
+
+    # ------------------------------------------------------------------ webhook health
+    def count_attempts(self, tenant_id: str, integration_id: str, counts: HourCount, expire_ts: int) -> None:
+        values: dict[str, Any] = {
+            ":d": {"N": str(counts.delivered)},
+            ":f": {"N": str(counts.failed)},
+            ":x": {"N": str(expire_ts)},
+            ":at": {"N": str(_millis(counts.last_at) or 0)},
+            ":ok": {"BOOL": counts.last_delivered},
+            ":c": value(counts.last_status_code),
+            ":e": value(counts.last_error),
+        }
+        key = {"pk": {"S": _pk(tenant_id)}, "sk": {"S": _hour_sk(integration_id, counts.hour)}}
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=key,
+                UpdateExpression="ADD delivered :d, failed :f SET expire_ts = :x, "
+                "last_at = :at, last_delivered = :ok, last_status_code = :c, last_error = :e",
+                ConditionExpression="attribute_not_exists(last_at) OR last_at <= :at",
+                ExpressionAttributeValues=values,
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            # a later attempt is the hour's last already (another dispatcher wrote after this one's
+            # attempts): only the counts are added (a second write, when writers cross)
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=key,
+                UpdateExpression="ADD delivered :d, failed :f",
+                ExpressionAttributeValues={":d": values[":d"], ":f": values[":f"]},
+            )
+
+    def hour_counts(self, tenant_id: str, integration_id: str, until: datetime, hours: int) -> list[HourCount]:
+        out = self.client.query(
+            TableName=self.table_name,
+            KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b",
+            ExpressionAttributeValues={
+                ":p": {"S": _pk(tenant_id)},
+                ":a": {"S": f"H#{integration_id}#"},
+                ":b": {"S": _hour_sk(integration_id, until)},
+            },
+            ScanIndexForward=False,
+            Limit=max(1, hours),
+        )
+        return [_hour_count(from_item(item)) for item in out.get("Items", [])]
 
     def remove_tenant(self, tenant_id: str) -> int:
         keys = [
@@ -495,4 +909,4 @@ class DynamoActivityStore:
         return sum(1 for k in keys if k["sk"]["S"].startswith("E#"))
 
 
-__all__ = ["ActivityStore", "Claim", "DynamoActivityStore", "Update"]
+__all__ = ["ActivityStore", "Claim", "DynamoActivityStore", "EventFilter", "HourCount", "Update"]
