@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 import requests
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, Playwright, expect, sync_playwright
 
 from devicehooks_dev.local.process import RunningStack, start_stack, stop_stack
 from tests.conftest import ROOT
@@ -413,9 +413,9 @@ def test_add_a_webhook_see_its_activity_and_delete_it(ui: Session, stack: Runnin
     # the event's exact payload and its attempts
     event_row.get_by_role("button", name="View details").click()
     expect(page.get_by_role("heading", name="Event details")).to_be_visible()
-    payload = page.locator("pre.payload")
+    payload = page.get_by_role("region", name="Request body (JSON)")
     expect(payload).to_contain_text(device)
-    assert json.loads(payload.inner_text()) == json.loads(delivered[0]["body"])["data"]
+    assert payload.inner_text() == delivered[0]["body"].decode()  # the exact bytes
     expect(page.get_by_role("heading", name="Delivery attempts")).to_be_visible()
     expect(page.get_by_role("row").filter(has_text="HTTP 200")).to_be_visible()
     _no_stray_text(page)
@@ -879,7 +879,7 @@ def test_every_view_details_button_names_its_row(ui: Session, stack: RunningStac
 
     page.get_by_role("tab", name="Activity").click()
     page.get_by_role("button", name=re.compile(r"^View details for Device provisioned, device named-0")).click()
-    payload = page.get_by_role("region", name="Payload (JSON)")
+    payload = page.get_by_role("region", name="Request body (JSON)")
     expect(payload).to_contain_text("named-0")
     expect(payload).to_have_attribute("tabindex", "0")
     expect(page.get_by_role("row").filter(has_text="HTTP 200")).to_be_visible(timeout=POLL_TIMEOUT)
@@ -1128,7 +1128,10 @@ def test_readable_at_360_px_without_horizontal_overflow(
     expect(event_row.get_by_text("200")).to_be_visible(timeout=POLL_TIMEOUT)
     _no_horizontal_overflow(page)
     event_row.get_by_role("button", name="View details").click()
-    expect(page.locator("pre.payload")).to_contain_text("narrow-device-with-a-long-identifier")
+    expect(page.get_by_role("region", name="Request body (JSON)")).to_contain_text(
+        "narrow-device-with-a-long-identifier"
+    )
+    expect(page.get_by_role("region", name="Request headers of attempt 1")).to_contain_text("webhook-id")
     _no_horizontal_overflow(page)
 
     narrow.open("/#/integrations/new")
@@ -1147,7 +1150,7 @@ def test_readable_at_360_px_without_horizontal_overflow(
 def test_screenshots_of_the_list_and_the_activity(
     ui: Session, stack: RunningStack, receiver: Receiver, tmp_path: Path
 ) -> None:
-    """Screenshots of the list and the Activity tab of a tenant with some history.
+    """Screenshots of the list, the Activity tab, an event's details and a failing webhook's health.
 
     They go to docs/screenshots/ when DEVICEHOOKS_UPDATE_SCREENSHOTS=1 (ports and times change at
     every run, so an ordinary run writes them to a temporary directory and leaves the tree clean).
@@ -1195,6 +1198,7 @@ def test_screenshots_of_the_list_and_the_activity(
     _sign_in(ui, stack, tenant)
     expect(page.get_by_role("row").filter(has_text="Archive")).to_contain_text("Disabled")
     expect(page.get_by_role("row").filter(has_text="Legacy CRM")).to_contain_text("Paused: failing since")
+    expect(page.locator("td.health .health-badge")).to_have_count(4)  # every row's health has arrived
     shots.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shots / "integrations.png"))
 
@@ -1205,7 +1209,16 @@ def test_screenshots_of_the_list_and_the_activity(
         expect(rows.nth(n).get_by_text("200")).to_be_visible(timeout=POLL_TIMEOUT)
     expect(page.get_by_role("row").filter(has_text="Test event")).to_be_visible()
     page.screenshot(path=str(shots / "activity.png"))
-    assert (shots / "integrations.png").stat().st_size > 10_000 and (shots / "activity.png").stat().st_size > 10_000
+
+    rows.first.get_by_role("button", name="View details").click()
+    expect(page.get_by_role("region", name="Request headers of attempt 1")).to_contain_text("X-Men-Signature: ")
+    page.screenshot(path=str(shots / "event.png"), full_page=True)
+
+    ui.open(f"/#/integrations/{down}")
+    expect(page.locator(".health-verdict")).to_contain_text("Failing")
+    page.screenshot(path=str(shots / "health.png"), full_page=True)
+    for name in ("integrations", "activity", "event", "health"):
+        assert (shots / f"{name}.png").stat().st_size > 10_000, name
     ui.assert_clean()
 
 
@@ -1406,3 +1419,244 @@ def test_resend_failed_deliveries_since_an_hour_ago(
         problems = list(session.problems)
         session.context.close()
     assert problems == [], "\n".join(problems)
+
+
+def test_event_details_show_the_body_as_sent_each_attempts_headers_and_copy_them(
+    ui: Session, stack: RunningStack, receiver: Receiver
+) -> None:
+    tenant = _tenant()
+    page = ui.page
+    ui.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=stack.url)
+    switch = f"headers-{tenant}"
+    receiver.codes[switch] = 503  # the first attempt fails, the retry (after 5 s) succeeds
+    hook = _create_webhook(stack, tenant, receiver.hook(f"/switch/{switch}"), secret="c0ffee")
+    device = f"dev-{uuid.uuid4().hex[:8]}"
+    _provision(stack, tenant, device)
+    _wait_for(lambda: (s := _delivery(stack, tenant, hook, device)) and s.get("attempts", 0) >= 1, "a first attempt")
+    receiver.codes[switch] = 200
+    _wait_for(lambda: (s := _delivery(stack, tenant, hook, device)) and s["state"] == "delivered", "the retry", 30)
+    sent = [r for r in receiver.requests if r["path"] == f"/switch/{switch}"]
+    assert len(sent) == 2
+    signatures = [{k.lower(): v for k, v in r["headers"].items()}["x-men-signature"] for r in sent]
+    [event] = _activity(stack, tenant, hook)
+
+    _sign_in(ui, stack, tenant, f"/#/integrations/{hook}/events/{event['id']}")
+    expect(page.get_by_role("heading", name="Event details")).to_be_visible()
+    body = page.get_by_role("region", name="Request body (JSON)")
+    expect(body).to_have_text(sent[0]["body"].decode())
+    expect(page.get_by_text(f"Exactly as sent: {len(sent[0]['body'])} bytes")).to_be_visible()
+    # the last attempt is open, the first one opens on demand; each has its own headers
+    second = page.get_by_role("region", name="Request headers of attempt 2")
+    expect(second).to_contain_text(f"X-Men-Signature: {signatures[1]}")
+    expect(second).to_contain_text("webhook-signature: v1,")
+    expect(page.get_by_role("region", name="Response body of attempt 2 (first 256 bytes)")).to_have_text(
+        '{"received":true}'
+    )
+    first = page.get_by_role("region", name="Request headers of attempt 1")
+    expect(first).to_be_hidden()
+    page.locator("summary").filter(has_text="Attempt 1").click()
+    expect(first).to_contain_text(f"X-Men-Signature: {signatures[0]}")
+    expect(page.get_by_role("region", name="Response body of attempt 1 (first 256 bytes)")).to_have_text(
+        '{"error":"nope"}'
+    )
+    expect(page.locator("main")).not_to_contain_text("c0ffee")  # signatures, never the secret
+    _no_stray_text(page)
+    _axe_clean(page, "event details with attempts' headers")
+
+    # copied exactly, with a confirmation that screen readers hear (role=status)
+    page.get_by_role("button", name="Copy body").click()
+    expect(page.get_by_role("status").filter(has_text="Copied the body to the clipboard.")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == sent[0]["body"].decode()
+    page.get_by_role("button", name="Copy headers of attempt 2").click()
+    expect(page.get_by_role("status").filter(has_text="Copied the headers of attempt 2")).to_be_visible()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert f"X-Men-Signature: {signatures[1]}" in copied.splitlines()
+    # formatted on demand; the copy stays the exact bytes
+    page.get_by_label("Show formatted").check()
+    expect(body).to_contain_text(f'"id": "{device}"')
+    page.get_by_role("button", name="Copy body").click()
+    assert page.evaluate("navigator.clipboard.readText()") == sent[0]["body"].decode()
+
+    # an event recorded before bodies and headers were returned still reads sensibly
+    def old_server(route: Any) -> None:
+        answer = route.fetch().json()
+        answer.pop("body", None)
+        for status in answer["delivery_statuses"]:
+            for attempt in status["attempt_log"]:
+                attempt.pop("headers", None)
+        route.fulfill(json=answer)
+
+    page.route(f"**{MANAGEMENT}/events/{event['id']}", old_server)
+    page.reload()
+    expect(page.get_by_text("The server did not return the body as sent")).to_be_visible()
+    expect(page.get_by_role("region", name="Request body (JSON)")).to_contain_text(device)
+    expect(page.locator("details[open]").get_by_text("Not recorded: this attempt was made before")).to_be_visible()
+    _no_stray_text(page)
+    _axe_clean(page, "event details without headers")
+    ui.assert_clean()
+
+
+def test_activity_filters_and_page_are_kept_in_the_address(
+    ui: Session, stack: RunningStack, receiver: Receiver
+) -> None:
+    """Search by device, status, trigger and time range, and the page: in the address, so reload and Back keep them."""
+    tenant = _tenant()
+    page = ui.page
+    hook = _create_webhook(stack, tenant, receiver.hook(f"/filters/{tenant}"))
+    needle = f"needle-{uuid.uuid4().hex[:8]}"
+    _provision(stack, tenant, needle)  # the oldest: on page 2 of 24 events unfiltered
+    for n in range(23):
+        _provision(stack, tenant, f"bulk-{n:02d}-{tenant}")
+    _wait_for(
+        lambda: (
+            len([e for e in _activity(stack, tenant, hook) if (e.get("delivery_statuses") or [{}])[0].get("success")])
+            == 24
+        ),
+        "24 delivered events",
+        40,
+    )
+    _sign_in(ui, stack, tenant, f"/#/integrations/{hook}/activity")
+    rows = page.locator("table.activity tbody tr")
+    expect(rows).to_have_count(20, timeout=POLL_TIMEOUT)
+    pager = page.get_by_role("navigation", name="Activity pages")
+    expect(pager).to_contain_text("Page 1 · events 1–20 · more on the next page")
+    expect(page.locator("main")).not_to_contain_text(needle)
+
+    # search by device id: found on the first page, and in the address
+    page.get_by_label("Device ID").fill(needle)
+    page.get_by_role("button", name="Apply filters").click()
+    expect(page).to_have_url(re.compile(rf"/activity\?device={needle}$"))
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text(needle)
+    expect(page.get_by_text(f"Showing all events of device {needle}.")).to_be_visible()
+    _no_stray_text(page)
+    _axe_clean(page, "activity filtered by device")
+
+    # the page is in the address too
+    page.get_by_role("button", name="Clear filters").click()
+    expect(page).to_have_url(re.compile(r"/activity$"))
+    expect(rows).to_have_count(20)
+    page.get_by_role("button", name="Next page").click()
+    expect(page).to_have_url(re.compile(r"/activity\?page=2$"))
+    expect(pager).to_contain_text("Page 2 · events 21–24 · last page")
+    expect(page.get_by_role("button", name="Next page")).to_be_disabled()
+    page.reload()
+    expect(pager).to_contain_text("Page 2 · events 21–24 · last page", timeout=POLL_TIMEOUT)
+    expect(page.locator("main")).to_contain_text(needle)
+
+    # status, trigger and time range; a new filter starts at page 1
+    page.get_by_label("Status").select_option("delivered")
+    page.get_by_label("Event trigger").select_option("device-provisioned")
+    page.get_by_label("Until").fill("2020-01-01T00:00")
+    page.get_by_role("button", name="Apply filters").click()
+    expect(page).to_have_url(re.compile(r"\?status=delivered&type=device-provisioned&to=20[0-9T:-]+Z$"))
+    expect(page.get_by_text("No event matches these filters.")).to_be_visible()
+    expect(page.get_by_text("Showing delivered Device provisioned events until 2020-01-01 00:00.")).to_be_visible()
+    page.get_by_label("Until").fill("")
+    page.get_by_label("From").fill("2020-01-01T00:00")
+    page.get_by_role("button", name="Apply filters").click()
+    expect(rows).to_have_count(20)
+    expect(pager).to_contain_text("Page 1 · events 1–20 · more on the next page · filtered")
+    page.reload()
+    expect(page.get_by_label("Status")).to_have_value("delivered")
+    expect(page.get_by_label("Event trigger")).to_have_value("device-provisioned")
+    expect(page.get_by_label("From")).to_have_value("2020-01-01T00:00")
+    expect(rows).to_have_count(20, timeout=POLL_TIMEOUT)
+    _axe_clean(page, "activity filtered by status, trigger and time")
+
+    # Back walks through the filters and pages seen, in order
+    page.go_back()
+    expect(page.get_by_label("From")).to_have_value("")
+    expect(page.get_by_text("No event matches these filters.")).to_be_visible()
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"/activity\?page=2$"))
+    expect(pager).to_contain_text("Page 2 · events 21–24")
+    expect(page.get_by_label("Status")).to_have_value("")
+    page.go_back()
+    page.go_back()
+    expect(page).to_have_url(re.compile(rf"\?device={needle}$"))
+    expect(page.get_by_label("Device ID")).to_have_value(needle)
+    expect(rows).to_have_count(1)
+    ui.assert_clean()
+
+
+def _health(stack: RunningStack, tenant: str, hook: str) -> dict[str, Any]:
+    got = requests.get(
+        f"{stack.url}{MANAGEMENT}/integrations/{hook}/health", headers=_headers(stack, tenant), timeout=10
+    )
+    assert got.status_code == 200, got.text
+    result: dict[str, Any] = got.json()
+    return result
+
+
+def _bars(chart: Locator) -> dict[str, int]:
+    """How many hours of ``chart`` have a delivered bar, and a failed bar, and how many hours it shows."""
+    found: dict[str, int] = chart.evaluate(
+        """(svg) => {
+            const n = (cls) => [...svg.querySelectorAll(`rect.${cls}`)].filter((r) => r.getBBox().height > 0).length;
+            return { up: n("up"), down: n("down"), hours: svg.querySelectorAll("rect.hit").length };
+        }"""
+    )
+    return found
+
+
+def test_webhook_health_chart_and_verdict_in_the_list_and_the_settings(
+    ui: Session, stack: RunningStack, receiver: Receiver
+) -> None:
+    tenant = _tenant()
+    page = ui.page
+    switch = f"health-{tenant}"
+    mixed = _create_webhook(stack, tenant, receiver.hook(f"/switch/{switch}"), description="Mixed receiver")
+    good = _create_webhook(stack, tenant, receiver.hook(f"/healthy/{tenant}"), description="Good receiver")
+    _provision(stack, tenant, f"ok-{uuid.uuid4().hex[:6]}")
+    _wait_for(lambda: _health(stack, tenant, mixed)["delivered"] >= 1, "a delivery to the mixed webhook")
+    receiver.codes[switch] = 503  # from now on it fails (the good one keeps delivering)
+    _provision(stack, tenant, f"bad-{uuid.uuid4().hex[:6]}")
+    health = _wait_for(
+        lambda: (found := _health(stack, tenant, mixed))["failed"] >= 1 and found, "a failed delivery to the mixed one"
+    )
+    assert len(health["hourly"]) == 24 and health["success_rate"] is not None and health["success_rate"] < 1
+    _wait_for(lambda: _health(stack, tenant, good)["delivered"] >= 2, "the good webhook's deliveries")
+
+    _sign_in(ui, stack, tenant)
+    bad_row = page.get_by_role("row").filter(has_text="Mixed receiver")
+    good_row = page.get_by_role("row").filter(has_text="Good receiver")
+    # in words and shape: never "Healthy" when some fail
+    expect(bad_row.locator(".health-badge")).to_have_text(re.compile(r"^[✕▲](Failing|Degraded)$"))
+    expect(bad_row.locator(".health-badge.good")).to_have_count(0)
+    expect(good_row.locator(".health-badge")).to_have_text("✓Healthy")
+    expect(good_row).to_contain_text("100% delivered")
+    small = bad_row.get_by_role(
+        "img", name=re.compile(r"^Deliveries per hour, last 24 hours: \d+ delivered, [1-9]\d* failed")
+    )
+    expect(small).to_be_visible()
+    bars = _bars(small)
+    assert bars["hours"] == 24 and bars["up"] >= 1 and bars["down"] >= 1, bars
+    _no_stray_text(page)
+    _axe_clean(page, "list with health")
+
+    # the settings: verdict, rate, last delivery, the chart with its legend and the hourly table
+    bad_row.get_by_role("button", name="View details").click()
+    panel = page.get_by_role("tabpanel", name="Settings")
+    expect(panel.get_by_role("heading", name="Health, last 24 hours")).to_be_visible()
+    expect(panel.locator(".health-verdict")).to_contain_text(
+        re.compile(r"(Failing|Degraded) \d+(\.\d)?% delivered \(\d+ of \d+\)")
+    )
+    expect(panel.locator("dt:text-is('Last delivery') + dd")).to_contain_text("HTTP 503")
+    chart = panel.get_by_role(
+        "img",
+        name=re.compile(
+            r"^Deliveries per hour, last 24 hours: .* failed; failures in \d+ hours?, the latest at \d\d:00\.$"
+        ),
+    )
+    expect(chart).to_be_visible()
+    bars = _bars(chart)
+    assert bars["hours"] == 24 and bars["up"] >= 1 and bars["down"] >= 1, bars
+    expect(panel.get_by_text("Failed (below the line)")).to_be_visible()
+    panel.get_by_text("Deliveries per hour as a table").click()
+    table = panel.get_by_role("region", name="Deliveries per hour")
+    expect(table.locator("tbody tr")).to_have_count(24)
+    expect(table.locator("tbody td:last-child").filter(has_not_text=re.compile(r"^0$")).first).to_be_attached()
+    _no_stray_text(page)
+    _axe_clean(page, "settings with health")
+    ui.assert_clean()

@@ -115,16 +115,18 @@ export const integrations = {
   setCredentials: (id, url, secret) =>
     api("PUT", `/integrations/${encodeURIComponent(id)}/credentials`, { type: "http", http: { url, secret } }),
   test: (id) => api("POST", `/integrations/${encodeURIComponent(id)}/test`),
+  health: (id) => api("GET", `/integrations/${encodeURIComponent(id)}/health`),
   recover: (id, since, until) =>
     api("POST", `/integrations/${encodeURIComponent(id)}/recover`, until ? { since, until } : { since }),
 };
 
 export const events = {
-  list: (integrationId, page, perPage) =>
-    api(
-      "GET",
-      `/events?${new URLSearchParams({ page: String(page), per_page: String(perPage), integration_id: integrationId })}`,
-    ),
+  /** `filters`: device_id, status, type, from, to (RFC 3339, from <= time < to); empty ones are left out. */
+  list: (integrationId, page, perPage, filters = {}) => {
+    const query = new URLSearchParams({ page: String(page), per_page: String(perPage), integration_id: integrationId });
+    for (const [key, value] of Object.entries(filters)) if (value) query.set(key, value);
+    return api("GET", `/events?${query}`);
+  },
   get: (id) => api("GET", `/events/${encodeURIComponent(id)}`),
   redeliver: (id, integrationId) =>
     api("POST", `/events/${encodeURIComponent(id)}/redeliver`, { integration_id: integrationId }),

@@ -10,6 +10,7 @@ import {
   detailsButton,
   deviceId,
   eventTypesLabel,
+  EVENT_TYPES,
   formatTime,
   h,
   modal,
@@ -24,6 +25,7 @@ import {
   waitNote,
 } from "./dom.js";
 import { field, rateLimitError, rateLimitInput, secretError, secretHelp } from "./form.js";
+import { healthPanel } from "./health.js";
 
 const PER_PAGE = 20;
 const POLL_MS = 10_000;
@@ -68,7 +70,7 @@ export async function renderDetail(ctx, id, initialTab) {
       tab.panel.hidden = !on;
       if (on && focus) tab.button.focus();
     }
-    ctx.note(name === "activity" ? `${base}/activity` : base);
+    ctx.note(name === "activity" ? `${base}/activity${activity.query()}` : base);
     if (name === "activity") {
       settings.stop();
       activity.start();
@@ -113,6 +115,29 @@ function settingsView(ctx, initial, panel) {
   let watching = false;
   const stateDd = h("dd.state-now");
   const outcome = h("div.outcome");
+  const healthBody = h("div.health-body", { "aria-busy": "true" }, h("p.muted", { text: "Loading…" }));
+  const healthSection = h("section.health", { "aria-labelledby": "health-title" }, h("h2#health-title", { text: "Health, last 24 hours" }), healthBody);
+  let healthTimer = null;
+  // fetched when the tab is shown, then every 30 s while it stays shown
+  const loadHealth = async () => {
+    clearTimeout(healthTimer);
+    if (!watching) return;
+    if (!document.hidden) {
+      try {
+        const health = await integrations.health(initial.id);
+        if (!ctx.active || !watching) return;
+        const open = healthBody.querySelector("details.hourly")?.open;
+        replace(healthBody, healthPanel(health));
+        if (open) healthBody.querySelector("details.hourly").open = true;
+      } catch (err) {
+        if (err instanceof SignedOut || !ctx.active) return;
+        if (!healthBody.querySelector(".health-verdict")) replace(healthBody, h("p.muted", { text: `Health is not available: ${err.message}` }));
+      } finally {
+        healthBody.removeAttribute("aria-busy");
+      }
+    }
+    healthTimer = ctx.after(30_000, loadHealth);
+  };
   const say = (...nodes) => replace(outcome, ...nodes);
   const failed = (prefix) => (err) => {
     if (!(err instanceof SignedOut) && ctx.active) say(notice("error", prefix, h("span", { text: err.message })));
@@ -138,6 +163,7 @@ function settingsView(ctx, initial, panel) {
         try {
           const result = await integrations.test(hook.id);
           if (ctx.active) say(testOutcome(result));
+          loadHealth();
         } catch (err) {
           failed("The test event could not be sent: ")(err);
         }
@@ -193,6 +219,7 @@ function settingsView(ctx, initial, panel) {
         h("dt", { text: "State" }),
         stateDd,
       ),
+      healthSection,
       h("div.actions.start", {}, edit, toggle, test, rotate),
       outcome,
       rateLimitForm(ctx, hook, (saved) => {
@@ -234,10 +261,12 @@ function settingsView(ctx, initial, panel) {
     start() {
       watching = true;
       watch();
+      loadHealth();
     },
     stop() {
       watching = false;
       clearTimeout(timer);
+      clearTimeout(healthTimer);
     },
   };
 }
@@ -368,7 +397,10 @@ function askSecret() {
 
 /** The Activity tab: polled every 10 s while shown (every 2 s while a retry asked for is under way), paginated. */
 function activityView(ctx, hook, panel) {
-  let page = 1;
+  const here = `#/integrations/${encodeURIComponent(hook.id)}/activity`;
+  // filters and page come from the address (#/integrations/<id>/activity?device=…&page=2)
+  let filters = readFilters(ctx.query);
+  let page = Math.max(1, Number.parseInt(ctx.query.get("page") || "1", 10) || 1);
   let timer = null;
   let running = false;
   let last = "";
@@ -384,8 +416,25 @@ function activityView(ctx, hook, panel) {
   const pager = h("nav.pager", { "aria-label": "Activity pages", hidden: true }, prev, pageLabel, next);
   const refresh = button("Refresh", () => load());
   const resend = button("Resend failed deliveries…", () => resendFailed());
+  const summary = h("p.filter-summary", { "aria-live": "polite" });
+  const query = () => {
+    const pairs = Object.entries(filters).filter(([, v]) => v);
+    if (page > 1) pairs.push(["page", String(page)]);
+    // times keep their colons: ?from=2026-11-29T09:00:00Z
+    const text = pairs.map(([k, v]) => `${k}=${encodeURIComponent(v).replace(/%3A/gi, ":")}`).join("&");
+    return text ? `?${text}` : "";
+  };
+  const filterForm = filtersForm(filters, (chosen) => {
+    filters = chosen;
+    page = 1;
+    ctx.push(here + query());
+    last = "";
+    load();
+  });
   panel.append(
     h("div.section-head", {}, h("h2", { text: "Activity" }), h("div.head-tools", {}, updated, refresh, resend)),
+    filterForm,
+    summary,
     outcome,
     table,
     pager,
@@ -401,11 +450,11 @@ function activityView(ctx, hook, panel) {
     }
     running = true;
     try {
-      const list = (await events.list(hook.id, page, PER_PAGE)) || [];
+      const list = (await events.list(hook.id, page, PER_PAGE, apiFilters(filters))) || [];
       if (!ctx.active) return;
       updated.textContent = `Updated ${formatTime(new Date().toISOString(), true).slice(11)}`;
       settle(list);
-      const key = JSON.stringify([page, list]);
+      const key = JSON.stringify([query(), list]);
       if (key !== last) {
         last = key;
         show(list);
@@ -439,6 +488,8 @@ function activityView(ctx, hook, panel) {
 
   function turn(step) {
     page = Math.max(1, page + step);
+    ctx.push(here + query());
+    last = "";
     load();
   }
 
@@ -492,12 +543,29 @@ function activityView(ctx, hook, panel) {
   }
 
   function show(list) {
+    const filtered = Object.values(filters).some(Boolean);
+    const more = list.length >= PER_PAGE;
     prev.disabled = page <= 1;
-    next.disabled = list.length < PER_PAGE;
-    pager.hidden = page <= 1 && list.length < PER_PAGE;
-    pageLabel.textContent = `Page ${page}`;
+    next.disabled = !more;
+    pager.hidden = page <= 1 && !more;
+    const first = (page - 1) * PER_PAGE + 1;
+    pageLabel.textContent = [
+      `Page ${page}`,
+      list.length ? `events ${first}–${first + list.length - 1}` : "no events",
+      more ? "more on the next page" : page > 1 ? "last page" : "",
+      filtered ? "filtered" : "",
+    ].filter(Boolean).join(" · ");
+    summary.textContent = `Showing ${describeFilters(filters)}${page > 1 ? `, page ${page}` : ""}.`;
     if (!list.length) {
-      replace(table, h("p.empty", { text: page > 1 ? "No more activity." : "No webhook activity yet." }));
+      replace(
+        table,
+        h(
+          "p.empty",
+          {},
+          page > 1 ? `No events on page ${page}. ` : filtered ? "No event matches these filters." : "No webhook activity yet.",
+          page > 1 ? button("Go to the first page", () => turn(1 - page)) : null,
+        ),
+      );
       return;
     }
     const names = new Set();
@@ -506,7 +574,7 @@ function activityView(ctx, hook, panel) {
       h(
         "table.table.stack.activity",
         {},
-        h("caption.sr-only", { text: `Activity, page ${page}` }),
+        h("caption.sr-only", { text: `Activity, page ${page}${filtered ? ", filtered" : ""}` }),
         h(
           "thead",
           {},
@@ -562,6 +630,7 @@ function activityView(ctx, hook, panel) {
   }
 
   return {
+    query,
     start() {
       timer = null;
       load();
@@ -571,6 +640,130 @@ function activityView(ctx, hook, panel) {
       timer = false;
     },
   };
+}
+
+const STATES = [
+  ["pending", "Pending"],
+  ["retrying", "Retrying or held"],
+  ["delivered", "Delivered"],
+  ["failed", "Failed"],
+  ["skipped", "Skipped"],
+];
+const TRIGGER_TYPES = [...EVENT_TYPES.map(([type]) => type), "webhook-test"];
+
+/** The Activity filters the address holds (unknown values dropped). */
+function readFilters(query) {
+  const valid = {
+    device: (v) => v.trim().length > 0,
+    status: (v) => STATES.some(([s]) => s === v),
+    type: (v) => TRIGGER_TYPES.includes(v),
+    from: (v) => !Number.isNaN(Date.parse(v)),
+    to: (v) => !Number.isNaN(Date.parse(v)),
+  };
+  const found = {};
+  for (const [key, ok] of Object.entries(valid)) {
+    const v = query.get(key);
+    if (v && ok(v)) found[key] = key === "device" ? v.trim() : v;
+  }
+  return found;
+}
+
+/** GET /events's query parameters for these filters (from <= time < to, RFC 3339). */
+function apiFilters(f) {
+  return { device_id: f.device, status: f.status, type: f.type, from: f.from, to: f.to };
+}
+
+/** The filters in words: "Failed Device provisioned events of device x, from … until …". */
+function describeFilters(f) {
+  const words = [
+    f.status ? STATES.find(([s]) => s === f.status)[1].toLowerCase() : "all",
+    f.type ? `${triggerLabel(f.type)}` : null,
+    "events",
+    f.device ? `of device ${f.device}` : null,
+    f.from ? `from ${formatTime(f.from)}` : null,
+    f.to ? `until ${formatTime(f.to)}` : null,
+  ];
+  return words.filter(Boolean).join(" ");
+}
+
+/** The filter form (role="search"): device id, status, trigger, time range; `apply(filters)` on submit. */
+function filtersForm(current, apply) {
+  const choose = (name, options, value) =>
+    h("select", { name }, options.map(([v, label]) => h("option", { value: v, selected: v === (value || ""), text: label })));
+  const device = field({
+    id: "filter-device",
+    label: "Device ID",
+    input: h("input", { type: "search", name: "device", maxlength: "256", autocomplete: "off", spellcheck: "false", class: "mono", value: current.device || "" }),
+  });
+  const status = field({ id: "filter-status", label: "Status", input: choose("status", [["", "Any status"], ...STATES], current.status) });
+  const type = field({
+    id: "filter-type",
+    label: "Event trigger",
+    input: choose("type", [["", "Any trigger"], ...TRIGGER_TYPES.map((t) => [t, triggerLabel(t)])], current.type),
+  });
+  const fromInput = h("input", { type: "datetime-local", name: "from", value: current.from ? localInput(new Date(current.from)) : "" });
+  const toInput = h("input", { type: "datetime-local", name: "to", value: current.to ? localInput(new Date(current.to)) : "" });
+  const from = field({ id: "filter-from", label: "From", input: fromInput, validate: (v) => (!v || parseLocal(v) ? "" : "Enter a date and time, or leave it empty") });
+  const to = field({
+    id: "filter-to",
+    label: "Until",
+    input: toInput,
+    validate: (v) => {
+      if (!v) return "";
+      const end = parseLocal(v);
+      if (!end) return "Enter a date and time, or leave it empty";
+      const start = parseLocal(fromInput.value);
+      return start && end <= start ? "The end has to be after the start" : "";
+    },
+  });
+  const clear = button("Clear filters", () => {
+    for (const f of [device, status, type, from, to]) {
+      f.input.value = "";
+      f.setError("");
+    }
+    apply({});
+  });
+  const form = h(
+    "form.filters",
+    {
+      role: "search",
+      "aria-label": "Filter activity",
+      novalidate: true,
+      on: {
+        submit: (event) => {
+          event.preventDefault();
+          const ok = [from.check(), to.check()];
+          if (!ok[0] || !ok[1]) {
+            (ok[0] ? toInput : fromInput).focus();
+            return;
+          }
+          const chosen = {
+            device: device.input.value.trim(),
+            status: status.input.value,
+            type: type.input.value,
+            from: fromInput.value ? rfc3339(parseLocal(fromInput.value)) : "",
+            to: toInput.value ? rfc3339(parseLocal(toInput.value)) : "",
+          };
+          apply(Object.fromEntries(Object.entries(chosen).filter(([, v]) => v)));
+        },
+      },
+    },
+    device.node,
+    status.node,
+    type.node,
+    from.node,
+    to.node,
+    h(
+      "div.actions.start",
+      {},
+      h("button.button.primary", { type: "submit", text: "Apply filters" }),
+      clear,
+      h("span.filter-help.help", { text: "Times are your local time: events from the start, before the end." }),
+    ),
+  );
+  // folded away on a phone until asked for (or while filters are on)
+  const open = Object.values(current).some(Boolean) || !matchMedia("(max-width: 680px)").matches;
+  return h("details.filter-box", { open }, h("summary", { text: "Filters" }), form);
 }
 
 /** "Resend failed deliveries": asks for the time window; resolves [the API's answer, until] or null. */

@@ -318,3 +318,25 @@ export function deviceId(event) {
   const id = event?.data?.id ?? event?.data?.device_id;
   return typeof id === "string" && id ? id : null;
 }
+
+/** A button that copies `text()` with the Clipboard API, and its status line (role="status"),
+ * which says "Copied …" (or why not) and empties itself after a few seconds. */
+export function copyButton(label, text, what, which = "") {
+  const said = h("span.copy-note", { role: "status" });
+  let timer = null;
+  const say = (message, kind) => {
+    clearTimeout(timer);
+    said.className = `copy-note ${kind}`;
+    said.textContent = message;
+    timer = setTimeout(() => (said.textContent = ""), 5000);
+  };
+  const btn = button([label, which ? h("span.sr-only", { text: ` ${which}` }) : null], async () => {
+    try {
+      await navigator.clipboard.writeText(text());
+      say(`Copied ${what} to the clipboard.`, "ok");
+    } catch {
+      say("The browser did not allow copying: select the text instead.", "error");
+    }
+  }, ".copy");
+  return h("span.copy-tool", {}, btn, said);
+}

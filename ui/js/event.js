@@ -13,6 +13,7 @@ import {
   retryable,
   retryProblem,
   confirmRetry,
+  copyButton,
   statusCell,
   timeEl,
   triggerLabel,
@@ -52,21 +53,35 @@ export async function renderEvent(ctx, integrationId, eventId) {
       watching = null;
     }
     const hadFocus = document.activeElement?.classList?.contains("redeliver");
-    replace(body, ...view(event, status));
+    // a refresh keeps the attempts that were opened (by default the last one is)
+    const opened = body.querySelector("details.attempt") ? new Set([...body.querySelectorAll("details.attempt[open]")].map((d) => d.dataset.n)) : null;
+    replace(body, ...view(event, status, opened));
     if (hadFocus) body.querySelector(".redeliver")?.focus();
     clearTimeout(timer); // one refresh loop, even when two loads overlapped
     if ((status && IN_PROGRESS.has(status.state)) || watching) timer = ctx.after(2000, () => load().catch(ctx.fail));
   }
 
-  function view(event, status) {
-    const payload = JSON.stringify(event.data ?? null, null, 2);
-    const copy = button("Copy payload", async () => {
+  let formatted = false; // the body shown with line breaks added (the copy is always as sent)
+  function view(event, status, opened) {
+    const exact = typeof event.body === "string"; // older servers return only `data`
+    const sent = exact ? event.body : JSON.stringify(event.data ?? null, null, 2);
+    const pretty = () => {
       try {
-        await navigator.clipboard.writeText(payload);
-        replace(outcome, notice("ok", "The payload was copied."));
+        return JSON.stringify(JSON.parse(sent), null, 2);
       } catch {
-        replace(outcome, notice("error", "The browser did not allow copying: select the text instead."));
+        return sent;
       }
+    };
+    const code = h("code", { text: formatted ? pretty() : sent });
+    const format = h("input#body-formatted", {
+      type: "checkbox",
+      checked: formatted,
+      on: {
+        change: () => {
+          formatted = format.checked;
+          code.textContent = formatted ? pretty() : sent;
+        },
+      },
     });
     // one action: "Retry now" for a delivery waiting for its retry or failed, "Redeliver" otherwise
     const now = retryable(status);
@@ -112,15 +127,23 @@ export async function renderEvent(ctx, integrationId, eventId) {
       h(
         "section.card",
         { "aria-labelledby": "payload-title" },
-        h("div.section-head", {}, h("h2#payload-title", { text: "Payload" }), copy),
+        h("div.section-head", {}, h("h2#payload-title", { text: "Request body" }), copyButton("Copy body", () => sent, "the body")),
+        h(
+          "p.help",
+          {},
+          exact
+            ? `Exactly as sent: ${new TextEncoder().encode(sent).length.toLocaleString("en")} bytes of JSON, the same for every attempt.`
+            : "The server did not return the body as sent: this is its data, formatted.",
+        ),
+        exact ? h("p.check", {}, format, h("label", { for: "body-formatted", text: "Show formatted (line breaks added; Copy body copies the exact bytes)" })) : null,
         // focusable, so that the keyboard can scroll it
-        h("pre.payload", { tabindex: "0", role: "region", "aria-label": "Payload (JSON)" }, h("code", { text: payload })),
+        h("pre.payload", { tabindex: "0", role: "region", "aria-label": "Request body (JSON)" }, code),
       ),
       h(
         "section.card",
         { "aria-labelledby": "attempts-title" },
         h("h2#attempts-title", { text: "Delivery attempts" }),
-        attempts.length ? attemptTable(attempts) : h("p.empty", { text: "No delivery attempt yet." }),
+        attempts.length ? [attemptTable(attempts), attempts.map((a, n) => attemptDetail(a, opened ? opened.has(String(a.attempt)) : n === attempts.length - 1))] : h("p.empty", { text: "No delivery attempt yet." }),
       ),
     ];
   }
@@ -150,7 +173,7 @@ function attemptTable(attempts) {
     h(
       "thead",
       {},
-      h("tr", {}, ["Attempt", "Time", "Duration", "Result", "Response"].map((t) => h("th", { scope: "col", text: t }))),
+      h("tr", {}, ["Attempt", "Time", "Duration", "Result"].map((t) => h("th", { scope: "col", text: t }))),
     ),
     h(
       "tbody",
@@ -163,11 +186,38 @@ function attemptTable(attempts) {
           h("td", { "data-label": "Time" }, timeEl(a.time, true)),
           h("td", { "data-label": "Duration", text: typeof a.duration_ms === "number" ? `${a.duration_ms} ms` : "—" }),
           h("td", { "data-label": "Result", text: [a.status_code ? `HTTP ${a.status_code}` : "", a.error || ""].filter(Boolean).join(" · ") || "—" }),
-          h("td", { "data-label": "Response" }, a.response_body
-            ? h("pre.response", { tabindex: "0", role: "region", "aria-label": `Response body of attempt ${a.attempt ?? ""}`, text: a.response_body })
-            : "—"),
         ),
       ),
+    ),
+  );
+}
+
+/** One attempt's request headers (as sent; signatures, never the secret) and its response. */
+function attemptDetail(a, open) {
+  const number = a.attempt ?? "";
+  const headers = a.headers && typeof a.headers === "object" ? Object.entries(a.headers) : null;
+  const lines = () => (headers || []).map(([k, v]) => `${k}: ${v}`).join("\n");
+  const result = [a.status_code ? `HTTP ${a.status_code}` : "", a.error || ""].filter(Boolean).join(" · ") || "no answer";
+  return h(
+    "details.attempt",
+    { open, "data-n": String(number) },
+    h("summary", {}, h("strong", { text: `Attempt ${number}` }), ` · ${result} · request headers and response`),
+    h(
+      "div.attempt-body",
+      {},
+      h("div.section-head", {}, h("h3", { text: "Request headers" }), headers?.length ? copyButton("Copy headers", lines, `the headers of attempt ${number}`, `of attempt ${number}`) : null),
+      headers?.length
+        ? h("pre.payload.headers", { tabindex: "0", role: "region", "aria-label": `Request headers of attempt ${number}` }, h("code", { text: lines() }))
+        : h("p.muted", {
+            text: a.headers === undefined || a.headers === null
+              ? "Not recorded: this attempt was made before request headers were kept, or the request was never built."
+              : "None.",
+          }),
+      h("h3", { text: "Response" }),
+      h("p", { text: [result, typeof a.duration_ms === "number" ? `${a.duration_ms} ms` : ""].filter(Boolean).join(", ") }),
+      a.response_body
+        ? h("pre.payload.response-body", { tabindex: "0", role: "region", "aria-label": `Response body of attempt ${number} (first 256 bytes)` }, h("code", { text: a.response_body }))
+        : h("p.muted", { text: "No response body." }),
     ),
   );
 }

@@ -1,6 +1,7 @@
 // Settings → Integrations: the tenant's webhooks.
 import { integrations } from "./api.js";
 import { append, button, detailsButton, eventTypesLabel, h, notice, replace, stateView } from "./dom.js";
+import { healthCell } from "./health.js";
 
 export async function renderList(ctx) {
   document.title = "Integrations · devicehooks";
@@ -33,6 +34,15 @@ export async function renderList(ctx) {
     replace(body, h("p.empty", { text: "No webhooks yet. Add one to receive device lifecycle events." }));
     return;
   }
+  // each webhook's health, filled in as it arrives (a webhook without one says so)
+  const health = (hook) => {
+    const cell = h("td.health", { "data-label": "Last 24 hours", "aria-busy": "true" }, h("span.muted", { text: "Loading…" }));
+    integrations.health(hook.id).then(
+      (answer) => ctx.active && replace(cell, healthCell(answer)),
+      () => ctx.active && replace(cell, h("span.muted", { text: "Not available" })),
+    ).finally(() => cell.removeAttribute("aria-busy"));
+    return cell;
+  };
   const open = (hook) => ctx.go(`#/integrations/${encodeURIComponent(hook.id)}`);
   const names = new Set();
   replace(
@@ -48,7 +58,7 @@ export async function renderList(ctx) {
           "tr",
           {},
           h("th.col-url", { scope: "col", text: "URL" }),
-          ["Description", "Event types", "State"].map((t) => h("th", { scope: "col", text: t })),
+          ["Description", "Event types", "State", "Last 24 hours"].map((t) => h("th", { scope: "col", text: t })),
           h("th", { scope: "col" }, h("span.sr-only", { text: "Manage" })),
         ),
       ),
@@ -63,6 +73,7 @@ export async function renderList(ctx) {
             h("td", { "data-label": "Description", text: hook.description || "—" }),
             h("td", { "data-label": "Event types", text: eventTypesLabel(hook) }),
             h("td", { "data-label": "State" }, stateView(hook)),
+            health(hook),
             h(
               "td.manage",
               {},

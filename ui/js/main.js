@@ -1,5 +1,5 @@
 // Start-up, session and hash routing (#/integrations, #/integrations/new, #/integrations/<id>[/activity|/edit],
-// #/integrations/<id>/events/<event id>). Opening /#token=<jwt> signs in with that token.
+// #/integrations/<id>/events/<event id>; the Activity tab's filters and page follow a "?"). Opening /#token=<jwt> signs in with that token.
 import { session, SignedOut, whenUnauthorized } from "./api.js";
 import { h, problemView, replace } from "./dom.js";
 import { renderEvent } from "./event.js";
@@ -77,7 +77,14 @@ function route() {
   stopView();
   showSession();
   if (!session.token) return signInView(null);
-  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  // #/integrations/<id>/activity?device=…&page=2: the path, then the view's own state (filters, page)
+  const [path, query = ""] = location.hash.replace(/^#\/?/, "").split("?");
+  let parts;
+  try {
+    parts = path.split("/").map(decodeURIComponent);
+  } catch {
+    parts = ["integrations"]; // a broken %-escape: the list
+  }
   if (parts[0] !== "integrations") {
     history.replaceState(null, "", "#/integrations");
     parts.splice(0, parts.length, "integrations");
@@ -97,6 +104,11 @@ function route() {
     note(hash) {
       history.replaceState(null, "", hash);
     },
+    /** adds a history entry (filters, page) without re-rendering: Back comes back to it */
+    push(hash) {
+      if (location.hash !== hash) history.pushState(null, "", hash);
+    },
+    query: new URLSearchParams(query),
     flash: flash,
     after(ms, fn) {
       const id = setTimeout(() => view.active && fn(), ms);
