@@ -10,15 +10,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 
 from devicehooks.timeutil import parse_time
 from devicehooks_dev.local.process import RunningStack, start_stack, stop_stack
+from tests.e2e.tenant import Tenant as ApiTenant
 from tests.receiver import Answer, Receiver, eventually
 
 pytestmark = pytest.mark.e2e
-MGMT = "/api/management/v1/iot-manager"
-INTERNAL = "/api/internal/v1/iot-manager"
 B_ANSWERS = [500, 200, 503, 200, 500, 200, 200, 502]  # webhook B; A answers 200 to all
 
 
@@ -30,25 +28,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     stop_stack(running)
 
 
-class Tenant:
-    def __init__(self, stack: RunningStack) -> None:
-        self.stack = stack
-        self.id = f"tenant-{uuid.uuid4()}"
-        self.headers = {"Authorization": f"Bearer {stack.token(self.id)}"}
-
-    def webhook(self, url: str) -> str:
-        body = {"provider": "webhook", "credentials": {"type": "http", "http": {"url": url}}}
-        response = requests.post(f"{self.stack.url}{MGMT}/integrations", json=body, headers=self.headers, timeout=10)
-        assert response.status_code == 201, response.text
-        return str(response.headers["Location"].rsplit("/", 1)[1])
-
-    def internal(self, method: str, path: str, body: Any = None) -> None:
-        url = f"{self.stack.url}{INTERNAL}/tenants/{self.id}{path}"
-        assert requests.request(method, url, json=body, timeout=10).status_code == 202
-
-    def get(self, path: str, **params: Any) -> requests.Response:
-        return requests.get(f"{self.stack.url}{MGMT}{path}", params=params, headers=self.headers, timeout=20)
-
+class Tenant(ApiTenant):
     def pages(self, per_page: int = 2, **params: Any) -> list[str]:
         """Every page of ``GET /events`` with these filters: each full but the last, none repeated."""
         listed: list[list[str]] = []

@@ -13,15 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import requests
 
 from devicehooks.timeutil import parse_time, rfc3339
 from devicehooks_dev.local.process import RunningStack, start_stack, stop_stack
+from tests.e2e.tenant import Tenant as ApiTenant
 from tests.receiver import Answer, Receiver, eventually
 
 pytestmark = pytest.mark.e2e
-MGMT = "/api/management/v1/iot-manager"
-INTERNAL = "/api/internal/v1/iot-manager"
 RETRY_AFTER = 12  # the stack's one retry step (spread by up to 20 %): long enough to retry now before it
 
 
@@ -32,27 +30,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     stop_stack(running)
 
 
-class Tenant:
-    def __init__(self, stack: RunningStack) -> None:
-        self.stack = stack
-        self.id = f"tenant-{uuid.uuid4()}"
-        self.headers = {"Authorization": f"Bearer {stack.token(self.id)}"}
-
-    def webhook(self, url: str) -> str:
-        body = {"provider": "webhook", "credentials": {"type": "http", "http": {"url": url, "secret": "deadbeef"}}}
-        response = requests.post(f"{self.stack.url}{MGMT}/integrations", json=body, headers=self.headers, timeout=10)
-        assert response.status_code == 201, response.text
-        return str(response.headers["Location"].rsplit("/", 1)[1])
+class Tenant(ApiTenant):
+    def webhook(self, url: str, secret: str | None = "deadbeef") -> str:
+        return super().webhook(url, secret)
 
     def decommission(self, device: str) -> None:
-        url = f"{self.stack.url}{INTERNAL}/tenants/{self.id}/devices/{device}"
-        assert requests.delete(url, timeout=10).status_code == 202
-
-    def post(self, path: str, body: Any = None) -> requests.Response:
-        return requests.post(f"{self.stack.url}{MGMT}{path}", json=body, headers=self.headers, timeout=20)
+        self.internal("DELETE", f"/devices/{device}")
 
     def status(self, event_id: str) -> dict[str, Any]:
-        response = requests.get(f"{self.stack.url}{MGMT}/events/{event_id}", headers=self.headers, timeout=10)
+        response = self.get(f"/events/{event_id}")
         assert response.status_code == 200, response.text
         (status,) = response.json()["delivery_statuses"]
         return dict(status)
