@@ -61,10 +61,11 @@ def one_by_one(dispatcher: Any, bodies: list[str], _pool: ThreadPoolExecutor) ->
 
 def in_batches(dispatcher: Any, bodies: list[str], pool: ThreadPoolExecutor) -> None:
     for start in range(0, len(bodies), RECORDS_PER_BATCH):
-        dispatcher.begin_batch()
-        futures = [pool.submit(dispatcher.handle_message, b) for b in bodies[start : start + RECORDS_PER_BATCH]]
+        batch = dispatcher.begin_batch()  # one invocation's batch, finished once, as the handler does
+        futures = [pool.submit(dispatcher.handle_message, b, batch) for b in bodies[start : start + RECORDS_PER_BATCH]]
         for future in futures:
             future.result()
+        dispatcher.finish_batch(batch)
 
 
 RUN: dict[str, Callable[[Any, list[str], ThreadPoolExecutor], None]] = {
