@@ -12,11 +12,13 @@ batch only when it has an execution environment free to run it, and hands each b
 * one thread receives per source (moto's ``ReceiveMessage`` takes no lock: two receivers on a
   queue could be handed the same message); each batch runs in a thread of its own, named after
   the environment that runs it;
-* SQS answers a long poll as soon as a message becomes visible; moto's long poll wakes only for
-  a new message, not for one whose delay or visibility timeout ends. So the poller long-polls
-  only while the queue has no delayed and no in-flight messages, and otherwise polls every
-  :data:`SHORT_POLL_PAUSE` seconds: a retry task's delay, or a failed record's redelivery delay,
-  ends in a receive within that much, as on AWS;
+* SQS answers a long poll as soon as a message becomes visible. With the local stack's moto
+  fixes (``motofixes``) moto's long poll does too (within 50 ms), and the poller always
+  long-polls when it has no backlog. Unfixed moto's long poll wakes only for a new message, not
+  for one whose delay or visibility timeout ends; then the poller long-polls only while the queue
+  has no delayed and no in-flight messages, and otherwise polls every :data:`SHORT_POLL_PAUSE`
+  seconds: a retry task's delay, or a failed record's redelivery delay, ends in a receive within
+  that much, as on AWS;
 * after the invocation, the records it did not report in ``batchItemFailures`` are deleted; the
   failed ones (the whole batch when the invocation raised) become visible again after
   ``redelivery_seconds`` (on AWS: at the end of the queue's visibility timeout); moto moves
@@ -37,6 +39,8 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from devicehooks_dev.local import motofixes
 
 # Lambda scales an SQS event source without ScalingConfig.MaximumConcurrency up to 1,250
 # concurrent invocations (from 5 concurrent batches at first); locally such a source runs
@@ -108,6 +112,7 @@ class SqsPoller:
         self._invoke = invoke
         self._client = client
         self._redelivery_seconds = redelivery_seconds
+        self._long_polls_wake = motofixes.enabled()  # moto's long poll sees delays end (motofixes)
         self._stopping = threading.Event()
         self._changed = threading.Condition()
         self._free = list(range(max(1, source.max_concurrency)))  # idle environments, by number
@@ -169,7 +174,12 @@ class SqsPoller:
             backlog = receiving
             try:
                 # after a batch, at once (there may be more); else long only when nothing can surface
-                wait = 0 if backlog or not self._nothing_pending() else LONG_POLL_SECONDS
+                if backlog:
+                    wait = 0
+                elif self._long_polls_wake or self._nothing_pending():
+                    wait = LONG_POLL_SECONDS
+                else:
+                    wait = 0
                 messages = self._receive(wait)
             except Exception:  # noqa: BLE001 - moto stopping, or a transient error: keep polling
                 receiving = False
