@@ -180,23 +180,29 @@ def test_no_more_than_the_webhooks_share_is_attempted_at_once_the_rest_is_held(h
     server.expect_request("/slow", method="POST").respond_with_handler(slow)
     h = Harness(server, timeout=5.0, policy=DispatchPolicy(schedule=(5,), delivery_timeout=5.0, webhook_concurrency=2))
     hook = h.webhook(path="/slow")
+    batch = h.dispatcher.begin_batch()  # one invocation: its records side by side, as the handler runs them
+    bodies = [
+        Harness.bus(str(uuid.uuid4()), "device-status-changed", "tenant-1", {"id": f"d{n}", "status": "accepted"})
+        for n in range(5)
+    ]
     try:
-        threads = [threading.Thread(target=h.send) for _ in range(5)]
+        threads = [threading.Thread(target=h.dispatcher.handle_message, args=(body, batch)) for body in bodies]
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 5
-        while (len(h.queue.scheduled) < 3 or slow.most < 2) and time.monotonic() < deadline:
-            time.sleep(0.01)  # two inside the receiver, three held
+        while (sum(not t.is_alive() for t in threads) < 3 or slow.most < 2) and time.monotonic() < deadline:
+            time.sleep(0.01)  # two inside the receiver, three held (their records done)
         slow.release.set()
         for thread in threads:
             thread.join(10)
+        h.dispatcher.finish_batch(batch)
     finally:
         slow.release.set()
         server.clear()
         server.stop()
     assert slow.most == 2
-    held = [t for t, _ in h.queue.scheduled]
-    assert len(held) == 3 and {t.integration_id for t in held} == {hook.id}
+    held = [single for t, _ in h.queue.scheduled for single in t.singles()]  # one group of the three
+    assert len(h.queue.scheduled) == 1 and len(held) == 3 and {t.integration_id for t in held} == {hook.id}
     for task in held:
         record = h.activity.get("tenant-1", task.event_id)
         assert record is not None

@@ -32,7 +32,7 @@ class DispatchPolicy:
     circuit_threshold: int = 5  # consecutive failed attempts (no answer, or not 2xx) that open a circuit
     circuit_cooldown: int = 30  # the first open period, doubled each time a probe fails ...
     circuit_max_cooldown: int = 3600  # ... up to this
-    webhook_concurrency: int = 10  # attempts to one webhook at once, per dispatcher instance
+    webhook_concurrency: int = 10  # attempts to one webhook at once, per invocation (per instance on Lambda)
     # invocations (of every dispatcher instance) that may attempt a webhook on trial at once: one
     # never proven, or failing since its last success, cannot take more of the dispatchers' time
     trial_invocations: int = 4

@@ -95,7 +95,17 @@ class Batch:
         self._alone: list[tuple[DeliveryTask | str, float]] = []  # sent as they are, never grouped
         self._trials: dict[tuple[str, str], Future[Trial]] = {}
         self._hours: dict[tuple[str, str, datetime], HourCount] = {}  # attempts per webhook and hour
+        self._shares: WebhookShares | None = None
         self._lock = threading.Lock()
+
+    def shares(self, limit: int) -> WebhookShares:
+        """The invocation's attempts at once per webhook (at most ``limit`` each). Per invocation
+        because that is per instance on Lambda, whose execution environment runs one at a time;
+        so the local stack, running invocations side by side in one process, bounds them alike."""
+        with self._lock:
+            if self._shares is None:
+                self._shares = WebhookShares(limit)
+            return self._shares
 
     def later(self, task: DeliveryTask, delay: float, group: bool = True) -> None:
         """Send ``task`` back to the retry queue with the batch's other such tasks (one request per
@@ -196,7 +206,7 @@ class Batch:
 
 
 class WebhookShares:
-    """At most ``limit`` attempts at once to any one webhook, in this dispatcher instance."""
+    """At most ``limit`` attempts at once to any one webhook (in one invocation: see :meth:`Batch.shares`)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -243,7 +253,6 @@ class Dispatcher:
         self.policy = policy
         self.clock = clock
         self.draw = draw  # the spread of retries and holds (tests fix it)
-        self.shares = WebhookShares(policy.webhook_concurrency)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deliver")
         self._batch = Batch()
 
@@ -548,7 +557,8 @@ class Dispatcher:
                 decided = held_back("held: another dispatcher is probing the webhook", now, self.policy, self.draw())
         if isinstance(decided, Hold):
             return self._hold(batch, task, current, integration, decided, now)
-        if not self.shares.take(integration.id):
+        shares = batch.shares(self.policy.webhook_concurrency)
+        if not shares.take(integration.id):
             reason = "held: the webhook's share of concurrent deliveries is in use"
             return self._hold(batch, task, current, integration, held_back(reason, now, self.policy, self.draw()), now)
         try:
@@ -559,7 +569,7 @@ class Dispatcher:
                 return self._hold(batch, task, current, integration, rate_limited(now, self.draw()), now)
             outcome = self._attempt(event, integration, current, series_attempt, attempts_so_far, retry)
         finally:
-            self.shares.give_back(integration.id)
+            shares.give_back(integration.id)
         return replace(outcome, probe=probe)
 
     def _admit(self, batch: Batch, integration: Integration, now: datetime) -> Gate:
