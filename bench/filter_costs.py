@@ -122,8 +122,8 @@ def measure(indexes: str, receiver: benchlib.Receiver, pool: ThreadPoolExecutor)
 
 def reads(integrations: Any, activity: Any, meter: dynamometer.Meter, tenant: str) -> dict[str, float]:
     """Requests and read units of one page of 20 (a filtered list) and of one health view."""
+    from devicehooks.domain.activity import EventFilter
     from devicehooks.services.health import HealthService
-    from devicehooks.store.activity import EventFilter
 
     hooks = integrations.list_tenant(tenant)
     found: dict[str, float] = {}

@@ -14,10 +14,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from devicehooks.delivery.tasks import DeliveryTask
-from devicehooks.domain.activity import ActivityEvent, DeliveryState, DeliveryStatus
+from devicehooks.domain.activity import (
+    ActivityEvent,
+    DeliveryState,
+    DeliveryStatus,
+    EventFilter,
+    HourCount,
+    hour_of,
+    matches,
+)
 from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
 from devicehooks.errors import Conflict
-from devicehooks.store.activity import Claim, EventFilter, HourCount, Update, hour_of, matches
+from devicehooks.store.activity import Claim, Update
 from devicehooks.store.integrations import Trial, limit_message
 
 

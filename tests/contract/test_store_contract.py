@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
+from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus, EventFilter, HourCount
 from devicehooks.domain.events import WebhookEvent
 from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
 from devicehooks.errors import Conflict, ServiceUnavailable
-from devicehooks.store.activity import ActivityStore, Claim, DynamoActivityStore, EventFilter, HourCount
+from devicehooks.store.activity import ActivityStore, Claim, DynamoActivityStore
 from devicehooks.store.integrations import Trial
 from tests.contract.conftest import Stores
 

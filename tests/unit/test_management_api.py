@@ -21,7 +21,7 @@ import pytest
 
 from devicehooks.api import management
 from devicehooks.delivery.sender import HttpSender
-from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
+from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus, HourCount
 from devicehooks.domain.events import WebhookEvent
 from devicehooks.domain.models import Circuit
 from devicehooks.handlers import management as management_handler
@@ -31,7 +31,6 @@ from devicehooks.services.events import EventService
 from devicehooks.services.health import HealthService
 from devicehooks.services.integrations import IntegrationService
 from devicehooks.services.redelivery import DeliveryService
-from devicehooks.store.activity import HourCount
 from devicehooks.timeutil import rfc3339_millis
 from devicehooks_dev.doubles import MemoryActivityStore, MemoryIntegrationStore, MemoryTaskQueue, PlainTestCipher
 from tests.conftest import FakeContext, load_event

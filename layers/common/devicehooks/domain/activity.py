@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 from devicehooks.domain.events import WebhookEvent
@@ -162,3 +162,90 @@ class ActivityEvent:
         if attempt is not None:
             attempts = {**attempts, status.integration_id: (*attempts.get(status.integration_id, ()), attempt)}
         return replace(self, deliveries={**self.deliveries, status.integration_id: status}, attempts=attempts)
+
+
+# ---------------------------------------------------------------------------- lists and health
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """What ``GET /events`` may narrow a list to, besides a webhook (all optional, combined with AND).
+
+    ``state``: with a webhook, that webhook's delivery is in it; without, any delivery of the event.
+    ``since <= time < until``."""
+
+    device_id: str | None = None
+    state: DeliveryState | None = None
+    type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @property
+    def keyed(self) -> bool:
+        """Narrows by more than time (only events written with the filter keys can match)."""
+        return bool(self.device_id or self.state or self.type)
+
+
+@dataclass(frozen=True, slots=True)
+class HourCount:
+    """A webhook's attempts of one hour (UTC): how many were delivered (2xx) and failed, and the
+    last of them counted."""
+
+    hour: datetime
+    delivered: int = 0
+    failed: int = 0
+    last_at: datetime | None = None
+    last_delivered: bool = False
+    last_status_code: int | None = None
+    last_error: str | None = None
+
+    def plus(self, attempt: Attempt, delivered: bool) -> HourCount:
+        """This hour with ``attempt`` counted (the latest attempt becomes the last one)."""
+        newer = self.last_at is None or attempt.at >= self.last_at
+        return HourCount(
+            hour=self.hour,
+            delivered=self.delivered + (1 if delivered else 0),
+            failed=self.failed + (0 if delivered else 1),
+            last_at=attempt.at if newer else self.last_at,
+            last_delivered=delivered if newer else self.last_delivered,
+            last_status_code=attempt.status_code if newer else self.last_status_code,
+            last_error=attempt.error if newer else self.last_error,
+        )
+
+
+def hour_of(at: datetime) -> datetime:
+    """The start of ``at``'s hour, UTC."""
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def device_of(event: ActivityEvent) -> str | None:
+    """The device an event is about: ``data.id``, or ``data.device_id`` (inventory events)."""
+    try:
+        data = json.loads(event.body).get("data")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    found = data.get("id", data.get("device_id"))
+    return found if isinstance(found, str) and found else None
+
+
+def matches(event: ActivityEvent, integration_id: str | None, only: EventFilter) -> bool:
+    """Whether ``event`` is in a list narrowed to a webhook (``integration_id``) and by ``only``."""
+    if integration_id is not None and integration_id not in event.deliveries:
+        return False
+    if only.since is not None and event.time < only.since:
+        return False
+    if only.until is not None and event.time >= only.until:
+        return False
+    if only.type is not None and event.type != only.type:
+        return False
+    if only.device_id is not None and device_of(event) != only.device_id:
+        return False
+    if only.state is not None:
+        states = (
+            [event.deliveries[integration_id].state]
+            if integration_id is not None
+            else [s.state for s in event.deliveries.values()]
+        )
+        if only.state not in states:
+            return False
+    return True

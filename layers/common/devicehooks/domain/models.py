@@ -24,6 +24,7 @@ SCOPE_OF: Final[dict[str, Scope]] = {
 # The type of the event ``POST /integrations/{id}/test`` sends; never sent for a device event.
 TEST_EVENT_TYPE: Final = "webhook-test"
 ActivityType = Literal[EventType, "webhook-test"]
+ACTIVITY_TYPES: tuple[ActivityType, ...] = (*EVENT_TYPES, TEST_EVENT_TYPE)
 
 OMITTED = "<omitted>"
 PROVIDER_WEBHOOK: Final = "webhook"

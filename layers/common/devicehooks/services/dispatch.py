@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from devicehooks.delivery.sender import DeliveryResult, Sender, WebhookRequest
 from devicehooks.delivery.signing import webhook_headers
 from devicehooks.delivery.tasks import DeliveryTask, TaskQueue, group_held, parse_message
-from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
+from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus, HourCount, hour_of
 from devicehooks.domain.decisions import (
     Decision,
     DispatchPolicy,
@@ -51,7 +51,7 @@ from devicehooks.domain.models import EVENT_TYPES, Circuit, Integration, Integra
 from devicehooks.domain.validation import format_errors
 from devicehooks.observability import logger, record_delivery
 from devicehooks.security.secretbox import SecretCipher
-from devicehooks.store.activity import ActivityStore, Claim, HourCount, hour_of
+from devicehooks.store.activity import ActivityStore, Claim
 from devicehooks.store.integrations import IntegrationStore, Trial
 from devicehooks.timeutil import utcnow
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from devicehooks.domain.activity import ActivityEvent
+from devicehooks.domain.activity import ActivityEvent, EventFilter
 from devicehooks.errors import NotFound
-from devicehooks.store.activity import ActivityStore, EventFilter
+from devicehooks.store.activity import ActivityStore
 
 
 class EventService:

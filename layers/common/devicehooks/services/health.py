@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from devicehooks.domain.activity import HourCount, hour_of
 from devicehooks.domain.models import Integration
 from devicehooks.errors import NotFound
 from devicehooks.services.integrations import NOT_FOUND
-from devicehooks.store.activity import ActivityStore, HourCount, hour_of
+from devicehooks.store.activity import ActivityStore
 from devicehooks.store.integrations import IntegrationStore
 from devicehooks.timeutil import utcnow
 

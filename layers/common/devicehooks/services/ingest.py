@@ -32,26 +32,27 @@ MAX_DETAIL_BYTES = 240 * 1024
 MAX_ID_LENGTH = 256  # the bus contract's tenant and device ids (BusDetail, StatusChange, Decommission)
 
 
-def _check_id(value: str, what: str) -> str:
-    """``value`` (a ``what`` ID) if events can carry it, else :class:`InvalidRequest` (a 400)."""
+def check_id(value: str, what: str) -> str:
+    """``value`` (``what``: "tenant ID", a query parameter...) if events can carry it, else
+    :class:`InvalidRequest` (a 400)."""
     if len(value) > MAX_ID_LENGTH:
-        raise InvalidRequest(f"invalid {what} ID: the length must be no more than {MAX_ID_LENGTH}")
+        raise InvalidRequest(f"invalid {what}: the length must be no more than {MAX_ID_LENGTH}")
     if not value.isascii():
         try:
             check(value)
         except JSONInputError as exc:
-            raise InvalidRequest(f"invalid {what} ID: {exc.reason}") from None
+            raise InvalidRequest(f"invalid {what}: {exc.reason}") from None
     return value
 
 
 def check_tenant_id(tenant_id: str) -> str:
     """``tenant_id`` if events can carry it, else :class:`InvalidRequest` (a 400)."""
-    return _check_id(tenant_id, "tenant")
+    return check_id(tenant_id, "tenant ID")
 
 
 def check_device_id(device_id: str) -> str:
     """``device_id`` if events can carry it, else :class:`InvalidRequest` (a 400)."""
-    return _check_id(device_id, "device")
+    return check_id(device_id, "device ID")
 
 
 def detail_json(detail: Mapping[str, Any]) -> str:

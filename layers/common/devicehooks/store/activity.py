@@ -26,7 +26,6 @@ give its health.
 from __future__ import annotations
 
 import heapq
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,8 +33,19 @@ from enum import Enum
 from typing import Any, Protocol
 
 from devicehooks import aws
-from devicehooks.domain.activity import DELIVERY_STATES, ActivityEvent, Attempt, DeliveryState, DeliveryStatus
-from devicehooks.domain.models import EVENT_TYPES, TEST_EVENT_TYPE
+from devicehooks.domain.activity import (
+    DELIVERY_STATES,
+    ActivityEvent,
+    Attempt,
+    DeliveryState,
+    DeliveryStatus,
+    EventFilter,
+    HourCount,
+    device_of,
+    hour_of,
+    matches,
+)
+from devicehooks.domain.models import ACTIVITY_TYPES
 from devicehooks.errors import ServiceUnavailable
 from devicehooks.store.dynamo import batch_delete, batch_get, batch_write, from_item, query_all, to_item, value
 
@@ -49,96 +59,9 @@ INDEX_KEYS = {  # each index's partition and sort key attributes (template.yaml)
     BY_DEVICE: ("gsi3pk", "gsi1sk"),
     BY_STATE: ("gsi4pk", "gsi2sk"),
 }
-ACTIVITY_TYPES: tuple[str, ...] = (*EVENT_TYPES, TEST_EVENT_TYPE)
 NO_DELIVERY = "-"  # the by_state "state" of an event that went to no webhook (its type is still listed)
 
 Update = tuple[DeliveryStatus, Attempt | None]
-
-
-@dataclass(frozen=True, slots=True)
-class EventFilter:
-    """What ``GET /events`` may narrow a list to, besides a webhook (all optional, combined with AND).
-
-    ``state``: with a webhook, that webhook's delivery is in it; without, any delivery of the event.
-    ``since <= time < until``."""
-
-    device_id: str | None = None
-    state: DeliveryState | None = None
-    type: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-    @property
-    def keyed(self) -> bool:
-        """Narrows by more than time (only events written with the filter keys can match)."""
-        return bool(self.device_id or self.state or self.type)
-
-
-@dataclass(frozen=True, slots=True)
-class HourCount:
-    """A webhook's attempts of one hour (UTC): how many were delivered (2xx) and failed, and the
-    last of them counted."""
-
-    hour: datetime
-    delivered: int = 0
-    failed: int = 0
-    last_at: datetime | None = None
-    last_delivered: bool = False
-    last_status_code: int | None = None
-    last_error: str | None = None
-
-    def plus(self, attempt: Attempt, delivered: bool) -> HourCount:
-        """This hour with ``attempt`` counted (the latest attempt becomes the last one)."""
-        newer = self.last_at is None or attempt.at >= self.last_at
-        return HourCount(
-            hour=self.hour,
-            delivered=self.delivered + (1 if delivered else 0),
-            failed=self.failed + (0 if delivered else 1),
-            last_at=attempt.at if newer else self.last_at,
-            last_delivered=delivered if newer else self.last_delivered,
-            last_status_code=attempt.status_code if newer else self.last_status_code,
-            last_error=attempt.error if newer else self.last_error,
-        )
-
-
-def hour_of(at: datetime) -> datetime:
-    """The start of ``at``'s hour, UTC."""
-    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def device_of(event: ActivityEvent) -> str | None:
-    """The device an event is about: ``data.id``, or ``data.device_id`` (inventory events)."""
-    try:
-        data = json.loads(event.body).get("data")
-    except (ValueError, AttributeError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    found = data.get("id", data.get("device_id"))
-    return found if isinstance(found, str) and found else None
-
-
-def matches(event: ActivityEvent, integration_id: str | None, only: EventFilter) -> bool:
-    """Whether ``event`` is in a list narrowed to a webhook (``integration_id``) and by ``only``."""
-    if integration_id is not None and integration_id not in event.deliveries:
-        return False
-    if only.since is not None and event.time < only.since:
-        return False
-    if only.until is not None and event.time >= only.until:
-        return False
-    if only.type is not None and event.type != only.type:
-        return False
-    if only.device_id is not None and device_of(event) != only.device_id:
-        return False
-    if only.state is not None:
-        states = (
-            [event.deliveries[integration_id].state]
-            if integration_id is not None
-            else [s.state for s in event.deliveries.values()]
-        )
-        if only.state not in states:
-            return False
-    return True
 
 
 class Claim(Enum):
@@ -700,11 +623,7 @@ class DynamoActivityStore:
             event_ids.append(_event_id_of(item["sk"]["S"]))
             if len(event_ids) >= limit:
                 break
-        found = {}
-        for item in batch_get(self.client, self.table_name, [self._key(tenant_id, e) for e in event_ids]):
-            event = found[item["event_id"]["S"]] = _event_from_item(item)
-            self._remember(tenant_id, event.id, _keyed(item))  # recover reopens some: no read then
-        return [found[e] for e in event_ids if e in found]
+        return self._events(tenant_id, event_ids)  # recover reopens some: remembered, no read then
 
     def add_deliveries(self, tenant_id: str, event_id: str, integration_ids: list[str]) -> None:
         event = self.get(tenant_id, event_id)
@@ -824,13 +743,12 @@ class DynamoActivityStore:
         return self._events(tenant_id, event_ids[skip:])
 
     def _events(self, tenant_id: str, event_ids: list[str]) -> list[ActivityEvent]:
-        """These events, in this order (those gone meanwhile left out): BatchGetItem."""
-        found = {
-            event.id: event
-            for event in map(
-                _event_from_item, batch_get(self.client, self.table_name, [self._key(tenant_id, e) for e in event_ids])
-            )
-        }
+        """These events, in this order (those gone meanwhile left out): BatchGetItem. What recording
+        their statuses needs is remembered (:meth:`_remember`)."""
+        found = {}
+        for item in batch_get(self.client, self.table_name, [self._key(tenant_id, e) for e in event_ids]):
+            event = found[item["event_id"]["S"]] = _event_from_item(item)
+            self._remember(tenant_id, event.id, _keyed(item))
         return [found[e] for e in event_ids if e in found]
 
     def _read_on(
