@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from devicehooks import aws
+from devicehooks.store.activity import INDEX_KEYS
 from devicehooks_dev import devkeys
 from devicehooks_dev.local.stack import LocalStack
 from tests.conftest import load_event
@@ -67,6 +68,9 @@ def test_tables_and_indexes_are_created_from_the_template(stack: LocalStack) -> 
         "by_device": "KEYS_ONLY",
         "by_state": "INCLUDE",  # the delivery's webhook (gsi2pk), for a webhook's deliveries by state
     }
+    # the store queries each index by the key attributes it names: those the template gives it
+    keys = {n: tuple(k["AttributeName"] for k in i["KeySchema"]) for n, i in indexes.items()}
+    assert keys == INDEX_KEYS
     ttl = ddb.describe_time_to_live(TableName=stack.physical["ActivityLogTable"]["TableName"])
     assert ttl["TimeToLiveDescription"]["AttributeName"] == "expire_ts"
     attrs = aws.client("sqs").get_queue_attributes(
