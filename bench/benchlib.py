@@ -62,9 +62,9 @@ def quiet() -> None:
 class Receiver:
     """``receiver.py`` in a separate process; ``url(path)`` to POST to, its log to count with."""
 
-    def __init__(self, delay: float = 0.0, hang: float = 5.0) -> None:
+    def __init__(self, delay: float = 0.0, hang: float = 5.0, slow: float = 1.5) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, str(RECEIVER), "--delay", str(delay), "--hang", str(hang)],
+            [sys.executable, str(RECEIVER), "--delay", str(delay), "--hang", str(hang), "--slow", str(slow)],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -119,8 +119,8 @@ class Receiver:
 
 
 @contextmanager
-def receiver(delay: float = 0.0, hang: float = 5.0) -> Iterator[Receiver]:
-    started = Receiver(delay, hang)
+def receiver(delay: float = 0.0, hang: float = 5.0, slow: float = 1.5) -> Iterator[Receiver]:
+    started = Receiver(delay, hang, slow)
     try:
         yield started
     finally:

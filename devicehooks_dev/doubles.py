@@ -77,12 +77,12 @@ class MemoryIntegrationStore:
             updated = self._items[(tenant_id, integration_id)] = current.changed(changes)
             return updated
 
-    def note_success(self, tenant_id: str, integration_id: str) -> None:
+    def note_success(self, tenant_id: str, integration_id: str, proven: bool = True) -> None:
         with self._lock:
             current = self._items.get((tenant_id, integration_id))
-            if current is not None and (current.failing_since is not None or current.circuit != Circuit(proven=True)):
+            if current is not None and (current.failing_since is not None or current.circuit != Circuit(proven=proven)):
                 changes = IntegrationChanges(
-                    updated_at=current.updated_at, failing_since=None, circuit=Circuit(proven=True)
+                    updated_at=current.updated_at, failing_since=None, circuit=Circuit(proven=proven)
                 )
                 self._items[(tenant_id, integration_id)] = current.changed(changes)
 

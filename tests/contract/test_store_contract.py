@@ -219,6 +219,25 @@ def test_a_webhook_is_proven_by_a_success_until_a_failure(stores: Stores) -> Non
     assert stores.integrations.get(tenant, gone) is None
 
 
+def test_a_slow_success_clears_the_failures_and_leaves_or_takes_the_webhook_on_trial(stores: Stores) -> None:
+    tenant = _tenant()
+    integration = _integration(tenant)
+    stores.integrations.add(integration, limit=10)
+    stores.integrations.note_success(tenant, integration.id, proven=False)  # new and slow: still on trial
+    assert _found(stores, tenant, integration.id).circuit == Circuit()
+    stores.integrations.note_success(tenant, integration.id)
+    assert _found(stores, tenant, integration.id).circuit == Circuit(proven=True)
+    stores.integrations.note_success(tenant, integration.id, proven=False)  # proven, then slow: on trial again
+    assert _found(stores, tenant, integration.id).circuit == Circuit()
+    stores.integrations.note_failure(tenant, integration.id, NOW)
+    stores.integrations.note_success(tenant, integration.id, proven=False)  # failing, then slow: no longer failing
+    found = _found(stores, tenant, integration.id)
+    assert (found.failing_since, found.circuit) == (None, Circuit())
+    gone = str(uuid.uuid4())
+    stores.integrations.note_success(tenant, gone, proven=False)  # no such webhook: nothing written
+    assert stores.integrations.get(tenant, gone) is None
+
+
 def test_a_webhook_on_trial_gives_a_few_turns_at_a_time_each_until_given_back_or_its_time_is_up(
     stores: Stores,
 ) -> None:

@@ -12,7 +12,8 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,10 +22,12 @@ from werkzeug import Request, Response
 
 from devicehooks.delivery.sender import HttpSender
 from devicehooks.domain.decisions import DispatchPolicy
+from devicehooks.domain.models import Integration
 from devicehooks.security.ssrf import DestinationGuard
-from devicehooks.services.dispatch import Dispatcher
+from devicehooks.services.dispatch import Batch, Dispatcher
 from tests.unit.test_dispatcher import LOOPBACK, Harness
 
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 POLICY = DispatchPolicy(
     schedule=(5, 60, 600),
     disable_after=10**6,
@@ -487,6 +490,47 @@ def test_a_failure_puts_a_proven_webhook_back_on_trial_and_a_success_proves_it_a
     assert failing is not None and not failing.circuit.proven and failing.circuit.failures == 1
     turn = h.integrations.start_trial("tenant-1", down.id, 1, h.clock(), h.clock() + timedelta(seconds=60))
     assert turn.slot == 0  # the batch gave its turn back when it finished
+
+
+def test_a_slow_success_leaves_a_webhook_on_trial_and_takes_a_proven_one_back(httpserver: HTTPServer) -> None:
+    """A receiver that answers, but late (over ``slow_seconds``), is not proven by it: its backlog
+    stays with the few invocations that have a turn, instead of every dispatcher invocation."""
+    policy = DispatchPolicy(schedule=(5,), delivery_timeout=0.5, trial_invocations=1)
+    assert policy.slow_seconds == 0.25
+
+    def late(request: Request) -> Response:
+        time.sleep(0.35)
+        return Response("ok")
+
+    httpserver.expect_request("/late", method="POST").respond_with_handler(late)
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    h = Harness(httpserver, timeout=0.5, policy=policy)
+    slow, fast = h.webhook(path="/late"), h.webhook(path="/hook")
+    first = h.send()
+    record = h.activity.get("tenant-1", first)
+    assert record is not None and {d.state for d in record.deliveries.values()} == {"delivered"}
+    assert record.attempts[slow.id][0].duration_ms > 250
+    stored, quick = h.integrations.get("tenant-1", slow.id), h.integrations.get("tenant-1", fast.id)
+    assert stored is not None and not stored.circuit.proven and stored.failing_since is None  # still on trial
+    assert quick is not None and quick.circuit.proven
+    h.integrations.note_success("tenant-1", slow.id)  # proven, as by an earlier quick answer
+    h.send()
+    stored = h.integrations.get("tenant-1", slow.id)
+    assert stored is not None and not stored.circuit.proven  # taken back on trial by the slow answer
+    turn = h.integrations.start_trial("tenant-1", slow.id, 1, h.clock(), h.clock() + timedelta(seconds=60))
+    assert turn.slot == 0  # on trial: turns are taken again (the batch gave its own back)
+    assert _posts(h, "/late") == 2
+
+
+def test_a_batch_that_saw_a_slow_answer_does_not_prove_the_webhook_with_a_fast_one() -> None:
+    batch = Batch()
+    hook = Integration(id="w", tenant_id="t", url="https://example.com/", created_at=NOW, updated_at=NOW)
+    other = replace(hook, id="v")
+    assert batch.slow(hook, False) is False  # fast so far
+    assert batch.slow(hook, True) is True
+    assert batch.slow(hook, False) is True  # once slow in the batch, slow for it
+    assert batch.slow(other, False) is False
+    assert Batch().slow(hook, False) is False  # a new batch judges afresh
 
 
 def test_the_rate_limit_holds_across_two_dispatcher_instances_at_once(h: Harness) -> None:

@@ -34,7 +34,8 @@ class DispatchPolicy:
     circuit_max_cooldown: int = 3600  # ... up to this
     webhook_concurrency: int = 10  # attempts to one webhook at once, per invocation (per instance on Lambda)
     # invocations (of every dispatcher instance) that may attempt a webhook on trial at once: one
-    # never proven, or failing since its last success, cannot take more of the dispatchers' time
+    # never proven, failing since its last success, or slow to answer, cannot take more of the
+    # dispatchers' time
     trial_invocations: int = 4
 
     @property
@@ -42,6 +43,13 @@ class DispatchPolicy:
         """How long a delivery is reserved: by default longer than any POST can take (connect and
         read timeouts, per address) plus recording it."""
         return self.lease or int(4 * self.delivery_timeout) + 30
+
+    @property
+    def slow_seconds(self) -> float:
+        """An attempt that succeeds after more than this is *slow*: it does not prove its webhook,
+        and takes a proven one back on trial, so that a receiver that answers, but late, with a
+        backlog takes a few invocations' time, not every one's (2 s, or half the delivery timeout)."""
+        return min(2.0, self.delivery_timeout / 2)
 
     @property
     def attempt_budget(self) -> float:

@@ -48,7 +48,8 @@ class Circuit:
     it again for a longer ``cooldown``. ``failures`` counts consecutive failed attempts.
 
     ``proven``: a delivery succeeded since the webhook was created (or its URL changed, or it was
-    enabled by hand) and none failed since. A webhook not proven is *on trial*: only a few
+    enabled by hand), none failed since, and the last success was not slow (see
+    ``DispatchPolicy.slow_seconds``). A webhook not proven is *on trial*: only a few
     dispatcher invocations at a time may attempt it (see ``DispatchPolicy.trial_invocations``).
     """
 

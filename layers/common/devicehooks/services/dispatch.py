@@ -6,7 +6,7 @@ again, whatever redelivers the message (SQS, a crash, a retry task that is late)
 
 Flow control: a delivery is attempted only when :func:`~devicehooks.domain.decisions.gate` lets
 it (the webhook's circuit is closed, or this is its one probe; the invocation has time for it),
-when this invocation has a turn at a webhook on trial (not yet proven by a success: a few
+when this invocation has a turn at a webhook on trial (not yet proven by a quick success: a few
 invocations of every instance at a time), when the webhook has a free share of this
 dispatcher's concurrent attempts and, with a rate limit, a token for this second. Otherwise it
 is *held*: recorded as retrying with the time it comes back, its task on the retry queue; no
@@ -96,6 +96,7 @@ class Batch:
         self._trials: dict[tuple[str, str], Future[Trial]] = {}
         self._hours: dict[tuple[str, str, datetime], HourCount] = {}  # attempts per webhook and hour
         self._shares: WebhookShares | None = None
+        self._slow: set[tuple[str, str]] = set()  # webhooks that answered slowly in this batch
         self._lock = threading.Lock()
 
     def shares(self, limit: int) -> WebhookShares:
@@ -174,6 +175,15 @@ class Batch:
                 key = (outcome.integration.tenant_id, outcome.integration.id, hour_of(attempt.at))
                 counted = self._hours.get(key) or HourCount(hour=key[2])
                 self._hours[key] = counted.plus(attempt, outcome.status.state == "delivered")
+
+    def slow(self, integration: Integration, slow: bool) -> bool:
+        """Whether a webhook has answered slowly in this batch (``slow``: this time): then a fast
+        answer later in the batch does not prove it again (one write, not one per change)."""
+        key = (integration.tenant_id, integration.id)
+        with self._lock:
+            if slow:
+                self._slow.add(key)
+            return key in self._slow
 
     def take_counts(self) -> list[tuple[str, str, HourCount]]:
         with self._lock:
@@ -697,13 +707,16 @@ class Dispatcher:
                         },
                     )
         elif decision.state == "delivered":
+            attempt = outcome.attempt
+            slow = attempt is not None and attempt.duration_ms > self.policy.slow_seconds * 1000
+            proven = not batch.slow(integration, slow)  # a slow success leaves it on trial (for the batch)
             known = batch.known(integration)
-            if known.failing_since is None and known.circuit == Circuit(proven=True):
+            if known.failing_since is None and known.circuit == Circuit(proven=proven):
                 return  # the usual case: nothing to write
-            self.integrations.note_success(integration.tenant_id, integration.id)
+            self.integrations.note_success(integration.tenant_id, integration.id, proven)
             batch.remember(
                 known.changed(
-                    IntegrationChanges(updated_at=known.updated_at, failing_since=None, circuit=Circuit(proven=True))
+                    IntegrationChanges(updated_at=known.updated_at, failing_since=None, circuit=Circuit(proven=proven))
                 )
             )
 

@@ -60,8 +60,9 @@ class IntegrationStore(Protocol):
         """A failed attempt: stamp when the webhook started failing (kept if already set) and count
         one more consecutive failure on its circuit; the integration as it now is."""
 
-    def note_success(self, tenant_id: str, integration_id: str) -> None:
-        """The webhook works again: forget when it started failing, close its circuit."""
+    def note_success(self, tenant_id: str, integration_id: str, proven: bool = True) -> None:
+        """The webhook works again: forget when it started failing, close its circuit; it is proven
+        by the success, or (``proven=False``: it answered, but slowly) left on trial."""
 
     def open_circuit(self, tenant_id: str, integration_id: str, seen: Circuit, circuit: Circuit) -> bool:
         """Open (or reopen) the circuit as ``circuit``, unless it changed since it was ``seen``
@@ -352,15 +353,19 @@ class DynamoIntegrationStore:
             return None
         return _from_record(from_item(out["Attributes"]))
 
-    def note_success(self, tenant_id: str, integration_id: str) -> None:
+    def note_success(self, tenant_id: str, integration_id: str, proven: bool = True) -> None:
+        cleared = ", ".join(("failing_since", *CIRCUIT_ATTRIBUTES))
+        # written only when something changes: it was failing, its circuit counted, or it is (not) proven yet
+        change = f"attribute_not_exists({PROVEN})" if proven else f"attribute_exists({PROVEN})"
+        extra: dict[str, Any] = {"ExpressionAttributeValues": {":yes": {"BOOL": True}}} if proven else {}
         try:
             self.client.update_item(
                 TableName=self.table_name,
                 Key=self._key(tenant_id, integration_id),
-                UpdateExpression=f"SET {PROVEN} = :yes REMOVE failing_since, " + ", ".join(CIRCUIT_ATTRIBUTES),
-                ConditionExpression="attribute_exists(integration_id) AND (attribute_exists(failing_since) OR "
-                f"attribute_exists(cb_failures) OR attribute_not_exists({PROVEN}))",
-                ExpressionAttributeValues={":yes": {"BOOL": True}},
+                UpdateExpression=f"SET {PROVEN} = :yes REMOVE {cleared}" if proven else f"REMOVE {PROVEN}, {cleared}",
+                ConditionExpression="attribute_exists(integration_id) AND "
+                f"(attribute_exists(failing_since) OR attribute_exists(cb_failures) OR {change})",
+                **extra,
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return
