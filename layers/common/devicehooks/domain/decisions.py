@@ -168,7 +168,7 @@ def on_trial(now: datetime, policy: DispatchPolicy, draw: float = 0.0) -> Hold:
     wait = 1 + abs(draw) * 2
     return Hold(
         now + timedelta(seconds=wait),
-        f"held: the webhook is on trial (no delivery to it has succeeded yet, or one failed since): "
+        f"held: the webhook is on trial (no delivery to it has succeeded yet, or one failed or was slow since): "
         f"{policy.trial_invocations} dispatchers at a time attempt it",
         trial=True,
     )
