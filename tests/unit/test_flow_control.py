@@ -492,7 +492,7 @@ def test_a_failure_puts_a_proven_webhook_back_on_trial_and_a_success_proves_it_a
     assert turn.slot == 0  # the batch gave its turn back when it finished
 
 
-def test_a_slow_success_leaves_a_webhook_on_trial_and_takes_a_proven_one_back(httpserver: HTTPServer) -> None:
+def test_a_slow_success_leaves_a_webhook_on_trial_and_takes_a_proven_one_back() -> None:
     """A receiver that answers, but late (over ``slow_seconds``), is not proven by it: its backlog
     stays with the few invocations that have a turn, instead of every dispatcher invocation."""
     policy = DispatchPolicy(schedule=(5,), delivery_timeout=0.5, trial_invocations=1)
@@ -502,9 +502,19 @@ def test_a_slow_success_leaves_a_webhook_on_trial_and_takes_a_proven_one_back(ht
         time.sleep(0.35)
         return Response("ok")
 
-    httpserver.expect_request("/late", method="POST").respond_with_handler(late)
-    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
-    h = Harness(httpserver, timeout=0.5, policy=policy)
+    server = HTTPServer(threaded=True)  # the quick webhook's answer does not wait behind the late one
+    server.start()
+    try:
+        _slow_success_on(server, policy, late)
+    finally:
+        server.clear()
+        server.stop()
+
+
+def _slow_success_on(server: HTTPServer, policy: DispatchPolicy, late: Any) -> None:
+    server.expect_request("/late", method="POST").respond_with_handler(late)
+    server.expect_request("/hook", method="POST").respond_with_data("ok")
+    h = Harness(server, timeout=0.5, policy=policy)
     slow, fast = h.webhook(path="/late"), h.webhook(path="/hook")
     first = h.send()
     record = h.activity.get("tenant-1", first)
