@@ -25,6 +25,11 @@ to, the moto version pinned in constraints.txt. Measured on moto 5.2.5:
   visible). The local poller had to short-poll every 50 ms while any message was delayed or in
   flight, two requests each time (P5: a fifth of what moto served). Fix: a long poll checks
   every :data:`LONG_POLL_CHECK` seconds (in moto's server, no request).
+* SQS queues are not safe for concurrent requests: ReceiveMessage iterates the set of in-flight
+  messages while DeleteMessage changes it (``RuntimeError: Set changed size during iteration``,
+  a 500 the poller retries: 1-4 per R1 run once moto switched threads every 0.5 ms), and two
+  receives can take the same message. Fix: SQS requests are serialised like DynamoDB's, except
+  while a long poll waits (the lock is let go for the wait).
 * EventBridge builds a jsonpath parser (PLY lexer and grammar) for each input path of each
   target of each event (~17 ms per event). Fix: the parser of a path is remembered.
 * The server lists moto's package directory (a stat call per entry) for every request, under
@@ -146,6 +151,7 @@ def apply() -> None:
     from moto.dynamodb.models.dynamo_type import DynamoType
     from moto.moto_server import threaded_moto_server
     from moto.sqs import models as sqs_models
+    from moto.sqs import responses as sqs_responses
 
     # moto's server lists its own package directory (~170 stat calls) for every request, under
     # its global lock; the list does not change while it runs
@@ -224,11 +230,34 @@ def apply() -> None:
         self.deleted_messages.update(message.all_receipt_handles)
         self._messages = self._messages[:index] + self._messages[index + 1 :]
 
+    # SQS: moto's queues are not safe for concurrent requests (ReceiveMessage iterates the set of
+    # in-flight messages that DeleteMessage changes: "Set changed size during iteration", a 500;
+    # two receives can take one message). Its requests are serialised, as DynamoDB's, except
+    # while a long poll waits: the lock is let go for the wait and taken back after it.
+    sqs_lock = threading.Lock()
+    sqs_call_action = sqs_responses.SQSResponse.call_action
+
+    def locked_sqs_call_action(self: Any) -> Any:
+        with sqs_lock:
+            _state.sqs_locked = True
+            try:
+                return sqs_call_action(self)
+            finally:
+                _state.sqs_locked = False
+
     def wait_for_messages(self: Any, timeout: int) -> None:
-        with self._messages_lock:
-            self._messages_lock.wait_for(lambda: self.messages, timeout=min(timeout, LONG_POLL_CHECK))
+        locked = getattr(_state, "sqs_locked", False)
+        if locked:
+            sqs_lock.release()
+        try:
+            with self._messages_lock:
+                self._messages_lock.wait_for(lambda: self.messages, timeout=min(timeout, LONG_POLL_CHECK))
+        finally:
+            if locked:
+                sqs_lock.acquire()
 
     sqs_models.Queue.wait_for_messages = wait_for_messages
+    sqs_responses.SQSResponse.call_action = locked_sqs_call_action
     sqs_models.Queue.messages = property(visible_messages)
     sqs_models.Queue.delete_message = delete_message
     sqs_models.SQSBackend.send_message = sending
