@@ -62,9 +62,9 @@ def quiet() -> None:
 class Receiver:
     """``receiver.py`` in a separate process; ``url(path)`` to POST to, its log to count with."""
 
-    def __init__(self, delay: float = 0.0, hang: float = 5.0, slow: float = 1.5) -> None:
+    def __init__(self, delay: float = 0.0, hang: float = 5.0, late: float = 1.5) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, str(RECEIVER), "--delay", str(delay), "--hang", str(hang), "--slow", str(slow)],
+            [sys.executable, str(RECEIVER), "--delay", str(delay), "--hang", str(hang), "--late", str(late)],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -119,8 +119,8 @@ class Receiver:
 
 
 @contextmanager
-def receiver(delay: float = 0.0, hang: float = 5.0, slow: float = 1.5) -> Iterator[Receiver]:
-    started = Receiver(delay, hang, slow)
+def receiver(delay: float = 0.0, hang: float = 5.0, late: float = 1.5) -> Iterator[Receiver]:
+    started = Receiver(delay, hang, late)
     try:
         yield started
     finally:

@@ -5,7 +5,7 @@ dispatcher's invocations side by side up to the template's MaximumConcurrency, a
 them), delivery timeout 2 s; the receiver in its own process, answering after 100 ms (as P2's
 healthy endpoints: a realistic receiver answers in tens to hundreds of milliseconds), except
 paths under ``/hang``, which it answers after 5 s (past the timeout: as good as never), and under
-``/slow``, which it answers after 1.5 s (slow, but within the timeout: every delivery succeeds).
+``/late``, which it answers after 1.5 s (slow, but within the timeout: every delivery succeeds).
 
 * alone: tenant B (one healthy webhook) sends 10 events (Mender's bulk status change of 10
   devices); the seconds until the 10th delivery is received;
@@ -73,16 +73,16 @@ def slow_neighbor() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-p5-") as tmp, benchlib.receiver(0.1, 5.0, 1.5) as receiver:
         with stack_api(Path(tmp)) as api:
             alone = api.time_to_receive(receiver, api.tenant("p5-b", [receiver.url("/ok/b")]), "/ok/b", 10, DEADLINE)
-            s = api.tenant("p5-s", [receiver.url("/slow/s")])
+            s = api.tenant("p5-s", [receiver.url("/late/s")])
             b3 = api.tenant("p5-b3", [receiver.url("/ok/b3")])
-            api.time_to_receive(receiver, s, "/slow/s", 10, DEADLINE)  # S's webhook has delivered before
+            api.time_to_receive(receiver, s, "/late/s", 10, DEADLINE)  # S's webhook has delivered before
             time.sleep(3)  # its answers (1.5 s) recorded
             started = time.monotonic()
             for n in range(3):
                 api.bulk(s, [f"s-{n}-{d}" for d in range(100)])
             slow = api.time_to_receive(receiver, b3, "/ok/b3", 10, DEADLINE)
             while True:  # every one of S's 300 is delivered meanwhile, at the pace of a few invocations
-                got = {d for p, _, _, d in receiver.log() if p == "/slow/s" and d and d.startswith("s-")}
+                got = {d for p, _, _, d in receiver.log() if p == "/late/s" and d and d.startswith("s-")}
                 if len(got) >= 300 or time.monotonic() > started + DEADLINE:
                     break
                 time.sleep(0.2)

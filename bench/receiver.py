@@ -2,8 +2,8 @@
 
 Run by the benchmarks (``receiver.Receiver.start``), never imported into the process being
 measured, so it does not share that process's GIL. Every POST is answered ``200`` with a tiny
-body, after ``--delay`` seconds (``--hang`` seconds when the path starts with ``/hang``, ``--slow``
-seconds when it starts with ``/slow``: an endpoint that answers, late but within the timeout), and
+body, after ``--delay`` seconds (``--hang`` seconds when the path starts with ``/hang``, ``--late``
+seconds when it starts with ``/late``: an endpoint that answers, late but within the timeout), and
 logged with the path, the ``webhook-id`` header, the body and the time it was *received* (the
 request fully read, before any delay), on ``time.monotonic()``: CLOCK_MONOTONIC, which is one
 clock for every process of the machine, so the benchmarks compare it with their own.
@@ -27,7 +27,7 @@ LOG: list[tuple[str, str | None, float, bytes]] = []  # list.append is atomic: n
 LOCK = threading.Lock()  # only for reset
 DELAY = 0.0
 HANG = 5.0
-SLOW = 1.5
+LATE = 1.5
 ANSWER = b'{"ok":true}'
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\nServer: bench-receiver\r\nContent-Type: application/json\r\n"
@@ -51,7 +51,7 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         LOG.append((self.path, self.headers.get("webhook-id"), time.monotonic(), body))
-        pause = HANG if self.path.startswith("/hang") else SLOW if self.path.startswith("/slow") else DELAY
+        pause = HANG if self.path.startswith("/hang") else LATE if self.path.startswith("/late") else DELAY
         if pause:
             time.sleep(pause)
         try:  # one write, as real servers answer (http.server would write the headers, then the body)
@@ -91,14 +91,14 @@ class Server(ThreadingHTTPServer):
 
 
 def main() -> None:
-    global DELAY, HANG, SLOW
+    global DELAY, HANG, LATE
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before answering a POST")
     parser.add_argument("--hang", type=float, default=5.0, help="seconds before answering a POST to /hang*")
-    parser.add_argument("--slow", type=float, default=1.5, help="seconds before answering a POST to /slow*")
+    parser.add_argument("--late", type=float, default=1.5, help="seconds before answering a POST to /late*")
     args = parser.parse_args()
-    DELAY, HANG, SLOW = args.delay, args.hang, args.slow
+    DELAY, HANG, LATE = args.delay, args.hang, args.late
     server = Server(("127.0.0.1", args.port), Handler)
     print(f"listening on {server.server_address[1]}", flush=True)
     sys.stdout.close()
