@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
 import sys
 from collections.abc import Sequence
 
@@ -21,6 +22,35 @@ READY = "moto ready on "
 # intervals: P5's 20-webhook variant measured B's writes at 20-90 ms behind A's fan-out, where
 # DynamoDB answers each independently. At 0.5 ms they wait a tenth as long.
 SWITCH_INTERVAL = 0.0005
+
+
+def start() -> tuple[subprocess.Popen[str], str]:
+    """moto's server in a child process running this module; the process and the server's URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devicehooks_dev.local.motoserver"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith(READY):
+        process.kill()
+        raise OSError(f"moto's server did not start: {line!r}")
+    return process, line[len(READY) :].strip()
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """Stop a server :func:`start` started (it stops when its input closes; killed after 10 s)."""
+    assert process.stdin is not None
+    process.stdin.close()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -174,12 +174,8 @@ class SqsPoller:
             backlog = receiving
             try:
                 # after a batch, at once (there may be more); else long only when nothing can surface
-                if backlog:
-                    wait = 0
-                elif self._long_polls_wake or self._nothing_pending():
-                    wait = LONG_POLL_SECONDS
-                else:
-                    wait = 0
+                quiet = not backlog and (self._long_polls_wake or self._nothing_pending())
+                wait = LONG_POLL_SECONDS if quiet else 0
                 messages = self._receive(wait)
             except Exception:  # noqa: BLE001 - moto stopping, or a transient error: keep polling
                 receiving = False

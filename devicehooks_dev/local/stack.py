@@ -401,30 +401,12 @@ class LocalStack:
     # ------------------------------------------------------------------ moto, beside this process
     def _start_moto(self) -> str:
         """moto's server in a child process (``motoserver.py``), as AWS answers from elsewhere; its URL."""
-        self._moto = subprocess.Popen(
-            [sys.executable, "-m", "devicehooks_dev.local.motoserver"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self._moto.stdout is not None
-        line = self._moto.stdout.readline()
-        if not line.startswith(motoserver.READY):
-            self._moto.kill()
-            raise OSError(f"moto's server did not start: {line!r}")
-        return line[len(motoserver.READY) :].strip()
+        self._moto, url = motoserver.start()
+        return url
 
     def _stop_moto(self) -> None:
-        process = self._moto
-        assert process is not None and process.stdin is not None
-        process.stdin.close()  # the server stops when its input closes
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        assert self._moto is not None
+        motoserver.stop(self._moto)
 
     # ------------------------------------------------------------------ resources
     def _client(self, service: str) -> Any:

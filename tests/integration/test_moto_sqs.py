@@ -9,8 +9,6 @@ so any 500 shows.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -28,19 +26,11 @@ IN_FLIGHT = 3000
 
 @pytest.fixture
 def sqs() -> Iterator[Any]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devicehooks_dev.local.motoserver"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None and process.stdin is not None
-    line = process.stdout.readline()
-    assert line.startswith(motoserver.READY), line
+    process, url = motoserver.start()
     config = Config(retries={"total_max_attempts": 1}, max_pool_connections=THREADS * 2)
     client = boto3.client(
         "sqs",
-        endpoint_url=line[len(motoserver.READY) :].strip(),
+        endpoint_url=url,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credentials
@@ -49,9 +39,7 @@ def sqs() -> Iterator[Any]:
     try:
         yield client
     finally:
-        process.stdin.close()
-        process.wait(timeout=10)
-        process.stdout.close()
+        motoserver.stop(process)
 
 
 def test_concurrent_receives_and_deletes_never_fail_nor_hand_a_message_out_twice(sqs: Any) -> None:

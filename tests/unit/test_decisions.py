@@ -38,6 +38,18 @@ def test_decisions(status: int | None, retry_after: float | None, series: int, r
     assert decide(_attempt(status), retry_after, series, POLICY, retry) == expected
 
 
+@pytest.mark.parametrize(
+    ("timeout", "duration_ms", "slow"),
+    [(10.0, 2000, False), (10.0, 2001, True), (2.0, 1000, False), (2.0, 1500, True), (0.5, 300, True)],
+)
+def test_a_success_later_than_slow_seconds_is_slow(timeout: float, duration_ms: int, slow: bool) -> None:
+    policy = DispatchPolicy(delivery_timeout=timeout)  # slow: over 2 s, or half the timeout if less
+    attempt = Attempt(number=1, at=NOW, duration_ms=duration_ms, status_code=200)
+    assert decide(attempt, None, 1, policy, True) == Decision("delivered", slow=slow)
+    failed = Attempt(number=1, at=NOW, duration_ms=duration_ms, status_code=500)
+    assert not decide(failed, None, 1, policy, True).slow  # only a success is slow or not
+
+
 def test_410_gone_fails_at_once_disables_and_is_not_counted_as_a_streak() -> None:
     decision = decide(_attempt(410, "unexpected status code from webhook: 410"), None, 1, POLICY, True)
     assert decision == Decision(

@@ -95,6 +95,9 @@ class Decision:
     disable_reason: str | None = None  # disable the webhook at once
     error: str | None = None  # what to record, when not the attempt's own
     failure: bool = False  # counts towards the webhook's circuit and its failing-since clock
+    slow: bool = (
+        False  # delivered, but late (``DispatchPolicy.slow_seconds``): proves nothing, the webhook stays on trial
+    )
 
 
 def decide(
@@ -112,7 +115,7 @@ def decide(
     """
     status = attempt.status_code
     if status is not None and status < 300:
-        return Decision("delivered")
+        return Decision("delivered", slow=attempt.duration_ms > policy.slow_seconds * 1000)
     if status == 410:
         return Decision("failed", disable_reason=GONE_REASON, error=f"{attempt.error}; webhook disabled")
     delay = policy.retry_delay(series_attempt, retry_after, draw) if retry else None

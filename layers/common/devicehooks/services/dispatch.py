@@ -707,9 +707,7 @@ class Dispatcher:
                         },
                     )
         elif decision.state == "delivered":
-            attempt = outcome.attempt
-            slow = attempt is not None and attempt.duration_ms > self.policy.slow_seconds * 1000
-            proven = not batch.slow(integration, slow)  # a slow success leaves it on trial (for the batch)
+            proven = not batch.slow(integration, decision.slow)  # a slow success leaves it on trial (for the batch)
             known = batch.known(integration)
             if known.failing_since is None and known.circuit == Circuit(proven=proven):
                 return  # the usual case: nothing to write
