@@ -51,6 +51,11 @@ def test_filters_and_health_match_a_known_mix_of_outcomes(stack: RunningStack, r
     b = tenant.webhook(receiver.url("/b"))
     receiver.script("/b", *(Answer(status=s) for s in B_ANSWERS))
     sent: list[dict[str, Any]] = []  # newest last: id, type, device, B's outcome
+
+    def health(integration_id: str, attempts: int) -> dict[str, Any] | None:
+        body = tenant.get(f"/integrations/{integration_id}/health").json()
+        return body if body["delivered"] + body["failed"] == attempts else None
+
     for n, answer in enumerate(B_ANSWERS):
         device = f"dev-{n % 3}"
         if n % 2:
@@ -59,6 +64,9 @@ def test_filters_and_health_match_a_known_mix_of_outcomes(stack: RunningStack, r
             tenant.internal("DELETE", f"/devices/{device}")
         body = json.loads(receiver.wait_for(n + 1, "/b")[n].body)
         receiver.wait_for(n + 1, "/a")
+        # counted once the batch is done, after what the outcome means for the webhook (its
+        # failing-since, its circuit) is written: the next event's outcome comes after it
+        eventually(lambda n=n: health(b, n + 1))
         sent.append({"id": body["id"], "type": body["type"], "device": device, "b_ok": answer < 300})
 
     def settled() -> list[dict[str, Any]] | None:
@@ -102,10 +110,6 @@ def test_filters_and_health_match_a_known_mix_of_outcomes(stack: RunningStack, r
     assert tenant.get("/events", status="lost").status_code == 400
 
     # health: per attempt, each webhook's own
-    def health(integration_id: str, attempts: int) -> dict[str, Any] | None:
-        body = tenant.get(f"/integrations/{integration_id}/health").json()
-        return body if body["delivered"] + body["failed"] == attempts else None
-
     failures = sum(1 for e in sent if not e["b_ok"])
     of_b = eventually(lambda: health(b, len(sent)))
     assert isinstance(of_b, dict)
