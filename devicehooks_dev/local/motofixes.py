@@ -34,6 +34,11 @@ to, the moto version pinned in constraints.txt. Measured on moto 5.2.5:
   target of each event (~17 ms per event). Fix: the parser of a path is remembered.
 * Every request lists its handler class's methods (``inspect.getmembers``) to look its action
   up: ~18 % of a PutItem's time in moto's server. Fix: the list of a class is remembered.
+* DynamoDB builds an item attribute by attribute, summing the size of every attribute already
+  set at each step (to refuse items over 400 KB): O(attributes x item size) per PutItem. The
+  activity log's event items (a map of every webhook's status) took 8 ms each with 20 webhooks,
+  and other tenants' writes waited behind them (P5 with 20 hanging webhooks). Fix: the item's
+  size is summed once, with the same limit.
 * The server lists moto's package directory (a stat call per entry) for every request, under
   its global lock, and werkzeug closes every connection after its response (a TCP connection
   and a server thread per AWS call). Fix: the list is remembered; connections are kept open.
@@ -55,6 +60,7 @@ _state = threading.local()
 
 
 FIXED_VERSION = "5.2.5"
+ITEM_SIZE_LIMIT = 405000  # moto's limit for an item's size (DynamoDB's 400 KB, as moto measured it)
 LONG_POLL_CHECK = 0.05  # how often a waiting long poll looks for a message whose delay has ended
 
 
@@ -137,6 +143,21 @@ def _keep_alive_handler(base: Any) -> Any:
     return KeepAliveHandler
 
 
+def _item_init(self: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
+    """moto's ``Item.__init__`` with the item's size summed once rather than at each attribute
+    (the same sum as ``LimitedSizeDict.__setitem__``, the same limit, the same error)."""
+    from moto.dynamodb.exceptions import ItemSizeTooLarge
+    from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
+    from moto.dynamodb.models.utilities import bytesize
+
+    self.hash_key, self.range_key = hash_key, range_key
+    values = {key: DynamoType(value) for key, value in attrs.items()}
+    if sum(bytesize(key) + value.size() for key, value in values.items()) > ITEM_SIZE_LIMIT:
+        raise ItemSizeTooLarge
+    self.attrs = LimitedSizeDict()
+    dict.update(self.attrs, values)  # as LimitedSizeDict's own update: no check per attribute
+
+
 _applied = False
 
 
@@ -151,6 +172,7 @@ def apply() -> None:
     from moto.core import responses as core_responses
     from moto.core.utils import unix_time
     from moto.dynamodb import models, responses
+    from moto.dynamodb.models import dynamo_type
     from moto.dynamodb.models.dynamo_type import DynamoType
     from moto.moto_server import threaded_moto_server
     from moto.sqs import models as sqs_models
@@ -266,6 +288,7 @@ def apply() -> None:
     sqs_models.SQSBackend.send_message = sending
 
     # every request lists its handler class's methods (inspect.getmembers) to find the action's
+    dynamo_type.Item.__init__ = _item_init
     core_responses.method_names_from_class = lru_cache(maxsize=None)(core_responses.method_names_from_class)
     # EventBridge builds a jsonpath parser (PLY) for each path of each target of each event
     jsonpath_ext.parse = lru_cache(maxsize=256)(jsonpath_ext.parse)
