@@ -24,7 +24,7 @@ import requests
 
 from devicehooks import aws
 from devicehooks_dev import devkeys
-from devicehooks_dev.local.sqs import UNBOUNDED_CONCURRENCY, SqsPoller, SqsSource
+from devicehooks_dev.local.sqs import UNBOUNDED_CONCURRENCY, SqsPoller, SqsSource, record
 from devicehooks_dev.local.stack import LambdaContextStub, LocalStack
 from devicehooks_dev.local.template import Resolver, load_template
 from tests.conftest import ROOT
@@ -229,6 +229,53 @@ def test_a_slow_batch_does_not_hold_up_the_other_batches_of_its_source(
         receiver.wait_for(1, "/slow", timeout=WAIT)
     finally:
         receiver.close()
+
+
+def test_dispatcher_invocations_side_by_side_each_run_their_records_on_threads_of_their_own(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in an execution environment of its own: another invocation's records, however many are
+    waiting, take none of its threads (the handler's pool is the process's, its lanes per invocation)."""
+    from devicehooks.handlers import dispatcher as worker
+
+    release = threading.Event()
+    changed = threading.Condition()
+    holding = 0
+
+    class Held:
+        def handle_message(self, body: str, batch: object) -> None:
+            nonlocal holding
+            if body == "hold":
+                with changed:
+                    holding += 1
+                    changed.notify_all()
+                release.wait(WAIT)
+
+        def finish_batch(self, batch: object) -> None:
+            pass
+
+    monkeypatch.setattr(worker, "dispatcher", lambda: Held())
+    source = SqsSource("DispatcherFunction", "local", "arn:aws:sqs:us-east-1:123456789012:q", 10, True)
+
+    def invoke(bodies: list[str]) -> Any:
+        messages = [{"MessageId": str(uuid.uuid4()), "ReceiptHandle": "r", "Body": b} for b in bodies]
+        event = {"Records": [record(m, source) for m in messages]}
+        return worker.handle(event, LambdaContextStub("DispatcherFunction", 60, 128))  # type: ignore[arg-type]
+
+    waiting = worker.RECORDS_AT_ONCE + 6  # more records waiting than one invocation may run at once
+    with ThreadPoolExecutor(max_workers=waiting // 10 + 2) as pool:
+        try:
+            held = [pool.submit(invoke, ["hold"] * 10) for _ in range(waiting // 10)]
+            with changed:
+                all_in = changed.wait_for(lambda: holding == waiting // 10 * 10, timeout=WAIT)
+            answer = pool.submit(invoke, ["go"]).result(timeout=WAIT)
+            still_held = not release.is_set() and not any(f.done() for f in held)
+        finally:
+            release.set()
+        for future in held:
+            assert future.result(timeout=WAIT) == {"batchItemFailures": []}
+    assert all_in and still_held
+    assert answer == {"batchItemFailures": []}
 
 
 def test_functions_behind_api_routes_still_run_one_invocation_at_a_time(

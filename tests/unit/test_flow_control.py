@@ -24,7 +24,7 @@ from devicehooks.delivery.sender import HttpSender
 from devicehooks.domain.decisions import DispatchPolicy
 from devicehooks.domain.models import Integration
 from devicehooks.security.ssrf import DestinationGuard
-from devicehooks.services.dispatch import Batch, Dispatcher
+from devicehooks.services.dispatch import Batch, Dispatcher, Lane
 from tests.unit.test_dispatcher import LOOPBACK, Harness
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -210,6 +210,90 @@ def test_no_more_than_the_webhooks_share_is_attempted_at_once_the_rest_is_held(h
         record = h.activity.get("tenant-1", task.event_id)
         assert record is not None
         assert record.deliveries[hook.id].error == "held: the webhook's share of concurrent deliveries is in use"
+
+
+def test_an_invocation_whose_fan_out_fills_its_threads_does_not_delay_another_invocations(
+    httpserver: HTTPServer,
+) -> None:
+    """Invocations side by side in one process (the local stack) each have their own threads, as
+    Lambda's execution environments do: one whose deliveries hang holds none of another's."""
+    slow = Slow()
+    server = HTTPServer(threaded=True)
+    server.start()
+    server.expect_request("/slow", method="POST").respond_with_handler(slow)
+    server.expect_request("/hook", method="POST").respond_with_data("ok")
+    h = Harness(server, timeout=5.0, policy=DispatchPolicy(schedule=(5,), delivery_timeout=5.0))
+    sender = HttpSender(DestinationGuard(allowed_cidrs=LOOPBACK), timeout=5.0)
+    dispatcher = Dispatcher(h.integrations, h.activity, h.cipher, sender, h.queue, h.policy, clock=h.clock, workers=2)
+    for _ in range(4):
+        h.webhook(path="/slow", tenant="tenant-a")
+    fast = [h.webhook(path="/hook", tenant="tenant-b") for _ in range(2)]
+    hanging = threading.Thread(
+        target=dispatcher.handle_message,
+        args=(
+            Harness.bus(str(uuid.uuid4()), "device-status-changed", "tenant-a", {"id": "a", "status": "accepted"}),
+            Batch(),
+        ),
+    )
+    b_event = str(uuid.uuid4())
+    other = threading.Thread(
+        target=dispatcher.handle_message,
+        args=(Harness.bus(b_event, "device-status-changed", "tenant-b", {"id": "b", "status": "accepted"}), Batch()),
+    )
+    try:
+        hanging.start()
+        deadline = time.monotonic() + 5
+        while slow.most < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the first invocation's two threads are in the receiver, two turns wait
+        other.start()
+        other.join(4)  # the receiver holds tenant-a's POSTs for 5 s
+        done_while_held = not other.is_alive() and not slow.release.is_set()
+    finally:
+        slow.release.set()
+        hanging.join(10)
+        other.join(10)
+        server.clear()
+        server.stop()
+    assert done_while_held
+    assert slow.most == 2  # the first invocation never had more than its two threads
+    record = h.activity.get("tenant-b", b_event)
+    assert record is not None and {record.deliveries[w.id].state for w in fast} == {"delivered"}
+
+
+def test_a_lane_runs_at_most_its_limit_at_once_in_order_and_hands_back_results_and_errors() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    running, most, order = 0, 0, []
+    lock = threading.Lock()
+    release = threading.Event()
+
+    def work(n: int) -> int:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+            order.append(n)
+        release.wait(5)
+        with lock:
+            running -= 1
+        if n == 3:
+            raise ValueError("three")
+        return n * 10
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        lane = Lane(pool, 2)
+        futures = [lane.submit(work, n) for n in range(6)]
+        deadline = time.monotonic() + 5
+        while len(order) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)  # room for a third, were the limit not kept
+        started_before_release = len(order)
+        release.set()
+        results = [f.exception() or f.result() for f in futures]
+    assert started_before_release == 2 and most == 2
+    assert order[2:] == [2, 3, 4, 5]  # the waiting ones in the order they came
+    assert results[:3] == [0, 10, 20] and results[4:] == [40, 50]
+    assert isinstance(results[3], ValueError)
 
 
 # ---------------------------------------------------------------------------------------- the rate limit

@@ -26,7 +26,7 @@ from devicehooks.domain.events import build_bus_models
 from devicehooks.errors import ConfigError
 from devicehooks.security.secretbox import KmsSecretCipher
 from devicehooks.security.ssrf import DestinationGuard
-from devicehooks.services.dispatch import Batch, Dispatcher, DispatchPolicy
+from devicehooks.services.dispatch import SIDE_BY_SIDE, Batch, Dispatcher, DispatchPolicy, Lane
 from devicehooks.store.activity import DynamoActivityStore
 from devicehooks.store.integrations import DynamoIntegrationStore
 
@@ -51,9 +51,11 @@ def _checked(settings: Settings) -> Settings:
 _checked(get_settings())  # read and checked at cold start: a missing or bad setting fails here, not at a batch
 build_bus_models()  # every invocation validates bus events: build their models now, not in the first one
 
-# Records run in threads: 10 a batch on Lambda (one invocation per execution environment); more
-# when the local stack runs invocations side by side in one process.
-_records = ThreadPoolExecutor(max_workers=64, thread_name_prefix="record")
+# Records run in threads, at most RECORDS_AT_ONCE of an invocation (a batch of the template's is
+# 10); the pool is shared by the invocations a process runs side by side (one on Lambda, each in
+# an execution environment of its own; several in the local stack), each in a lane of its own
+RECORDS_AT_ONCE = 64
+_records = ThreadPoolExecutor(max_workers=RECORDS_AT_ONCE * SIDE_BY_SIDE, thread_name_prefix="record")
 
 
 def policy() -> DispatchPolicy:
@@ -88,9 +90,10 @@ def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records, the batch its reads), so that invocations may run side by side."""
     batch = Batch(deadline=time.monotonic() + context.get_remaining_time_in_millis() / 1000)
     handle_message = dispatcher().handle_message
+    records = Lane(_records, RECORDS_AT_ONCE)
 
     async def record_handler(record: SQSRecord) -> None:
-        await asyncio.get_running_loop().run_in_executor(_records, handle_message, record.body, batch)
+        await asyncio.wrap_future(records.submit(handle_message, record.body, batch))
 
     processor = AsyncBatchProcessor(event_type=EventType.SQS)
     response = dict(

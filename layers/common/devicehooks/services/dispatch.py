@@ -23,8 +23,9 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -58,10 +59,11 @@ from devicehooks.timeutil import utcnow
 K = TypeVar("K")
 V = TypeVar("V")
 
+SIDE_BY_SIDE = 32  # invocations one process may run at once: one on Lambda, up to 30 in the local stack
 COALESCE_SECONDS = 0.05  # how long a finished delivery may wait for its siblings, to share their write
 QUIET_SECONDS = 0.01  # ... as long as one more finishes within this of the last
 
-__all__ = ["Batch", "Busy", "COALESCE_SECONDS", "Dispatcher", "DispatchPolicy", "Outcome", "WebhookShares"]
+__all__ = ["Batch", "Busy", "COALESCE_SECONDS", "Dispatcher", "DispatchPolicy", "Lane", "Outcome", "WebhookShares"]
 
 
 class Busy(Exception):
@@ -96,6 +98,7 @@ class Batch:
         self._trials: dict[tuple[str, str], Future[Trial]] = {}
         self._hours: dict[tuple[str, str, datetime], HourCount] = {}  # attempts per webhook and hour
         self._shares: WebhookShares | None = None
+        self._lane: Lane | None = None
         self._slow: set[tuple[str, str]] = set()  # webhooks that answered slowly in this batch
         self._lock = threading.Lock()
 
@@ -107,6 +110,16 @@ class Batch:
             if self._shares is None:
                 self._shares = WebhookShares(limit)
             return self._shares
+
+    def lane(self, pool: Executor, limit: int) -> Lane:
+        """The invocation's calls on ``pool``, at most ``limit`` at once. Per invocation, as the
+        threads of a Lambda execution environment (which runs one invocation at a time) are its
+        own: the local stack, running invocations side by side on one process's pool, lets none of
+        them take another's threads."""
+        with self._lock:
+            if self._lane is None:
+                self._lane = Lane(pool, limit)
+            return self._lane
 
     def later(self, task: DeliveryTask, delay: float, group: bool = True) -> None:
         """Send ``task`` back to the retry queue with the batch's other such tasks (one request per
@@ -215,6 +228,46 @@ class Batch:
             self._tenants[integration.tenant_id] = fresh
 
 
+class Lane:
+    """Calls on a shared ``pool``, at most ``limit`` of them running at once; the rest wait their
+    turn in order, each run by a thread of this lane as it finishes the one before."""
+
+    def __init__(self, pool: Executor, limit: int) -> None:
+        self._pool = pool
+        self._limit = limit
+        self._running = 0
+        self._waiting: deque[Callable[[], None]] = deque()
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., V], *args: Any) -> Future[V]:
+        future: Future[V] = Future()
+
+        def call() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - the caller's to see, as a pool's future
+                future.set_exception(exc)
+
+        with self._lock:
+            if self._running >= self._limit:
+                self._waiting.append(call)
+                return future
+            self._running += 1
+        self._pool.submit(self._work, call)
+        return future
+
+    def _work(self, call: Callable[[], None]) -> None:
+        next_call: Callable[[], None] | None = call
+        while next_call is not None:
+            next_call()
+            with self._lock:
+                next_call = self._waiting.popleft() if self._waiting else None
+                if next_call is None:
+                    self._running -= 1
+
+
 class WebhookShares:
     """At most ``limit`` attempts at once to any one webhook (in one invocation: see :meth:`Batch.shares`)."""
 
@@ -252,7 +305,7 @@ class Dispatcher:
         queue: TaskQueue,
         policy: DispatchPolicy,
         clock: Callable[[], datetime] = utcnow,
-        workers: int = 64,
+        workers: int = 64,  # an invocation's deliveries (and writes) at once
         draw: Callable[[], float] = lambda: random.uniform(-1.0, 1.0),
     ) -> None:
         self.integrations = integrations
@@ -263,7 +316,10 @@ class Dispatcher:
         self.policy = policy
         self.clock = clock
         self.draw = draw  # the spread of retries and holds (tests fix it)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deliver")
+        self.workers = workers
+        # shared by the invocations the process runs side by side, each in a lane of ``workers``
+        # threads (Batch.lane): threads are made only when no idle one is free
+        self._pool = ThreadPoolExecutor(max_workers=workers * SIDE_BY_SIDE, thread_name_prefix="deliver")
         self._batch = Batch()
 
     # ------------------------------------------------------------------ entry points
@@ -300,7 +356,9 @@ class Dispatcher:
         there are several: the invocation waits for one round trip, not one per webhook)."""
         counts = batch.take_counts()
         if len(counts) > 1:
-            list(self._pool.map(self._write_count, counts))
+            lane = batch.lane(self._pool, self.workers)
+            for written in [lane.submit(self._write_count, counted) for counted in counts]:
+                written.result()
         elif counts:
             self._write_count(counts[0])
 
@@ -740,7 +798,8 @@ class Dispatcher:
             integration, attempts_so_far = jobs[0]
             self.deliver(event, integration, 1, attempts_so_far, batch=batch)
             return
-        pending = {self._pool.submit(self._turn, batch, event, i, 1, attempts, True) for i, attempts in jobs}
+        lane = batch.lane(self._pool, self.workers)
+        pending = {lane.submit(self._turn, batch, event, i, 1, attempts, True) for i, attempts in jobs}
         errors: list[BaseException] = []
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
