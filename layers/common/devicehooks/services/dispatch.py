@@ -614,9 +614,11 @@ class Dispatcher:
         if not retry:
             return self._attempt(event, integration, current, series_attempt, attempts_so_far, retry)
         now = self.clock()
-        task = DeliveryTask.first(event.tenant_id, event.id, integration.id, current.attempts).at_attempt(
-            series_attempt
-        )
+
+        def task() -> DeliveryTask:  # made only for a hold: most deliveries go straight to their attempt
+            first = DeliveryTask.first(event.tenant_id, event.id, integration.id, current.attempts)
+            return first.at_attempt(series_attempt)
+
         decided = self._admit(batch, integration, now)
         probe = decided == "probe"
         if probe:
@@ -624,17 +626,19 @@ class Dispatcher:
             if not self.integrations.claim_probe(integration.tenant_id, integration.id, now, until):
                 decided = held_back("held: another dispatcher is probing the webhook", now, self.policy, self.draw())
         if isinstance(decided, Hold):
-            return self._hold(batch, task, current, integration, decided, now)
+            return self._hold(batch, task(), current, integration, decided, now)
         shares = batch.shares(self.policy.webhook_concurrency)
         if not shares.take(integration.id):
             reason = "held: the webhook's share of concurrent deliveries is in use"
-            return self._hold(batch, task, current, integration, held_back(reason, now, self.policy, self.draw()), now)
+            return self._hold(
+                batch, task(), current, integration, held_back(reason, now, self.policy, self.draw()), now
+            )
         try:
             second = int(now.timestamp())
             if integration.rate_limit and not self.integrations.take_rate_token(
                 integration.tenant_id, integration.id, second, integration.rate_limit
             ):
-                return self._hold(batch, task, current, integration, rate_limited(now, self.draw()), now)
+                return self._hold(batch, task(), current, integration, rate_limited(now, self.draw()), now)
             outcome = self._attempt(event, integration, current, series_attempt, attempts_so_far, retry)
         finally:
             shares.give_back(integration.id)
@@ -711,14 +715,16 @@ class Dispatcher:
             headers=headers,
         )
         decision = decide(attempt, result.retry_after, series_attempt, self.policy, retry, self.draw())
-        task = DeliveryTask.first(event.tenant_id, event.id, integration.id, attempt.number)
-        task = task.at_attempt(series_attempt + 1)
+        task = None  # the delivery's next attempt: made only when one may follow (most succeed)
+        if decision.retry_in is not None or decision.dead_letter or decision.failure:
+            task = DeliveryTask.first(event.tenant_id, event.id, integration.id, attempt.number)
+            task = task.at_attempt(series_attempt + 1)
         next_at = None
-        if decision.retry_in is not None:
+        if task is not None and decision.retry_in is not None:
             # queued before the status is recorded: a lost record costs a retry, a lost task a delivery
             self.queue.schedule(task, decision.retry_in)
             next_at = done + timedelta(seconds=decision.retry_in)
-        if decision.dead_letter:
+        if task is not None and decision.dead_letter:
             self.queue.dead_letter(task.at_attempt(series_attempt), result.error or "failed")
         status = current.after_attempt(attempt, decision.state, done, next_at, decision.error)
         log = {"correlation_id": event.id, "integration_id": integration.id, "status_code": result.status_code}
