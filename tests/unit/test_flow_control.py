@@ -24,7 +24,7 @@ from devicehooks.delivery.sender import HttpSender
 from devicehooks.domain.decisions import DispatchPolicy
 from devicehooks.domain.models import Integration
 from devicehooks.security.ssrf import DestinationGuard
-from devicehooks.services.dispatch import Batch, Dispatcher, Lane
+from devicehooks.services.dispatch import Batch, Dispatcher, PoolRack
 from tests.unit.test_dispatcher import LOOPBACK, Harness
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -260,40 +260,35 @@ def test_an_invocation_whose_fan_out_fills_its_threads_does_not_delay_another_in
     assert record is not None and {record.deliveries[w.id].state for w in fast} == {"delivered"}
 
 
-def test_a_lane_runs_at_most_its_limit_at_once_in_order_and_hands_back_results_and_errors() -> None:
-    from concurrent.futures import ThreadPoolExecutor
+def test_one_invocation_after_another_reuses_its_threads(h: Harness) -> None:
+    """As one execution environment: however many invocations fan out one after another, the
+    deliveries run on one pool's threads (a pool per invocation at a time, given back at its end)."""
+    for _ in range(30):
+        h.webhook()
+    before = {t.ident for t in threading.enumerate()}
+    for n in range(10):
+        batch = h.dispatcher.begin_batch()
+        body = Harness.bus(
+            str(uuid.uuid4()), "device-status-changed", "tenant-1", {"id": f"d{n}", "status": "accepted"}
+        )
+        h.dispatcher.handle_message(body, batch)
+        h.dispatcher.finish_batch(batch)
+    made = [t for t in threading.enumerate() if t.ident not in before and t.name.startswith("deliver")]
+    assert len(h.requests("/hook")) == 300
+    assert 0 < len(made) <= h.dispatcher.pools.size
 
-    running, most, order = 0, 0, []
-    lock = threading.Lock()
-    release = threading.Event()
 
-    def work(n: int) -> int:
-        nonlocal running, most
-        with lock:
-            running += 1
-            most = max(most, running)
-            order.append(n)
-        release.wait(5)
-        with lock:
-            running -= 1
-        if n == 3:
-            raise ValueError("three")
-        return n * 10
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        lane = Lane(pool, 2)
-        futures = [lane.submit(work, n) for n in range(6)]
-        deadline = time.monotonic() + 5
-        while len(order) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.05)  # room for a third, were the limit not kept
-        started_before_release = len(order)
-        release.set()
-        results = [f.exception() or f.result() for f in futures]
-    assert started_before_release == 2 and most == 2
-    assert order[2:] == [2, 3, 4, 5]  # the waiting ones in the order they came
-    assert results[:3] == [0, 10, 20] and results[4:] == [40, 50]
-    assert isinstance(results[3], ValueError)
+def test_a_rack_gives_each_invocation_at_a_time_a_pool_of_its_own_and_reuses_those_given_back() -> None:
+    rack = PoolRack(3, "test")
+    first, second = rack.take(), rack.take()
+    assert first is not second and first._max_workers == 3
+    rack.give_back(second)
+    assert rack.take() is second
+    rack.give_back(first)
+    rack.give_back(second)
+    assert {id(rack.take()), id(rack.take())} == {id(first), id(second)}
+    first.shutdown()
+    second.shutdown()
 
 
 # ---------------------------------------------------------------------------------------- the rate limit

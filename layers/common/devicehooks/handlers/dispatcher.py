@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
 
@@ -26,7 +25,7 @@ from devicehooks.domain.events import build_bus_models
 from devicehooks.errors import ConfigError
 from devicehooks.security.secretbox import KmsSecretCipher
 from devicehooks.security.ssrf import DestinationGuard
-from devicehooks.services.dispatch import SIDE_BY_SIDE, Batch, Dispatcher, DispatchPolicy, Lane
+from devicehooks.services.dispatch import Batch, Dispatcher, DispatchPolicy, PoolRack
 from devicehooks.store.activity import DynamoActivityStore
 from devicehooks.store.integrations import DynamoIntegrationStore
 
@@ -52,10 +51,10 @@ _checked(get_settings())  # read and checked at cold start: a missing or bad set
 build_bus_models()  # every invocation validates bus events: build their models now, not in the first one
 
 # Records run in threads, at most RECORDS_AT_ONCE of an invocation (a batch of the template's is
-# 10); the pool is shared by the invocations a process runs side by side (one on Lambda, each in
-# an execution environment of its own; several in the local stack), each in a lane of its own
+# 10), in a pool of its own while it runs (one pool on Lambda; one per invocation running at a
+# time in the local stack, which runs them side by side in one process)
 RECORDS_AT_ONCE = 64
-_records = ThreadPoolExecutor(max_workers=RECORDS_AT_ONCE * SIDE_BY_SIDE, thread_name_prefix="record")
+_records = PoolRack(RECORDS_AT_ONCE, "record")
 
 
 def policy() -> DispatchPolicy:
@@ -90,14 +89,19 @@ def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records, the batch its reads), so that invocations may run side by side."""
     batch = Batch(deadline=time.monotonic() + context.get_remaining_time_in_millis() / 1000)
     handle_message = dispatcher().handle_message
-    records = Lane(_records, RECORDS_AT_ONCE)
+    records = _records.take()
 
     async def record_handler(record: SQSRecord) -> None:
-        await asyncio.wrap_future(records.submit(handle_message, record.body, batch))
+        await asyncio.get_running_loop().run_in_executor(records, handle_message, record.body, batch)
 
     processor = AsyncBatchProcessor(event_type=EventType.SQS)
-    response = dict(
-        async_process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
-    )
+    try:
+        response = dict(
+            async_process_partial_response(
+                event=event, record_handler=record_handler, processor=processor, context=context
+            )
+        )
+    finally:
+        _records.give_back(records)
     dispatcher().finish_batch(batch)  # tasks sent back in bulk: if this raises, SQS brings the batch back
     return response

@@ -23,9 +23,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -59,11 +58,10 @@ from devicehooks.timeutil import utcnow
 K = TypeVar("K")
 V = TypeVar("V")
 
-SIDE_BY_SIDE = 32  # invocations one process may run at once: one on Lambda, up to 30 in the local stack
 COALESCE_SECONDS = 0.05  # how long a finished delivery may wait for its siblings, to share their write
 QUIET_SECONDS = 0.01  # ... as long as one more finishes within this of the last
 
-__all__ = ["Batch", "Busy", "COALESCE_SECONDS", "Dispatcher", "DispatchPolicy", "Lane", "Outcome", "WebhookShares"]
+__all__ = ["Batch", "Busy", "COALESCE_SECONDS", "Dispatcher", "DispatchPolicy", "Outcome", "PoolRack", "WebhookShares"]
 
 
 class Busy(Exception):
@@ -98,7 +96,7 @@ class Batch:
         self._trials: dict[tuple[str, str], Future[Trial]] = {}
         self._hours: dict[tuple[str, str, datetime], HourCount] = {}  # attempts per webhook and hour
         self._shares: WebhookShares | None = None
-        self._lane: Lane | None = None
+        self._threads: tuple[PoolRack, ThreadPoolExecutor] | None = None  # taken from a rack until the batch ends
         self._slow: set[tuple[str, str]] = set()  # webhooks that answered slowly in this batch
         self._lock = threading.Lock()
 
@@ -111,15 +109,19 @@ class Batch:
                 self._shares = WebhookShares(limit)
             return self._shares
 
-    def lane(self, pool: Executor, limit: int) -> Lane:
-        """The invocation's calls on ``pool``, at most ``limit`` at once. Per invocation, as the
-        threads of a Lambda execution environment (which runs one invocation at a time) are its
-        own: the local stack, running invocations side by side on one process's pool, lets none of
-        them take another's threads."""
+    def threads(self, rack: PoolRack) -> ThreadPoolExecutor:
+        """The invocation's threads for its deliveries and writes: a pool of ``rack``'s, taken at
+        the first need and given back by :meth:`give_back_threads` when the batch ends."""
         with self._lock:
-            if self._lane is None:
-                self._lane = Lane(pool, limit)
-            return self._lane
+            if self._threads is None:
+                self._threads = (rack, rack.take())
+            return self._threads[1]
+
+    def give_back_threads(self) -> None:
+        with self._lock:
+            taken, self._threads = self._threads, None
+        if taken is not None:
+            taken[0].give_back(taken[1])
 
     def later(self, task: DeliveryTask, delay: float, group: bool = True) -> None:
         """Send ``task`` back to the retry queue with the batch's other such tasks (one request per
@@ -228,44 +230,28 @@ class Batch:
             self._tenants[integration.tenant_id] = fresh
 
 
-class Lane:
-    """Calls on a shared ``pool``, at most ``limit`` of them running at once; the rest wait their
-    turn in order, each run by a thread of this lane as it finishes the one before."""
+class PoolRack:
+    """Thread pools of ``size`` threads, one for each invocation running at a time: an invocation
+    takes one (made when none is free) and gives it back when it ends. On Lambda, whose execution
+    environment runs one invocation at a time, that is one pool, which every invocation reuses;
+    the local stack, running invocations side by side in one process, so gives each threads of its
+    own, as Lambda gives each execution environment, and none can take another's."""
 
-    def __init__(self, pool: Executor, limit: int) -> None:
-        self._pool = pool
-        self._limit = limit
-        self._running = 0
-        self._waiting: deque[Callable[[], None]] = deque()
+    def __init__(self, size: int, prefix: str) -> None:
+        self.size = size
+        self._prefix = prefix
+        self._free: list[ThreadPoolExecutor] = []
         self._lock = threading.Lock()
 
-    def submit(self, fn: Callable[..., V], *args: Any) -> Future[V]:
-        future: Future[V] = Future()
-
-        def call() -> None:
-            if not future.set_running_or_notify_cancel():
-                return
-            try:
-                future.set_result(fn(*args))
-            except BaseException as exc:  # noqa: BLE001 - the caller's to see, as a pool's future
-                future.set_exception(exc)
-
+    def take(self) -> ThreadPoolExecutor:
         with self._lock:
-            if self._running >= self._limit:
-                self._waiting.append(call)
-                return future
-            self._running += 1
-        self._pool.submit(self._work, call)
-        return future
+            if self._free:
+                return self._free.pop()
+        return ThreadPoolExecutor(max_workers=self.size, thread_name_prefix=self._prefix)
 
-    def _work(self, call: Callable[[], None]) -> None:
-        next_call: Callable[[], None] | None = call
-        while next_call is not None:
-            next_call()
-            with self._lock:
-                next_call = self._waiting.popleft() if self._waiting else None
-                if next_call is None:
-                    self._running -= 1
+    def give_back(self, pool: ThreadPoolExecutor) -> None:
+        with self._lock:
+            self._free.append(pool)
 
 
 class WebhookShares:
@@ -316,10 +302,7 @@ class Dispatcher:
         self.policy = policy
         self.clock = clock
         self.draw = draw  # the spread of retries and holds (tests fix it)
-        self.workers = workers
-        # shared by the invocations the process runs side by side, each in a lane of ``workers``
-        # threads (Batch.lane): threads are made only when no idle one is free
-        self._pool = ThreadPoolExecutor(max_workers=workers * SIDE_BY_SIDE, thread_name_prefix="deliver")
+        self.pools = PoolRack(workers, "deliver")  # a pool of ``workers`` threads per invocation at a time
         self._batch = Batch()
 
     # ------------------------------------------------------------------ entry points
@@ -348,17 +331,18 @@ class Dispatcher:
             if waiting:
                 self.queue.schedule_many(waiting)
         finally:
-            self._end_trials(batch)
-            self._write_counts(batch)
+            try:
+                self._end_trials(batch)
+                self._write_counts(batch)
+            finally:
+                batch.give_back_threads()
 
     def _write_counts(self, batch: Batch) -> None:
         """The batch's attempts, counted per webhook and hour (one write each, side by side when
         there are several: the invocation waits for one round trip, not one per webhook)."""
         counts = batch.take_counts()
         if len(counts) > 1:
-            lane = batch.lane(self._pool, self.workers)
-            for written in [lane.submit(self._write_count, counted) for counted in counts]:
-                written.result()
+            list(batch.threads(self.pools).map(self._write_count, counts))
         elif counts:
             self._write_count(counts[0])
 
@@ -804,8 +788,8 @@ class Dispatcher:
             integration, attempts_so_far = jobs[0]
             self.deliver(event, integration, 1, attempts_so_far, batch=batch)
             return
-        lane = batch.lane(self._pool, self.workers)
-        pending = {lane.submit(self._turn, batch, event, i, 1, attempts, True) for i, attempts in jobs}
+        pool = batch.threads(self.pools)
+        pending = {pool.submit(self._turn, batch, event, i, 1, attempts, True) for i, attempts in jobs}
         errors: list[BaseException] = []
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
