@@ -1,7 +1,8 @@
 """The dispatcher function's wiring: SQS batches in, records processed concurrently.
 
-Records of a batch run side by side (``async_process_partial_response`` gathers them, each in a
-worker thread), and the webhooks of each event are POSTed side by side too, so one slow
+Records of a batch run side by side, each in a worker thread (powertools' ``BatchProcessor``
+collects their outcomes: an asyncio loop per invocation to run threads would cost CPU for
+nothing), and the webhooks of each event are POSTed side by side too, so one slow
 endpoint delays neither the other webhooks nor the other events. A record that raises is
 reported in ``batchItemFailures`` and comes back from SQS; its recorded successes are not sent
 again.
@@ -9,12 +10,12 @@ again.
 
 from __future__ import annotations
 
-import asyncio
 import time
+from concurrent.futures import Future, wait
 from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -90,18 +91,23 @@ def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     batch = Batch(deadline=time.monotonic() + context.get_remaining_time_in_millis() / 1000)
     handle_message = dispatcher().handle_message
     records = _records.take()
-
-    async def record_handler(record: SQSRecord) -> None:
-        await asyncio.get_running_loop().run_in_executor(records, handle_message, record.body, batch)
-
-    processor = AsyncBatchProcessor(event_type=EventType.SQS)
+    running: dict[Any, Future[None]] = {}
     try:
+        running = {
+            record.get("messageId"): records.submit(handle_message, record.get("body"), batch)
+            for record in event.get("Records") or []
+        }
+
+        def record_handler(record: SQSRecord) -> None:
+            running[record.message_id].result()  # its outcome, as its thread left it
+
         response = dict(
-            async_process_partial_response(
-                event=event, record_handler=record_handler, processor=processor, context=context
+            process_partial_response(
+                event=event, record_handler=record_handler, processor=BatchProcessor(EventType.SQS), context=context
             )
         )
     finally:
+        wait(running.values())  # every record's thread done before another invocation may take them
         _records.give_back(records)
     dispatcher().finish_batch(batch)  # tasks sent back in bulk: if this raises, SQS brings the batch back
     return response
