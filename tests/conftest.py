@@ -32,6 +32,21 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "devicehooks-tests")
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
 
+def moto_client(service: str, url: str, connections: int = 10) -> Any:
+    """A client of moto's server at ``url`` that never retries, so that any error shows."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credentials
+        config=Config(retries={"total_max_attempts": 1}, max_pool_connections=connections),
+    )
+
+
 def load_event(name: str) -> dict[str, Any]:
     """A sample event from events/ (the same files serve ``sam local invoke -e``)."""
     return json.loads((EVENTS / name).read_text())

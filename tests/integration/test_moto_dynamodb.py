@@ -10,25 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from devicehooks_dev.local import motoserver
+from tests.conftest import moto_client
 
 
 @pytest.fixture
 def table() -> Iterator[tuple[Any, str]]:
     process, url = motoserver.start()
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credentials
-        config=Config(retries={"total_max_attempts": 1}),
-    )
+    client = moto_client("dynamodb", url)
     client.create_table(
         TableName="items",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],

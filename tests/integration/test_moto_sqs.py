@@ -14,11 +14,10 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from devicehooks_dev.local import motoserver
+from tests.conftest import moto_client
 
 THREADS = 6
 IN_FLIGHT = 3000
@@ -27,15 +26,7 @@ IN_FLIGHT = 3000
 @pytest.fixture
 def sqs() -> Iterator[Any]:
     process, url = motoserver.start()
-    config = Config(retries={"total_max_attempts": 1}, max_pool_connections=THREADS * 2)
-    client = boto3.client(
-        "sqs",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credentials
-        config=config,
-    )
+    client = moto_client("sqs", url, connections=THREADS * 2)
     try:
         yield client
     finally:
