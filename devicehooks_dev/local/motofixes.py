@@ -287,8 +287,8 @@ def apply() -> None:
     sqs_models.Queue.delete_message = delete_message
     sqs_models.SQSBackend.send_message = sending
 
+    dynamo_type.Item.__init__ = _item_init  # an item's size summed once, not at every attribute
     # every request lists its handler class's methods (inspect.getmembers) to find the action's
-    dynamo_type.Item.__init__ = _item_init
     core_responses.method_names_from_class = lru_cache(maxsize=None)(core_responses.method_names_from_class)
     # EventBridge builds a jsonpath parser (PLY) for each path of each target of each event
     jsonpath_ext.parse = lru_cache(maxsize=256)(jsonpath_ext.parse)

@@ -23,7 +23,7 @@ READY = "moto ready on "
 # intervals: P5's 20-webhook variant measured B's writes at 20-90 ms behind A's fan-out, where
 # DynamoDB answers each independently. At 0.5 ms they wait a tenth as long.
 SWITCH_INTERVAL = 0.0005
-# GC_NOTE: a full pass of Python's collector stops every thread of the process. moto's modules and
+# A full pass of Python's collector stops every thread of the process. moto's modules and
 # service models are ~100,000 objects (and the functions' process holds every function's modules):
 # passes of 50-120 ms, while a service answers each request on its own. What is loaded at start
 # is frozen (gc.freeze) out of those passes: 7-40 ms remain, for the data stored since.
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         motofixes.apply()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
-    gc.freeze()  # moto's modules and models, kept out of the collector's full passes (see GC_NOTE)
+    gc.freeze()  # moto's modules and models, kept out of the collector's full passes (see above)
     host, port = server.get_host_and_port()
     print(f"{READY}http://{host}:{port}", flush=True)
     try:

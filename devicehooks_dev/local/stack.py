@@ -358,9 +358,7 @@ class LocalStack:
 
         get_settings.cache_clear()
         self._load_functions(resolver)
-        # every function's modules in one process (on AWS, each in its own): kept out of the
-        # collector's full passes, which otherwise stop every invocation for 60-120 ms at a time
-        gc.freeze()
+        gc.freeze()  # every function's modules (on AWS, each in a process of its own): see motoserver
         if serve_http:
             self._start_server()
         for source in self.sources if poll else []:

@@ -699,8 +699,8 @@ class Dispatcher:
             headers=headers,
         )
         decision = decide(attempt, result.retry_after, series_attempt, self.policy, retry, self.draw())
-        task = None  # the delivery's next attempt: made only when one may follow (most succeed)
-        if decision.retry_in is not None or decision.dead_letter or decision.failure:
+        task = None  # the delivery's next attempt: made only after a failure (a retry, a dead letter, a probe)
+        if decision.failure:
             task = DeliveryTask.first(event.tenant_id, event.id, integration.id, attempt.number)
             task = task.at_attempt(series_attempt + 1)
         next_at = None
