@@ -65,12 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from moto.server import ThreadedMotoServer
 
-    from devicehooks_dev.local import motofixes
+    from devicehooks_dev.local import fairqueue, motofixes
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no request lines
     sys.setswitchinterval(SWITCH_INTERVAL)
     if motofixes.enabled():
         motofixes.apply()
+    fairqueue.apply()  # after the fixes: it orders what their list of visible messages holds
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     gc.freeze()  # moto's modules and models, kept out of the collector's full passes (see above)

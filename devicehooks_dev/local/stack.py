@@ -8,22 +8,20 @@
 * One HTTP server serves the API routes the template declares (HttpApi events), turning each
   request into an API Gateway HTTP API (payload 2.0) event, passed through the real authorizer
   where the route has one, then to the real handler; and the web UI at ``/``.
+* Every function runs as Lambda runs it: each execution environment is a process of its own
+  (``devicehooks_dev.local.environments``), started when an invocation finds none free (a real
+  cold start), reused while warm, one invocation at a time, with exactly its function's
+  environment variables. ``DEVICEHOOKS_LOCAL_WARM=1`` starts them all at once, as provisioned
+  concurrency would.
 * SQS event sources are polled into the real handlers with real SQS event shapes, honouring
   ``batchItemFailures``; moto moves messages past ``maxReceiveCount`` to their DLQ. Each source
   runs up to its ``ScalingConfig.MaximumConcurrency`` invocations side by side, as Lambda does
-  (``devicehooks_dev.local.sqs``).
-
-A function invoked by API routes (or as an authorizer) runs one invocation at a time, as one
-Lambda execution environment does; a function invoked only by SQS event sources runs as many
-invocations at once as its sources have batches in flight (Lambda's execution environments run
-side by side; here they share one process, so its handler must be safe for that).
+  (``devicehooks_dev.local.sqs``); a function's sources share its environments.
 """
 
 from __future__ import annotations
 
 import base64
-import gc
-import importlib.util
 import json
 import os
 import re
@@ -34,15 +32,15 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl
 
 from devicehooks_dev import devkeys
 from devicehooks_dev.local import motoserver
+from devicehooks_dev.local.environments import FunctionPool, FunctionSpec, InvocationError, lambda_variables
 from devicehooks_dev.local.sqs import UNBOUNDED_CONCURRENCY, SqsPoller, SqsSource
 from devicehooks_dev.local.template import (
     Resolver,
@@ -57,8 +55,9 @@ REGION = "us-east-1"
 STACK = "devicehooks-local"
 LOCAL_ALLOWED_CIDRS = "127.0.0.0/8,::1/128"
 MAX_API_PAYLOAD = 10 * 1024 * 1024  # API Gateway HTTP API limit
-
-Handler = Callable[[dict[str, Any], Any], Any]
+# execution environments of a function behind API routes (Lambda scales it with the requests in
+# flight; the HTTP API throttles at 100 requests/s): started only as requests overlap
+API_CONCURRENCY = 4
 
 
 def project_root() -> Path:
@@ -75,49 +74,6 @@ def project_root() -> Path:
         if (candidate / "template.yaml").is_file():
             return candidate
     raise FileNotFoundError("template.yaml not found (run from the project, or set DEVICEHOOKS_ROOT)")
-
-
-class LambdaContextStub:
-    """The attributes of ``LambdaContext`` that handlers and powertools read; one per invocation,
-    made when the invocation starts: ``get_remaining_time_in_millis`` counts down the function's
-    timeout from then."""
-
-    def __init__(self, function_name: str, timeout: int, memory: int) -> None:
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
-        self.memory_limit_in_mb = memory
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "local"
-        self.identity = None
-        self.client_context = None
-        self._deadline = time.monotonic() + timeout
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
-@dataclass
-class LocalFunction:
-    """A function's handler. ``serial`` (functions behind API routes and authorizers): one
-    invocation at a time, as one execution environment; otherwise (functions only SQS event
-    sources invoke) invocations run side by side, each its own execution environment."""
-
-    logical_id: str
-    name: str
-    module: ModuleType
-    handler: Handler
-    timeout: int
-    memory: int
-    serial: bool = True
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def invoke(self, event: dict[str, Any]) -> Any:
-        if not self.serial:
-            return self.handler(event, LambdaContextStub(self.name, self.timeout, self.memory))
-        with self.lock:  # the context is made once the environment is ours: the timeout counts from here
-            return self.handler(event, LambdaContextStub(self.name, self.timeout, self.memory))
 
 
 @dataclass
@@ -312,7 +268,7 @@ class LocalStack:
         self.host = host
         self.port = port
         self.template = load_template(self.root / "template.yaml")
-        self.functions: dict[str, LocalFunction] = {}
+        self.functions: dict[str, FunctionPool] = {}
         self.routes: list[ApiRoute] = []
         self.sources: list[SqsSource] = []
         self.pollers: list[SqsPoller] = []
@@ -333,32 +289,15 @@ class LocalStack:
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # our server's request lines
 
-        user_env = {k: v for k, v in os.environ.items() if k.startswith(("DEVICEHOOKS_", "POWERTOOLS_"))}
         self.moto_endpoint = self._start_moto()
-        os.environ.update(
-            {
-                "AWS_ENDPOINT_URL": self.moto_endpoint,
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's dummy credentials
-                "AWS_SESSION_TOKEN": "testing",  # noqa: S105
-                "AWS_DEFAULT_REGION": REGION,
-                "AWS_REGION": REGION,
-                "AWS_EC2_METADATA_DISABLED": "true",
-            }
-        )
+        os.environ.update(self._aws_variables())  # this process (the pollers, the gateway) calls moto too
         from devicehooks import aws
 
         aws.reset_clients()
         resolver = self._create_resources()
-        env, bound = self._function_environment(resolver)
-        # what the developer set wins over the template, except names of the stack's own resources
-        env.update({k: v for k, v in user_env.items() if k not in bound})
-        os.environ.update(env)
-        from devicehooks.config import get_settings
-
-        get_settings.cache_clear()
         self._load_functions(resolver)
-        gc.freeze()  # every function's modules (on AWS, each in a process of its own): see motoserver
+        if os.environ.get("DEVICEHOOKS_LOCAL_WARM", "0") not in ("", "0"):
+            self.warm()
         if serve_http:
             self._start_server()
         for source in self.sources if poll else []:
@@ -370,6 +309,27 @@ class LocalStack:
             )
             poller.start()
             self.pollers.append(poller)
+
+    def warm(self) -> None:
+        """Start every execution environment each function may have (as provisioned concurrency
+        keeps them ready), side by side: a benchmark then measures no cold start."""
+        warmers = [threading.Thread(target=f.warm, daemon=True) for f in self.functions.values()]
+        for warmer in warmers:
+            warmer.start()
+        for warmer in warmers:
+            warmer.join()
+
+    def _aws_variables(self) -> dict[str, str]:
+        """How code on this machine reaches the stack's AWS (moto) as Lambda's functions reach AWS."""
+        return {
+            "AWS_ENDPOINT_URL": self.moto_endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's dummy credentials
+            "AWS_SESSION_TOKEN": "testing",  # noqa: S105
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
 
     @property
     def url(self) -> str:
@@ -390,6 +350,8 @@ class LocalStack:
             stopper.start()
         for stopper in stoppers:
             stopper.join()
+        for function in self.functions.values():
+            function.stop()
         if self._moto is not None:
             self._stop_moto()
             self._moto = None
@@ -424,45 +386,50 @@ class LocalStack:
         resolver, self.physical = create_resources(self.template, overrides)
         return resolver
 
-    def _function_environment(self, resolver: Resolver) -> tuple[dict[str, str], set[str]]:
-        """The functions' environment, and the names bound to a resource (a developer may not override those)."""
+    def _function_environment(self, logical: str, resolver: Resolver) -> dict[str, str]:
+        """Exactly what Lambda puts in the function's environment: its runtime's variables, the
+        template's ``Globals`` and the function's own variables; plus how to reach moto. A developer's
+        ``DEVICEHOOKS_*``/``POWERTOOLS_*`` value replaces a variable the function has (not one naming
+        the stack's own resources); a variable the function does not have never reaches it."""
+        props = self.template["Resources"][logical].get("Properties") or {}
         globals_env = ((self.template.get("Globals") or {}).get("Function") or {}).get("Environment") or {}
         resources = set(self.template["Resources"])
-        env: dict[str, str] = {}
-        bound: set[str] = set()
-        for source in [globals_env] + [
-            (res.get("Properties") or {}).get("Environment") or {}
-            for res in resources_of(self.template, "AWS::Serverless::Function").values()
-        ]:
+        code_uri = (self.root / str(props["CodeUri"])).resolve()
+        name = resolver.refs[logical]
+        env = lambda_variables(name, str(props["Handler"]), code_uri, self._memory(props, resolver), REGION)
+        env.update(self._aws_variables())
+        if "PYTHONPATH" in os.environ:  # where this interpreter finds the project, when not installed
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+        for source in (globals_env, props.get("Environment") or {}):
             for key, raw in (source.get("Variables") or {}).items():
-                env[key] = str(resolver.resolve(raw))
-                if _references(raw) & resources:
-                    bound.add(key)
-        return env, bound
+                given = os.environ.get(key) if key.startswith(("DEVICEHOOKS_", "POWERTOOLS_")) else None
+                bound = bool(_references(raw) & resources)
+                env[key] = given if given is not None and not bound else str(resolver.resolve(raw))
+        return env
+
+    def _memory(self, props: Mapping[str, Any], resolver: Resolver) -> int:
+        glob = (self.template.get("Globals") or {}).get("Function") or {}
+        return int(resolver.resolve(props.get("MemorySize", glob.get("MemorySize", 128))))
 
     # ------------------------------------------------------------------ functions
     def _load_functions(self, resolver: Resolver) -> None:
+        """Each function's routes and event sources, and its execution environments (none started:
+        an invocation starts one when it finds none free)."""
         template = self.template
         glob = (template.get("Globals") or {}).get("Function") or {}
         apis = resources_of(template, "AWS::Serverless::HttpApi")
+        specs: dict[str, dict[str, Any]] = {}
         for logical, res in resources_of(template, "AWS::Serverless::Function").items():
             props = res.get("Properties") or {}
-            module_name, _, attr = str(props["Handler"]).rpartition(".")
-            path = self.root / str(props["CodeUri"]) / f"{module_name.replace('.', '/')}.py"
-            spec = importlib.util.spec_from_file_location(f"devicehooks_local_{logical}", path)
-            if spec is None or spec.loader is None:
-                raise ImportError(f"cannot load {path}")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module
-            spec.loader.exec_module(module)
-            self.functions[logical] = LocalFunction(
-                logical_id=logical,
-                name=resolver.refs[logical],
-                module=module,
-                handler=getattr(module, attr),
-                timeout=int(resolver.resolve(props.get("Timeout", glob.get("Timeout", 3)))),
-                memory=int(resolver.resolve(props.get("MemorySize", glob.get("MemorySize", 128)))),
-            )
+            specs[logical] = {
+                "logical_id": logical,
+                "name": resolver.refs[logical],
+                "code_uri": (self.root / str(props["CodeUri"])).resolve(),
+                "handler": str(props["Handler"]),
+                "timeout": float(resolver.resolve(props.get("Timeout", glob.get("Timeout", 3)))),
+                "memory": self._memory(props, resolver),
+                "environment": self._function_environment(logical, resolver),
+            }
             for event_name, event in (props.get("Events") or {}).items():
                 eprops = event.get("Properties") or {}
                 if event.get("Type") == "HttpApi":
@@ -480,10 +447,14 @@ class LocalStack:
                     )
                 elif event.get("Type") == "SQS" and resolver.resolve(eprops.get("Enabled", True)) is not False:
                     self.sources.append(self._sqs_source(logical, str(event_name), eprops, resolver))
-        # behind an API route or as an authorizer: one invocation at a time; only SQS-invoked: side by side
+        # an SQS-invoked function: as many environments as its sources' batches in flight at most;
+        # one behind API routes (or an authorizer): API_CONCURRENCY, started as requests overlap
         behind_api = {r.function for r in self.routes} | {r.authorizer for r in self.routes if r.authorizer}
-        for logical, function in self.functions.items():
-            function.serial = logical in behind_api or not any(s.function == logical for s in self.sources)
+        api_concurrency = int(os.environ.get("DEVICEHOOKS_LOCAL_API_CONCURRENCY", str(API_CONCURRENCY)))
+        for logical, spec in specs.items():
+            polled = sum(s.max_concurrency for s in self.sources if s.function == logical)
+            concurrency = polled + (api_concurrency if logical in behind_api else 0)
+            self.functions[logical] = FunctionPool(FunctionSpec(concurrency=max(1, concurrency), **spec))
         self.routes.sort(key=lambda r: r.rank)
 
     def _sqs_source(self, function: str, name: str, eprops: Mapping[str, Any], resolver: Resolver) -> SqsSource:
@@ -521,6 +492,9 @@ class LocalStack:
         started = time.perf_counter()
         try:
             status, headers, body = self.handle_http(environ)
+        except InvocationError as exc:  # the function's environment printed its own traceback
+            print(f"devicehooks local: {exc}", file=sys.stderr, flush=True)
+            status, headers, body = 500, [("Content-Type", "application/json")], b'{"message":"Internal Server Error"}'
         except Exception:  # noqa: BLE001 - the gateway answers 500 whatever the function did
             traceback.print_exc()
             status, headers, body = (
