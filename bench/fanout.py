@@ -218,7 +218,7 @@ def memory_scenarios(receiver: benchlib.Receiver, records: ThreadPoolExecutor) -
 
 
 def moto_scenario(receiver: benchlib.Receiver, records: ThreadPoolExecutor) -> None:
-    from devicehooks.security.secretbox import KmsSecretCipher
+    from devicehooks.aws.kms import KmsSecretCipher
     from devicehooks.store.activity import DynamoActivityStore
     from devicehooks.store.integrations import DynamoIntegrationStore
     from devicehooks_dev.local.stack import LocalStack

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from devicehooks.api import internal
+from devicehooks.aws.eventbridge import EventBridgePublisher
 from devicehooks.domain.events import ProvisionedDevice
 from devicehooks.domain.models import Integration
 from devicehooks.errors import InvalidRequest, ServiceUnavailable
@@ -18,7 +19,6 @@ from devicehooks.handlers import internal as internal_handler
 from devicehooks.services.ingest import (
     EVENTBRIDGE_MAX_ENTRY_BYTES,
     MAX_DETAIL_BYTES,
-    EventBridgePublisher,
     IngestService,
     detail_json,
     entry_size,

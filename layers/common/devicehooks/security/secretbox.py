@@ -1,4 +1,5 @@
-"""Webhook secrets at rest: sealed with KMS, bound to their tenant and integration.
+"""Webhook secrets at rest: sealed with KMS (``devicehooks.aws.kms``), bound to their tenant and
+integration.
 
 An empty secret (Mender signs with an empty key) cannot be given to KMS, which encrypts 1 to
 4096 bytes; it is stored as empty bytes, which carries no information.
@@ -6,11 +7,7 @@ An empty secret (Mender signs with an empty key) cannot be given to KMS, which e
 
 from __future__ import annotations
 
-import threading
-import time
-from typing import Any, Protocol
-
-from devicehooks import aws
+from typing import Protocol
 
 
 class SecretCipher(Protocol):
@@ -19,60 +16,3 @@ class SecretCipher(Protocol):
     def seal(self, plaintext: bytes, tenant_id: str, integration_id: str) -> bytes: ...
 
     def open(self, sealed: bytes, tenant_id: str, integration_id: str) -> bytes: ...
-
-
-def _context(tenant_id: str, integration_id: str) -> dict[str, str]:
-    return {"service": "devicehooks", "tenant_id": tenant_id or "-", "integration_id": integration_id}
-
-
-class KmsSecretCipher:
-    """KMS envelope: ``Encrypt`` where secrets are written, ``Decrypt`` where deliveries are signed.
-
-    Decrypted secrets are cached for a few minutes, so a busy dispatcher does not call KMS
-    for every request; the cache lives in the function's memory only.
-    """
-
-    def __init__(self, key_id: str, kms: Any = None, cache_seconds: float = 300.0) -> None:
-        self._key_id = key_id
-        self._kms = kms
-        self._cache_seconds = cache_seconds
-        self._cache: dict[tuple[bytes, str, str], tuple[float, bytes]] = {}
-        self._lock = threading.Lock()
-
-    @property
-    def kms(self) -> Any:
-        if self._kms is None:
-            self._kms = aws.client("kms")
-        return self._kms
-
-    def seal(self, plaintext: bytes, tenant_id: str, integration_id: str) -> bytes:
-        if not plaintext:
-            return b""
-        if not self._key_id:
-            raise RuntimeError("DEVICEHOOKS_SECRETS_KEY_ID is not set")
-        response = self.kms.encrypt(
-            KeyId=self._key_id, Plaintext=plaintext, EncryptionContext=_context(tenant_id, integration_id)
-        )
-        return bytes(response["CiphertextBlob"])
-
-    def open(self, sealed: bytes, tenant_id: str, integration_id: str) -> bytes:
-        if not sealed:
-            return b""
-        key = (sealed, tenant_id, integration_id)
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None and hit[0] > now:
-                return hit[1]
-        kwargs: dict[str, Any] = {
-            "CiphertextBlob": sealed,
-            "EncryptionContext": _context(tenant_id, integration_id),
-        }
-        if self._key_id:
-            kwargs["KeyId"] = self._key_id
-        plaintext = bytes(self.kms.decrypt(**kwargs)["Plaintext"])
-        with self._lock:
-            if len(self._cache) > 1024:
-                self._cache.clear()
-            self._cache[key] = (now + self._cache_seconds, plaintext)
-        return plaintext

@@ -8,14 +8,12 @@ body (:func:`devicehooks.jsonenc.check`), and the event fits one PutEvents entry
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from devicehooks import aws
 from devicehooks.domain.events import Decommission, InventoryChange, ProvisionedDevice, StatusChange
-from devicehooks.errors import InvalidRequest, ServiceUnavailable
+from devicehooks.errors import InvalidRequest
 from devicehooks.jsonenc import JSONInputError, check, dumpb
 from devicehooks.timeutil import rfc3339, utcnow
 
@@ -74,56 +72,6 @@ def entry_size(entry: Mapping[str, Any]) -> int:
 class EventPublisher(Protocol):
     def publish(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Put ``(detail-type, detail)`` events on the bus; raise unless every one was accepted."""
-
-
-class EventBridgePublisher:
-    """PutEvents in batches of at most 10 entries and 256 KB; entries the bus refuses are sent
-    again, then the call fails."""
-
-    def __init__(self, bus_name: str, source: str, client: Any = None, attempts: int = 5) -> None:
-        self.bus_name = bus_name
-        self.source = source
-        self.attempts = attempts
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client("events")
-        return self._client
-
-    def publish(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        entries = [
-            {
-                "Source": self.source,
-                "DetailType": detail_type,
-                "Detail": detail_json(detail),
-                "EventBusName": self.bus_name,
-            }
-            for detail_type, detail in events
-        ]
-        sizes = [entry_size(e) for e in entries]
-        if any(s >= EVENTBRIDGE_MAX_ENTRY_BYTES for s in sizes):  # before any is put: all or none
-            raise InvalidRequest(f"device event too large for the bus: over {EVENTBRIDGE_MAX_ENTRY_BYTES} bytes")
-        batch: list[dict[str, Any]] = []
-        batch_size = 0
-        for entry, size in zip(entries, sizes, strict=True):
-            if batch and (len(batch) == BATCH or batch_size + size >= EVENTBRIDGE_MAX_ENTRY_BYTES):
-                self._put(batch)
-                batch, batch_size = [], 0
-            batch.append(entry)
-            batch_size += size
-        if batch:
-            self._put(batch)
-
-    def _put(self, pending: list[dict[str, Any]]) -> None:
-        for attempt in range(self.attempts):
-            out = self.client.put_events(Entries=pending)
-            if not out.get("FailedEntryCount"):
-                return
-            pending = [e for e, r in zip(pending, out["Entries"], strict=True) if r.get("ErrorCode")]
-            time.sleep(min(0.05 * 2**attempt, 1.0))
-        raise ServiceUnavailable(f"failed to publish {len(pending)} device event(s) to the bus; retry the request")
 
 
 class IngestService:

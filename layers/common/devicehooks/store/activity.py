@@ -33,6 +33,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from devicehooks import aws
+from devicehooks.aws.dynamo import batch_delete, batch_get, batch_write, from_item, query_all, to_item, value
 from devicehooks.domain.activity import (
     DELIVERY_STATES,
     ActivityEvent,
@@ -47,7 +48,6 @@ from devicehooks.domain.activity import (
 )
 from devicehooks.domain.models import ACTIVITY_TYPES
 from devicehooks.errors import ServiceUnavailable
-from devicehooks.store.dynamo import batch_delete, batch_get, batch_write, from_item, query_all, to_item, value
 
 BY_TIME = "by_time"
 BY_WEBHOOK = "by_webhook"

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from devicehooks import aws
+from devicehooks.aws.dynamo import batch_delete, first_condition_failed, from_item, query_all, to_item, value
 from devicehooks.domain.models import PROVIDER_WEBHOOK, Circuit, Integration, IntegrationChanges
 from devicehooks.errors import Conflict
-from devicehooks.store.dynamo import batch_delete, first_condition_failed, from_item, query_all, to_item, value
 
 COUNTER_ID = "~count"
 

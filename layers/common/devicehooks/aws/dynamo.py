@@ -1,4 +1,4 @@
-"""Thin helpers over the low-level DynamoDB client: attribute values, paging, batches.
+"""DynamoDB for the stores: attribute values, paging, batches (the stores make the other requests).
 
 Attribute values are written and read here rather than with boto3's ``TypeSerializer``: that one
 lives in the boto3 package, whose import costs every cold start ~15 ms (see ``aws.py``), for the
@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
+
+from devicehooks.aws import retried
 
 
 def value(v: Any) -> dict[str, Any]:
@@ -79,31 +81,33 @@ def query_all(client: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
 
 
 def batch_write(client: Any, table: str, requests: list[dict[str, Any]]) -> None:
-    """``PutRequest``/``DeleteRequest`` entries in batches of 25, retrying unprocessed items."""
+    """``PutRequest``/``DeleteRequest`` entries in batches of 25, unprocessed ones retried."""
     for start in range(0, len(requests), 25):
-        pending = requests[start : start + 25]
-        for _ in range(10):
-            if not pending:
-                break
+
+        def write(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out = client.batch_write_item(RequestItems={table: pending})
-            pending = out.get("UnprocessedItems", {}).get(table, [])
-        if pending:
-            raise RuntimeError(f"{len(pending)} writes left unprocessed in {table}")
+            left: list[dict[str, Any]] = out.get("UnprocessedItems", {}).get(table, [])
+            return left
+
+        left = retried(write, requests[start : start + 25])
+        if left:
+            raise RuntimeError(f"{len(left)} writes left unprocessed in {table}")
 
 
 def batch_get(client: Any, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The items at ``keys`` that exist, in no particular order (batches of 100, unprocessed keys retried)."""
     found: list[dict[str, Any]] = []
+
+    def read(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = client.batch_get_item(RequestItems={table: {"Keys": pending}})
+        found.extend(out.get("Responses", {}).get(table, []))
+        left: list[dict[str, Any]] = out.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+        return left
+
     for start in range(0, len(keys), 100):
-        pending = keys[start : start + 100]
-        for _ in range(10):
-            if not pending:
-                break
-            out = client.batch_get_item(RequestItems={table: {"Keys": pending}})
-            found += out.get("Responses", {}).get(table, [])
-            pending = out.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
-        if pending:
-            raise RuntimeError(f"{len(pending)} reads left unprocessed in {table}")
+        left = retried(read, keys[start : start + 100])
+        if left:
+            raise RuntimeError(f"{len(left)} reads left unprocessed in {table}")
     return found
 
 
