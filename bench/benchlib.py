@@ -199,7 +199,7 @@ _KMS_CALLS: list[str] = []
 def kms_cipher(key_id: str) -> Any:
     """The production KMS secret cipher; its Decrypt calls are counted (:func:`kms_requests`)."""
     from devicehooks import aws
-    from devicehooks.security.secretbox import KmsSecretCipher
+    from devicehooks.aws.kms import KmsSecretCipher
 
     kms = aws.client("kms")
     if not getattr(kms, "_bench_counted", False):
@@ -287,43 +287,16 @@ def stop_stack(stack: process.RunningStack, deadline: float = 30.0) -> None:
 # ------------------------------------------------------------------ the local stack in this process
 
 
-class Invocations:
-    """Counts a function's invocations and the seconds they ran (what Lambda bills), side by side too."""
-
-    def __init__(self) -> None:
-        import threading
-
-        self.count = 0
-        self.busy_seconds = 0.0
-        self._lock = threading.Lock()
-
-    def wrap(self, function: Any) -> None:
-        """Time ``function``'s handler itself (not the wait for a free execution environment)."""
-        handler = function.handler
-
-        def timed(event: dict[str, Any], context: Any) -> Any:
-            started = time.monotonic()
-            try:
-                return handler(event, context)
-            finally:
-                with self._lock:
-                    self.count += 1
-                    self.busy_seconds += time.monotonic() - started
-
-        function.handler = timed
-
-
 def in_process_stack(workdir: Path, env: dict[str, str]) -> Any:
-    """``devicehooks local``'s LocalStack in this process, with ``env`` for its functions (the
-    dispatcher's invocations are then counted in ``stack.dispatcher_invocations``)."""
+    """``devicehooks local``'s LocalStack in this process (its gateway and pollers; each function's
+    execution environments are processes of their own), with ``env`` for its functions and its
+    knobs; ``stack.functions[name].stats`` counts a function's invocations and busy seconds."""
     from devicehooks_dev.local.stack import LocalStack
 
     os.environ.update({"DEVICEHOOKS_DEV_KEY_FILE": str(workdir / "dev-key.pem"), **env})
     stack = LocalStack(ROOT, port=0)
     stack.access_log = False
     stack.start()
-    stack.dispatcher_invocations = Invocations()
-    stack.dispatcher_invocations.wrap(stack.functions["DispatcherFunction"])
     return stack
 
 

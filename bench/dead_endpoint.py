@@ -42,8 +42,8 @@ def main() -> None:
                     api.bulk(tenant, [f"p6-{n}-{d}" for d in range(100)])
                 time.sleep(max(0.0, started + SECONDS - time.monotonic()))
                 attempts = sum(1 for path, _, at, _ in receiver.log() if path == "/hang/p6" and at <= started + SECONDS)
-                busy = stack.dispatcher_invocations.busy_seconds
-                invocations = stack.dispatcher_invocations.count
+                busy = stack.functions["DispatcherFunction"].stats.busy_seconds
+                invocations = stack.functions["DispatcherFunction"].stats.invocations
         finally:
             stack.stop()
     note(f"{EVENTS} events to a webhook that never answers in time (timeout 2 s), {SECONDS:.0f} s observed")

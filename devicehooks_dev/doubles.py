@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from devicehooks.delivery.tasks import DeliveryTask
+from devicehooks.delivery.tasks import DeliveryTask, EventMessage, Queued
 from devicehooks.domain.activity import (
     ActivityEvent,
     DeliveryState,
@@ -336,11 +336,11 @@ class MemoryTaskQueue:
         with self._lock:
             self.scheduled.append((task.due(time.time() + delay_seconds), delay_seconds))
 
-    def schedule_many(self, tasks: Sequence[tuple[DeliveryTask | str, float]]) -> None:
+    def schedule_many(self, tasks: Sequence[tuple[Queued, float]]) -> None:
         for task, delay in tasks:
-            if isinstance(task, str):
+            if isinstance(task, EventMessage):
                 with self._lock:
-                    self.returned.append((task, delay))
+                    self.returned.append((task.body, delay))
             else:
                 self.schedule(task, delay)
 

@@ -1,8 +1,9 @@
 """Move messages out of a dead-letter queue back to where they are processed.
 
 * delivery DLQ → retry queue: each exhausted delivery gets a fresh series of attempts;
-* dispatch DLQ → dispatch queue: device events are dispatched again (recorded deliveries are
-  not POSTed twice);
+* dispatch DLQ → intake queue: device events are dispatched again, through the intake, which
+  puts each in its tenant's group on the fair dispatch queue (recorded deliveries are not POSTed
+  twice);
 * retry DLQ → retry queue: tasks the dispatcher failed on.
 """
 
@@ -12,18 +13,20 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from devicehooks.aws.sqs import message_group
 from devicehooks.delivery.tasks import DeliveryTask, parse_message
+from devicehooks.services.intake import tenant_of
 
 ROUTES = {
     "delivery": ("DeliveryDeadLetterQueue", "RetryQueue"),
-    "dispatch": ("DispatchDeadLetterQueue", "DispatchQueue"),
+    "dispatch": ("DispatchDeadLetterQueue", "IntakeQueue"),
     "retry": ("RetryDeadLetterQueue", "RetryQueue"),
 }
 OUTPUTS = {
     "DeliveryDeadLetterQueue": "DeliveryDeadLetterQueueUrl",
     "RetryQueue": "RetryQueueUrl",
     "DispatchDeadLetterQueue": "DispatchDeadLetterQueueUrl",
-    "DispatchQueue": "DispatchQueueUrl",
+    "IntakeQueue": "IntakeQueueUrl",
     "RetryDeadLetterQueue": "RetryDeadLetterQueueUrl",
 }
 
@@ -35,6 +38,14 @@ def fresh_series(body: str) -> str:
         return body
     task = DeliveryTask.model_validate(data)
     return task.redriven().model_dump_json()
+
+
+def group_of(body: str) -> str:
+    """The message group of a moved message: its task's tenant, or its device event's."""
+    data = parse_message(body)
+    if data is not None and data.get("kind") in ("delivery", "deliveries") and isinstance(data.get("tenant_id"), str):
+        return message_group(data["tenant_id"])
+    return message_group(tenant_of(body))
 
 
 def redrive(sqs: Any, source_url: str, target_url: str, transform: Callable[[str], str] = fresh_series) -> int:
@@ -53,7 +64,10 @@ def redrive(sqs: Any, source_url: str, target_url: str, transform: Callable[[str
             empty += 1
             continue
         empty = 0
-        entries = [{"Id": str(n), "MessageBody": transform(m["Body"])} for n, m in enumerate(messages)]
+        entries = [
+            {"Id": str(n), "MessageBody": transform(m["Body"]), "MessageGroupId": group_of(m["Body"])}
+            for n, m in enumerate(messages)
+        ]
         sent = sqs.send_message_batch(QueueUrl=target_url, Entries=entries)
         ok = {e["Id"] for e in sent.get("Successful", [])}
         done = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages) if str(n) in ok]

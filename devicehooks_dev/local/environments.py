@@ -95,6 +95,7 @@ class ExecutionEnvironment:
                 env=dict(spec.environment),
                 cwd=spec.code_uri,
                 pass_fds=(theirs.fileno(),),
+                stdout=sys.stderr.fileno(),  # its logs with the stack's own, never among what the stack prints
                 start_new_session=True,  # Ctrl-C in the developer's terminal goes to the stack, which stops it
             )
         finally:

@@ -9,9 +9,10 @@ batch only when it has an execution environment free to run it, and hands each b
   to the next receive rather than being held, invisible, by the poller;
 * a batch is what one long-polling ``ReceiveMessage`` returns (at most 10 messages), topped up by
   further receives up to ``BatchSize`` while ``MaximumBatchingWindowInSeconds`` lasts;
-* one thread receives per source (moto's ``ReceiveMessage`` takes no lock: two receivers on a
-  queue could be handed the same message); each batch runs in a thread of its own, named after
-  the environment that runs it;
+* several receivers poll a source side by side, as Lambda's pollers do (it starts with five):
+  :data:`RECEIVERS`, at most one per environment; one only when moto runs without the local
+  stack's fixes, whose ``ReceiveMessage`` takes no lock (two receivers could be handed the same
+  message). Each batch runs in a thread of its own, named after the environment that runs it;
 * SQS answers a long poll as soon as a message becomes visible. With the local stack's moto
   fixes (``motofixes``) moto's long poll does too (within 50 ms), and the poller always
   long-polls when it has no backlog. Unfixed moto's long poll wakes only for a new message, not
@@ -49,6 +50,7 @@ UNBOUNDED_CONCURRENCY = 5
 RECEIVE_MAX = 10  # SQS ReceiveMessage returns at most 10 messages
 LONG_POLL_SECONDS = 1  # short, so that stop() is prompt
 SHORT_POLL_PAUSE = 0.05  # between empty short polls, while messages are delayed or in flight
+RECEIVERS = 5  # receivers polling a source at once (Lambda's SQS pollers start with five)
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ class SqsPoller:
         self._free = list(range(max(1, source.max_concurrency)))  # idle environments, by number
         self._in_flight: dict[int, _Batch] = {}
         self._workers: set[threading.Thread] = set()
-        self._receiver: threading.Thread | None = None
+        self._receivers: list[threading.Thread] = []
         self.peak = 0  # the most batches in flight at once so far
         self.invocations = 0
 
@@ -137,16 +139,20 @@ class SqsPoller:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        self._receiver = threading.Thread(target=self._run, name=f"poll-{self.label}", daemon=True)
-        self._receiver.start()
+        count = min(RECEIVERS, max(1, self.source.max_concurrency)) if motofixes.enabled() else 1
+        self._receivers = [
+            threading.Thread(target=self._run, name=f"poll-{self.label}-{n}", daemon=True) for n in range(count)
+        ]
+        for receiver in self._receivers:
+            receiver.start()
 
     def stop(self, grace: float) -> None:
         """Stop receiving; wait up to ``grace`` seconds for the batches in flight; give back the rest."""
         self._stopping.set()
         with self._changed:
             self._changed.notify_all()
-        if self._receiver is not None:
-            self._receiver.join(timeout=LONG_POLL_SECONDS + 15)  # a receive in progress, then its give-back
+        for receiver in self._receivers:
+            receiver.join(timeout=LONG_POLL_SECONDS + 15)  # a receive in progress, then its give-back
         deadline = time.monotonic() + grace
         with self._changed:
             while self._in_flight and (left := deadline - time.monotonic()) > 0:
@@ -159,7 +165,7 @@ class SqsPoller:
         """Wait up to ``timeout`` seconds for the receiver and the invocations; the threads still running."""
         deadline = time.monotonic() + timeout
         with self._changed:
-            threads = [t for t in (self._receiver, *self._workers) if t is not None]
+            threads = [*self._receivers, *self._workers]
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         return [t for t in threads if t.is_alive()]

@@ -11,8 +11,8 @@
 * Every function runs as Lambda runs it: each execution environment is a process of its own
   (``devicehooks_dev.local.environments``), started when an invocation finds none free (a real
   cold start), reused while warm, one invocation at a time, with exactly its function's
-  environment variables. ``DEVICEHOOKS_LOCAL_WARM=1`` starts them all at once, as provisioned
-  concurrency would.
+  environment variables. ``DEVICEHOOKS_LOCAL_WARM=1`` (or a list of functions' logical ids)
+  starts them all at once, as provisioned concurrency would.
 * SQS event sources are polled into the real handlers with real SQS event shapes, honouring
   ``batchItemFailures``; moto moves messages past ``maxReceiveCount`` to their DLQ. Each source
   runs up to its ``ScalingConfig.MaximumConcurrency`` invocations side by side, as Lambda does
@@ -296,8 +296,9 @@ class LocalStack:
         aws.reset_clients()
         resolver = self._create_resources()
         self._load_functions(resolver)
-        if os.environ.get("DEVICEHOOKS_LOCAL_WARM", "0") not in ("", "0"):
-            self.warm()
+        warm = os.environ.get("DEVICEHOOKS_LOCAL_WARM", "").strip()
+        if warm not in ("", "0"):
+            self.warm(None if warm in ("1", "all") else [name.strip() for name in warm.split(",")])
         if serve_http:
             self._start_server()
         for source in self.sources if poll else []:
@@ -310,10 +311,11 @@ class LocalStack:
             poller.start()
             self.pollers.append(poller)
 
-    def warm(self) -> None:
-        """Start every execution environment each function may have (as provisioned concurrency
-        keeps them ready), side by side: a benchmark then measures no cold start."""
-        warmers = [threading.Thread(target=f.warm, daemon=True) for f in self.functions.values()]
+    def warm(self, functions: list[str] | None = None) -> None:
+        """Start every execution environment the ``functions`` (logical ids; all by default) may have,
+        as provisioned concurrency keeps them ready: a benchmark then measures no cold start."""
+        chosen = [self.functions[name] for name in functions] if functions else list(self.functions.values())
+        warmers = [threading.Thread(target=f.warm, daemon=True) for f in chosen]
         for warmer in warmers:
             warmer.start()
         for warmer in warmers:

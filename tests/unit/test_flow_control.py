@@ -433,7 +433,8 @@ def test_a_retry_that_comes_back_to_an_open_circuit_says_so_in_the_activity_log(
 
 
 def test_a_task_never_comes_back_before_it_is_due() -> None:
-    from devicehooks.delivery.tasks import DeliveryTask, SqsTaskQueue
+    from devicehooks.aws.sqs import SqsTaskQueue
+    from devicehooks.delivery.tasks import DeliveryTask
 
     class Sqs:
         def __init__(self) -> None:
@@ -465,7 +466,8 @@ def test_opening_the_circuit_schedules_its_probe_ahead_of_the_held_deliveries(h:
 
 
 def test_tasks_sent_back_in_bulk_go_ten_to_a_request_and_failed_entries_are_sent_again() -> None:
-    from devicehooks.delivery.tasks import DeliveryTask, SqsTaskQueue
+    from devicehooks.aws.sqs import SqsTaskQueue
+    from devicehooks.delivery.tasks import DeliveryTask
 
     class Sqs:
         def __init__(self) -> None:
@@ -712,18 +714,19 @@ def test_a_held_group_whose_webhook_was_removed_closes_each_of_its_deliveries(h:
 
 
 def test_held_tasks_are_grouped_only_when_alike_but_for_their_event() -> None:
-    from devicehooks.delivery.tasks import GROUP_MAX, DeliveryTask, group_held
+    from devicehooks.delivery.tasks import GROUP_MAX, DeliveryTask, EventMessage, Queued, group_held
 
     def held(event: str, hook: str = "i", attempts: int = 0) -> DeliveryTask:
         return DeliveryTask.first("t", event, hook, attempts).held()
 
-    waiting: list[tuple[DeliveryTask | str, float]] = [
+    raw = EventMessage('{"id": "raw"}', "t")
+    waiting: list[tuple[Queued, float]] = [
         (held("e1"), 40.0),
         (held("e2"), 35.0),
         (held("e3", hook="j"), 35.0),  # another webhook
         (held("e4", attempts=2), 35.0),  # made attempts before: not alike
         (DeliveryTask.first("t", "e5", "i", 0), 5.0),  # a retry, not a hold
-        ('{"id": "raw"}', 2.0),  # an event sent back as it came
+        (raw, 2.0),  # an event sent back as it came
         (held("e6"), 50.0),
     ]
     out = group_held(waiting)
@@ -731,7 +734,7 @@ def test_held_tasks_are_grouped_only_when_alike_but_for_their_event() -> None:
     assert len(out) == 5 and len(groups) == 1
     group, delay = groups[0]
     assert [group.event_id, *group.more_events] == ["e1", "e2", "e6"] and delay == 35.0
-    assert ('{"id": "raw"}', 2.0) in out
+    assert (raw, 2.0) in out
     many = group_held([(held(f"e{n}"), 10.0) for n in range(GROUP_MAX + 3)])
     sizes = [1 + len(t.more_events) for t, _ in many if isinstance(t, DeliveryTask)]
     assert sizes == [GROUP_MAX, 3]
@@ -739,7 +742,8 @@ def test_held_tasks_are_grouped_only_when_alike_but_for_their_event() -> None:
 
 
 def test_events_sent_back_whole_go_within_sqs_batch_limits() -> None:
-    from devicehooks.delivery.tasks import SEND_BATCH_BYTES, SqsTaskQueue
+    from devicehooks.aws.sqs import SEND_BATCH_BYTES, SqsTaskQueue
+    from devicehooks.delivery.tasks import EventMessage
 
     class Sqs:
         def __init__(self) -> None:
@@ -753,12 +757,16 @@ def test_events_sent_back_whole_go_within_sqs_batch_limits() -> None:
     big = json.dumps({"id": "big", "detail": {"data": "x" * 100_000}})
     small = json.dumps({"id": "small"})
     SqsTaskQueue("retry", "delivery-dlq", "dispatch-dlq", sqs=sqs).schedule_many(
-        [(big, 1.2), (big, 1.2), (big, 1.2)] + [(small, 2.5)] * 12
+        [(EventMessage(big, "acme"), 1.2)] * 3 + [(EventMessage(small, "other tenant"), 2.5)] * 12
     )
     assert [len(b) for b in sqs.batches] == [2, 10, 3]  # two big bodies fill a request
     assert all(sum(len(e["MessageBody"]) for e in b) <= SEND_BATCH_BYTES for b in sqs.batches)
     assert {e["DelaySeconds"] for b in sqs.batches for e in b} == {2, 3}  # rounded up, never early
     assert sqs.batches[0][0]["MessageBody"] == big  # as it came
+    # each in its tenant's group on the fair queue (a space is no group id character: hashed)
+    groups = [e["MessageGroupId"] for b in sqs.batches for e in b]
+    assert groups[:3] == ["t:acme"] * 3
+    assert len(set(groups[3:])) == 1 and groups[3].startswith("h:") and len(groups[3]) <= 128
 
 
 def test_an_event_is_sent_back_unrecorded_only_when_every_webhook_it_goes_to_is_on_trial_with_no_turn(

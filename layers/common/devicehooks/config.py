@@ -36,6 +36,7 @@ class Settings:
     event_bus: str = ""
     event_source: str = "devicehooks.deviceauth"
     retry_queue_url: str = ""
+    dispatch_queue_url: str = ""
     dispatch_dlq_url: str = ""
     delivery_dlq_url: str = ""
     max_integrations: int = 20

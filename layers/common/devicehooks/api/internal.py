@@ -17,6 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from devicehooks import __version__
 from devicehooks.api import http
+from devicehooks.aws.eventbridge import EventBridgePublisher
 from devicehooks.config import get_settings
 from devicehooks.domain.events import DEVICE_STATUSES, InventoryAttribute, InventoryChange, ProvisionedDevice
 from devicehooks.domain.validation import format_errors
@@ -25,7 +26,6 @@ from devicehooks.jsonenc import loads
 from devicehooks.services.ingest import (
     MAX_DETAIL_BYTES,
     MAX_ID_LENGTH,
-    EventBridgePublisher,
     IngestService,
     check_device_id,
     check_tenant_id,

@@ -27,15 +27,15 @@ from devicehooks.api.schemas import (
     SendTestIn,
     TestOutcomeOut,
 )
+from devicehooks.aws.kms import KmsSecretCipher
+from devicehooks.aws.sqs import SqsTaskQueue
 from devicehooks.config import get_settings
-from devicehooks.delivery.tasks import SqsTaskQueue
 from devicehooks.domain.activity import DELIVERY_STATES, EventFilter
 from devicehooks.domain.inputs import CredentialsIn, IntegrationIn, IntegrationUpdate
 from devicehooks.domain.models import ACTIVITY_TYPES, go_uuid_error
 from devicehooks.errors import DevicehooksError, InvalidRequest
 from devicehooks.jsonenc import loads
 from devicehooks.security.identity import Identity, identity_from_request
-from devicehooks.security.secretbox import KmsSecretCipher
 from devicehooks.security.ssrf import DestinationGuard
 from devicehooks.services.events import EventService
 from devicehooks.services.health import HealthService

@@ -1,25 +1,21 @@
 """Delivery tasks: one webhook's next attempt at one event, carried by the retry queue.
 
-SQS delays messages by at most 15 minutes. A task due later is sent with the longest delay SQS
-allows and carries its due time; whoever receives it early sends it on again with the delay
-that remains, so any schedule works (the default runs over about 27 hours).
+They travel on the retry queue (``devicehooks.aws.sqs.SqsTaskQueue``). SQS delays messages by at
+most 15 minutes. A task due later is sent with the longest delay SQS allows and carries its due
+time; whoever receives it early sends it on again with the delay that remains, so any schedule
+works (the default runs over about 27 hours).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from devicehooks import aws
-
-MAX_SQS_DELAY = 900
 GROUP_MAX = 500  # held deliveries one message carries: 500 event ids are about 20 KB
-SEND_BATCH_BYTES = 250_000  # SendMessageBatch's payload limit is 256 KiB: leave room for the attributes
 
 
 class DeliveryTask(BaseModel):
@@ -89,13 +85,25 @@ class DeliveryTask(BaseModel):
         return self._with(series_attempt=1, due_at=0.0, reason="redrive")
 
 
+@dataclass(frozen=True, slots=True)
+class EventMessage:
+    """A device event's message sent back to the retry queue as it came (nothing of it recorded or
+    attempted), to be dispatched again; its tenant names its message group on the fair queues."""
+
+    body: str
+    tenant_id: str
+
+
+Queued = DeliveryTask | EventMessage
+
+
 class TaskQueue(Protocol):
     """Where retries wait, and where deliveries and events that cannot go on are kept."""
 
     def schedule(self, task: DeliveryTask, delay_seconds: float) -> None:
         """Make ``task`` due in ``delay_seconds`` (any length)."""
 
-    def schedule_many(self, tasks: Sequence[tuple[DeliveryTask | str, float]]) -> None:
+    def schedule_many(self, tasks: Sequence[tuple[Queued, float]]) -> None:
         """:meth:`schedule` for several tasks at once (or device events' messages, sent back as
         they came, to be dispatched after the delay); raises unless every one is queued."""
 
@@ -106,60 +114,15 @@ class TaskQueue(Protocol):
         """Keep a malformed bus event (the dispatch DLQ), with why it was refused."""
 
 
-class SqsTaskQueue:
-    """:class:`TaskQueue` on the retry queue and the two dead-letter queues of template.yaml."""
-
-    def __init__(self, retry_queue_url: str, delivery_dlq_url: str, dispatch_dlq_url: str, sqs: Any = None) -> None:
-        self.retry_queue_url = retry_queue_url
-        self.delivery_dlq_url = delivery_dlq_url
-        self.dispatch_dlq_url = dispatch_dlq_url
-        self._sqs = sqs
-
-    @property
-    def sqs(self) -> Any:
-        if self._sqs is None:
-            self._sqs = aws.client("sqs")
-        return self._sqs
-
-    def schedule(self, task: DeliveryTask, delay_seconds: float) -> None:
-        self.sqs.send_message(QueueUrl=self.retry_queue_url, **_message(task, delay_seconds))
-
-    def schedule_many(self, tasks: Sequence[tuple[DeliveryTask | str, float]]) -> None:
-        for group in _send_batches([_message(t, d) for t, d in tasks]):
-            pending = {str(n): message for n, message in enumerate(group)}
-            for _ in range(5):
-                entries = [{"Id": key, **message} for key, message in pending.items()]
-                out = self.sqs.send_message_batch(QueueUrl=self.retry_queue_url, Entries=entries)
-                pending = {f["Id"]: pending[f["Id"]] for f in out.get("Failed", [])}
-                if not pending:
-                    break
-            if pending:
-                raise RuntimeError(f"{len(pending)} delivery tasks could not be queued")
-
-    def dead_letter(self, task: DeliveryTask, reason: str) -> None:
-        self.sqs.send_message(
-            QueueUrl=self.delivery_dlq_url,
-            MessageBody=task.model_dump_json(),
-            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000]}},
-        )
-
-    def reject_event(self, body: str, reason: str) -> None:
-        self.sqs.send_message(
-            QueueUrl=self.dispatch_dlq_url,
-            MessageBody=body,
-            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000] or "malformed"}},
-        )
-
-
-def group_held(waiting: Sequence[tuple[DeliveryTask | str, float]]) -> list[tuple[DeliveryTask | str, float]]:
+def group_held(waiting: Sequence[tuple[Queued, float]]) -> list[tuple[Queued, float]]:
     """``waiting`` with its held deliveries that are alike but for their event (the same webhook,
     schedule attempt and attempts made) merged into groups of up to :data:`GROUP_MAX`, each due
     when its earliest is: a webhook's backlog held for its circuit goes back and forth as a few
     messages, not one per event."""
-    out: list[tuple[DeliveryTask | str, float]] = []
+    out: list[tuple[Queued, float]] = []
     groups: dict[tuple[str, str, int, int | None], list[tuple[DeliveryTask, float]]] = {}
     for task, delay in waiting:
-        if isinstance(task, str) or task.reason != "hold":
+        if isinstance(task, EventMessage) or task.reason != "hold":
             out.append((task, delay))
         else:
             key = (task.tenant_id, task.integration_id, task.series_attempt, task.seen_attempts)
@@ -177,30 +140,6 @@ def group_held(waiting: Sequence[tuple[DeliveryTask | str, float]]) -> list[tupl
             group = first._with(kind=kind, event_id=part[0], more_events=tuple(part[1:]))
             out.append((group, delay))
     return out
-
-
-def _send_batches(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """``messages`` in SendMessageBatch requests: ten at most, within its payload limit."""
-    groups: list[list[dict[str, Any]]] = []
-    size = 0
-    for message in messages:
-        length = len(message["MessageBody"].encode())
-        if not groups or len(groups[-1]) == 10 or size + length > SEND_BATCH_BYTES:
-            groups.append([])
-            size = 0
-        groups[-1].append(message)
-        size += length
-    return groups
-
-
-def _message(task: DeliveryTask | str, delay_seconds: float) -> dict[str, Any]:
-    """The retry queue's message for ``task`` (or a device event's message), due in ``delay_seconds``."""
-    due = time.time() + max(0.0, delay_seconds)
-    return {
-        "MessageBody": task if isinstance(task, str) else task.due(due).model_dump_json(),
-        # rounded up: SQS counts whole seconds, and a task must never come back before it is due
-        "DelaySeconds": min(MAX_SQS_DELAY, math.ceil(max(0.0, delay_seconds))),
-    }
 
 
 def parse_message(body: str) -> dict[str, Any] | None:

@@ -19,12 +19,12 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from devicehooks.aws.kms import KmsSecretCipher
+from devicehooks.aws.sqs import SqsTaskQueue
 from devicehooks.config import Settings, get_settings
 from devicehooks.delivery.sender import HttpSender
-from devicehooks.delivery.tasks import SqsTaskQueue
 from devicehooks.domain.events import build_bus_models
 from devicehooks.errors import ConfigError
-from devicehooks.security.secretbox import KmsSecretCipher
 from devicehooks.security.ssrf import DestinationGuard
 from devicehooks.services.dispatch import Batch, Dispatcher, DispatchPolicy, PoolRack
 from devicehooks.store.activity import DynamoActivityStore

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from devicehooks.delivery.sender import DeliveryResult, Sender, WebhookRequest
 from devicehooks.delivery.signing import webhook_headers
-from devicehooks.delivery.tasks import DeliveryTask, TaskQueue, group_held, parse_message
+from devicehooks.delivery.tasks import DeliveryTask, EventMessage, Queued, TaskQueue, group_held, parse_message
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus, HourCount, hour_of
 from devicehooks.domain.decisions import (
     Decision,
@@ -91,8 +91,8 @@ class Batch:
     def __init__(self, deadline: float | None = None) -> None:
         self.deadline = deadline  # time.monotonic() at which the invocation ends; None: no limit
         self._tenants: dict[str, Future[list[Integration]]] = {}
-        self._outbox: list[tuple[DeliveryTask | str, float]] = []
-        self._alone: list[tuple[DeliveryTask | str, float]] = []  # sent as they are, never grouped
+        self._outbox: list[tuple[Queued, float]] = []
+        self._alone: list[tuple[Queued, float]] = []  # sent as they are, never grouped
         self._trials: dict[tuple[str, str], Future[Trial]] = {}
         self._hours: dict[tuple[str, str, datetime], HourCount] = {}  # attempts per webhook and hour
         self._shares: WebhookShares | None = None
@@ -133,13 +133,13 @@ class Batch:
         with self._lock:
             (self._outbox if group else self._alone).append((task, delay))
 
-    def send_back(self, body: str, delay: float) -> None:
+    def send_back(self, message: EventMessage, delay: float) -> None:
         """Send a device event's message back as it came, to be dispatched after ``delay`` seconds
         (with the batch's tasks, as :meth:`later`): nothing of it was recorded or attempted."""
         with self._lock:
-            self._outbox.append((body, delay))
+            self._outbox.append((message, delay))
 
-    def take_outbox(self) -> list[tuple[DeliveryTask | str, float]]:
+    def take_outbox(self) -> list[tuple[Queued, float]]:
         """What waits to be sent, held deliveries alike but for their event grouped
         (:func:`~devicehooks.delivery.tasks.group_held`), save those sent back ``group=False``."""
         with self._lock:
@@ -423,7 +423,7 @@ class Dispatcher:
             # as it came, until the turns have told (a few seconds), unrecorded; recording it now
             # would cost a write per event of a backlog and tell nothing the queue does not
             until = min(s.next_attempt_at for s in statuses if s.next_attempt_at is not None)
-            batch.send_back(body, (until - now).total_seconds())
+            batch.send_back(EventMessage(body, event.tenant_id), (until - now).total_seconds())
             return
         record = ActivityEvent.new(event, int(now.timestamp()) + self.policy.retention, statuses, sent)
         existing = self.activity.create(record)

@@ -1,0 +1,39 @@
+"""The intake: each device event from the bus onto the dispatch queue, in its tenant's message group.
+
+EventBridge puts every device event on one queue (a rule's SQS target takes one fixed
+``MessageGroupId``, not one read from the event), so a tenant's backlog there would hold every
+tenant behind it. The intake only re-sends each event, as it came, to the dispatch queue with its
+tenant's group: a fair queue, where one tenant's backlog no longer holds the others
+(docs/architecture.md, "Fair share at the queue"). It reads nothing else of the event and
+refuses nothing: the dispatcher judges the event, and records or dead-letters it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Protocol
+
+UNKNOWN_TENANT = None  # an event whose tenant cannot be read: the dispatcher will refuse it
+
+
+class FairQueue(Protocol):
+    def send(self, messages: Sequence[tuple[str, str | None]]) -> list[int]:
+        """Send each ``(body, tenant id)`` in its tenant's group (``None``: a group of its own for
+        events without a readable tenant); the positions of those that could not be sent."""
+
+
+def tenant_of(body: str) -> str | None:
+    """The ``detail.tenant_id`` of a bus event's message (the bus contract), if it has one."""
+    try:
+        event = json.loads(body)
+    except ValueError:
+        return UNKNOWN_TENANT
+    detail = event.get("detail") if isinstance(event, dict) else None
+    tenant = detail.get("tenant_id") if isinstance(detail, dict) else None
+    return tenant if isinstance(tenant, str) else UNKNOWN_TENANT
+
+
+def forward(queue: FairQueue, bodies: Sequence[str]) -> list[int]:
+    """Send each body on in its tenant's group; the positions of those that could not be sent."""
+    return queue.send([(body, tenant_of(body)) for body in bodies])
