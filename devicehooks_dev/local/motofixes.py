@@ -4,17 +4,11 @@
 moto as it is). Each fix keeps moto's answers; they were written against, and are applied only
 to, the moto version pinned in constraints.txt. Measured on moto 5.2.5:
 
-* DynamoDB ``transact_write_items`` deep-copies every table it writes to, once per item of the
-  transaction, to be able to roll back: O(table size) per call. The activity log's ``create`` is
-  one (event item + one marker per webhook): 55 ms per call at 600 items, growing with every
-  event; 10,000 events would take hours. It also copies without a lock while moto's threaded
-  server writes the same table for other requests: ``RuntimeError: dictionary changed size
-  during iteration``, an HTTP 500 (P1 on moto: 412 failed record attempts for 500 events, and the
-  rate was 5 deliveries/s; P4: a failed record comes back 2 s later, 4-4.8 s instead of ~2 s),
-  and its rollback puts back a copy taken before those writes, losing them.
-  Fix: moto's DynamoDB requests are serialised (DynamoDB is linearisable per item), and the
-  rollback snapshot copies the table's item index shallowly, deep-copying only the items the
-  transaction names.
+* moto's DynamoDB answers requests on several threads with no lock: ``transact_write_items``
+  deep-copies each table it writes to without a lock while moto's threaded server writes the same
+  table for other requests (``RuntimeError: dictionary changed size during iteration``, an HTTP
+  500), and its rollback puts back a copy taken before those writes, losing them.
+  Fix: moto's DynamoDB requests are serialised (DynamoDB is linearisable per item).
 * SQS ``send_message`` and ``receive_message`` compute every attribute of the queue (counting its
   messages) to read one; ``delete_message`` scans every message twice, building a list per
   message; the visible-message list reads the clock twice per message. O(queue depth) in Python
@@ -47,12 +41,10 @@ to, the moto version pinned in constraints.txt. Measured on moto 5.2.5:
 
 from __future__ import annotations
 
-import copy
 import io
 import os
 import socket
 import threading
-from collections import defaultdict
 from functools import lru_cache
 from typing import Any
 
@@ -69,43 +61,6 @@ def enabled() -> bool:
     from moto import __version__
 
     return os.environ.get("DEVICEHOOKS_LOCAL_MOTO_FIXES", "1") != "0" and __version__ == FIXED_VERSION
-
-
-def _snapshot(table: Any, keys: list[tuple[Any, Any]]) -> Any:
-    from moto.dynamodb.models.dynamo_type import Item
-
-    snap = copy.copy(table)
-    items: Any = defaultdict(dict)
-    if table.range_key_attr is not None:
-        for hash_value, by_range in table.items.items():
-            items[hash_value] = dict(by_range)
-    else:
-        items.update(table.items)
-    for hash_value, range_value in keys:
-        if range_value is None:
-            current = items.get(hash_value)
-            if isinstance(current, Item):
-                items[hash_value] = copy.deepcopy(current)
-        elif hash_value in items and range_value in items[hash_value]:
-            items[hash_value][range_value] = copy.deepcopy(items[hash_value][range_value])
-    snap.items = items
-    return snap
-
-
-class _CopyModule:
-    """Stands for ``copy`` in moto.dynamodb.models: a Table copied for a rollback is snapshotted."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(copy, name)
-
-    @staticmethod
-    def deepcopy(value: Any, memo: Any = None) -> Any:
-        from moto.dynamodb.models.table import Table
-
-        touched = getattr(_state, "touched", None)
-        if touched is not None and isinstance(value, Table):
-            return _snapshot(value, touched.get(value.name, []))
-        return copy.deepcopy(value, memo)
 
 
 def _keep_alive_handler(base: Any) -> Any:
@@ -171,9 +126,8 @@ def apply() -> None:
     from moto import backends
     from moto.core import responses as core_responses
     from moto.core.utils import unix_time
-    from moto.dynamodb import models, responses
+    from moto.dynamodb import responses
     from moto.dynamodb.models import dynamo_type
-    from moto.dynamodb.models.dynamo_type import DynamoType
     from moto.moto_server import threaded_moto_server
     from moto.sqs import models as sqs_models
     from moto.sqs import responses as sqs_responses
@@ -189,28 +143,6 @@ def apply() -> None:
     def locked_call_action(self: Any) -> Any:
         with lock:
             return call_action(self)
-
-    transact = models.DynamoDBBackend.transact_write_items
-
-    def snapshotting_transact(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        touched: dict[str, list[tuple[Any, Any]]] = {}
-        for entry in transact_items:
-            for kind, op in entry.items():
-                table = self.tables.get(op.get("TableName"))
-                source = op.get("Item") if kind == "Put" else op.get("Key")
-                if table is None or not isinstance(source, dict) or table.hash_key_attr not in source:
-                    continue
-                range_attr = table.range_key_attr
-                key = (
-                    DynamoType(source[table.hash_key_attr]),
-                    DynamoType(source[range_attr]) if range_attr and range_attr in source else None,
-                )
-                touched.setdefault(table.name, []).append(key)
-        _state.touched = touched
-        try:
-            transact(self, transact_items)
-        finally:
-            _state.touched = None
 
     def retained(self: Any, queue_name: str, message: Any) -> bool:
         retention = int(self.get_queue(queue_name).message_retention_period)
@@ -294,5 +226,3 @@ def apply() -> None:
     jsonpath_ext.parse = lru_cache(maxsize=256)(jsonpath_ext.parse)
     threaded_moto_server.MotoRequestHandler = _keep_alive_handler(threaded_moto_server.MotoRequestHandler)
     responses.DynamoHandler.call_action = locked_call_action
-    models.DynamoDBBackend.transact_write_items = snapshotting_transact
-    models.copy = _CopyModule()
