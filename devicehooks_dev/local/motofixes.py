@@ -156,8 +156,10 @@ def apply() -> None:
 
     def attributes(self: Any) -> Any:
         if getattr(_state, "sending", False):
-            dedup = self.fifo_queue and str(getattr(self, "content_based_deduplication", "")).lower() == "true"
-            return {"ContentBasedDeduplication": "true"} if dedup else {}
+            # the one attribute a send reads, as moto lists it (for FIFO queues only: "true" or "false")
+            return (
+                {"ContentBasedDeduplication": str(self.content_based_deduplication).lower()} if self.fifo_queue else {}
+            )
         return all_attributes.fget(self)
 
     def sending(self: Any, *args: Any, **kwargs: Any) -> Any:
