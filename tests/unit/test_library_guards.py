@@ -2,19 +2,32 @@
 
 The HTTP APIs use only Powertools' public API; these tests pin the documented behaviour they read
 (``app.request``, dynamic path matching) so that an upgrade that changes it fails here, by name,
-rather than as a 404 that should have been a 405.
+rather than as a 404 that should have been a 405. The sender needs two private hooks, of urllib3
+and http.client: these tests fail, naming the hook, when one moves or changes shape.
 """
 
 from __future__ import annotations
 
 import copy
+import gzip
+import inspect
+import io
 import re
+import tomllib
+import zlib
+from http.client import HTTPResponse
 from typing import Any
 
 import pytest
+import urllib3
 from aws_lambda_powertools.event_handler import Response
+from packaging.requirements import Requirement
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, PoolManager
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.response import DeflateDecoder, GzipDecoder
 
 from devicehooks.api import http
+from devicehooks.delivery import sender
 from tests.conftest import ROOT, FakeContext, load_event
 
 RUNTIME = ROOT / "layers" / "common" / "devicehooks"
@@ -74,3 +87,94 @@ def test_the_route_table_names_a_route_as_powertools_request_does() -> None:
 
     answer = api.app.resolve(_get("/a/1/b/2"), FakeContext())  # type: ignore[arg-type]
     assert answer["body"] == '{"route":"/a/{first}/b/{second}","method":"GET"}'
+
+
+# ---------------------------------------------------------------------------- urllib3 and http.client
+# The sender (delivery/sender.py) overrides two private hooks, urllib3's HTTPConnection._new_conn and
+# http.client's HTTPResponse._read_status, and replaces a PoolManager's pool_classes_by_scheme, which
+# urllib3's API reference does not list. urllib3 is pinned exactly; before moving the pin, these
+# tests say whether those names still mean what the sender takes them to mean.
+def _dependency(name: str) -> Requirement:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return next(r for r in map(Requirement, project["dependencies"]) if r.name == name)
+
+
+def test_urllib3_is_pinned_to_the_version_installed_and_constrained() -> None:
+    pin = f"=={urllib3.__version__}"
+    assert str(_dependency("urllib3").specifier) == pin, (
+        f"pyproject.toml must pin urllib3{pin} exactly (the version these guards ran against)"
+    )
+    assert f"urllib3{pin}" in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines()
+
+
+@pytest.mark.parametrize("connection", [HTTPConnection, HTTPSConnection])
+def test_urllib3_connections_open_their_socket_in_new_conn(connection: type[HTTPConnection]) -> None:
+    hook = getattr(connection, "_new_conn", None)
+    assert callable(hook), (
+        f"urllib3 {urllib3.__version__}: {connection.__name__}._new_conn is gone; the sender's "
+        "connections override it to dial only the addresses DestinationGuard checked"
+    )
+    assert list(inspect.signature(hook).parameters) == ["self"], f"{connection.__name__}._new_conn changed shape"
+    assert list(inspect.signature(connection.__init__).parameters)[:3] == ["self", "host", "port"], (
+        f"{connection.__name__}(host, port, ...) changed: the sender's connections keep the host they get"
+    )
+
+
+@pytest.mark.parametrize("connection", [sender._GuardedHTTPConnection, sender._GuardedHTTPSConnection])
+def test_connecting_goes_through_the_guarded_new_conn(connection: type[HTTPConnection]) -> None:
+    conn = connection("192.0.2.1", 9, timeout=0.5)  # TEST-NET: never dialled while the hook holds
+    try:
+        conn.connect()
+    except RuntimeError as exc:  # the guarded dial, refusing to connect outside HttpSender.send
+        assert "only opened within send()" in str(exc)
+    except Exception as exc:  # noqa: BLE001 - whatever urllib3 raised instead is the finding
+        pytest.fail(f"urllib3 {urllib3.__version__}: connect() no longer calls _new_conn ({exc!r})")
+    else:
+        pytest.fail(f"urllib3 {urllib3.__version__}: connect() connected without the guard")
+    finally:
+        conn.close()
+
+
+class _Wire:
+    """A socket as http.client reads a response from it: through ``makefile``."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(io.BytesIO(self.data))  # type: ignore[arg-type]
+
+
+def test_http_client_responses_read_each_status_line_in_read_status() -> None:
+    hook = getattr(HTTPResponse, "_read_status", None)
+    assert callable(hook), (
+        "http.client.HTTPResponse._read_status is gone: the sender's responses override it to skip interim 1xx"
+    )
+    assert list(inspect.signature(hook).parameters) == ["self"], "HTTPResponse._read_status changed shape"
+    wire = _Wire(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 204 No Content\r\nX-Final: 1\r\n\r\n")
+    response = sender._FinalResponse(wire)  # type: ignore[arg-type]
+    response.begin()
+    assert (response.status, response.reason, response.getheader("X-Final")) == (204, "No Content", "1")
+
+
+def test_a_pool_manager_makes_its_pools_from_its_pool_classes_by_scheme() -> None:
+    class Marked(HTTPSConnectionPool):
+        pass
+
+    manager = PoolManager()
+    assert set(getattr(manager, "pool_classes_by_scheme", {})) == {"http", "https"}, (
+        f"urllib3 {urllib3.__version__}: PoolManager.pool_classes_by_scheme is gone or changed"
+    )
+    manager.pool_classes_by_scheme = {"http": HTTPConnectionPool, "https": Marked}
+    assert isinstance(manager.connection_from_host("hooks.example", 443, "https"), Marked), (
+        "PoolManager no longer makes its pools from pool_classes_by_scheme: the sender's pools would be urllib3's"
+    )
+
+
+@pytest.mark.parametrize(("decoder", "compress"), [(GzipDecoder, gzip.compress), (DeflateDecoder, zlib.compress)])
+def test_urllib3_decoders_bound_their_output(decoder: Any, compress: Any) -> None:
+    assert "max_length" in inspect.signature(decoder.decompress).parameters, (
+        f"urllib3 {urllib3.__version__}: {decoder.__name__}.decompress takes no max_length: a compressed body "
+        "could no longer be decoded within the sender's bound"
+    )
+    assert len(decoder().decompress(compress(b"\0" * 1_000_000), max_length=1000)) <= 1000
