@@ -16,12 +16,14 @@ import re
 import tomllib
 import zlib
 from http.client import HTTPResponse
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import pytest
 import urllib3
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Body
 from packaging.requirements import Requirement
+from pydantic import BaseModel
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.response import DeflateDecoder, GzipDecoder
@@ -33,11 +35,13 @@ from tests.conftest import ROOT, FakeContext, load_event
 RUNTIME = ROOT / "layers" / "common" / "devicehooks"
 
 
-def _get(path: str) -> dict[str, Any]:
+def _request(path: str, method: str = "GET", body: str | None = None) -> dict[str, Any]:
     event = copy.deepcopy(load_event("internal-provision-device.json"))
     event.pop("body", None)
+    if body is not None:
+        event["body"] = body
     event["rawPath"] = path
-    event["requestContext"]["http"].update(method="GET", path=path)
+    event["requestContext"]["http"].update(method=method, path=path)
     return event
 
 
@@ -69,7 +73,7 @@ def test_the_route_table_matches_a_path_exactly_when_powertools_routes_it(value:
         return http.empty_response(204)
 
     path = f"/things/a{value}b/parts"
-    routed = api.app.resolve(_get(path), FakeContext())  # type: ignore[arg-type]
+    routed = api.app.resolve(_request(path), FakeContext())  # type: ignore[arg-type]
     assert api.serves(path) == (routed["statusCode"] == 204), (
         f"the route table (api/http.py _PATH_PARAMETER) and Powertools disagree on {path!r}: "
         "has Powertools changed what a <parameter> matches?"
@@ -78,15 +82,22 @@ def test_the_route_table_matches_a_path_exactly_when_powertools_routes_it(value:
         assert seen == {"route": "/things/{thing_id}/parts", "parameters": {"thing_id": f"a{value}b"}}
 
 
-def test_the_route_table_names_a_route_as_powertools_request_does() -> None:
-    api = http.HttpApi()
+class Thing(BaseModel):
+    go_fields: ClassVar[dict[str, str]] = {"name": "string"}
+    name: str
 
-    @api.get("/a/<first>/b/<second>")
-    def both(first: str, second: str) -> Response[str]:
-        return http.json_response(200, {"route": api.app.request.route, "method": api.app.request.method})
 
-    answer = api.app.resolve(_get("/a/1/b/2"), FakeContext())  # type: ignore[arg-type]
-    assert answer["body"] == '{"route":"/a/{first}/b/{second}","method":"GET"}'
+def test_the_route_being_served_is_found_in_the_route_table_under_the_name_app_request_gives() -> None:
+    api = http.HttpApi(enable_validation=True)
+
+    @api.put("/a/<first>/b/<second>")
+    def both(first: str, second: str, thing: Annotated[Thing | None, Body()] = None) -> Response[str]:
+        model = api.body_model()
+        request = api.app.request
+        return http.json_response(200, [request.route, request.method, model.__name__ if model else None])
+
+    answer = api.app.resolve(_request("/a/1/b/2", "PUT", '{"name": "x"}'), FakeContext())  # type: ignore[arg-type]
+    assert answer["body"] == '["/a/{first}/b/{second}","PUT","Thing"]'
 
 
 # ---------------------------------------------------------------------------- urllib3 and http.client
