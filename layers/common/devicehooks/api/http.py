@@ -5,10 +5,15 @@ from __future__ import annotations
 import base64
 import binascii
 import contextvars
+import functools
+import inspect
 import json
+import re
+import typing
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -103,42 +108,124 @@ def _query_message(error: Mapping[str, Any], raw: Mapping[str, str]) -> str | No
     return f"invalid {name} query: {format_errors([error], skip_prefix=('query', name)) or 'invalid value'}"
 
 
-def _body_model(app: APIGatewayHttpResolver) -> Any:
-    """The input model of the route being served's body, if it has one (read from the route
-    powertools keeps in the resolver's context while it serves it: it has no public getter)."""
-    route = app.context.get("_route")
-    params = route.dependant.body_params if route is not None else []
-    annotation = params[0].type_ if params else None
-    for candidate in (annotation, *getattr(annotation, "__args__", ())):
-        if isinstance(candidate, type) and hasattr(candidate, "go_fields"):
-            return candidate
+# What Powertools documents a dynamic path parameter (``<name>``) to match: word characters and
+# these; the rest of a rule is a regular expression, anchored at both ends (APIGatewayHttpResolver).
+_PATH_PARAMETER = r"[-._~()'!*:@,;=+&$%<> \[\]{}|^\w]+"
+_PARAMETER_NAME = re.compile(r"<(\w+)>")
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+PathCheck = Callable[[Mapping[str, str]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    method: str
+    template: str  # the OpenAPI path template: what ``Request.route`` names the route being served
+    pattern: re.Pattern[str]
+    handler: Callable[..., Any]
+
+
+class HttpApi:
+    """A Powertools resolver (``app``) with the rules both APIs share, and the table of its routes.
+
+    Routes are declared here (``@api.get(rule, ...)`` takes ``app.get``'s arguments) so that the
+    table is ours: Powertools keeps its own private, and the API needs it before a request is
+    resolved (authentication runs only for a path some route serves) and after (a path served for
+    another method is a 405, not a 404; a route's body model names Go's types in errors).
+
+    The resolver reads request bodies with :func:`devicehooks.jsonenc.loads`: powertools'
+    ``json.loads`` takes NaN, lone surrogates and numbers that cannot be written back, and raises
+    ``RecursionError`` or ``ValueError`` (a 500) on deep nesting and 4,300-digit integers; ``loads``
+    refuses them all with a ``JSONDecodeError``, which request validation reports as
+    ``json_invalid``: Mender's 400 ``malformed request body: ...``.
+
+    ``path_check`` checks a route's path parameters (it raises a :class:`DevicehooksError`) before
+    its body is looked at, as Mender's handlers parse the path's ids before they bind the body.
+    """
+
+    def __init__(self, *, enable_validation: bool = False, path_check: PathCheck | None = None) -> None:
+        self.app = APIGatewayHttpResolver(enable_validation=enable_validation, json_body_deserializer=loads)
+        self._routes: list[_Route] = []
+        _install(self, path_check)
+
+    def get(self, rule: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self._declare("GET", rule, options)
+
+    def post(self, rule: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self._declare("POST", rule, options)
+
+    def put(self, rule: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self._declare("PUT", rule, options)
+
+    def delete(self, rule: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self._declare("DELETE", rule, options)
+
+    def serves(self, path: str) -> bool:
+        """Whether some route, of any method, serves ``path``."""
+        return any(route.pattern.match(path) for route in self._routes)
+
+    def body_model(self) -> type | None:
+        """The Go-described input model (``go_fields``) of the body of the route being served."""
+        request = self.app.request
+        for route in self._routes:
+            if route.method == request.method and route.template == request.route:
+                return _input_model(route.handler)
+        return None
+
+    def _declare(self, method: str, rule: str, options: dict[str, Any]) -> Callable[[Handler], Handler]:
+        register = self.app.route(rule, method, **options)
+        template = _PARAMETER_NAME.sub(lambda name: "{" + name.group(1) + "}", rule)
+        regex = _PARAMETER_NAME.sub(lambda name: f"(?P<{name.group(1)}>{_PATH_PARAMETER})", rule)
+        pattern = re.compile(f"^{regex}$")
+
+        def declare(handler: Handler) -> Handler:
+            self._routes.append(_Route(method, template, pattern, handler))
+            return register(handler)
+
+        return declare
+
+
+@functools.cache
+def _input_model(handler: Callable[..., Any]) -> type | None:
+    """The model of ``handler``'s body parameter (annotated ``Body()``), if it describes Go's types.
+    Worked out on the first validation error that needs it: evaluating annotations at import would
+    cost every cold start."""
+    from aws_lambda_powertools.event_handler.openapi.params import Body
+
+    hints = typing.get_type_hints(handler, include_extras=True)
+    for name in inspect.signature(handler).parameters:
+        hint = hints.get(name)
+        if typing.get_origin(hint) is not Annotated:
+            continue
+        annotation, *metadata = typing.get_args(hint)
+        if any(isinstance(item, Body) for item in metadata):
+            for candidate in (annotation, *typing.get_args(annotation)):
+                if isinstance(candidate, type) and hasattr(candidate, "go_fields"):
+                    return candidate
+            return None
     return None
 
 
-def _go_type_message(app: APIGatewayHttpResolver, errors: list[Any]) -> str | None:
+def _go_type_message(api: HttpApi, errors: list[Any]) -> str | None:
     """Mender's ``malformed request body: json: ...`` when a body value has the wrong JSON type."""
-    model = _body_model(app)
     error = first_type_error(e for e in errors if tuple(e.get("loc", ()))[:1] == ("body",))
-    if model is None or error is None:
+    if error is None:
+        return None
+    model = api.body_model()
+    if model is None:
         return None
     go = go_unmarshal_error(model, [str(p) for p in tuple(error["loc"])[1:]], error.get("input"))
     return None if go is None else f"malformed request body: {go}"
 
 
-def install(app: APIGatewayHttpResolver, path_check: Callable[[Mapping[str, str]], None] | None = None) -> None:
-    """Register error handlers (Mender's body for every failure) and the 404/405 handler, on a
-    resolver that reads request bodies with :func:`devicehooks.jsonenc.loads` (checked).
+def _install(api: HttpApi, path_check: PathCheck | None) -> None:
+    """Register error handlers (Mender's body for every failure) and the 404/405 handler.
 
-    powertools reads bodies with ``json.loads``, which takes NaN, lone surrogates and numbers
-    that cannot be written back, and raises ``RecursionError`` or ``ValueError`` (a 500) on deep
-    nesting and 4,300-digit integers; ``loads`` refuses them all with a ``JSONDecodeError``, which
-    request validation reports as ``json_invalid``: Mender's 400 ``malformed request body: ...``.
-
-    ``path_check`` checks a route's path parameters (it raises a :class:`DevicehooksError`) before
-    its body is looked at, as Mender's handlers parse the path's ids before they bind the body.
+    They read the request through Powertools' public ``app.request`` (the route being served and
+    its path parameters) and ``app.current_event``. Not through ``app.use`` middlewares: request
+    validation runs before them, so none would run for a request whose validation failed.
     """
-    if app._json_body_deserializer is not loads:  # noqa: SLF001 - powertools has no getter
-        raise ValueError("build the resolver with json_body_deserializer=devicehooks.jsonenc.loads")
+    app = api.app
 
     @app.exception_handler(DevicehooksError)  # type: ignore[untyped-decorator]
     def _domain_error(exc: DevicehooksError) -> Response[str]:
@@ -149,7 +236,7 @@ def install(app: APIGatewayHttpResolver, path_check: Callable[[Mapping[str, str]
         errors = list(exc.errors())
         if path_check is not None:
             try:
-                path_check(app.context.get("_route_args") or {})
+                path_check(app.request.path_parameters)
             except DevicehooksError as problem:
                 return error_response(problem.status_code, problem.message)
         raw = app.current_event.query_string_parameters or {}
@@ -161,7 +248,7 @@ def install(app: APIGatewayHttpResolver, path_check: Callable[[Mapping[str, str]
             if error.get("type") == "json_invalid":
                 detail = error.get("ctx", {}).get("error", "invalid JSON")
                 return error_response(400, f"malformed request body: invalid JSON: {detail}")
-        go_message = _go_type_message(app, errors)
+        go_message = _go_type_message(api, errors)
         if go_message is not None:
             return error_response(400, go_message)
         body_errors = [e for e in errors if tuple(e.get("loc", ()))[:1] == ("body",)]
@@ -173,10 +260,8 @@ def install(app: APIGatewayHttpResolver, path_check: Callable[[Mapping[str, str]
 
     @app.not_found
     def _not_found(_: NotFoundError) -> Response[str]:
-        path = app.current_event.path
-        for route in app._static_routes + app._dynamic_routes:  # noqa: SLF001 - no public route table
-            if route.rule.match(path):
-                return error_response(405, "method not allowed")
+        if api.serves(app.current_event.path):
+            return error_response(405, "method not allowed")
         return error_response(404, "not found")
 
 
@@ -205,19 +290,27 @@ def openapi_document(
 
 
 def docs_routes(
-    app: APIGatewayHttpResolver,
+    api: HttpApi,
     docs_path: str,
     json_path: str,
     info: Callable[[], dict[str, Any]],
     patch: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
-    """Serve the OpenAPI document at ``json_path`` and Swagger UI (bundled, no CDN) at ``docs_path``."""
+    """Serve the OpenAPI document at ``json_path`` and Swagger UI (bundled, no CDN) at ``docs_path``.
 
-    @app.get(json_path, include_in_schema=False)
+    Not ``app.enable_swagger``: it serves powertools' own document, with no hook to drop the 422s
+    nobody answers or to add the bodies the internal API reads by hand, and serves it only as the
+    UI path's ``?format=json`` (not at ``openapi.json``, not written as Mender writes JSON); its
+    pages are ``text/html`` without a charset. These two routes use its public pieces instead
+    (``get_openapi_json_schema``, ``swagger_ui.generate_swagger_html`` and the bundled assets).
+    """
+    app = api.app
+
+    @api.get(json_path, include_in_schema=False)
     def _openapi() -> Response[str]:
         return json_response(200, openapi_document(app, patch, **info()))
 
-    @app.get(docs_path, include_in_schema=False)
+    @api.get(docs_path, include_in_schema=False)
     def _swagger() -> Response[str]:
         from pathlib import Path
 

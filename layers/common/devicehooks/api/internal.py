@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler import Response
 from pydantic import TypeAdapter, ValidationError
 
 from devicehooks import __version__
@@ -40,8 +40,8 @@ OPENAPI = f"{BASE}/openapi.json"
 MAX_BULK = 100
 
 # Bodies are read by hand (Mender's messages differ per endpoint), so no request validation here.
-app = APIGatewayHttpResolver(json_body_deserializer=loads)
-http.install(app)
+api = http.HttpApi()
+app = api.app
 
 
 @lru_cache(maxsize=1)
@@ -79,12 +79,12 @@ def _tenant(raw: str) -> str:
 # ------------------------------------------------------------------ health
 
 
-@app.get(f"{BASE}/alive", summary="Liveness", tags=["Internal"], responses={204: {"description": "Alive."}})
+@api.get(f"{BASE}/alive", summary="Liveness", tags=["Internal"], responses={204: {"description": "Alive."}})
 def alive() -> Response[str]:
     return http.empty_response(204)
 
 
-@app.get(
+@api.get(
     f"{BASE}/health",
     summary="Health: the tables answer",
     tags=["Internal"],
@@ -178,27 +178,27 @@ _T = f"{BASE}/tenants/<tenant_id>"
 _OPEN = f"{BASE}/tenants/"
 
 
-@app.post(f"{_T}/devices", summary="Provision a device", tags=["Internal"], responses=_ACCEPTED)
+@api.post(f"{_T}/devices", summary="Provision a device", tags=["Internal"], responses=_ACCEPTED)
 def provision(tenant_id: str) -> Response[str]:
     return _provision(_tenant(tenant_id))
 
 
-@app.post(f"{_OPEN}/devices", include_in_schema=False)
+@api.post(f"{_OPEN}/devices", include_in_schema=False)
 def provision_open_source() -> Response[str]:
     return _provision("")
 
 
-@app.delete(f"{_T}/devices/<device_id>", summary="Decommission a device", tags=["Internal"], responses=_ACCEPTED)
+@api.delete(f"{_T}/devices/<device_id>", summary="Decommission a device", tags=["Internal"], responses=_ACCEPTED)
 def decommission(tenant_id: str, device_id: str) -> Response[str]:
     return _decommission(_tenant(tenant_id), device_id)
 
 
-@app.delete(f"{_OPEN}/devices/<device_id>", include_in_schema=False)
+@api.delete(f"{_OPEN}/devices/<device_id>", include_in_schema=False)
 def decommission_open_source(device_id: str) -> Response[str]:
     return _decommission("", device_id)
 
 
-@app.post(
+@api.post(
     f"{_T}/devices/<device_id>/inventory",
     summary="A device's inventory changed",
     description="Publishes one device-inventory-changed event with Mender's documented data "
@@ -212,12 +212,12 @@ def inventory(tenant_id: str, device_id: str) -> Response[str]:
     return _inventory(_tenant(tenant_id), device_id)
 
 
-@app.post(f"{_OPEN}/devices/<device_id>/inventory", include_in_schema=False)
+@api.post(f"{_OPEN}/devices/<device_id>/inventory", include_in_schema=False)
 def inventory_open_source(device_id: str) -> Response[str]:
     return _inventory("", device_id)
 
 
-@app.put(
+@api.put(
     f"{_T}/bulk/devices/status/<status>",
     summary="Change the status of up to 100 devices",
     tags=["Internal"],
@@ -227,12 +227,12 @@ def bulk_status(tenant_id: str, status: str) -> Response[str]:
     return _bulk_status(_tenant(tenant_id), status)
 
 
-@app.put(f"{_OPEN}/bulk/devices/status/<status>", include_in_schema=False)
+@api.put(f"{_OPEN}/bulk/devices/status/<status>", include_in_schema=False)
 def bulk_status_open_source(status: str) -> Response[str]:
     return _bulk_status("", status)
 
 
-@app.delete(
+@api.delete(
     _T,
     summary="Delete a tenant's integrations and activity",
     tags=["Internal"],
@@ -242,7 +242,7 @@ def remove_tenant(tenant_id: str) -> Response[str]:
     return _remove_tenant(_tenant(tenant_id))
 
 
-@app.delete(_OPEN, include_in_schema=False)
+@api.delete(_OPEN, include_in_schema=False)
 def remove_open_source_tenant() -> Response[str]:
     return _remove_tenant("")
 
@@ -337,4 +337,4 @@ def _with_bodies(document: dict[str, Any]) -> None:
                     parameter["schema"] = {"type": "string", "maxLength": MAX_ID_LENGTH}
 
 
-http.docs_routes(app, DOCS, OPENAPI, _document_info, patch=_with_bodies)
+http.docs_routes(api, DOCS, OPENAPI, _document_info, patch=_with_bodies)

@@ -9,7 +9,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
@@ -34,7 +34,6 @@ from devicehooks.domain.activity import DELIVERY_STATES, EventFilter
 from devicehooks.domain.inputs import CredentialsIn, IntegrationIn, IntegrationUpdate
 from devicehooks.domain.models import ACTIVITY_TYPES, go_uuid_error
 from devicehooks.errors import DevicehooksError, InvalidRequest
-from devicehooks.jsonenc import loads
 from devicehooks.security.identity import Identity, identity_from_request
 from devicehooks.security.ssrf import DestinationGuard
 from devicehooks.services.events import EventService
@@ -51,8 +50,6 @@ DOCS = f"{BASE}/docs"
 OPENAPI = f"{BASE}/openapi.json"
 PUBLIC_PATHS = frozenset({DOCS, OPENAPI})
 MAX_PER_PAGE = 500
-
-app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=loads)
 
 _identity: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("identity", default=None)
 
@@ -135,7 +132,8 @@ def _check_path_ids(args: Mapping[str, str]) -> None:
         _event_id(args["event_id"])
 
 
-http.install(app, path_check=_check_path_ids)
+api = http.HttpApi(enable_validation=True, path_check=_check_path_ids)
+app = api.app
 
 
 Caller = Annotated[Identity, Depends(current_identity)]
@@ -148,7 +146,7 @@ _JSON_LIST_OF_INTEGRATIONS = {"application/json": {"model": list[IntegrationOut]
 # ---------------------------------------------------------------- integrations
 
 
-@app.get(
+@api.get(
     f"{BASE}/integrations",
     summary="List the tenant's integrations",
     tags=["Integrations"],
@@ -160,7 +158,7 @@ def list_integrations(caller: Caller, service: Integrations) -> Response[str]:
     return http.model_response(200, [IntegrationOut.of(i) for i in service.list_integrations(caller.tenant_id)])
 
 
-@app.post(
+@api.post(
     f"{BASE}/integrations",
     summary="Register a webhook integration",
     description="Creates a webhook. The URL's host must resolve to public addresses only. "
@@ -188,7 +186,7 @@ def create_integration(
     return http.empty_response(201, {"Location": f"{BASE}/integrations/{created.id}"})
 
 
-@app.get(
+@api.get(
     f"{BASE}/integrations/<integration_id>",
     summary="Get one integration",
     tags=["Integrations"],
@@ -209,7 +207,7 @@ def get_integration(integration_id: str, caller: Caller, service: Integrations) 
     return http.model_response(200, IntegrationOut.of(service.get(caller.tenant_id, _integration_id(integration_id))))
 
 
-@app.delete(
+@api.delete(
     f"{BASE}/integrations/<integration_id>",
     summary="Remove an integration",
     tags=["Integrations"],
@@ -220,7 +218,7 @@ def delete_integration(integration_id: str, caller: Caller, service: Integration
     return http.empty_response(204)
 
 
-@app.put(
+@api.put(
     f"{BASE}/integrations/<integration_id>/credentials",
     summary="Replace an integration's credentials",
     description="Replaces URL and secret. Leaving the secret out removes it.",
@@ -234,7 +232,7 @@ def set_credentials(
     return http.empty_response(204)
 
 
-@app.put(
+@api.put(
     f"{BASE}/integrations/<integration_id>",
     summary="Change an integration (devicehooks)",
     description="Changes the fields given (url, description, scopes, event_types, enabled) and keeps the others. "
@@ -257,7 +255,7 @@ def update_integration(
     return http.model_response(200, IntegrationOut.of(updated))
 
 
-@app.post(
+@api.post(
     f"{BASE}/integrations/<integration_id>/test",
     summary="Send a test event now (devicehooks)",
     description='POSTs an event of type "webhook-test" (data: integration_id, message), signed like any other, '
@@ -285,7 +283,7 @@ def test_integration(
     return http.model_response(200, TestOutcomeOut.of(event_id, attempt))
 
 
-@app.get(
+@api.get(
     f"{BASE}/integrations/<integration_id>/health",
     summary="A webhook's health (devicehooks)",
     description="Its attempts of the last 24 hours (delivered: 2xx; failed: any failed attempt; held deliveries "
@@ -304,7 +302,7 @@ def integration_health(integration_id: str, caller: Caller, service: Healths) ->
     return http.model_response(200, HealthOut.of(service.health(caller.tenant_id, _integration_id(integration_id))))
 
 
-@app.post(
+@api.post(
     f"{BASE}/integrations/<integration_id>/recover",
     summary="Send again every failed delivery of a time window (devicehooks)",
     description="Queues, to be sent now, every delivery to this webhook that ended failed, of the events with "
@@ -338,7 +336,7 @@ def recover_integration(
 # ---------------------------------------------------------------- activity
 
 
-@app.get(
+@api.get(
     f"{BASE}/events",
     summary="List events (activity), newest first",
     tags=["Activity"],
@@ -423,7 +421,7 @@ def event_filter(
     return found if found != EventFilter() else None
 
 
-@app.get(
+@api.get(
     f"{BASE}/events/<event_id>",
     summary="One event with per-attempt detail (devicehooks)",
     tags=["Activity"],
@@ -439,7 +437,7 @@ def get_event(event_id: str, caller: Caller, service: Events) -> Response[str]:
     return http.model_response(200, EventDetailOut.of(service.get(caller.tenant_id, _event_id(event_id))))
 
 
-@app.post(
+@api.post(
     f"{BASE}/events/<event_id>/redeliver",
     summary="Send an event again (devicehooks)",
     description="Queues the event, to be sent now, for one webhook (integration_id) or for every enabled webhook "
@@ -485,7 +483,7 @@ def _document_info() -> dict[str, Any]:
     }
 
 
-http.docs_routes(app, DOCS, OPENAPI, _document_info)
+http.docs_routes(api, DOCS, OPENAPI, _document_info)
 
 
 # ---------------------------------------------------------------- identity
@@ -495,7 +493,7 @@ def authenticate(event: dict[str, Any]) -> Response[str] | None:
     """Read the authorizer's verdict before any route runs: Mender's 401/403 when it refused."""
     path = event.get("rawPath") or ""
     _identity.set(None)
-    if path in PUBLIC_PATHS or not any(r.rule.match(path) for r in app._static_routes + app._dynamic_routes):  # noqa: SLF001
+    if path in PUBLIC_PATHS or not api.serves(path):
         return None
     try:
         _identity.set(identity_from_request(event.get("requestContext") or {}))

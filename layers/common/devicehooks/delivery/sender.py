@@ -3,12 +3,15 @@
 The HTTP is urllib3's (2.x): its pool manager and connection pools, its connections (http.client's
 request writer and response parser underneath), its URL parser, TLS set-up and content decoders.
 This module adds what delivering webhooks to URLs chosen by tenants needs on top, through urllib3's
-extension points (pool and connection subclasses, ``SSLContext.sslsocket_class``):
+extension points (pool and connection subclasses, ``SSLContext.sslsocket_class``) and two private
+hooks no public one replaces: urllib3's ``HTTPConnection._new_conn`` (a connection's socket) and
+http.client's ``HTTPResponse._read_status`` (a status line). urllib3 is pinned to one version and
+``tests/unit/test_library_guards.py`` fails, naming the hook, when either moves or changes shape.
 
 * **The SSRF guard at connect time.** urllib3 opens sockets in ``HTTPConnection._new_conn``; the
-  connection classes here override it. A new connection resolves the host urllib3 would dial
-  (``_dns_host``: the URL parsed once by ``parse_url``, IDNA-encoded, a trailing dot kept) with
-  :meth:`DestinationGuard.resolve`, checks every address with
+  connection classes here override it. A new connection resolves the host it was made for (its
+  pool's: the URL parsed once by ``parse_url``, IDNA-encoded, a trailing dot kept, which the
+  connection's ``host`` drops) with :meth:`DestinationGuard.resolve`, checks every address with
   :meth:`DestinationGuard.check_addresses` (one refused address refuses them all: the
   :class:`BlockedDestination` becomes a ``blocked`` result), then connects to exactly those
   addresses, the next one when one refuses. TLS stays urllib3's: the certificate is verified
@@ -61,9 +64,8 @@ from urllib3 import BaseHTTPResponse, HTTPConnectionPool, HTTPSConnectionPool, P
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ProtocolError, ReadTimeoutError
 from urllib3.exceptions import SSLError as TLSError
-from urllib3.response import ContentDecoder, DeflateDecoder, GzipDecoder
-from urllib3.util import SKIP_HEADER
-from urllib3.util.ssl_ import create_urllib3_context
+from urllib3.response import DeflateDecoder, GzipDecoder
+from urllib3.util import SKIP_HEADER, create_urllib3_context
 
 from devicehooks.errors import BlockedDestination
 from devicehooks.security.ssrf import CONNECT_MESSAGE, DestinationGuard, IPAddress, parse_numeric_host
@@ -80,8 +82,17 @@ _READ_CHUNK = 16 * 1024
 _DNS_WORKERS = 8  # lookups running at once (one per name); one stuck past its deadline holds one of them
 # headers the sender writes itself: the body's framing, the codings it can decode, the URL's host
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "accept-encoding"})
-# urllib3's decoders; their decompress(data, max_length) bounds the output since urllib3 2.6
-_DECODERS: dict[str, Callable[[], ContentDecoder]] = {
+
+
+class _Decoder(Protocol):
+    """urllib3's decoders (their ``max_length`` bounds the output since urllib3 2.6)."""
+
+    def decompress(self, data: bytes, max_length: int = -1) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
+_DECODERS: dict[str, Callable[[], _Decoder]] = {
     "gzip": GzipDecoder,
     "x-gzip": GzipDecoder,
     "deflate": DeflateDecoder,
@@ -202,12 +213,11 @@ class _DialFailed(NewConnectionError):
         self.description = description
 
 
-def _dial(conn: HTTPConnection) -> socket.socket:
-    """What urllib3's ``_new_conn`` does, guarded: resolve, check every address, connect to one."""
+def _dial(conn: HTTPConnection, host: str) -> socket.socket:
+    """What urllib3's ``_new_conn`` does, guarded: resolve ``host``, check every address, connect to one."""
     attempt = _ATTEMPT.get()
     if attempt is None:  # fail closed: no connection is ever made outside a guarded send
         raise RuntimeError("HttpSender connections are only opened within send()")
-    host = conn._dns_host  # exactly what urllib3 would resolve (a trailing dot kept)
     port = conn.port or conn.default_port
     sys.audit("http.client.connect", conn, conn.host, port)
     addresses = attempt.sender._resolve(conn, host, port, attempt.deadline)
@@ -236,7 +246,8 @@ def _dial(conn: HTTPConnection) -> socket.socket:
 
 class _FinalResponse(http.client.HTTPResponse):
     """http.client's response, with every interim 1xx skipped (http.client skips 100 Continue only).
-    A 101 too: the sender never asks to switch protocols."""
+    A 101 too: the sender never asks to switch protocols. ``_read_status`` is private, but the only
+    step between a status line and its headers that a subclass can take over."""
 
     def _read_status(self) -> tuple[str, int, str]:
         while True:
@@ -246,18 +257,28 @@ class _FinalResponse(http.client.HTTPResponse):
             http.client.parse_headers(self.fp)  # the interim response's headers, within http.client's limits
 
 
+# Each connection keeps the host its pool made it for: ``host`` drops a trailing dot, which the
+# lookup needs (without it, the resolver's search domains apply).
 class _GuardedHTTPConnection(HTTPConnection):
     response_class = _FinalResponse
 
+    def __init__(self, host: str, port: int | None = None, **options: Any) -> None:
+        super().__init__(host, port, **options)
+        self.dial_host = host
+
     def _new_conn(self) -> socket.socket:
-        return _dial(self)
+        return _dial(self, self.dial_host)
 
 
 class _GuardedHTTPSConnection(HTTPSConnection):
     response_class = _FinalResponse
 
+    def __init__(self, host: str, port: int | None = None, **options: Any) -> None:
+        super().__init__(host, port, **options)
+        self.dial_host = host
+
     def _new_conn(self) -> socket.socket:
-        return _dial(self)
+        return _dial(self, self.dial_host)
 
 
 class _HTTPPool(HTTPConnectionPool):
@@ -345,6 +366,8 @@ class HttpSender:
             retries=False,
             ssl_context=_tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")),
         )
+        # a PoolManager's own table of pool classes, there to be replaced per instance (its source
+        # says so; the API reference does not list it: test_library_guards.py checks it is read)
         self._pools.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
         self._dns = ThreadPoolExecutor(max_workers=_DNS_WORKERS, thread_name_prefix="devicehooks-dns")
         self._lookups: dict[tuple[str, int], Future[list[IPAddress]]] = {}

@@ -44,8 +44,8 @@ class Target:
 
     @property
     def dial_host(self) -> str:
-        """The name or address a connection to this URL resolves and dials: urllib3's
-        ``_dns_host`` (``host`` without IPv6 brackets, which its connection pool strips)."""
+        """The name or address the sender's connection to this URL resolves and dials: the host
+        its urllib3 pool makes connections for (``host`` without IPv6 brackets, which the pool strips)."""
         if self.host.startswith("[") and self.host.endswith("]"):
             return self.host[1:-1]
         return self.host
