@@ -77,9 +77,17 @@ def fair_order(queue: Any, visible: list[Any], now_millis: float) -> list[Any]:
     loud = noisy(in_flight, usage.shares(in_flight, now_millis / 1000))
     if not loud:
         return visible
-    quiet = [m for m in visible if group_of(m) not in loud]
-    # sorted is stable: each noisy tenant's messages stay oldest first
-    return quiet + sorted((m for m in visible if group_of(m) in loud), key=lambda m: in_flight[group_of(m)])
+    ordered: list[Any] = []  # the quiet tenants' messages first, oldest first
+    noisy_ones: dict[str, list[Any]] = {}
+    for message in visible:
+        group = group_of(message)
+        if group in loud:
+            noisy_ones.setdefault(group, []).append(message)
+        else:
+            ordered.append(message)
+    for group in sorted(noisy_ones, key=lambda g: in_flight[g]):  # the fewest in flight first
+        ordered += noisy_ones[group]
+    return ordered
 
 
 _applied = False

@@ -36,6 +36,9 @@ def start() -> tuple[subprocess.Popen[str], str]:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        # a scheduling group of its own (runtime.py, CPU), not the developer's terminal's: it stops
+        # when its input closes, whatever stops the stack
+        start_new_session=True,
     )
     assert process.stdout is not None
     line = process.stdout.readline()

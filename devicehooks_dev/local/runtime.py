@@ -10,6 +10,16 @@ session of its own): the stack stops it.
 
 This module imports nothing of the project until the handler's module does, so that the
 environment's cold start is the function's own.
+
+**CPU.** On AWS each execution environment has CPU of its own, and AWS's services answer from
+elsewhere; here every environment, moto and the stack share the machine's cores. Each environment
+runs in a session of its own, which Linux schedules as one group (autogroup): it gets a fair share
+of the CPU however many threads it runs (a dispatcher fanning out to 10 webhooks does not take ten
+times the CPU of another tenant's invocation), and its group's weight is a tenth of moto's
+(:data:`AUTOGROUP_NICE`; moto and the stack run in sessions of their own at the default weight), so
+a burst of invocations cannot starve the emulated AWS all of them wait on. P8 measured another
+tenant's 10 deliveries behind a backlog at 3.5-5.3 times their time alone with environments and
+moto at equal weight, 2.7-2.9 with this.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 REGION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:"
+AUTOGROUP_NICE = 10  # see the module: an environment's scheduling weight, a tenth of moto's
 
 
 class LambdaContext:
@@ -70,6 +81,15 @@ def _wrapped(handler: Handler, wrap: str | None, argument: str) -> Handler:
     return wrapper(handler, argument)
 
 
+def _lower_priority() -> None:
+    """This environment's CPU share below AWS's and the event sources' (see the module)."""
+    try:
+        with open("/proc/self/autogroup", "w") as autogroup:
+            autogroup.write(str(AUTOGROUP_NICE))
+    except OSError:
+        pass  # no autogroups here (another kernel, or turned off): the share stays the scheduler's
+
+
 def serve(connection: Connection, handler: Handler, function_name: str, timeout: float, memory: int) -> None:
     """Run invocations one at a time until the connection closes."""
     while True:
@@ -105,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--wrap-arg", default="")
     args = parser.parse_args(argv)
     connection = Connection(args.fd)
+    _lower_priority()
     started = time.monotonic()
     try:
         handler = _wrapped(load_handler(args.code_uri, args.handler), args.wrap, args.wrap_arg)

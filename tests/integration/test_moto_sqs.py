@@ -422,3 +422,29 @@ def test_with_the_fixes_moto_answers_as_it_does(fixes: tuple[str, ...]) -> None:
         as_moto = transcript()
     with motofixes.using(*fixes):
         assert transcript() == as_moto
+
+
+def receipt_draws() -> int:
+    """How many ``random.choice`` draws a receive of one message makes."""
+    from moto.moto_api._internal import mock_random
+
+    sqs, _ = queue_of(1)
+    with counting(mock_random, "choice") as draws:
+        sqs.receive_message("q", 1, 0, 300)
+    return draws.calls
+
+
+def test_moto_draws_a_receipt_handle_one_letter_at_a_time() -> None:
+    with motofixes.using():
+        draws = receipt_draws()
+    still_needed("sqs-receipt-handle", draws >= 100, f"{draws} random.choice calls for one message received")
+
+
+@pinned
+def test_with_the_fix_a_receipt_handle_is_drawn_at_once() -> None:
+    with motofixes.using("sqs-receipt-handle"):
+        assert receipt_draws() == 0
+        sqs, _ = queue_of(6)  # three of its six in flight already
+        handles = [m.receipt_handle for m in sqs.receive_message("q", 3, 0, 300)]
+    assert len(handles) == 3
+    assert len(set(handles)) == 3 and all(len(h) == 185 and h.isalpha() and h.islower() for h in handles)
