@@ -160,17 +160,42 @@ def guard() -> Any:
 def dispatcher(integrations: Any, activity: Any, cipher: Any, timeout: float = 10.0) -> Any:
     """The production Dispatcher and HttpSender over the given stores, retries kept in memory."""
     from devicehooks.delivery.sender import HttpSender
-    from devicehooks.services.dispatch import Dispatcher, DispatchPolicy
+    from devicehooks.dispatch import DispatchContext, Dispatcher
+    from devicehooks.domain.decisions import DispatchPolicy
     from devicehooks_dev.doubles import MemoryTaskQueue
 
     return Dispatcher(
-        integrations=integrations,
-        activity=activity,
-        cipher=cipher,
-        sender=HttpSender(guard(), timeout=timeout),
-        queue=MemoryTaskQueue(),
-        policy=DispatchPolicy(delivery_timeout=timeout),
+        DispatchContext(
+            integrations=integrations,
+            activity=activity,
+            cipher=cipher,
+            sender=HttpSender(guard(), timeout=timeout),
+            queue=MemoryTaskQueue(),
+            policy=DispatchPolicy(delivery_timeout=timeout),
+        )
     )
+
+
+def one_batch(dispatcher: Any, bodies: list[str], records: Any = None) -> list[BaseException | None]:
+    """``bodies`` as one invocation's batch, as the handler runs it: side by side on ``records`` (a
+    thread pool; one by one without), then the batch finished; each record's error, if it raised."""
+    from devicehooks.dispatch import Batch
+
+    batch = Batch(deadline=None)
+    try:
+        if records is None:
+            errors: list[BaseException | None] = []
+            for body in bodies:
+                try:
+                    dispatcher.handle_message(body, batch)
+                    errors.append(None)
+                except Exception as exc:  # noqa: BLE001 - reported to the caller, as SQS would redeliver it
+                    errors.append(exc)
+            return errors
+        futures = [records.submit(dispatcher.handle_message, body, batch) for body in bodies]
+        return [future.exception() for future in futures]
+    finally:
+        dispatcher.finish_batch(batch)
 
 
 def template() -> dict[str, Any]:

@@ -55,17 +55,18 @@ RECORDS_PER_BATCH = 10
 
 def one_by_one(dispatcher: Any, bodies: list[str], _pool: ThreadPoolExecutor) -> None:
     for body in bodies:
-        dispatcher.begin_batch()
-        dispatcher.handle_message(body)
+        _raise(benchlib.one_batch(dispatcher, [body]))
 
 
 def in_batches(dispatcher: Any, bodies: list[str], pool: ThreadPoolExecutor) -> None:
-    for start in range(0, len(bodies), RECORDS_PER_BATCH):
-        batch = dispatcher.begin_batch()  # one invocation's batch, finished once, as the handler does
-        futures = [pool.submit(dispatcher.handle_message, b, batch) for b in bodies[start : start + RECORDS_PER_BATCH]]
-        for future in futures:
-            future.result()
-        dispatcher.finish_batch(batch)
+    for start in range(0, len(bodies), RECORDS_PER_BATCH):  # one invocation's batch, as the handler runs it
+        _raise(benchlib.one_batch(dispatcher, bodies[start : start + RECORDS_PER_BATCH], pool))
+
+
+def _raise(errors: list[BaseException | None]) -> None:
+    for error in errors:
+        if error is not None:
+            raise error
 
 
 RUN: dict[str, Callable[[Any, list[str], ThreadPoolExecutor], None]] = {

@@ -9,7 +9,7 @@ the median kept:
 * ``1x50``: one event to 50 webhooks, events handled one after another (a batch of one): all
   concurrency comes from the fan-out (the dispatcher POSTs an event's webhooks side by side);
 * ``500x1``: 500 events to one webhook, as SQS delivers them: batches of 10 records, each batch
-  after ``begin_batch()``, its records handled side by side in 10 threads as the worker does
+  as one invocation's batch, its records handled side by side in 10 threads as the handler does
   (devicehooks/worker.py runs each record of a batch in its own thread).
 
 Baselines, same run, same receiver, same body and headers: ``limit``, a raw
@@ -98,8 +98,9 @@ def no_io_rate(dispatcher: Any, run: Callable[[Any, list[str]], None]) -> float:
 
 def one_by_one(dispatcher: Any, bodies: list[str]) -> None:
     for body in bodies:
-        dispatcher.begin_batch()
-        dispatcher.handle_message(body)
+        (error,) = benchlib.one_batch(dispatcher, [body])
+        if error is not None:
+            raise error
 
 
 FAILED: list[str] = []  # records that raised (the worker reports them; SQS delivers them again)
@@ -110,10 +111,7 @@ def in_batches(records: ThreadPoolExecutor) -> Callable[[Any, list[str]], None]:
         pending = list(bodies)
         while pending:
             batch, pending = pending[:RECORDS_PER_BATCH], pending[RECORDS_PER_BATCH:]
-            dispatcher.begin_batch()
-            futures = [records.submit(dispatcher.handle_message, body) for body in batch]
-            for body, future in zip(batch, futures, strict=True):
-                error = future.exception()
+            for body, error in zip(batch, benchlib.one_batch(dispatcher, batch, records), strict=True):
                 if error is not None:
                     FAILED.append(f"{type(error).__name__}: {' '.join(str(error).split())[:120]}")
                     pending.append(body)  # redelivered, as SQS does with a batch item failure

@@ -88,21 +88,15 @@ def measure(indexes: str, receiver: benchlib.Receiver, pool: ThreadPoolExecutor)
                 activity._mark = lambda *_, **__: None  # noqa: SLF001
             dispatcher = benchlib.dispatcher(integrations, activity, cipher)
             for warm in range(2):  # warm: the webhooks proven, as on the happy path
-                dispatcher.begin_batch()
-                dispatcher.handle_message(bus_event(scenario, f"warm-{warm}"))
+                benchlib.one_batch(dispatcher, [bus_event(scenario, f"warm-{warm}")])
             meter.reset()
             bodies = [bus_event(scenario, f"dev-{n}") for n in range(EVENTS)]
             if scenario == "10x1":
                 for start in range(0, EVENTS, 10):
-                    batch = dispatcher.begin_batch()
-                    futures = [pool.submit(dispatcher.handle_message, b, batch) for b in bodies[start : start + 10]]
-                    for future in futures:
-                        future.result()
-                    dispatcher.finish_batch(batch)
+                    benchlib.one_batch(dispatcher, bodies[start : start + 10], pool)
             else:
                 for body in bodies:
-                    dispatcher.begin_batch()
-                    dispatcher.handle_message(body)
+                    benchlib.one_batch(dispatcher, [body])
             deliveries = EVENTS * hooks
             out[scenario] = {
                 "requests": meter.total_requests / deliveries,

@@ -17,16 +17,18 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 # seconds an environment may take to start (Lambda gives the init phase 10 s; many starting at
 # once on two cores take longer)
 INIT_TIMEOUT = 30.0
 STOP_GRACE = 5.0  # seconds a stopping environment gets before it is killed
+LOG_LINES = 10_000  # a function's last log lines kept in memory
 
 
 class InvocationError(Exception):
@@ -60,10 +62,38 @@ class Stats:
     pids: set[int] = field(default_factory=set)
 
 
+class Logs:
+    """A function's log, as Lambda sends its environments' output to one log group: every line its
+    environments print, written to the stack's standard error as it comes, the last
+    :data:`LOG_LINES` kept (``lines()``: tests read a function's log there)."""
+
+    def __init__(self) -> None:
+        self._lines: deque[str] = deque(maxlen=LOG_LINES)
+        self._lock = threading.Lock()
+
+    def follow(self, stream: IO[bytes]) -> None:
+        """Copy ``stream`` (an environment's output) line by line until it ends (on a thread)."""
+
+        def pump() -> None:
+            with stream:
+                for raw in stream:
+                    line = raw.decode("utf-8", "replace")
+                    with self._lock:
+                        self._lines.append(line.rstrip("\n"))
+                    sys.stderr.write(line)
+                    sys.stderr.flush()
+
+        threading.Thread(target=pump, name="logs", daemon=True).start()
+
+    def lines(self) -> list[str]:
+        with self._lock:
+            return list(self._lines)
+
+
 class ExecutionEnvironment:
     """One process running one function's handler (see the module)."""
 
-    def __init__(self, spec: FunctionSpec, wrap: tuple[str, str] = ("", "")) -> None:
+    def __init__(self, spec: FunctionSpec, logs: Logs, wrap: tuple[str, str] = ("", "")) -> None:
         self.spec = spec
         self.wrap = wrap
         ours, theirs = socket.socketpair()
@@ -95,11 +125,14 @@ class ExecutionEnvironment:
                 env=dict(spec.environment),
                 cwd=spec.code_uri,
                 pass_fds=(theirs.fileno(),),
-                stdout=sys.stderr.fileno(),  # its logs with the stack's own, never among what the stack prints
+                stdout=subprocess.PIPE,  # its log: Logs, never among what the stack prints on its standard output
+                stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C in the developer's terminal goes to the stack, which stops it
             )
         finally:
             theirs.close()
+        assert self.process.stdout is not None
+        logs.follow(self.process.stdout)
         self._connection = Connection(ours.detach())
         answer = self._receive(INIT_TIMEOUT, "init")
         if not answer.get("ready"):
@@ -159,6 +192,7 @@ class FunctionPool:
     def __init__(self, spec: FunctionSpec) -> None:
         self.spec = spec
         self.stats = Stats()
+        self.logs = Logs()
         self._idle: list[ExecutionEnvironment] = []
         self._count = 0  # environments started or starting, idle or busy
         self._busy = 0
@@ -232,7 +266,7 @@ class FunctionPool:
                     break
                 self._changed.wait()
         try:
-            environment = ExecutionEnvironment(self.spec, wrap)
+            environment = ExecutionEnvironment(self.spec, self.logs, wrap)
         except BaseException:
             with self._changed:
                 self._count -= 1

@@ -109,8 +109,10 @@ class SqsPoller:
         invoke: Callable[[dict[str, Any]], Any],
         client: Callable[[], Any],
         redelivery_seconds: int,
+        receivers: int | None = None,
     ) -> None:
         self.source = source
+        self._receiver_count = receivers
         self._invoke = invoke
         self._client = client
         self._redelivery_seconds = redelivery_seconds
@@ -140,6 +142,7 @@ class SqsPoller:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         count = min(RECEIVERS, max(1, self.source.max_concurrency)) if motofixes.enabled() else 1
+        count = self._receiver_count or count
         self._receivers = [
             threading.Thread(target=self._run, name=f"poll-{self.label}-{n}", daemon=True) for n in range(count)
         ]

@@ -12,19 +12,16 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from botocore.exceptions import ClientError
 
 from devicehooks import aws
-from devicehooks.config import get_settings
-from devicehooks.delivery.sender import HttpSender
-from devicehooks.handlers import dispatcher as worker
-from devicehooks.security.ssrf import DestinationGuard
 from devicehooks_dev import devkeys
 from devicehooks_dev.local.stack import LocalStack
+from tests.integration.faults import Budget
 from tests.receiver import Answer, Receiver, eventually
 
 MGMT = "/api/management/v1/iot-manager"
@@ -180,23 +177,26 @@ def test_connection_refused_then_the_receiver_comes_up(stack: LocalStack) -> Non
         late.close()
 
 
-def _patched_sender(monkeypatch: pytest.MonkeyPatch, resolver: Callable[[str, int], Any]) -> None:
-    guard = DestinationGuard(allowed_cidrs=get_settings().allowed_cidrs, resolver=resolver)
-    monkeypatch.setattr(worker.dispatcher(), "sender", HttpSender(guard, timeout=1.0))
+@pytest.fixture
+def fault(stack: LocalStack, tmp_path: Path) -> Iterator[Callable[[str, int], str]]:
+    """``fault(wrapper, count)``: the dispatcher's handler wrapped by ``tests.integration.faults:<wrapper>``
+    in each of its environments (started afresh), the fault happening ``count`` times in all; the
+    budget's file (to put more in). Unwrapped at teardown."""
+    function = stack.functions["DispatcherFunction"]
+
+    def wrap(wrapper: str, count: int) -> str:
+        budget = Budget.create(tmp_path / f"{wrapper}.budget", count)
+        function.wrap(f"tests.integration.faults:{wrapper}", budget)
+        return budget
+
+    yield wrap
+    function.wrap("")
 
 
 def test_a_dns_failure_is_retried_until_the_name_resolves(
-    stack: LocalStack, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack, receiver: Receiver, fault: Callable[[str, int], str]
 ) -> None:
-    failures = {"left": 1}
-
-    def flaky(host: str, port: int) -> Any:
-        if failures["left"] > 0:
-            failures["left"] -= 1
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-
-    _patched_sender(monkeypatch, flaky)
+    fault("flaky_dns", 1)
     scenario = Scenario(stack, f"http://localhost:{receiver.port}/hook")
     scenario.decommission()
     status = scenario.final("delivered")
@@ -234,19 +234,10 @@ def test_a_redirect_is_not_followed_and_counts_as_a_failure(stack: LocalStack, r
 
 
 def test_a_dispatcher_crash_mid_batch_loses_and_duplicates_nothing(
-    stack: LocalStack, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack, receiver: Receiver, fault: Callable[[str, int], str]
 ) -> None:
-    dispatcher = worker.dispatcher()
-    real_send = dispatcher.sender.send
-    calls = {"n": 0}
-
-    def crashing(request: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("dispatcher crashed")
-        return real_send(request)
-
-    monkeypatch.setattr(dispatcher.sender, "send", crashing)
+    budget = fault("crash_on_send", 1)  # the second send crashes: one passes first
+    Budget.create(Path(budget + ".pass"), 1)
     scenario = Scenario(stack, receiver.url("/hook"))
     devices = [f"dev-{n}" for n in range(5)]
     scenario.bulk(devices)
@@ -259,19 +250,9 @@ def test_a_dispatcher_crash_mid_batch_loses_and_duplicates_nothing(
 
 
 def test_a_dynamodb_error_while_recording_loses_nothing(
-    stack: LocalStack, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack, receiver: Receiver, fault: Callable[[str, int], str]
 ) -> None:
-    dispatcher = worker.dispatcher()
-    real_record = dispatcher.activity.record
-    failures = {"left": 1}
-
-    def flaky(tenant_id: str, event_id: str, updates: Any) -> None:
-        if any(status.state == "delivered" for status, _ in updates) and failures["left"] > 0:
-            failures["left"] -= 1
-            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "UpdateItem")
-        real_record(tenant_id, event_id, updates)
-
-    monkeypatch.setattr(dispatcher.activity, "record", flaky)
+    fault("flaky_record", 1)
     scenario = Scenario(stack, receiver.url("/hook"))
     scenario.decommission()
     status = scenario.final("delivered")

@@ -1,22 +1,25 @@
-"""The local stack runs an SQS event source's invocations side by side, up to the template's
-``ScalingConfig.MaximumConcurrency``, as Lambda does (``devicehooks_dev/local/sqs.py``).
+"""The local stack runs each function as Lambda runs it: every execution environment a process of
+its own, one invocation at a time, with exactly its function's environment variables; an SQS
+event source's invocations side by side up to the template's ``ScalingConfig.MaximumConcurrency``
+(``devicehooks_dev/local/sqs.py``, ``environments.py``).
 
-Two layers: the stack's own sources, driven through the real dispatcher with an instrumented
-handler (a gate that counts the invocations in flight per source and holds chosen tenants'
-events until opened); and :class:`SqsPoller` alone on private queues of the stack's moto, with a
-test function, for what the stack cannot show without stopping (shutdown, redrive, windows).
-Every wait is bounded; no assert compares wall times.
+Two layers: the stack's own sources, driven through the real dispatcher whose handler is wrapped,
+in its environments, by a gate (``tests/integration/gate.py``) that counts the invocations in flight
+per source and holds chosen tenants' events until opened; and :class:`SqsPoller` alone on private
+queues of the stack's moto, with a test function, for what the stack cannot show without stopping
+(shutdown, redrive, windows). Every wait is bounded; no assert compares wall times.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,10 +27,12 @@ import requests
 
 from devicehooks import aws
 from devicehooks_dev import devkeys
-from devicehooks_dev.local.sqs import UNBOUNDED_CONCURRENCY, SqsPoller, SqsSource, record
-from devicehooks_dev.local.stack import LambdaContextStub, LocalStack
+from devicehooks_dev.local.runtime import LambdaContext
+from devicehooks_dev.local.sqs import UNBOUNDED_CONCURRENCY, SqsPoller, SqsSource
+from devicehooks_dev.local.stack import API_CONCURRENCY, LocalStack
 from devicehooks_dev.local.template import Resolver, load_template
 from tests.conftest import ROOT
+from tests.integration.gate import GateServer
 from tests.integration.test_faults import MGMT, Scenario
 from tests.receiver import Receiver, eventually
 
@@ -36,92 +41,27 @@ BUSY = 2.5  # how long "nothing more is received" is watched: over two of the po
 
 
 # ---------------------------------------------------------------------------- helpers
-def _tenant_of(body: str) -> str:
-    """The tenant of a dispatch-queue event or a retry task."""
-    try:
-        message = json.loads(body)
-    except ValueError:
-        return ""
-    if not isinstance(message, dict):
-        return ""
-    detail = message.get("detail")
-    return str((detail.get("tenant_id") if isinstance(detail, dict) else message.get("tenant_id")) or "")
-
-
-class Gate:
-    """Wraps the dispatcher's handler: counts its invocations in flight per event source, and holds
-    each invocation that carries an event of a held tenant until the gate opens."""
-
-    def __init__(self, handler: Callable[[dict[str, Any], Any], Any], held: set[str]) -> None:
-        self._handler = handler
-        self._held = held
-        self._changed = threading.Condition()
-        self._open = False
-        self.in_flight: Counter[str] = Counter()
-        self.peak: Counter[str] = Counter()
-        self.waiting = 0  # invocations held at the gate now
-        self.seen: list[tuple[str, bool]] = []  # (tenant, whether the gate was open when it arrived)
-        self.request_ids: list[str] = []
-        self.remaining: list[tuple[int, int]] = []  # a held invocation's remaining ms: arrived, let through
-
-    def __call__(self, event: dict[str, Any], context: Any) -> Any:
-        records = event.get("Records") or []
-        source = str(records[0].get("eventSourceARN", "")) if records else ""
-        tenants = {_tenant_of(str(r.get("body", ""))) for r in records}
-        with self._changed:
-            self.in_flight[source] += 1
-            self.peak[source] = max(self.peak[source], self.in_flight[source])
-            self.seen += [(tenant, self._open) for tenant in tenants]
-            self.request_ids.append(context.aws_request_id)
-            self._changed.notify_all()
-        try:
-            if tenants & self._held and not self._open:
-                arrived = context.get_remaining_time_in_millis()
-                with self._changed:
-                    self.waiting += 1
-                    self._changed.notify_all()
-                    self._changed.wait_for(lambda: self._open, timeout=60)
-                    self.waiting -= 1
-                self.remaining.append((arrived, context.get_remaining_time_in_millis()))
-            return self._handler(event, context)
-        finally:
-            with self._changed:
-                self.in_flight[source] -= 1
-                self._changed.notify_all()
-
-    def wait_until(self, check: Callable[[], bool], what: str) -> None:
-        with self._changed:
-            if not self._changed.wait_for(check, timeout=WAIT):
-                raise AssertionError(
-                    f"not within {WAIT}s: {what} (held {self.waiting}, in flight {dict(self.in_flight)})"
-                )
-
-    def open(self) -> None:
-        with self._changed:
-            self._open = True
-            self._changed.notify_all()
-
-
 @pytest.fixture
-def gate(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[set[str]], Gate]]:
-    """``gate(tenants)`` puts a :class:`Gate` before the dispatcher's handler; opened at teardown."""
+def gate(stack: LocalStack) -> Iterator[Callable[[set[str]], GateServer]]:
+    """``gate(tenants)`` puts a gate before the dispatcher's handler, in each of its environments
+    (started afresh); opened, and the handler unwrapped, at teardown."""
     function = stack.functions["DispatcherFunction"]
-    installed: list[Gate] = []
+    servers: list[GateServer] = []
 
-    def install(held: set[str]) -> Gate:
-        wrapper = Gate(function.handler, held)
-        monkeypatch.setattr(function, "handler", wrapper)
-        installed.append(wrapper)
-        return wrapper
+    def install(held: set[str]) -> GateServer:
+        server = GateServer(held)
+        function.wrap("tests.integration.faults:gated", server.url)
+        servers.append(server)
+        return server
 
     yield install
-    for wrapper in installed:
-        wrapper.open()
+    for server in servers:
+        server.close()
+    function.wrap("")
 
 
-def _send(stack: LocalStack, tenant: str) -> None:
-    """A device event of ``tenant`` straight onto the dispatch queue (as the bus's rule puts it)."""
-    event = {
+def _event(tenant: str) -> dict[str, Any]:
+    return {
         "version": "0",
         "id": str(uuid.uuid4()),
         "detail-type": "device-decommissioned",
@@ -132,7 +72,15 @@ def _send(stack: LocalStack, tenant: str) -> None:
         "resources": [],
         "detail": {"tenant_id": tenant, "data": {"id": "dev-1"}, "time": "2026-01-01T10:00:00.1Z"},
     }
-    aws.client("sqs").send_message(QueueUrl=stack.physical["DispatchQueue"]["QueueUrl"], MessageBody=json.dumps(event))
+
+
+def _send(stack: LocalStack, tenant: str) -> None:
+    """A device event of ``tenant`` straight onto the dispatch queue (as the intake puts it)."""
+    aws.client("sqs").send_message(
+        QueueUrl=stack.physical["DispatchQueue"]["QueueUrl"],
+        MessageBody=json.dumps(_event(tenant)),
+        MessageGroupId=f"t:{tenant}",
+    )
 
 
 def _counts(queue_url: str) -> tuple[int, int]:
@@ -153,7 +101,9 @@ def test_each_sqs_event_source_runs_up_to_the_templates_maximum_concurrency(stac
     events = load_template(ROOT / "template.yaml")["Resources"]["DispatcherFunction"]["Properties"]["Events"]
     declared = {name: e["Properties"]["ScalingConfig"]["MaximumConcurrency"] for name, e in events.items()}
     assert declared == {"DeviceEvents": 20, "Retries": 10}
-    configured = {p.source.name: p.source.max_concurrency for p in stack.pollers}
+    configured = {
+        p.source.name: p.source.max_concurrency for p in stack.pollers if p.source.function == "DispatcherFunction"
+    }
     assert configured == declared
     assert {p.source.batch_size for p in stack.pollers} == {10}
     # a source without a maximum: Lambda's first 5 concurrent batches
@@ -161,14 +111,14 @@ def test_each_sqs_event_source_runs_up_to_the_templates_maximum_concurrency(stac
         "DispatcherFunction", "Unbounded", {"Queue": {"Fn::GetAtt": ["DispatchQueue", "Arn"]}}, Resolver({})
     )
     assert source.max_concurrency == UNBOUNDED_CONCURRENCY == 5
-    # the functions behind API routes stay one invocation at a time; the dispatcher does not
+    # a function's environments: as many as its sources' batches in flight; behind API routes, a few
+    assert stack.functions["DispatcherFunction"].spec.concurrency == 30
     for name in ("AuthorizerFunction", "ManagementFunction", "InternalFunction"):
-        assert stack.functions[name].serial, name
-    assert not stack.functions["DispatcherFunction"].serial
+        assert stack.functions[name].spec.concurrency == API_CONCURRENCY, name
 
 
 def test_dispatcher_invocations_overlap_up_to_the_maximum_and_never_beyond(
-    stack: LocalStack, gate: Callable[[set[str]], Gate]
+    stack: LocalStack, gate: Callable[[set[str]], GateServer]
 ) -> None:
     poller = _poller(stack, "DeviceEvents")
     maximum, arn, url = poller.source.max_concurrency, poller.source.queue_arn, poller.source.queue_url
@@ -177,12 +127,12 @@ def test_dispatcher_invocations_overlap_up_to_the_maximum_and_never_beyond(
         scenarios = [Scenario(stack, receiver.url(f"/hook/{n}")) for n in range(maximum + 5)]
         held, extra = scenarios[:maximum], scenarios[maximum:]
         extra_tenants = {s.tenant for s in extra}
-        wrapper = gate({s.tenant for s in scenarios})
+        server = gate({s.tenant for s in scenarios})
         # one event at a time, each sent once the ones before it are held: a batch each
         for n, scenario in enumerate(held, 1):
             _send(stack, scenario.tenant)
-            wrapper.wait_until(lambda n=n: wrapper.waiting >= n, f"{n} invocations held")
-        assert wrapper.in_flight[arn] == maximum
+            server.wait_until(lambda n=n: server.waiting >= n, f"{n} invocations held")
+        assert server.in_flight[arn] == maximum
         # every execution environment of the source is busy: the next events are not received
         # (and held invisible) but stay in the queue, visible, for as long as they stay busy
         for scenario in extra:
@@ -190,142 +140,117 @@ def test_dispatcher_invocations_overlap_up_to_the_maximum_and_never_beyond(
         eventually(lambda: _counts(url)[0] >= len(extra), timeout=WAIT)
         watched = time.monotonic() + BUSY
         while time.monotonic() < watched:
-            assert wrapper.in_flight[arn] == maximum
+            assert server.in_flight[arn] == maximum
             assert _counts(url)[0] >= len(extra)
             time.sleep(0.1)
-        assert not [tenant for tenant, _ in wrapper.seen if tenant in extra_tenants]
-        wrapper.open()
+        assert not [tenant for tenant, _ in server.seen if tenant in extra_tenants]
+        server.open()
         for n in range(len(scenarios)):
             receiver.wait_for(1, f"/hook/{n}", timeout=WAIT)
     finally:
         receiver.close()
-    assert wrapper.peak[arn] == maximum  # reached, never exceeded
+    assert server.peak[arn] == maximum  # reached, never exceeded
     assert poller.peak <= maximum
-    assert all(opened for tenant, opened in wrapper.seen if tenant in extra_tenants)
+    assert all(opened for tenant, opened in server.seen if tenant in extra_tenants)
+    # each invocation in an environment of its own: as many processes as invocations at once
+    assert len(server.pids) >= maximum
     # each invocation had its own context, counting the function's 60 s down from its start
-    assert len(set(wrapper.request_ids)) == len(wrapper.request_ids)
-    assert len(wrapper.remaining) == maximum
-    assert all(55_000 < arrived <= 60_000 for arrived, _ in wrapper.remaining)
-    assert all(let_through < arrived for arrived, let_through in wrapper.remaining)
+    assert len(set(server.request_ids)) == len(server.request_ids)
+    assert len(server.remaining) == maximum
+    assert all(55_000 < times[0] <= 60_000 for times in server.remaining.values())
+    assert all(len(times) == 2 and times[1] < times[0] for times in server.remaining.values())
 
 
 def test_a_slow_batch_does_not_hold_up_the_other_batches_of_its_source(
-    stack: LocalStack, gate: Callable[[set[str]], Gate]
+    stack: LocalStack, gate: Callable[[set[str]], GateServer]
 ) -> None:
     receiver = Receiver()
     try:
         slow = Scenario(stack, receiver.url("/slow"))
         others = [Scenario(stack, receiver.url(f"/other/{n}")) for n in range(6)]
-        wrapper = gate({slow.tenant})
+        server = gate({slow.tenant})
         _send(stack, slow.tenant)
-        wrapper.wait_until(lambda: wrapper.waiting == 1, "the slow batch held")
+        server.wait_until(lambda: server.waiting == 1, "the slow batch held")
         for scenario in others:
             _send(stack, scenario.tenant)
         for n in range(len(others)):
             receiver.wait_for(1, f"/other/{n}", timeout=WAIT)
-        assert wrapper.waiting == 1  # still held meanwhile
+        assert server.waiting == 1  # still held meanwhile
         assert receiver.on("/slow") == []
-        wrapper.open()
+        server.open()
         receiver.wait_for(1, "/slow", timeout=WAIT)
     finally:
         receiver.close()
 
 
-def test_dispatcher_invocations_side_by_side_each_run_their_records_on_threads_of_their_own(
-    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+def test_invocations_run_in_processes_of_their_own_each_with_exactly_its_functions_environment(
+    stack: LocalStack, tmp_path: Path
 ) -> None:
-    """As in an execution environment of its own: another invocation's records, however many are
-    waiting, take none of its threads (a pool per invocation running at a time); a record that
-    raises is the only one reported failed."""
-    from devicehooks.handlers import dispatcher as worker
-
-    release = threading.Event()
-    changed = threading.Condition()
-    holding = 0
-
-    class Held:
-        def handle_message(self, body: str, batch: object) -> None:
-            nonlocal holding
-            if body == "fail":
-                raise RuntimeError("this record fails")
-            if body == "hold":
-                with changed:
-                    holding += 1
-                    changed.notify_all()
-                release.wait(WAIT)
-
-        def finish_batch(self, batch: object) -> None:
-            pass
-
-    monkeypatch.setattr(worker, "dispatcher", lambda: Held())
-    source = SqsSource("DispatcherFunction", "local", "arn:aws:sqs:us-east-1:123456789012:q", 10, True)
-
-    def invoke(bodies: list[str]) -> Any:
-        messages = [{"MessageId": f"{b}-{n}", "ReceiptHandle": "r", "Body": b} for n, b in enumerate(bodies)]
-        event = {"Records": [record(m, source) for m in messages]}
-        return worker.handle(event, LambdaContextStub("DispatcherFunction", 60, 128))  # type: ignore[arg-type]
-
-    waiting = worker.RECORDS_AT_ONCE + 6  # more records waiting than one invocation may run at once
-    with ThreadPoolExecutor(max_workers=waiting // 10 + 2) as pool:
-        try:
-            held = [pool.submit(invoke, ["hold"] * 10) for _ in range(waiting // 10)]
-            with changed:
-                all_in = changed.wait_for(lambda: holding == waiting // 10 * 10, timeout=WAIT)
-            answer = pool.submit(invoke, ["go", "fail", "go"]).result(timeout=WAIT)
-            still_held = not release.is_set() and not any(f.done() for f in held)
-        finally:
-            release.set()
-        for future in held:
-            assert future.result(timeout=WAIT) == {"batchItemFailures": []}
-    assert all_in and still_held
-    assert answer == {"batchItemFailures": [{"itemIdentifier": "fail-1"}]}  # only the record that raised
-
-
-def test_functions_behind_api_routes_still_run_one_invocation_at_a_time(
-    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    function = stack.functions["ManagementFunction"]
-    real_handler, real_http = function.handler, stack.handle_http
-    lock = threading.Lock()
-    running = Counter[str]()
-    peak = Counter[str]()
-
-    def counted(kind: str, call: Callable[[], Any]) -> Any:
-        with lock:
-            running[kind] += 1
-            peak[kind] = max(peak[kind], running[kind])
-        try:
-            return call()
-        finally:
-            with lock:
-                running[kind] -= 1
-
-    def handler(event: dict[str, Any], context: Any) -> Any:
-        return counted("handler", lambda: (time.sleep(0.05), real_handler(event, context))[1])
-
-    def handle_http(environ: dict[str, Any]) -> Any:
-        return counted("http", lambda: real_http(environ))
-
-    monkeypatch.setattr(function, "handler", handler)
-    monkeypatch.setattr(stack, "handle_http", handle_http)
-    headers = {"Authorization": f"Bearer {devkeys.mint_token(f'tenant-{uuid.uuid4()}')}"}
-
-    def get(_: int) -> int:
-        return requests.get(f"{stack.url}{MGMT}/integrations", headers=headers, timeout=WAIT).status_code
-
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        assert list(pool.map(get, range(6))) == [200] * 6
-    assert peak["http"] > 1  # the requests were served side by side...
-    assert peak["handler"] == 1  # ...and the function ran them one at a time
+    """Lambda's shape: an execution environment per process, one invocation at a time, its own
+    environment variables (the template's Globals and its function's, none of another function's)."""
+    folder = tmp_path / "seen"
+    folder.mkdir()
+    functions = ("DispatcherFunction", "ManagementFunction", "AuthorizerFunction")
+    for name in functions:
+        stack.functions[name].wrap("tests.integration.faults:report_environment", str(folder))
+    receiver = Receiver()
+    try:
+        scenarios = [Scenario(stack, receiver.url(f"/hook/{n}")) for n in range(4)]
+        for scenario in scenarios:  # four batches at once: each invocation lasts HOLD seconds
+            _send(stack, scenario.tenant)
+        headers = {"Authorization": f"Bearer {devkeys.mint_token(f'tenant-{uuid.uuid4()}')}"}
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            answers = list(
+                pool.map(
+                    lambda _: requests.get(f"{stack.url}{MGMT}/integrations", headers=headers, timeout=WAIT), range(3)
+                )
+            )
+        assert [a.status_code for a in answers] == [200] * 3
+        for n in range(len(scenarios)):
+            receiver.wait_for(1, f"/hook/{n}", timeout=WAIT)
+    finally:
+        receiver.close()
+        for name in functions:
+            stack.functions[name].wrap("")
+    seen = [json.loads(p.read_text()) for p in folder.iterdir()]
+    by_function = {name: [s for s in seen if s["function"] == stack.functions[name].spec.name] for name in functions}
+    assert all(by_function.values()), {k: len(v) for k, v in by_function.items()}
+    pids = {s["pid"] for s in seen}
+    assert os.getpid() not in pids  # no handler runs in the stack's process
+    # the dispatcher's four overlapping invocations: four environments, four processes
+    assert len({s["pid"] for s in by_function["DispatcherFunction"]}) >= 4
+    # every function's processes are its own
+    owners = {s["pid"]: s["function"] for s in seen}
+    assert len(owners) == len(pids) and all(owners[s["pid"]] == s["function"] for s in seen)
+    template = load_template(ROOT / "template.yaml")
+    shared = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    for name in functions:
+        own = set((template["Resources"][name]["Properties"].get("Environment") or {}).get("Variables") or {})
+        others = (
+            {
+                variable
+                for other, resource in template["Resources"].items()
+                if resource.get("Type") == "AWS::Serverless::Function" and other != name
+                for variable in ((resource["Properties"].get("Environment") or {}).get("Variables") or {})
+            }
+            - own
+            - shared
+        )
+        for invocation in by_function[name]:
+            variables = set(invocation["variables"])
+            assert shared | own <= variables, (name, (shared | own) - variables)
+            assert not variables & others, (name, variables & others)  # no other function's
+            assert "DEVICEHOOKS_LOCAL_REDELIVERY_SECONDS" not in variables  # the stack's own knobs stay out
+            assert not {v for v in variables if v.startswith("DEVICEHOOKS_") and v not in shared | own}
 
 
 def test_the_context_counts_the_timeout_down_from_the_invocations_start() -> None:
-    context = LambdaContextStub("f", timeout=60, memory=128)
+    context = LambdaContext("f", timeout=60, memory=128)
     first = context.get_remaining_time_in_millis()
     assert 59_000 < first <= 60_000
     eventually(lambda: context.get_remaining_time_in_millis() < first, timeout=WAIT)
-    assert LambdaContextStub("f", 60, 128).aws_request_id != context.aws_request_id
-    assert LambdaContextStub("f", timeout=0, memory=128).get_remaining_time_in_millis() == 0
+    assert LambdaContext("f", 60, 128).aws_request_id != context.aws_request_id
+    assert LambdaContext("f", timeout=0, memory=128).get_remaining_time_in_millis() == 0
 
 
 # ---------------------------------------------------------------------------- the poller alone
@@ -395,13 +320,14 @@ def run_poller(stack: LocalStack) -> Iterator[Callable[..., SqsPoller]]:
     """``run_poller(function, **source)`` starts a poller on a private queue; stopped and joined at teardown."""
     started: list[tuple[SqsPoller, Target]] = []
 
-    def run(function: Target, url: str, arn: str, client: Any = None, **source: Any) -> SqsPoller:
+    def run(function: Target, url: str, arn: str, client: Any = None, receivers: int = 1, **source: Any) -> SqsPoller:
         settings: dict[str, Any] = {"batch_size": 10, "report_failures": True, "max_concurrency": 5} | source
         poller = SqsPoller(
             SqsSource(function="TestFunction", name="Test", queue_url=url, queue_arn=arn, **settings),
             invoke=function,
             client=client or (lambda: aws.client("sqs")),
             redelivery_seconds=1,
+            receivers=receivers,
         )
         poller.start()
         started.append((poller, function))
@@ -434,6 +360,19 @@ def test_a_source_runs_at_most_its_maximum_batches_and_leaves_the_rest_in_the_qu
     assert function.bodies() == bodies
     assert all(len(batch) == 1 for batch in function.batches)
     assert function.peak == poller.peak == 3
+
+
+def test_several_receivers_poll_a_source_side_by_side_never_beyond_its_maximum_nor_twice_a_message(
+    run_poller: Callable[..., SqsPoller],
+) -> None:
+    url, arn = _queue()
+    bodies = [f"m{n:02d}" for n in range(40)]
+    _fill(url, bodies)
+    function = Target()
+    poller = run_poller(function, url, arn, receivers=5, batch_size=1, max_concurrency=3)
+    eventually(lambda: _counts(url) == (0, 0) and len(function.bodies()) == len(bodies), timeout=WAIT)
+    assert function.bodies() == bodies  # each once
+    assert function.peak <= 3 and poller.peak <= 3
 
 
 def test_failed_records_come_back_and_end_in_the_dlq_after_max_receive_count(

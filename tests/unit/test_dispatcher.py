@@ -20,13 +20,14 @@ from werkzeug import Request, Response
 
 from devicehooks.delivery.sender import HttpSender
 from devicehooks.delivery.tasks import DeliveryTask
+from devicehooks.dispatch import Batch, Busy, DispatchContext, Dispatcher
 from devicehooks.domain.activity import ActivityEvent, DeliveryStatus
+from devicehooks.domain.decisions import DispatchPolicy
 from devicehooks.domain.events import WebhookEvent, normalize_data
 from devicehooks.domain.models import Integration, IntegrationChanges
 from devicehooks.errors import Conflict, InvalidRequest, NotFound
 from devicehooks.security.ssrf import DestinationGuard
 from devicehooks.services import redelivery
-from devicehooks.services.dispatch import Busy, Dispatcher, DispatchPolicy
 from devicehooks.services.redelivery import DeliveryService
 from devicehooks_dev.doubles import MemoryActivityStore, MemoryIntegrationStore, MemoryTaskQueue, PlainTestCipher
 from devicehooks_dev.receiver import verify_men_signature, verify_standard_webhook
@@ -46,6 +47,12 @@ class Clock:
 
 
 class Harness:
+    """A dispatcher on in-memory stores, the production sender, a fixed clock and no spread. It runs
+    records as the dispatcher's handler does, in a batch it makes (:attr:`batch`, :meth:`new_batch`:
+    one SQS batch, whose records read each tenant's webhooks once) and finishes after each record
+    (:meth:`message`, :meth:`task`: what it left for the retry queue sent, its trial turns given
+    back, its attempts counted)."""
+
     def __init__(
         self,
         server: HTTPServer,
@@ -61,15 +68,44 @@ class Harness:
         self.clock = Clock()
         self.policy = policy or DispatchPolicy(schedule=(5, 60), disable_after=3600, delivery_timeout=timeout)
         self.dispatcher = Dispatcher(
-            self.integrations,
-            self.activity,
-            self.cipher,
-            HttpSender(guard or DestinationGuard(allowed_cidrs=LOOPBACK), timeout=timeout),
-            self.queue,
-            self.policy,
-            clock=self.clock,
-            draw=lambda: 0.0,  # no spread: retry delays are the schedule's
+            DispatchContext(
+                integrations=self.integrations,
+                activity=self.activity,
+                cipher=self.cipher,
+                sender=HttpSender(guard or DestinationGuard(allowed_cidrs=LOOPBACK), timeout=timeout),
+                queue=self.queue,
+                policy=self.policy,
+                clock=self.clock,
+                draw=lambda: 0.0,  # no spread: retry delays are the schedule's
+            )
         )
+        self.batch = Batch(deadline=None)
+
+    def rewire(self, **dependencies: Any) -> Dispatcher:
+        """A new dispatcher on the context's dependencies but ``dependencies`` (a sender, a store)."""
+        self.dispatcher = Dispatcher(replace(self.dispatcher.ctx, **dependencies))
+        return self.dispatcher
+
+    def new_batch(self, deadline: float | None = None) -> Batch:
+        """A new batch (a later SQS batch: it reads the webhooks again), the one :meth:`message` and
+        :meth:`task` use from now on; ``deadline`` on ``time.monotonic()`` (``None``: no limit)."""
+        self.batch = Batch(deadline)
+        return self.batch
+
+    def message(self, body: str) -> None:
+        """One queue message, handled in :attr:`batch`, which is then finished (not when the message
+        raises: SQS brings it back, and the batch's tasks go with a later message)."""
+        batch = self.batch
+        self.dispatcher.handle_message(body, batch)
+        self.dispatcher.finish_batch(batch)
+
+    def task(self, task: DeliveryTask) -> None:
+        """One delivery task, handled in :attr:`batch`, which is then finished (even when it raises)."""
+        batch = self.batch
+        try:
+            self.dispatcher.handle_task(task, batch)
+        finally:
+            self.dispatcher.finish_batch(batch)
 
     def webhook(
         self,
@@ -96,8 +132,8 @@ class Harness:
         event_id = str(uuid.uuid4())
         payload = {"id": "dev-1", "status": "accepted"} if event_type == "device-status-changed" else {"id": "dev-1"}
         payload.update(data)
-        self.dispatcher.begin_batch()
-        self.dispatcher.handle_message(self.bus(event_id, event_type, tenant, payload))
+        self.new_batch()
+        self.message(self.bus(event_id, event_type, tenant, payload))
         return event_id
 
     @staticmethod
@@ -206,8 +242,8 @@ def test_a_disabled_webhook_is_recorded_as_skipped(h: Harness) -> None:
 
 def test_malformed_events_go_to_the_dead_letter_queue_with_a_reason(h: Harness) -> None:
     h.webhook()
-    h.dispatcher.handle_message('{"detail-type": "device-status-changed", "detail": {}}')
-    h.dispatcher.handle_message("not json")
+    h.message('{"detail-type": "device-status-changed", "detail": {}}')
+    h.message("not json")
     assert len(h.queue.rejected) == 2
     assert h.queue.rejected[0][1].startswith("malformed device event: ")
     assert h.queue.rejected[1][1] == "malformed message: not a JSON object"
@@ -220,8 +256,8 @@ def test_malformed_events_go_to_the_dead_letter_queue_with_a_reason(h: Harness) 
 def test_the_same_bus_event_twice_is_posted_once(h: Harness) -> None:
     h.webhook()
     body = h.bus(str(uuid.uuid4()), "device-decommissioned", "tenant-1", {"id": "dev-1"})
-    h.dispatcher.handle_message(body)
-    h.dispatcher.handle_message(body)
+    h.message(body)
+    h.message(body)
     assert len(h.requests()) == 1
 
 
@@ -239,18 +275,18 @@ def test_a_crash_before_the_success_is_recorded_never_loses_the_delivery(h: Harn
 
     h.activity.record = flaky  # type: ignore[method-assign]
     with pytest.raises(RuntimeError):
-        h.dispatcher.handle_message(body)  # SQS will bring the message back
+        h.message(body)  # SQS will bring the message back
     assert len(h.requests()) == 1
     with pytest.raises(Busy):
-        h.dispatcher.handle_message(body)  # too early: the first attempt's lease still holds
+        h.message(body)  # too early: the first attempt's lease still holds
     assert len(h.requests()) == 1
     h.clock.advance(h.policy.lease_seconds + 1)
-    h.dispatcher.handle_message(body)  # the lease expired: the delivery is made (at least once)
+    h.message(body)  # the lease expired: the delivery is made (at least once)
     assert len(h.requests()) == 2
     event = json.loads(body)
     record = h.activity.get("tenant-1", event["id"])
     assert record is not None and record.deliveries[hook.id].state == "delivered"
-    h.dispatcher.handle_message(body)
+    h.message(body)
     assert len(h.requests()) == 2  # and never again once recorded
 
 
@@ -274,7 +310,7 @@ def test_a_failed_delivery_is_retried_on_schedule_with_the_same_bytes(h: Harness
     assert status.next_attempt_at == h.clock() + timedelta(seconds=5)
     assert [(t.series_attempt, delay) for t, delay in h.queue.scheduled] == [(2, 5)]
     h.clock.advance(5)
-    h.dispatcher.handle_task(_task(h))
+    h.task(_task(h))
     first, second = h.requests()
     assert first.get_data() == second.get_data()
     assert first.headers["webhook-id"] == second.headers["webhook-id"] == event_id
@@ -316,7 +352,7 @@ def test_after_the_last_attempt_the_delivery_goes_to_the_delivery_dlq(h: Harness
     _respond(h.server, "/hook", (500, {}), (502, {}), (504, {}))
     event_id = h.send()
     for _ in range(2):
-        h.dispatcher.handle_task(_task(h))
+        h.task(_task(h))
         h.queue.scheduled.pop(0)
     assert len(h.requests()) == 3  # attempts = schedule entries + 1
     assert h.queue.scheduled == []
@@ -346,7 +382,7 @@ def test_a_success_clears_the_failure_streak(h: Harness) -> None:
     hook = h.webhook()
     _respond(h.server, "/hook", (500, {}), (200, {}))
     h.send()
-    h.dispatcher.handle_task(_task(h))
+    h.task(_task(h))
     stored = h.integrations.get("tenant-1", hook.id)
     assert stored is not None and stored.failing_since is None and stored.enabled
 
@@ -358,9 +394,9 @@ def test_retries_of_removed_or_disabled_webhooks_stop(h: Harness) -> None:
     event_id = h.send()
     h.integrations.remove("tenant-1", removed.id)
     h.integrations.update("tenant-1", disabled.id, IntegrationChanges.settings(at=h.clock(), enabled=False))
-    h.dispatcher.begin_batch()  # the retries come in a later SQS batch, which reads the webhooks again
+    h.new_batch()  # the retries come in a later SQS batch, which reads the webhooks again
     for task, _ in list(h.queue.scheduled):
-        h.dispatcher.handle_task(task.due(0))
+        h.task(task.due(0))
     record = h.activity.get("tenant-1", event_id)
     assert record is not None
     assert (
@@ -374,7 +410,7 @@ def test_tasks_not_yet_due_wait_longer_than_sqs_allows(h: Harness) -> None:
     task = DeliveryTask(
         tenant_id="t", event_id="e", integration_id="i", series_attempt=2, due_at=h.clock().timestamp() + 7200
     )
-    h.dispatcher.handle_task(task)
+    h.task(task)
     ((again, delay),) = h.queue.scheduled
     assert again.due(0) == task.due(0)
     assert 7199 <= delay <= 7200
@@ -451,7 +487,8 @@ def test_statuses_of_webhooks_that_finish_together_are_recorded_in_one_write() -
     server.expect_request("/slow", method="POST").respond_with_handler(slow)
     server.expect_request("/hook", method="POST").respond_with_handler(fast)
     h = Harness(server, timeout=3.0)
-    h.activity = h.dispatcher.activity = CountingActivity()
+    h.activity = CountingActivity()
+    h.rewire(activity=h.activity)
     fast_hooks = [h.webhook() for _ in range(4)]
     late = h.webhook(path="/slow")
     sender = threading.Thread(target=h.send)
@@ -486,13 +523,13 @@ def test_a_batch_reads_each_tenants_integrations_once_even_when_its_records_ask_
 
     h.integrations.list_tenant = counted  # type: ignore[method-assign]
     bodies = [h.bus(str(uuid.uuid4()), "device-decommissioned", "tenant-1", {"id": f"d{n}"}) for n in range(10)]
-    h.dispatcher.begin_batch()
+    h.new_batch()
     with ThreadPoolExecutor(10) as pool:
-        list(pool.map(h.dispatcher.handle_message, bodies))
+        list(pool.map(h.message, bodies))
     assert reads == ["tenant-1"]
     assert len(h.requests("/hook")) == 10
-    h.dispatcher.begin_batch()  # the next batch reads again: changes to webhooks apply at once
-    h.dispatcher.handle_message(h.bus(str(uuid.uuid4()), "device-decommissioned", "tenant-1", {"id": "x"}))
+    h.new_batch()  # the next batch reads again: changes to webhooks apply at once
+    h.message(h.bus(str(uuid.uuid4()), "device-decommissioned", "tenant-1", {"id": "x"}))
     assert reads == ["tenant-1", "tenant-1"]
 
 
@@ -593,8 +630,8 @@ def test_redelivery_sends_the_same_event_again_as_new_attempts(h: Harness) -> No
     service = _deliveries(h)
     assert service.redeliver("tenant-1", event_id, hook.id) == [hook.id]
     assert service.redeliver("tenant-1", event_id, hook.id) == [hook.id]  # asked twice: queued twice...
-    h.dispatcher.handle_task(_task(h, 0))
-    h.dispatcher.handle_task(_task(h, 1))  # ...attempted once: both tasks saw the same attempts
+    h.task(_task(h, 0))
+    h.task(_task(h, 1))  # ...attempted once: both tasks saw the same attempts
     first, second = h.requests()
     assert first.get_data() == second.get_data()
     record = h.activity.get("tenant-1", event_id)
@@ -627,10 +664,10 @@ def test_retry_now_attempts_a_retrying_delivery_at_once_and_its_waiting_retry_do
     assert _deliveries(h).redeliver("tenant-1", event_id, hook.id) == [hook.id]
     now = _task(h, 1)
     assert (now.reason, now.seen_attempts, h.queue.scheduled[1][1]) == ("redeliver", 1, 0)
-    h.dispatcher.handle_task(now)
+    h.task(now)
     assert [r.headers["webhook-id"] for r in h.requests()] == [event_id, event_id]
     h.clock.advance(5)
-    h.dispatcher.handle_task(waiting)  # the retry comes due: dropped quietly (no Busy, no POST)
+    h.task(waiting)  # the retry comes due: dropped quietly (no Busy, no POST)
     assert len(h.requests()) == 2
     record = h.activity.get("tenant-1", event_id)
     assert record is not None
@@ -647,8 +684,8 @@ def test_when_the_waiting_retry_comes_first_the_retry_now_task_is_the_one_droppe
     waiting = _task(h, 0)
     _deliveries(h).redeliver("tenant-1", event_id, hook.id)
     now = _task(h, 1)
-    h.dispatcher.handle_task(waiting)  # attempt 2, which fails and queues attempt 3
-    h.dispatcher.handle_task(now)  # saw 1 attempt, there are 2: someone else's
+    h.task(waiting)  # attempt 2, which fails and queues attempt 3
+    h.task(now)  # saw 1 attempt, there are 2: someone else's
     assert len(h.requests()) == 2
     record = h.activity.get("tenant-1", event_id)
     assert record is not None
@@ -680,11 +717,13 @@ def test_a_retry_overtaken_between_its_read_and_its_claim_is_dropped_not_retried
 
     def late_claim(*args: Any, **kwargs: Any) -> Any:
         if next(overtaken, False):  # the retry-now task runs to the end between the read and the claim
-            h.dispatcher.handle_task(now, h.dispatcher.begin_batch())
+            other = Batch(deadline=None)  # another invocation's
+            h.dispatcher.handle_task(now, other)
+            h.dispatcher.finish_batch(other)
         return claim(*args, **kwargs)
 
     h.activity.claim = late_claim  # type: ignore[method-assign]
-    h.dispatcher.handle_task(waiting)  # no Busy: SQS does not bring it back to its DLQ
+    h.task(waiting)  # no Busy: SQS does not bring it back to its DLQ
     assert len(h.requests()) == 2
     record = h.activity.get("tenant-1", event_id)
     assert record is not None
@@ -705,7 +744,7 @@ def test_a_retry_that_comes_before_its_attempt_is_recorded_is_tried_again_later(
 
     h.activity.claim = recorded_meanwhile  # type: ignore[method-assign]
     with pytest.raises(Busy):  # not superseded (it is attempt 3's task): SQS brings it back, on fresh data
-        h.dispatcher.handle_task(task)
+        h.task(task)
     assert len(h.requests()) == 1
 
 
@@ -732,7 +771,7 @@ def _failed_event(h: Harness, hook: Integration, minutes_ago: float, state: str 
 
 def _run_tasks(h: Harness) -> None:
     for task, _ in list(h.queue.scheduled):
-        h.dispatcher.handle_task(task.due(h.clock().timestamp()))
+        h.task(task.due(h.clock().timestamp()))
 
 
 def test_recover_resends_each_failed_delivery_of_the_window_once_even_when_called_twice(h: Harness) -> None:

@@ -21,10 +21,11 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from devicehooks.delivery.sender import HttpSender
+from devicehooks.dispatch import Batch, DispatchContext, Dispatcher
+from devicehooks.dispatch.context import spread
 from devicehooks.domain.decisions import DispatchPolicy
 from devicehooks.domain.models import Integration
 from devicehooks.security.ssrf import DestinationGuard
-from devicehooks.services.dispatch import Batch, Dispatcher, PoolRack
 from tests.unit.test_dispatcher import LOOPBACK, Harness
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -68,13 +69,17 @@ class Slow:
 def _another(h: Harness, timeout: float) -> Dispatcher:
     """A second dispatcher instance on the harness's stores and queue (as Lambda's share DynamoDB and SQS)."""
     sender = HttpSender(DestinationGuard(allowed_cidrs=LOOPBACK), timeout=timeout)
-    return Dispatcher(h.integrations, h.activity, h.cipher, sender, h.queue, h.policy, clock=h.clock, draw=lambda: 0.0)
+    return Dispatcher(
+        DispatchContext(
+            h.integrations, h.activity, h.cipher, sender, h.queue, h.policy, clock=h.clock, draw=lambda: 0.0
+        )
+    )
 
 
 def _invocation(dispatcher: Dispatcher, start: threading.Barrier | None = None) -> str:
     """One invocation of ``dispatcher`` with one status change of tenant-1 (after ``start``, if given)."""
     event_id = str(uuid.uuid4())
-    batch = dispatcher.begin_batch()
+    batch = Batch(deadline=None)
     body = Harness.bus(event_id, "device-status-changed", "tenant-1", {"id": "d", "status": "accepted"})
     if start is not None:
         start.wait(5)
@@ -91,9 +96,9 @@ def _due_tasks(h: Harness) -> None:
     """Run every scheduled task that is due on the harness's clock, in a new batch."""
     due = [t for t, _ in h.queue.scheduled if t.due_at <= h.clock().timestamp() + 1]
     h.queue.scheduled = [(t, d) for t, d in h.queue.scheduled if t.due_at > h.clock().timestamp() + 1]
-    h.dispatcher.begin_batch()
+    h.new_batch()
     for task in due:
-        h.dispatcher.handle_task(task)
+        h.task(task)
 
 
 # ---------------------------------------------------------------------------------------- the circuit
@@ -183,7 +188,7 @@ def test_no_more_than_the_webhooks_share_is_attempted_at_once_the_rest_is_held(h
     server.expect_request("/slow", method="POST").respond_with_handler(slow)
     h = Harness(server, timeout=5.0, policy=DispatchPolicy(schedule=(5,), delivery_timeout=5.0, webhook_concurrency=2))
     hook = h.webhook(path="/slow")
-    batch = h.dispatcher.begin_batch()  # one invocation: its records side by side, as the handler runs them
+    batch = h.new_batch()  # one invocation: its records side by side, as the handler runs them
     bodies = [
         Harness.bus(str(uuid.uuid4()), "device-status-changed", "tenant-1", {"id": f"d{n}", "status": "accepted"})
         for n in range(5)
@@ -212,83 +217,68 @@ def test_no_more_than_the_webhooks_share_is_attempted_at_once_the_rest_is_held(h
         assert record.deliveries[hook.id].error == "held: the webhook's share of concurrent deliveries is in use"
 
 
-def test_an_invocation_whose_fan_out_fills_its_threads_does_not_delay_another_invocations(
-    httpserver: HTTPServer,
-) -> None:
-    """Invocations side by side in one process (the local stack) each have their own threads, as
-    Lambda's execution environments do: one whose deliveries hang holds none of another's."""
+def test_the_share_is_the_dispatchers_two_batches_of_it_share_one_limit_another_dispatcher_has_its_own() -> None:
+    """The share is the execution environment's (``FlowGate.shares``: one per dispatcher, i.e. per
+    process, which runs one invocation at a time), no longer each batch's: two batches of one
+    dispatcher side by side attempt a webhook no more than its share between them, the rest held;
+    another dispatcher (another environment) meanwhile attempts it up to a share of its own; once
+    the attempts are over, the next batch finds the whole share free again."""
     slow = Slow()
     server = HTTPServer(threaded=True)
     server.start()
     server.expect_request("/slow", method="POST").respond_with_handler(slow)
-    server.expect_request("/hook", method="POST").respond_with_data("ok")
-    h = Harness(server, timeout=5.0, policy=DispatchPolicy(schedule=(5,), delivery_timeout=5.0))
-    sender = HttpSender(DestinationGuard(allowed_cidrs=LOOPBACK), timeout=5.0)
-    dispatcher = Dispatcher(h.integrations, h.activity, h.cipher, sender, h.queue, h.policy, clock=h.clock, workers=2)
-    for _ in range(4):
-        h.webhook(path="/slow", tenant="tenant-a")
-    fast = [h.webhook(path="/hook", tenant="tenant-b") for _ in range(2)]
-    hanging = threading.Thread(
-        target=dispatcher.handle_message,
-        args=(
-            Harness.bus(str(uuid.uuid4()), "device-status-changed", "tenant-a", {"id": "a", "status": "accepted"}),
-            Batch(),
-        ),
-    )
-    b_event = str(uuid.uuid4())
-    other = threading.Thread(
-        target=dispatcher.handle_message,
-        args=(Harness.bus(b_event, "device-status-changed", "tenant-b", {"id": "b", "status": "accepted"}), Batch()),
-    )
+    h = Harness(server, timeout=5.0, policy=DispatchPolicy(schedule=(5,), delivery_timeout=5.0, webhook_concurrency=2))
+    hook = h.webhook(path="/slow")
+    h.integrations.note_success("tenant-1", hook.id)  # proven: no trial turns in the way
+    other = _another(h, timeout=5.0)
+
+    events: dict[Dispatcher, list[str]] = {h.dispatcher: [], other: []}
+
+    def records(dispatcher: Dispatcher, batch: Batch, count: int) -> list[threading.Thread]:
+        threads = []
+        for n in range(count):
+            event_id = str(uuid.uuid4())
+            events[dispatcher].append(event_id)
+            body = Harness.bus(event_id, "device-status-changed", "tenant-1", {"id": f"d{n}", "status": "accepted"})
+            threads.append(threading.Thread(target=dispatcher.handle_message, args=(body, batch)))
+        return threads
+
+    first, second, elsewhere = Batch(deadline=None), Batch(deadline=None), Batch(deadline=None)
+    ours = records(h.dispatcher, first, 3) + records(h.dispatcher, second, 3)
+    theirs = records(other, elsewhere, 2)
     try:
-        hanging.start()
+        for thread in ours:
+            thread.start()
         deadline = time.monotonic() + 5
-        while slow.most < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)  # the first invocation's two threads are in the receiver, two turns wait
-        other.start()
-        other.join(4)  # the receiver holds tenant-a's POSTs for 5 s
-        done_while_held = not other.is_alive() and not slow.release.is_set()
+        while (sum(not t.is_alive() for t in ours) < 4 or slow.most < 2) and time.monotonic() < deadline:
+            time.sleep(0.01)  # two inside the receiver, four held (their records done)
+        ours_at_once = slow.most
+        for thread in theirs:
+            thread.start()
+        while slow.most < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the other dispatcher's two go in beside them
+        slow.release.set()
+        for thread in ours + theirs:
+            thread.join(10)
+        for dispatcher, batch in ((h.dispatcher, first), (h.dispatcher, second), (other, elsewhere)):
+            dispatcher.finish_batch(batch)
     finally:
         slow.release.set()
-        hanging.join(10)
-        other.join(10)
         server.clear()
         server.stop()
-    assert done_while_held
-    assert slow.most == 2  # the first invocation never had more than its two threads
-    record = h.activity.get("tenant-b", b_event)
-    assert record is not None and {record.deliveries[w.id].state for w in fast} == {"delivered"}
-
-
-def test_one_invocation_after_another_reuses_its_threads(h: Harness) -> None:
-    """As one execution environment: however many invocations fan out one after another, the
-    deliveries run on one pool's threads (a pool per invocation at a time, given back at its end)."""
-    for _ in range(30):
-        h.webhook()
-    before = {t.ident for t in threading.enumerate()}
-    for n in range(10):
-        batch = h.dispatcher.begin_batch()
-        body = Harness.bus(
-            str(uuid.uuid4()), "device-status-changed", "tenant-1", {"id": f"d{n}", "status": "accepted"}
-        )
-        h.dispatcher.handle_message(body, batch)
-        h.dispatcher.finish_batch(batch)
-    made = [t for t in threading.enumerate() if t.ident not in before and t.name.startswith("deliver")]
-    assert len(h.requests("/hook")) == 300
-    assert 0 < len(made) <= h.dispatcher.pools.size
-
-
-def test_a_rack_gives_each_invocation_at_a_time_a_pool_of_its_own_and_reuses_those_given_back() -> None:
-    rack = PoolRack(3, "test")
-    first, second = rack.take(), rack.take()
-    assert first is not second and first._max_workers == 3
-    rack.give_back(second)
-    assert rack.take() is second
-    rack.give_back(first)
-    rack.give_back(second)
-    assert {id(rack.take()), id(rack.take())} == {id(first), id(second)}
-    first.shutdown()
-    second.shutdown()
+    assert ours_at_once == 2 and slow.most == 4
+    held = [single for t, _ in h.queue.scheduled for single in t.singles()]
+    assert len(held) == 4 and {t.integration_id for t in held} == {hook.id}
+    assert {t.event_id for t in held} < set(events[h.dispatcher])  # four of the two batches' six
+    for task in held:
+        record = h.activity.get("tenant-1", task.event_id)
+        assert record is not None
+        assert record.deliveries[hook.id].error == "held: the webhook's share of concurrent deliveries is in use"
+    for event_id in events[other]:
+        record = h.activity.get("tenant-1", event_id)
+        assert record is not None and record.deliveries[hook.id].state == "delivered"
+    shares = h.dispatcher.gate.shares
+    assert [shares.take(hook.id) for _ in range(3)] == [True, True, False]  # the whole share free for the next batch
 
 
 # ---------------------------------------------------------------------------------------- the rate limit
@@ -314,9 +304,9 @@ def test_deliveries_beyond_the_rate_limit_are_held_to_a_later_second(h: Harness)
 # ---------------------------------------------------------------------------------------- handing back
 def test_with_no_time_left_in_the_invocation_deliveries_are_handed_back_not_attempted(h: Harness) -> None:
     hook = h.webhook()
-    h.dispatcher.begin_batch(deadline=time.monotonic() + POLICY.attempt_budget - 1)
+    h.new_batch(deadline=time.monotonic() + POLICY.attempt_budget - 1)
     body = h.bus("e-late", "device-decommissioned", "tenant-1", {"id": "dev-1"})
-    h.dispatcher.handle_message(body)
+    h.message(body)
     assert _posts(h, "/hook") == 0
     record = h.activity.get("tenant-1", "e-late")
     assert record is not None and record.deliveries[hook.id].state == "retrying"
@@ -332,9 +322,7 @@ def test_with_no_time_left_in_the_invocation_deliveries_are_handed_back_not_atte
 def test_retry_delays_are_spread_within_twenty_percent(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/down", method="POST").respond_with_data("no", status=503)
     h = Harness(httpserver, policy=DispatchPolicy(schedule=(100,), circuit_threshold=10**6))
-    h.dispatcher = Dispatcher(
-        h.integrations, h.activity, h.cipher, h.dispatcher.sender, h.queue, h.policy, clock=h.clock
-    )  # the real random spread
+    h.rewire(draw=spread)  # the real random spread
     h.webhook(path="/down")
     for _ in range(40):
         h.send()
@@ -346,7 +334,7 @@ def test_retry_delays_are_spread_within_twenty_percent(httpserver: HTTPServer) -
 # ---------------------------------------------------------------------------------------- one bad delivery
 def test_a_raising_sender_fails_only_its_own_delivery_which_is_retried(h: Harness) -> None:
     bad, good = h.webhook(url="http://bad.invalid/hook"), h.webhook()
-    real_send = h.dispatcher.sender.send
+    real_send = h.dispatcher.ctx.sender.send
 
     class Exploding:
         def send(self, request: Any) -> Any:
@@ -354,7 +342,7 @@ def test_a_raising_sender_fails_only_its_own_delivery_which_is_retried(h: Harnes
                 raise RuntimeError("a bug in the sender, with secrets it must not log? no: only its type")
             return real_send(request)
 
-    h.dispatcher.sender = Exploding()
+    h.rewire(sender=Exploding())
     event_id = h.send()  # no exception: the message is done, the other webhook delivered
     record = h.activity.get("tenant-1", event_id)
     assert record is not None
@@ -385,7 +373,7 @@ def test_a_device_event_that_cannot_be_delivered_is_shown_failed_and_kept_with_i
             "detail": {"tenant_id": "tenant-1", "data": data},
         }
     )
-    h.dispatcher.handle_message(body)
+    h.message(body)
     record = h.activity.get("tenant-1", "e-bad")
     assert record is not None
     if why is None:
@@ -409,7 +397,7 @@ def test_identity_data_json_cannot_carry_is_refused_visibly_not_crashed_on(h: Ha
             "detail": {"tenant_id": "tenant-1", "data": data},
         }
     )
-    h.dispatcher.handle_message(body)  # no exception: SQS does not bring it back five times
+    h.message(body)  # no exception: SQS does not bring it back five times
     record = h.activity.get("tenant-1", "e-inf")
     assert record is not None and record.deliveries[hook.id].state == "failed"
     assert h.queue.rejected[0][1] == "malformed device event: data JSON cannot carry (ValueError)"
@@ -492,10 +480,10 @@ def test_a_copy_of_an_event_whose_delivery_was_held_queues_the_held_task_again(h
     for _ in range(3):
         h.send()  # the circuit opens
     body = h.bus("e-held", "device-decommissioned", "tenant-1", {"id": "dev-1"})
-    h.dispatcher.handle_message(body)  # held when it came
+    h.message(body)  # held when it came
     first = [t for t, _ in h.queue.scheduled if t.event_id == "e-held"]
     h.queue.scheduled = [(t, d) for t, d in h.queue.scheduled if t.event_id != "e-held"]  # as if lost
-    h.dispatcher.handle_message(body)  # SQS brings the message again
+    h.message(body)  # SQS brings the message again
     again = [t for t, _ in h.queue.scheduled if t.event_id == "e-held"]
     assert len(first) == len(again) == 1 and again[0].reason == "hold" and again[0].integration_id == down.id
     assert _posts(h, "/down") == 3
@@ -550,7 +538,7 @@ def test_a_webhook_on_trial_is_attempted_by_a_few_invocations_across_dispatcher_
         assert slow.most == 6  # proven: every invocation attempts it, no turn taken
         assert len(h.queue.returned) == 4 and not h.queue.scheduled
         for body, _ in h.queue.returned:  # back from the queue: now delivered
-            h.dispatcher.handle_message(body)
+            h.message(body)
     finally:
         slow.release.set()
         server.clear()
@@ -614,14 +602,14 @@ def _slow_success_on(server: HTTPServer, policy: DispatchPolicy, late: Any) -> N
 
 
 def test_a_batch_that_saw_a_slow_answer_does_not_prove_the_webhook_with_a_fast_one() -> None:
-    batch = Batch()
+    batch = Batch(deadline=None)
     hook = Integration(id="w", tenant_id="t", url="https://example.com/", created_at=NOW, updated_at=NOW)
     other = replace(hook, id="v")
     assert batch.slow(hook, False) is False  # fast so far
     assert batch.slow(hook, True) is True
     assert batch.slow(hook, False) is True  # once slow in the batch, slow for it
     assert batch.slow(other, False) is False
-    assert Batch().slow(hook, False) is False  # a new batch judges afresh
+    assert Batch(deadline=None).slow(hook, False) is False  # a new batch judges afresh
 
 
 def test_the_rate_limit_holds_across_two_dispatcher_instances_at_once(h: Harness) -> None:
@@ -648,7 +636,7 @@ def test_the_rate_limit_holds_across_two_dispatcher_instances_at_once(h: Harness
 def _batch_of_events(h: Harness, count: int, tenant: str = "tenant-1") -> list[str]:
     """``count`` status changes of ``tenant`` handled as one batch (one invocation); their ids."""
     ids = [str(uuid.uuid4()) for _ in range(count)]
-    batch = h.dispatcher.begin_batch()
+    batch = h.new_batch()
     for n, event_id in enumerate(ids):
         h.dispatcher.handle_message(
             Harness.bus(event_id, "device-status-changed", tenant, {"id": f"d{n}", "status": "accepted"}), batch

@@ -16,11 +16,12 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from devicehooks.delivery.sender import HttpSender
+from devicehooks.dispatch import Batch, DispatchContext, Dispatcher
+from devicehooks.domain.decisions import DispatchPolicy
 from devicehooks.domain.inputs import IntegrationIn
 from devicehooks.domain.models import Integration
 from devicehooks.errors import InvalidRequest
 from devicehooks.security.ssrf import DestinationGuard, system_resolver
-from devicehooks.services.dispatch import Dispatcher, DispatchPolicy
 from devicehooks.services.integrations import IntegrationService
 from devicehooks_dev.doubles import MemoryActivityStore, MemoryIntegrationStore, MemoryTaskQueue, PlainTestCipher
 
@@ -120,13 +121,17 @@ def test_the_create_time_list_has_at_least_30_destinations() -> None:
 
 
 def _dispatcher(
-    server: HTTPServer, resolver: Any, allow_loopback: bool = False
+    server: HTTPServer, resolver: Any, allow_loopback: bool = False, guard: DestinationGuard | None = None
 ) -> tuple[Dispatcher, MemoryIntegrationStore, MemoryActivityStore]:
+    """A dispatcher whose sender is guarded by ``guard`` (by default one of ``resolver``, which
+    allows loopback with ``allow_loopback``)."""
     integrations, activity = MemoryIntegrationStore(), MemoryActivityStore()
-    allowed = (ipaddress.ip_network("127.0.0.0/8"),) if allow_loopback else ()
-    guard = DestinationGuard(allowed_cidrs=allowed, resolver=resolver)
+    if guard is None:
+        allowed = (ipaddress.ip_network("127.0.0.0/8"),) if allow_loopback else ()
+        guard = DestinationGuard(allowed_cidrs=allowed, resolver=resolver)
+    sender = HttpSender(guard, timeout=2)
     dispatcher = Dispatcher(
-        integrations, activity, PlainTestCipher(), HttpSender(guard, timeout=2), MemoryTaskQueue(), DispatchPolicy()
+        DispatchContext(integrations, activity, PlainTestCipher(), sender, MemoryTaskQueue(), DispatchPolicy())
     )
     return dispatcher, integrations, activity
 
@@ -141,7 +146,9 @@ def _send(dispatcher: Dispatcher, integrations: MemoryIntegrationStore, url: str
         "time": "2026-01-01T00:00:00Z",
         "detail": {"tenant_id": "t", "data": {"id": "d"}},
     }
-    dispatcher.handle_message(json.dumps(event))
+    batch = Batch(deadline=None)
+    dispatcher.handle_message(json.dumps(event), batch)
+    dispatcher.finish_batch(batch)
     return "e-1"
 
 
@@ -153,8 +160,7 @@ def test_a_name_public_when_stored_and_private_when_sent_is_refused_at_send(http
 
     guard = DestinationGuard(resolver=rebinding)
     guard.check_url(f"http://rebind.attacker.example:{httpserver.port}/hook")  # stored: it looked public
-    dispatcher, integrations, activity = _dispatcher(httpserver, rebinding)
-    dispatcher.sender = HttpSender(guard, timeout=2)
+    dispatcher, integrations, activity = _dispatcher(httpserver, rebinding, guard=guard)
     httpserver.expect_request("/hook").respond_with_data("should never be reached")
     event_id = _send(dispatcher, integrations, f"http://rebind.attacker.example:{httpserver.port}/hook")
     record = activity.get("t", event_id)
@@ -194,7 +200,9 @@ def test_a_url_refused_when_stored_is_refused_at_send_for_the_same_address(url: 
     """The create-time check and the sender judge the same host: what one refuses, so does the other."""
     integrations, activity = MemoryIntegrationStore(), MemoryActivityStore()
     sender = HttpSender(DestinationGuard(resolver=_resolver), timeout=2)
-    dispatcher = Dispatcher(integrations, activity, PlainTestCipher(), sender, MemoryTaskQueue(), DispatchPolicy())
+    dispatcher = Dispatcher(
+        DispatchContext(integrations, activity, PlainTestCipher(), sender, MemoryTaskQueue(), DispatchPolicy())
+    )
     event_id = _send(dispatcher, integrations, url)
     record = activity.get("t", event_id)
     assert record is not None and record.deliveries["i-1"].error == "destination address is in reserved address range"

@@ -21,12 +21,13 @@ import pytest
 
 from devicehooks.api import management
 from devicehooks.delivery.sender import HttpSender
+from devicehooks.dispatch import Batch, DispatchContext, Dispatcher
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus, HourCount
+from devicehooks.domain.decisions import DispatchPolicy
 from devicehooks.domain.events import WebhookEvent
 from devicehooks.domain.models import Circuit
 from devicehooks.handlers import management as management_handler
 from devicehooks.security.ssrf import DestinationGuard
-from devicehooks.services.dispatch import Dispatcher, DispatchPolicy
 from devicehooks.services.events import EventService
 from devicehooks.services.health import HealthService
 from devicehooks.services.integrations import IntegrationService
@@ -65,12 +66,14 @@ class Api:
         self.queue = MemoryTaskQueue()
         guard = DestinationGuard(allowed_cidrs=(ipaddress.ip_network("127.0.0.0/8"),), resolver=_resolver)
         self.dispatcher = Dispatcher(
-            self.integrations,
-            self.activity,
-            PlainTestCipher(),
-            HttpSender(guard, timeout=2),
-            self.queue,
-            DispatchPolicy(),
+            DispatchContext(
+                integrations=self.integrations,
+                activity=self.activity,
+                cipher=PlainTestCipher(),
+                sender=HttpSender(guard, timeout=2),
+                queue=self.queue,
+                policy=DispatchPolicy(),
+            )
         )
         self.deliveries = DeliveryService(
             self.integrations, self.activity, self.queue, lambda: self.dispatcher, retention=3600
@@ -1026,7 +1029,7 @@ def test_the_dispatcher_counts_each_attempt_once_per_batch_and_webhook(api: Api,
     httpserver.expect_request("/down").respond_with_data("no", status=500)
     ok = _create(api, _webhook(httpserver.url_for("/ok")))
     down = _create(api, _webhook(httpserver.url_for("/down")))
-    batch = api.dispatcher.begin_batch()
+    batch = Batch(deadline=None)
     for n in range(3):
         api.dispatcher.handle_message(json.dumps(_bus_event(f"dev-{n}")), batch)
     api.dispatcher.finish_batch(batch)
@@ -1044,7 +1047,9 @@ def test_a_count_that_cannot_be_written_fails_no_delivery(api: Api, httpserver: 
         raise RuntimeError("throttled")
 
     api.activity.count_attempts = broken  # type: ignore[method-assign]
-    api.dispatcher.handle_message(json.dumps(_bus_event("dev-1")))
+    batch = Batch(deadline=None)
+    api.dispatcher.handle_message(json.dumps(_bus_event("dev-1")), batch)
+    api.dispatcher.finish_batch(batch)  # the count is written here: it fails, the delivery stays delivered
     [event] = api.activity.list_events("tenant-1", 1, 10)
     assert [s.state for s in event.deliveries.values()] == ["delivered"]
 

@@ -8,7 +8,8 @@ id (``/tenants//devices``), which every tenant route also accepts.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -17,8 +18,6 @@ from pydantic import TypeAdapter, ValidationError
 
 from devicehooks import __version__
 from devicehooks.api import http
-from devicehooks.aws.eventbridge import EventBridgePublisher
-from devicehooks.config import get_settings
 from devicehooks.domain.events import DEVICE_STATUSES, InventoryAttribute, InventoryChange, ProvisionedDevice
 from devicehooks.domain.validation import format_errors
 from devicehooks.errors import InvalidRequest, ServiceUnavailable
@@ -31,8 +30,6 @@ from devicehooks.services.ingest import (
     check_tenant_id,
 )
 from devicehooks.services.tenants import TenantService
-from devicehooks.store.activity import DynamoActivityStore
-from devicehooks.store.integrations import DynamoIntegrationStore
 
 BASE = "/api/internal/v1/iot-manager"
 DOCS = f"{BASE}/docs"
@@ -44,20 +41,37 @@ api = http.HttpApi()
 app = api.app
 
 
-@lru_cache(maxsize=1)
+@dataclass(frozen=True)
+class Services:
+    """What the routes use, made by the function's composition root (``handlers/internal.py``)."""
+
+    ingest: IngestService | None  # None: no bus configured (a 503 for the routes that publish)
+    tenants: TenantService
+
+
+_services: Callable[[], Services] | None = None
+
+
+def wire(services: Callable[[], Services]) -> None:
+    """Give the routes their services (the composition root does, once; tests may replace the
+    providers below)."""
+    global _services
+    _services = services
+
+
 def ingest_service() -> IngestService:
-    settings = get_settings()
-    if not settings.event_bus:
+    if _services is None:
+        raise ServiceUnavailable("the internal API's services are not wired")
+    ingest = _services().ingest
+    if ingest is None:
         raise ServiceUnavailable("DEVICEHOOKS_EVENT_BUS is not configured")
-    return IngestService(EventBridgePublisher(settings.event_bus, settings.event_source))
+    return ingest
 
 
-@lru_cache(maxsize=1)
 def tenant_service() -> TenantService:
-    settings = get_settings()
-    return TenantService(
-        DynamoIntegrationStore(settings.integrations_table), DynamoActivityStore(settings.activity_table)
-    )
+    if _services is None:
+        raise ServiceUnavailable("the internal API's services are not wired")
+    return _services().tenants
 
 
 def _json_body(prefix: str) -> Any:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextvars
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -27,22 +27,16 @@ from devicehooks.api.schemas import (
     SendTestIn,
     TestOutcomeOut,
 )
-from devicehooks.aws.kms import KmsSecretCipher
-from devicehooks.aws.sqs import SqsTaskQueue
-from devicehooks.config import get_settings
 from devicehooks.domain.activity import DELIVERY_STATES, EventFilter
 from devicehooks.domain.inputs import CredentialsIn, IntegrationIn, IntegrationUpdate
 from devicehooks.domain.models import ACTIVITY_TYPES, go_uuid_error
 from devicehooks.errors import DevicehooksError, InvalidRequest
 from devicehooks.security.identity import Identity, identity_from_request
-from devicehooks.security.ssrf import DestinationGuard
 from devicehooks.services.events import EventService
 from devicehooks.services.health import HealthService
 from devicehooks.services.ingest import check_id
 from devicehooks.services.integrations import IntegrationService
 from devicehooks.services.redelivery import DeliveryService
-from devicehooks.store.activity import DynamoActivityStore
-from devicehooks.store.integrations import DynamoIntegrationStore
 from devicehooks.timeutil import parse_time
 
 BASE = "/api/management/v1/iot-manager"
@@ -54,50 +48,46 @@ MAX_PER_PAGE = 500
 _identity: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("identity", default=None)
 
 
-@lru_cache(maxsize=1)
+@dataclass(frozen=True)
+class Services:
+    """What the routes use, made by the function's composition root (``handlers/management.py``)."""
+
+    integrations: IntegrationService
+    events: EventService
+    deliveries: DeliveryService
+    health: HealthService
+
+
+_services: Callable[[], Services] | None = None
+
+
+def wire(services: Callable[[], Services]) -> None:
+    """Give the routes their services (the composition root does, once; tests may override each
+    provider below through ``app.dependency_overrides``)."""
+    global _services
+    _services = services
+
+
+def _wired() -> Services:
+    if _services is None:
+        raise DevicehooksError("the management API's services are not wired")
+    return _services()
+
+
 def integration_service() -> IntegrationService:
-    """The service wired from settings (tests override it through ``app.dependency_overrides``)."""
-    settings = get_settings()
-    return IntegrationService(
-        store=DynamoIntegrationStore(settings.integrations_table),
-        cipher=KmsSecretCipher(settings.secrets_key_id),
-        guard=DestinationGuard(allowed_cidrs=settings.allowed_cidrs),
-        max_integrations=settings.max_integrations,
-        secret_overlap=settings.secret_overlap,
-    )
+    return _wired().integrations
 
 
-@lru_cache(maxsize=1)
 def event_service() -> EventService:
-    return EventService(DynamoActivityStore(get_settings().activity_table))
+    return _wired().events
 
 
-def _dispatcher() -> Any:
-    from devicehooks.handlers import dispatcher  # the delivery stack, only when a test delivery is asked for
-
-    return dispatcher.dispatcher()
-
-
-@lru_cache(maxsize=1)
 def delivery_service() -> DeliveryService:
-    settings = get_settings()
-    return DeliveryService(
-        integrations=DynamoIntegrationStore(settings.integrations_table),
-        activity=DynamoActivityStore(settings.activity_table),
-        queue=SqsTaskQueue(settings.retry_queue_url, settings.delivery_dlq_url, settings.dispatch_dlq_url),
-        dispatcher=_dispatcher,
-        retention=settings.event_retention,
-    )
+    return _wired().deliveries
 
 
-@lru_cache(maxsize=1)
 def health_service() -> HealthService:
-    settings = get_settings()
-    return HealthService(
-        DynamoIntegrationStore(settings.integrations_table),
-        DynamoActivityStore(settings.activity_table),
-        settings.disable_after,
-    )
+    return _wired().health
 
 
 def current_identity() -> Identity:

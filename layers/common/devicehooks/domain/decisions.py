@@ -32,7 +32,7 @@ class DispatchPolicy:
     circuit_threshold: int = 5  # consecutive failed attempts (no answer, or not 2xx) that open a circuit
     circuit_cooldown: int = 30  # the first open period, doubled each time a probe fails ...
     circuit_max_cooldown: int = 3600  # ... up to this
-    webhook_concurrency: int = 10  # attempts to one webhook at once, per invocation (per instance on Lambda)
+    webhook_concurrency: int = 10  # attempts to one webhook at once, per execution environment
     # invocations (of every dispatcher instance) that may attempt a webhook on trial at once: one
     # never proven, failing since its last success, or slow to answer, cannot take more of the
     # dispatchers' time

@@ -1,17 +1,17 @@
-"""The dispatcher function's wiring: SQS batches in, records processed concurrently.
+"""The dispatcher function's composition root and handler: SQS batches in, records side by side.
 
-Records of a batch run side by side, each in a worker thread (powertools' ``BatchProcessor``
-collects their outcomes: an asyncio loop per invocation to run threads would cost CPU for
-nothing), and the webhooks of each event are POSTed side by side too, so one slow
-endpoint delays neither the other webhooks nor the other events. A record that raises is
-reported in ``batchItemFailures`` and comes back from SQS; its recorded successes are not sent
-again.
+Records of a batch run side by side, each in a thread of the environment's record pool
+(powertools' ``BatchProcessor`` collects their outcomes), and the webhooks of each event are POSTed
+side by side too, so one slow endpoint delays neither the other webhooks nor the other events. A
+record that raises is reported in ``batchItemFailures`` and comes back from SQS; its recorded
+successes are not sent again. An execution environment runs one invocation at a time: the pools
+are the process's.
 """
 
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import lru_cache
 from typing import Any
 
@@ -19,19 +19,16 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from devicehooks.aws.kms import KmsSecretCipher
-from devicehooks.aws.sqs import SqsTaskQueue
 from devicehooks.config import Settings, get_settings
-from devicehooks.delivery.sender import HttpSender
+from devicehooks.dispatch import Batch, Dispatcher
+from devicehooks.dispatch.context import from_settings
 from devicehooks.domain.events import build_bus_models
 from devicehooks.errors import ConfigError
-from devicehooks.security.ssrf import DestinationGuard
-from devicehooks.services.dispatch import Batch, Dispatcher, DispatchPolicy, PoolRack
-from devicehooks.store.activity import DynamoActivityStore
-from devicehooks.store.integrations import DynamoIntegrationStore
+
+RECORDS_AT_ONCE = 64  # an invocation's records in threads at once (a batch of the template's is 10)
 
 
-def _checked(settings: Settings) -> Settings:
+def checked(settings: Settings) -> Settings:
     """``settings``, unless a queue or the key the dispatcher needs is not configured."""
     missing = [
         name
@@ -48,53 +45,25 @@ def _checked(settings: Settings) -> Settings:
     return settings
 
 
-_checked(get_settings())  # read and checked at cold start: a missing or bad setting fails here, not at a batch
-build_bus_models()  # every invocation validates bus events: build their models now, not in the first one
-
-# Records run in threads, at most RECORDS_AT_ONCE of an invocation (a batch of the template's is
-# 10), in a pool of its own while it runs (one pool on Lambda; one per invocation running at a
-# time in the local stack, which runs them side by side in one process)
-RECORDS_AT_ONCE = 64
-_records = PoolRack(RECORDS_AT_ONCE, "record")
-
-
-def policy() -> DispatchPolicy:
-    settings = get_settings()
-    return DispatchPolicy(
-        retention=settings.event_retention,
-        schedule=settings.retry_schedule,
-        disable_after=settings.disable_after,
-        delivery_timeout=settings.delivery_timeout,
-        lease=settings.delivery_lease,
-    )
-
-
 @lru_cache(maxsize=1)
 def dispatcher() -> Dispatcher:
     """The dispatcher wired from settings (clients and connections are made on first use)."""
-    settings = _checked(get_settings())
-    return Dispatcher(
-        integrations=DynamoIntegrationStore(settings.integrations_table),
-        activity=DynamoActivityStore(settings.activity_table),
-        cipher=KmsSecretCipher(settings.secrets_key_id),
-        sender=HttpSender(DestinationGuard(allowed_cidrs=settings.allowed_cidrs), timeout=settings.delivery_timeout),
-        queue=SqsTaskQueue(settings.retry_queue_url, settings.delivery_dlq_url, settings.dispatch_dlq_url),
-        policy=policy(),
-    )
+    return Dispatcher(from_settings(checked(get_settings())))
+
+
+dispatcher()  # settings read and checked at cold start: a missing or bad setting fails here, not at a batch
+build_bus_models()  # every invocation validates bus events: build their models now, not in the first one
+_records = ThreadPoolExecutor(max_workers=RECORDS_AT_ONCE, thread_name_prefix="record")
 
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Process one SQS batch (dispatch queue or retry queue) with partial batch failures.
-
-    Everything the batch shares is made here, per invocation (the processor keeps the batch's
-    records, the batch its reads), so that invocations may run side by side."""
+    """Process one SQS batch (dispatch queue or retry queue) with partial batch failures."""
     batch = Batch(deadline=time.monotonic() + context.get_remaining_time_in_millis() / 1000)
     handle_message = dispatcher().handle_message
-    records = _records.take()
     running: dict[Any, Future[None]] = {}
     try:
         running = {
-            record.get("messageId"): records.submit(handle_message, record.get("body"), batch)
+            record.get("messageId"): _records.submit(handle_message, record.get("body"), batch)
             for record in event.get("Records") or []
         }
 
@@ -107,7 +76,6 @@ def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             )
         )
     finally:
-        wait(running.values())  # every record's thread done before another invocation may take them
-        _records.give_back(records)
+        wait(running.values())  # every record done before the batch is finished
     dispatcher().finish_batch(batch)  # tasks sent back in bulk: if this raises, SQS brings the batch back
     return response

@@ -16,8 +16,8 @@ from devicehooks.store.activity import ActivityStore
 from devicehooks.store.integrations import IntegrationStore
 from devicehooks.timeutil import utcnow
 
-if TYPE_CHECKING:  # the delivery stack is imported only when a test delivery is sent
-    from devicehooks.services.dispatch import Dispatcher
+if TYPE_CHECKING:  # the delivery pipeline is imported only when a test delivery is sent
+    from devicehooks.dispatch import Dispatcher
 
 RECOVER_PAGE = 1000  # events examined per recover call (10 reads of the index and the items)
 RECOVER_DELAY = 1.0  # a resend waits this long, so that its delivery is reopened (and counted) first
@@ -84,7 +84,7 @@ class DeliveryService:
             # One conditional write, whatever the state: pending again, due now, if no attempt is in
             # flight and none was recorded since the read. The task carries the attempts seen: the
             # retry that was waiting saw the same, so whichever of the two comes first makes the
-            # attempt and the other finds it superseded (services/dispatch.py), never a second one.
+            # attempt and the other finds it superseded (dispatch/messages.py), never a second one.
             if self.activity.reopen(tenant_id, event_id, target, now, seen):
                 self.queue.schedule(self._task(tenant_id, event_id, target, seen), 0)
                 queued.append(target)
@@ -170,6 +170,4 @@ class DeliveryService:
         expire_ts = int(now.timestamp()) + self.retention
         record = ActivityEvent.new(event, expire_ts, [DeliveryStatus(integration_id)], test=event_type is not None)
         self.activity.create(record)
-        attempt = self.dispatcher().deliver(record, integration, series_attempt=1, attempts_so_far=0, retry=False)
-        assert attempt is not None  # a test delivery is never held
-        return event.id, attempt
+        return event.id, self.dispatcher().send_test(record, integration)

@@ -1,0 +1,107 @@
+"""Dispatching device events: fan out to the tenant's webhooks, sign, POST, record, retry.
+
+The pipeline, in the order a delivery goes through it:
+
+* :mod:`~devicehooks.dispatch.messages`: a queue message becomes deliveries (a device event's
+  first ones, recorded and leased before any POST; a retry, a held delivery, a group of them);
+* :mod:`~devicehooks.dispatch.gate`: the flow gate admits each delivery to an attempt, or holds it;
+* :mod:`~devicehooks.dispatch.attempt`: prepare → send → conclude, then follow up;
+* :mod:`~devicehooks.dispatch.deliver`: an event's deliveries side by side, recorded together;
+* :mod:`~devicehooks.dispatch.batch`: what an invocation's records share.
+
+:class:`Dispatcher` is what a composition root makes and a handler calls.
+"""
+
+from __future__ import annotations
+
+from devicehooks.delivery.tasks import DeliveryTask
+from devicehooks.dispatch import messages
+from devicehooks.dispatch.attempt import Attempted
+from devicehooks.dispatch.batch import Batch
+from devicehooks.dispatch.context import DispatchContext
+from devicehooks.dispatch.deliver import Job, deliver
+from devicehooks.dispatch.gate import FlowGate
+from devicehooks.dispatch.messages import Busy
+from devicehooks.domain.activity import ActivityEvent, Attempt, HourCount
+from devicehooks.domain.models import Integration
+from devicehooks.observability import logger
+
+__all__ = ["Batch", "Busy", "DispatchContext", "Dispatcher", "FlowGate"]
+
+
+class Dispatcher:
+    """Queue messages (bus events, delivery tasks) into signed POSTs and activity records."""
+
+    def __init__(self, ctx: DispatchContext) -> None:
+        self.ctx = ctx
+        self.gate = FlowGate(ctx.integrations, ctx.policy, ctx.draw)
+
+    def handle_message(self, body: str, batch: Batch) -> None:
+        """Process one queue message of ``batch``; raises when SQS must deliver it again (the tasks
+        it leaves for the retry queue go when the batch is finished: :meth:`finish_batch`)."""
+        try:
+            messages.handle_message(self.ctx, self.gate, batch, body)
+        finally:
+            logger.thread_safe_remove_keys(["correlation_id"])
+
+    def handle_task(self, task: DeliveryTask, batch: Batch) -> None:
+        """One delivery task of ``batch`` (as :meth:`handle_message` with its message)."""
+        try:
+            messages.handle_task(self.ctx, self.gate, batch, task)
+        finally:
+            logger.thread_safe_remove_keys(["correlation_id"])
+
+    def finish_batch(self, batch: Batch) -> None:
+        """Send what the batch's records left for the retry queue (raises if it cannot: SQS must then
+        bring the whole batch back); give back its turns at webhooks on trial; count its attempts."""
+        try:
+            waiting = batch.take_outbox()
+            if waiting:
+                self.ctx.queue.schedule_many(waiting)
+        finally:
+            self._end_trials(batch)
+            self._write_counts(batch)
+
+    def send_test(self, event: ActivityEvent, integration: Integration) -> Attempt:
+        """POST ``event`` (recorded already) to ``integration`` once, now, whatever its circuit, share
+        or rate limit; recorded like any attempt, never retried."""
+        batch = Batch(deadline=None)
+        try:
+            (outcome,) = deliver(self.ctx, self.gate, batch, event, [Job(integration, retry=False)])
+        finally:
+            self.finish_batch(batch)
+        assert isinstance(outcome, Attempted)  # a test delivery is never held
+        return outcome.attempt
+
+    def _write_counts(self, batch: Batch) -> None:
+        """The batch's attempts, counted per webhook and hour (one write each, side by side when
+        there are several: the invocation waits for one round trip, not one per webhook)."""
+        counts = batch.take_counts()
+        if len(counts) > 1:
+            list(self.ctx.threads.map(self._write_count, counts))
+        elif counts:
+            self._write_count(counts[0])
+
+    def _write_count(self, counted: tuple[str, str, HourCount]) -> None:
+        """One webhook's count of an hour; one that cannot be written is lost (logged), never a delivery."""
+        tenant_id, integration_id, counts = counted
+        try:
+            expire_ts = int(counts.hour.timestamp()) + self.ctx.policy.retention
+            self.ctx.activity.count_attempts(tenant_id, integration_id, counts, expire_ts)
+        except Exception as exc:  # noqa: BLE001 - health figures are best effort
+            logger.warning(
+                "could not count a webhook's attempts",
+                extra={"integration_id": integration_id, "error": f"{type(exc).__name__}: {exc}"},
+            )
+
+    def _end_trials(self, batch: Batch) -> None:
+        for (tenant_id, integration_id), trial in batch.take_trials():
+            if trial.slot is None:
+                continue
+            try:
+                self.ctx.integrations.end_trial(tenant_id, integration_id, trial)
+            except Exception as exc:  # noqa: BLE001 - a turn not given back frees itself when its time is up
+                logger.warning(
+                    "could not end a webhook's trial turn",
+                    extra={"integration_id": integration_id, "error": f"{type(exc).__name__}: {exc}"},
+                )
