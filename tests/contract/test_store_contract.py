@@ -19,7 +19,14 @@ from devicehooks.domain.events import WebhookEvent
 from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
 from devicehooks.errors import Conflict, ServiceUnavailable
 from devicehooks.store.activity import ActivityStore, Claim, DynamoActivityStore
-from devicehooks.store.integrations import RATE_TTL, STATE_TTL, DynamoIntegrationStore, IntegrationStore, Trial
+from devicehooks.store.integrations import (
+    COUNTER_ID,
+    RATE_TTL,
+    STATE_TTL,
+    DynamoIntegrationStore,
+    IntegrationStore,
+    Trial,
+)
 from tests.contract.conftest import Stores
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
@@ -603,17 +610,19 @@ def test_on_dynamodb_a_write_refused_for_a_transaction_in_flight_is_made_again(
     client, physical = moto_tables
 
     class Conflicting(_Recording):
-        """Refuses each write once, as DynamoDB does while a transaction holds its item."""
+        """Refuses each write's first attempt, as DynamoDB does while a transaction holds its item
+        (``writes`` notes the refused attempts, each then made again)."""
 
         def __getattr__(self, name: str) -> Any:
-            call = super().__getattr__(name)
+            call = getattr(self._client, name)
             if name not in self.WRITES:
                 return call
 
             def refused_once(**kwargs: Any) -> Any:
-                if len(self.writes) % 2:
+                if self.writes and self.writes[-1] == (name, _written_keys(kwargs)):
+                    self.writes.append(("made again", []))
                     return call(**kwargs)
-                self.writes.append((name, []))
+                self.writes.append((name, _written_keys(kwargs)))
                 if name == "transact_write_items":
                     reasons = [
                         {"Code": "TransactionConflict"},
@@ -627,7 +636,8 @@ def test_on_dynamodb_a_write_refused_for_a_transaction_in_flight_is_made_again(
 
             return refused_once
 
-    store = DynamoIntegrationStore(physical["IntegrationsTable"]["TableName"], client=Conflicting(client))
+    conflicting = Conflicting(client)
+    store = DynamoIntegrationStore(physical["IntegrationsTable"]["TableName"], client=conflicting)
     tenant = _tenant()
     integration = _integration(tenant)
     store.add(integration, limit=10)
@@ -635,6 +645,15 @@ def test_on_dynamodb_a_write_refused_for_a_transaction_in_flight_is_made_again(
     assert failed is not None and failed.circuit.failures == 1
     reset = store.update(tenant, integration.id, IntegrationChanges.settings(NOW, enabled=False))
     assert reset is not None and reset.circuit == Circuit() and not reset.enabled
+    state = f"{integration.id}#state"
+    assert conflicting.writes == [
+        ("transact_write_items", [COUNTER_ID, integration.id]),
+        ("made again", []),
+        ("update_item", [state]),
+        ("made again", []),
+        ("transact_write_items", [integration.id, state]),
+        ("made again", []),
+    ]
 
 
 def _fields(integration: Integration) -> dict[str, object]:
