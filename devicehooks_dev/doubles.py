@@ -30,7 +30,13 @@ from devicehooks.store.integrations import Trial, limit_message
 
 
 class MemoryIntegrationStore:
-    """In-memory :class:`~devicehooks.store.integrations.IntegrationStore`."""
+    """In-memory :class:`~devicehooks.store.integrations.IntegrationStore`.
+
+    The state a delivery writes (``failing_since``, the circuit) is kept on the stored
+    :class:`Integration` with its ``updated_at`` untouched, as the DynamoDB store keeps it on an
+    item apart from the configuration; the trial turns and rate windows are kept apart, and go
+    with the integration when it is removed. Nothing expires (the DynamoDB store's TTLs only ever
+    forget what a fresh state holds)."""
 
     def __init__(self) -> None:
         self._items: dict[tuple[str, str], Integration] = {}
@@ -55,7 +61,13 @@ class MemoryIntegrationStore:
 
     def remove(self, tenant_id: str, integration_id: str) -> bool:
         with self._lock:
+            self._forget((tenant_id, integration_id))
             return self._items.pop((tenant_id, integration_id), None) is not None
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        """A removed webhook's runtime state goes with it (the lock held)."""
+        self._rates.pop(key, None)
+        self._trials.pop(key, None)
 
     def update(self, tenant_id: str, integration_id: str, changes: IntegrationChanges) -> Integration | None:
         with self._lock:
@@ -145,6 +157,9 @@ class MemoryIntegrationStore:
             keys = [k for k in self._items if k[0] == tenant_id]
             for k in keys:
                 del self._items[k]
+            for k in [*self._rates, *self._trials]:
+                if k[0] == tenant_id:
+                    self._forget(k)
             return len(keys)
 
 

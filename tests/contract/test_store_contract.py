@@ -6,6 +6,7 @@ here once, so the doubles the unit tests use cannot drift from what production d
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,14 @@ from devicehooks.domain.events import WebhookEvent
 from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
 from devicehooks.errors import Conflict, ServiceUnavailable
 from devicehooks.store.activity import ActivityStore, Claim, DynamoActivityStore
-from devicehooks.store.integrations import Trial
+from devicehooks.store.integrations import (
+    COUNTER_ID,
+    RATE_TTL,
+    STATE_TTL,
+    DynamoIntegrationStore,
+    IntegrationStore,
+    Trial,
+)
 from tests.contract.conftest import Stores
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
@@ -321,6 +329,331 @@ def test_removing_a_tenant_removes_only_its_integrations(stores: Stores) -> None
     assert stores.integrations.list_tenant(tenant) == []
     assert stores.integrations.list_tenant(other) == [kept]
     stores.integrations.add(_integration(tenant), limit=1)  # the count starts again
+
+
+# ------------------------------------------------------------------ a webhook's runtime state
+# What deliveries write (the circuit, the proof, trial turns, failing_since, rate windows) is kept
+# apart from the configuration: the DynamoDB store keeps it on items of its own.
+def _configuration(integration: Integration) -> Integration:
+    """An integration without what its deliveries write: its configuration alone."""
+    return replace(integration, failing_since=None, circuit=Circuit())
+
+
+def _bookkeeping(store: IntegrationStore, tenant: str, integration_id: str) -> None:
+    """Every write a delivery makes: trial turns, rate tokens, failures, the circuit opened and
+    probed, slow and proving successes."""
+    until = NOW + timedelta(seconds=30)
+    turn = store.start_trial(tenant, integration_id, 4, NOW, until)
+    assert turn.slot == 0
+    second = int(NOW.timestamp())
+    assert [store.take_rate_token(tenant, integration_id, second, 2) for _ in range(3)] == [
+        True,
+        True,
+        False,
+    ]
+    assert store.take_rate_token(tenant, integration_id, second + 1, 2)
+    for _ in range(5):
+        failing = store.note_failure(tenant, integration_id, NOW)
+    assert failing is not None
+    opened = Circuit(failures=5, opened_at=NOW, open_until=until, cooldown=30)
+    assert store.open_circuit(tenant, integration_id, failing.circuit, opened)
+    later = until + timedelta(seconds=1)
+    assert store.claim_probe(tenant, integration_id, later, later + timedelta(seconds=15))
+    store.note_success(tenant, integration_id, proven=False)
+    store.end_trial(tenant, integration_id, turn)
+    store.note_success(tenant, integration_id)
+
+
+def test_a_deliverys_bookkeeping_leaves_the_configuration_as_it_was(stores: Stores) -> None:
+    tenant = _tenant()
+    integration = _integration(
+        tenant,
+        secret=b"sealed",
+        description="the receiver",
+        event_types=("device-provisioned",),
+        rate_limit=2,
+        scopes=("deviceauth", "inventory"),
+    )
+    stores.integrations.add(integration, limit=10)
+    _bookkeeping(stores.integrations, tenant, integration.id)
+    found = _found(stores, tenant, integration.id)
+    assert found.circuit == Circuit(proven=True) and found.failing_since is None  # the state was written
+    assert _configuration(found) == integration  # updated_at and every setting as added
+    assert stores.integrations.list_tenant(tenant) == [found]  # the state is no integration
+
+
+def test_a_reset_clears_what_deliveries_wrote_and_a_new_url_keeps_the_failure_clock(stores: Stores) -> None:
+    tenant = _tenant()
+    integration = _integration(tenant)
+    stores.integrations.add(integration, limit=10)
+    later = NOW + timedelta(minutes=5)
+
+    def failing() -> Integration:
+        stores.integrations.note_success(tenant, integration.id)
+        for _ in range(5):
+            failed = stores.integrations.note_failure(tenant, integration.id, NOW)
+        assert failed is not None
+        opened = Circuit(failures=5, opened_at=NOW, open_until=NOW + timedelta(seconds=30), cooldown=30)
+        assert stores.integrations.open_circuit(tenant, integration.id, failed.circuit, opened)
+        return _found(stores, tenant, integration.id)
+
+    # enabling, disabling (by hand or by the dispatcher): the state starts afresh, with the change
+    for changes in (
+        IntegrationChanges.settings(later, enabled=False),
+        IntegrationChanges.settings(later, enabled=True),
+        IntegrationChanges.disabled("410 Gone", later),
+    ):
+        before = failing()
+        assert before.failing_since == NOW and before.circuit.open_until is not None
+        updated = stores.integrations.update(tenant, integration.id, changes)
+        assert updated is not None and updated == _found(stores, tenant, integration.id)
+        assert (updated.failing_since, updated.circuit, updated.updated_at) == (None, Circuit(), later)
+    # a new URL: another endpoint, its circuit closed and on trial; still failing since then
+    failing()
+    moved = stores.integrations.update(
+        tenant, integration.id, IntegrationChanges.settings(later, url="https://moved.example.com/")
+    )
+    assert moved is not None and moved == _found(stores, tenant, integration.id)
+    assert (moved.url, moved.failing_since, moved.circuit) == ("https://moved.example.com/", NOW, Circuit())
+    # a change of settings alone leaves the state as it is, and returns it
+    failed = failing()
+    described = stores.integrations.update(tenant, integration.id, IntegrationChanges.settings(later, description="d"))
+    assert described is not None and (described.failing_since, described.circuit) == (NOW, failed.circuit)
+
+
+def test_a_reset_leaves_the_trial_turns_taken_to_their_invocations(stores: Stores) -> None:
+    tenant = _tenant()
+    integration = _integration(tenant)
+    stores.integrations.add(integration, limit=10)
+    until = NOW + timedelta(seconds=30)
+    turns = [stores.integrations.start_trial(tenant, integration.id, 2, NOW, until) for _ in range(2)]
+    assert all(t.slot is not None for t in turns)
+    stores.integrations.update(tenant, integration.id, IntegrationChanges.settings(NOW, url="https://new.example.com/"))
+    # the invocations that hold them still attempt the webhook: no more may start than there are turns
+    assert stores.integrations.start_trial(tenant, integration.id, 2, NOW, until) == Trial()
+    stores.integrations.end_trial(tenant, integration.id, turns[1])
+    assert stores.integrations.start_trial(tenant, integration.id, 2, NOW, until).slot == 1
+
+
+def test_a_removed_webhook_leaves_no_state_and_no_write_makes_it_any(stores: Stores) -> None:
+    tenant = _tenant()
+    integration = _integration(tenant, rate_limit=1)
+    stores.integrations.add(integration, limit=10)
+    second = int(NOW.timestamp())
+    until = NOW + timedelta(seconds=30)
+    assert stores.integrations.take_rate_token(tenant, integration.id, second, 1)
+    assert stores.integrations.start_trial(tenant, integration.id, 1, NOW, until).granted
+    stores.integrations.note_failure(tenant, integration.id, NOW)
+    assert stores.integrations.remove(tenant, integration.id)
+    # a dispatcher that read the webhook before its removal: nothing comes of its writes
+    assert stores.integrations.note_failure(tenant, integration.id, NOW) is None
+    assert stores.integrations.open_circuit(tenant, integration.id, Circuit(), Circuit(1, NOW, until, 30)) is False
+    assert stores.integrations.claim_probe(tenant, integration.id, until, until) is False
+    assert stores.integrations.start_trial(tenant, integration.id, 1, NOW, until) == Trial()
+    assert stores.integrations.take_rate_token(tenant, integration.id, second, 1) is False
+    stores.integrations.note_success(tenant, integration.id)
+    assert stores.integrations.get(tenant, integration.id) is None
+    assert stores.integrations.list_tenant(tenant) == []
+    # the same id added again (only a test does) starts afresh: no state, no window, no turn taken
+    stores.integrations.add(integration, limit=10)
+    assert stores.integrations.get(tenant, integration.id) == integration
+    assert stores.integrations.take_rate_token(tenant, integration.id, second, 1)
+    assert stores.integrations.start_trial(tenant, integration.id, 1, NOW, until).slot == 0
+
+
+def test_runtime_state_is_never_an_integration_nor_counted_as_one(stores: Stores) -> None:
+    tenant = _tenant()
+    hooks = [_integration(tenant, n, rate_limit=5) for n in range(3)]
+    for hook in hooks:
+        stores.integrations.add(hook, limit=3)
+        _bookkeeping(stores.integrations, tenant, hook.id)
+    listed = stores.integrations.list_tenant(tenant)
+    assert [_configuration(i) for i in listed] == hooks
+    assert all(i.circuit == Circuit(proven=True) for i in listed)
+    with pytest.raises(Conflict):  # the limit counts integrations, and only them
+        stores.integrations.add(_integration(tenant, 4), limit=3)
+    assert stores.integrations.remove_tenant(tenant) == 3
+    assert stores.integrations.list_tenant(tenant) == []
+
+
+# DynamoDB only: the items themselves
+class _Recording:
+    """A DynamoDB client that notes the sort key(s) each write request names, then makes it."""
+
+    WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.exceptions = client.exceptions
+        self.writes: list[tuple[str, list[str]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self._client, name)
+        if name not in self.WRITES:
+            return call
+
+        def recorded(**kwargs: Any) -> Any:
+            self.writes.append((name, _written_keys(kwargs)))
+            return call(**kwargs)
+
+        return recorded
+
+
+def _written_keys(request: dict[str, Any]) -> list[str]:
+    """The sort keys a write request names (one item, a transaction's or a batch's)."""
+    entries = request.get("TransactItems") or [e for batch in request.get("RequestItems", {}).values() for e in batch]
+    specs = [next(iter(entry.values())) for entry in entries] or [request]
+    return [(spec.get("Key") or spec["Item"])["integration_id"]["S"] for spec in specs]
+
+
+def _recorded_store(moto_tables: tuple[Any, dict[str, dict[str, Any]]]) -> tuple[DynamoIntegrationStore, _Recording]:
+    client, physical = moto_tables
+    recording = _Recording(client)
+    return DynamoIntegrationStore(physical["IntegrationsTable"]["TableName"], client=recording), recording
+
+
+def _raw(store: DynamoIntegrationStore, tenant: str, integration_id: str) -> dict[str, dict[str, Any]]:
+    """Every item whose key starts with ``integration_id``, by sort key, as DynamoDB has it."""
+    out = store.client.query(
+        TableName=store.table_name,
+        KeyConditionExpression="tenant_key = :t AND begins_with(integration_id, :id)",
+        ExpressionAttributeValues={":t": {"S": f"T#{tenant}"}, ":id": {"S": integration_id}},
+        ConsistentRead=True,
+    )
+    return {item["integration_id"]["S"]: item for item in out["Items"]}
+
+
+def test_on_dynamodb_deliveries_write_only_the_state_and_rate_items_never_the_configuration(
+    moto_tables: tuple[Any, dict[str, dict[str, Any]]],
+) -> None:
+    store, recording = _recorded_store(moto_tables)
+    tenant = _tenant()
+    integration = _integration(tenant, secret=b"sealed", rate_limit=2)
+    store.add(integration, limit=10)
+    before = _raw(store, tenant, integration.id)[integration.id]
+    recording.writes.clear()
+    _bookkeeping(store, tenant, integration.id)
+    written = {key for _, keys in recording.writes for key in keys}
+    assert written == {f"{integration.id}#state", f"{integration.id}#rate"}
+    items = _raw(store, tenant, integration.id)
+    assert items[integration.id] == before  # byte for byte: updated_at, the secret, every attribute
+    assert sorted(items) == sorted([integration.id, f"{integration.id}#state", f"{integration.id}#rate"])
+    # the state item expires STATE_TTL after its last write, the rate window RATE_TTL after its second
+    state_expiry = int(items[f"{integration.id}#state"]["expire_ts"]["N"])
+    assert abs(state_expiry - (time.time() + STATE_TTL)) < 60
+    assert int(items[f"{integration.id}#rate"]["expire_ts"]["N"]) == int(NOW.timestamp()) + 1 + RATE_TTL
+    assert "expire_ts" not in items[integration.id]
+
+
+def test_on_dynamodb_a_rate_limited_delivery_writes_only_its_rate_item(
+    moto_tables: tuple[Any, dict[str, dict[str, Any]]],
+) -> None:
+    store, recording = _recorded_store(moto_tables)
+    tenant = _tenant()
+    integration = _integration(tenant, rate_limit=1)
+    store.add(integration, limit=10)
+    before = _raw(store, tenant, integration.id)[integration.id]
+    recording.writes.clear()
+    second = int(NOW.timestamp())
+    taken = [store.take_rate_token(tenant, integration.id, s, 1) for s in (second, second, second + 1, second + 2)]
+    assert taken == [True, False, True, True]
+    assert {key for _, keys in recording.writes for key in keys} == {f"{integration.id}#rate"}
+    assert all(operation == "update_item" for operation, _ in recording.writes)
+    assert _raw(store, tenant, integration.id)[integration.id] == before
+
+
+def test_on_dynamodb_a_reset_is_one_transaction_of_the_configuration_and_the_state(
+    moto_tables: tuple[Any, dict[str, dict[str, Any]]],
+) -> None:
+    store, recording = _recorded_store(moto_tables)
+    tenant = _tenant()
+    integration = _integration(tenant)
+    store.add(integration, limit=10)
+    store.note_failure(tenant, integration.id, NOW)
+    recording.writes.clear()
+    store.update(tenant, integration.id, IntegrationChanges.settings(NOW, enabled=True))
+    assert recording.writes == [("transact_write_items", [integration.id, f"{integration.id}#state"])]
+    recording.writes.clear()
+    store.update(tenant, integration.id, IntegrationChanges.settings(NOW, description="no reset"))
+    assert recording.writes == [("update_item", [integration.id])]
+    recording.writes.clear()
+    assert store.remove(tenant, integration.id)
+    (operation, keys), *_ = recording.writes
+    assert operation == "transact_write_items"
+    assert {f"{integration.id}#state", f"{integration.id}#rate", integration.id} <= set(keys)
+    assert _raw(store, tenant, integration.id) == {}
+
+
+def test_on_dynamodb_orphaned_state_items_are_passed_over_and_expire(
+    moto_tables: tuple[Any, dict[str, dict[str, Any]]],
+) -> None:
+    store, _ = _recorded_store(moto_tables)
+    tenant = _tenant()
+    kept = _integration(tenant)
+    store.add(kept, limit=10)
+    orphan = str(uuid.uuid4())  # a dispatcher's write that raced the webhook's removal
+    for suffix, attributes in (("#state", {"cb_failures": {"N": "3"}}), ("#rate", {"rl_second": {"N": "1"}})):
+        store.client.put_item(
+            TableName=store.table_name,
+            Item={**store._key(tenant, orphan + suffix), **attributes, "expire_ts": {"N": "1"}},  # noqa: SLF001
+        )
+    assert store.list_tenant(tenant) == [kept]
+    assert store.get(tenant, orphan) is None
+    assert store.note_failure(tenant, orphan, NOW) is None  # and nothing brings it back
+    assert store.remove_tenant(tenant) == 1
+    assert _raw(store, tenant, orphan) == {}
+
+
+def test_on_dynamodb_a_write_refused_for_a_transaction_in_flight_is_made_again(
+    moto_tables: tuple[Any, dict[str, dict[str, Any]]],
+) -> None:
+    client, physical = moto_tables
+
+    class Conflicting(_Recording):
+        """Refuses each write's first attempt, as DynamoDB does while a transaction holds its item
+        (``writes`` notes the refused attempts, each then made again)."""
+
+        def __getattr__(self, name: str) -> Any:
+            call = getattr(self._client, name)
+            if name not in self.WRITES:
+                return call
+
+            def refused_once(**kwargs: Any) -> Any:
+                if self.writes and self.writes[-1] == (name, _written_keys(kwargs)):
+                    self.writes.append(("made again", []))
+                    return call(**kwargs)
+                self.writes.append((name, _written_keys(kwargs)))
+                if name == "transact_write_items":
+                    reasons = [
+                        {"Code": "TransactionConflict"},
+                        *({"Code": "None"} for _ in kwargs["TransactItems"][1:]),
+                    ]
+                    error = {"Error": {"Code": "TransactionCanceledException"}, "CancellationReasons": reasons}
+                    raise client.exceptions.TransactionCanceledException(error, "TransactWriteItems")
+                raise client.exceptions.TransactionConflictException(
+                    {"Error": {"Code": "TransactionConflictException"}}, "UpdateItem"
+                )
+
+            return refused_once
+
+    conflicting = Conflicting(client)
+    store = DynamoIntegrationStore(physical["IntegrationsTable"]["TableName"], client=conflicting)
+    tenant = _tenant()
+    integration = _integration(tenant)
+    store.add(integration, limit=10)
+    failed = store.note_failure(tenant, integration.id, NOW)
+    assert failed is not None and failed.circuit.failures == 1
+    reset = store.update(tenant, integration.id, IntegrationChanges.settings(NOW, enabled=False))
+    assert reset is not None and reset.circuit == Circuit() and not reset.enabled
+    state = f"{integration.id}#state"
+    assert conflicting.writes == [
+        ("transact_write_items", [COUNTER_ID, integration.id]),
+        ("made again", []),
+        ("update_item", [state]),
+        ("made again", []),
+        ("transact_write_items", [integration.id, state]),
+        ("made again", []),
+    ]
 
 
 def _fields(integration: Integration) -> dict[str, object]:

@@ -98,7 +98,7 @@ def test_timeouts_follow_from_the_delivery_timeout(template: dict[str, Any], del
             assert "ReportBatchItemFailures" in event["Properties"]["FunctionResponseTypes"]
 
 
-def test_tables_are_encrypted_with_point_in_time_recovery_and_activity_expires(
+def test_tables_are_encrypted_with_point_in_time_recovery_and_activity_and_webhook_state_expire(
     template: dict[str, Any],
 ) -> None:
     tables = resources_of(template, "AWS::DynamoDB::Table")
@@ -107,8 +107,9 @@ def test_tables_are_encrypted_with_point_in_time_recovery_and_activity_expires(
         assert props["SSESpecification"]["SSEEnabled"] is True, name
         assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True, name
         assert table["DeletionPolicy"] == "Retain", name
-    ttl = tables["ActivityLogTable"]["Properties"]["TimeToLiveSpecification"]
-    assert ttl == {"AttributeName": "expire_ts", "Enabled": True}
+    for name in ("ActivityLogTable", "IntegrationsTable"):  # events; webhooks' state and rate items
+        ttl = tables[name]["Properties"]["TimeToLiveSpecification"]
+        assert ttl == {"AttributeName": "expire_ts", "Enabled": True}, name
 
 
 def _kms_actions(template: dict[str, Any], function: str) -> set[str]:

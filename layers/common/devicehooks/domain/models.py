@@ -40,7 +40,8 @@ KEEP: Final = _Keep.KEEP
 
 @dataclass(frozen=True, slots=True)
 class Circuit:
-    """A webhook's circuit breaker, shared by every dispatcher (it is stored with the integration).
+    """A webhook's circuit breaker, shared by every dispatcher (stored with the integration, on
+    an item apart from its configuration).
 
     Closed while ``open_until`` is ``None``: deliveries are attempted. Open until ``open_until``:
     deliveries wait on the retry queue, none is attempted. Then half-open: one probe at a time
@@ -135,9 +136,10 @@ class Integration:
 class IntegrationChanges:
     """What to change on a stored integration; every field left at :data:`KEEP` is kept.
 
-    Made by the named constructors below, one per use case, and applied by the store as one
-    partial update (so a user's change and the dispatcher's bookkeeping never overwrite each
-    other's fields).
+    Made by the named constructors below, one per use case, and applied by the store at once as
+    partial updates (so a user's change and the dispatcher's bookkeeping never overwrite each
+    other's fields; the circuit and ``failing_since`` are stored apart from the configuration, and
+    a change that resets them resets them with it).
     """
 
     updated_at: datetime

@@ -2,7 +2,8 @@
 where its circuit and auto-disable stand.
 
 Read from the hourly counts the dispatcher writes (one Query of at most 24 items) and the
-integration item (one GetItem); see docs/architecture.md, "Webhook health".
+integration (one Query of its configuration and state items); see docs/architecture.md, "Webhook
+health".
 """
 
 from __future__ import annotations

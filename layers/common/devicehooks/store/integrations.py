@@ -1,8 +1,11 @@
-"""Integrations: one item per webhook, plus a per-tenant counter that enforces the limit."""
+"""Integrations: per webhook a configuration item and the items its deliveries write, plus a
+per-tenant counter that enforces the limit (docs/architecture.md, "Storage")."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import random
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -13,6 +16,34 @@ from devicehooks.domain.models import PROVIDER_WEBHOOK, Circuit, Integration, In
 from devicehooks.errors import Conflict
 
 COUNTER_ID = "~count"
+# The sort keys of a webhook's runtime items: ``<integration_id>#state``, ``<integration_id>#rate``
+# (integration ids are UUIDs, so no configuration item's key ends so, and none is ``~count``).
+STATE_SUFFIX = "#state"
+RATE_SUFFIX = "#rate"
+STATE_FIELDS = ("failing_since", "circuit")  # the Integration fields kept on the state item
+TTL = "expire_ts"  # the table's TTL attribute (template.yaml): epoch seconds
+
+# A state item expires this long after its last write (each write sets its expire_ts again). What
+# it holds lasts as long as it matters: every failure writes it, so `failing_since` is kept while
+# failures come less than 30 days apart, and a webhook that is attempted at all (retries; a probe
+# at the latest an hour after its circuit opened) is disabled, as before, by its first failure
+# DEVICEHOOKS_DISABLE_AFTER (5 days by default) after the first; a circuit's cooldown is an hour
+# at most, a trial turn minutes. So it runs out only for a webhook nothing was written for in 30
+# days: idle, or proven and succeeding (a success that changes nothing writes nothing). Then the
+# webhook reads as fresh: circuit closed, no failure counted, its failure clock starting again at
+# its next failure (rather than disabling it for one a month old), and on trial until a success
+# proves it again (one write). State a dispatcher wrote for a webhook being removed (an orphan,
+# which no read returns) goes the same way. DynamoDB deletes an expired item within days, not at
+# once; until then it counts as written: nothing depends on the exact moment.
+STATE_TTL = 30 * 24 * 3600
+# A rate window is only ever compared with the current second: a minute past its own it is stale
+# whatever it says. Once DynamoDB has deleted it, the next window's start reads the configuration
+# item once (is there still such a webhook?); until then the item is rolled over in place.
+RATE_TTL = 60
+# A write refused for a transaction in flight on its item (a user's reset, a removal) is made
+# again after a short random pause, at most this many times in all.
+CONFLICT_ATTEMPTS = 3
+CONFLICT_PAUSE = 0.02  # seconds, doubled each time
 
 
 def tenant_key(tenant_id: str) -> str:
@@ -54,7 +85,9 @@ class IntegrationStore(Protocol):
         """Delete one integration; ``False`` when it did not exist."""
 
     def update(self, tenant_id: str, integration_id: str, changes: IntegrationChanges) -> Integration | None:
-        """Apply ``changes`` in one write; the integration as changed, ``None`` if there is none."""
+        """Apply ``changes`` (the fields given, no other) atomically: a reset of what deliveries
+        wrote (``circuit``, ``failing_since``) lands with the change of configuration or not at
+        all. The integration as changed, ``None`` if there is none."""
 
     def note_failure(self, tenant_id: str, integration_id: str, now: datetime) -> Integration | None:
         """A failed attempt: stamp when the webhook started failing (kept if already set) and count
@@ -128,28 +161,20 @@ def _circuit(data: Mapping[str, Any]) -> Circuit:
     )
 
 
-def _to_record(integration: Integration) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "tenant_key": tenant_key(integration.tenant_id),
-        "integration_id": integration.id,
-        "tenant_id": integration.tenant_id,
-        "provider": integration.provider,
-        "url": integration.url,
-        "description": integration.description,
-        "enabled": integration.enabled,
-        "created_at": integration.created_at.isoformat(),
-    }
-    sets, _ = _record_changes(
-        {
-            f.name: getattr(integration, f.name)
-            for f in fields(integration)
-            if f.name not in ("id", "tenant_id", "provider", "created_at")
-        }
-    )
-    return {k: v for k, v in {**record, **sets}.items() if v is not None}
+# Attributes that versions before the state and rate items wrote on the configuration item; read
+# by nothing now, dropped by the next change of the configuration (a REMOVE of an absent attribute
+# costs nothing). Turns 0-3: the dispatcher's DispatchPolicy.trial_invocations.
+FORMER_ATTRIBUTES = (
+    "failing_since",
+    *CIRCUIT_ATTRIBUTES,
+    PROVEN,
+    *(_trial_attribute(slot) for slot in range(4)),
+    "rl_second",
+    "rl_count",
+)
 
 
-def _record_changes(changes: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def _record_changes(changes: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Integration fields as item attributes to SET, and the names of those to REMOVE (set to ``None``)."""
     sets: dict[str, Any] = {}
     removes: list[str] = []
@@ -176,6 +201,34 @@ def _record_changes(changes: dict[str, Any]) -> tuple[dict[str, Any], list[str]]
     return sets, removes
 
 
+def _to_record(integration: Integration) -> dict[str, Any]:
+    """The configuration item of a new integration (its state, if any, goes on the state item)."""
+    record: dict[str, Any] = {
+        "tenant_key": tenant_key(integration.tenant_id),
+        "integration_id": integration.id,
+        "tenant_id": integration.tenant_id,
+        "provider": integration.provider,
+        "url": integration.url,
+        "description": integration.description,
+        "enabled": integration.enabled,
+        "created_at": integration.created_at.isoformat(),
+    }
+    sets, _ = _record_changes(
+        {
+            f.name: getattr(integration, f.name)
+            for f in fields(integration)
+            if f.name not in ("id", "tenant_id", "provider", "created_at", *STATE_FIELDS)
+        }
+    )
+    return {k: v for k, v in {**record, **sets}.items() if v is not None}
+
+
+def _state_attributes(integration: Integration) -> dict[str, Any]:
+    """The state item's attributes for ``integration`` as given (none for a fresh one)."""
+    sets, _ = _record_changes({name: getattr(integration, name) for name in STATE_FIELDS})
+    return sets
+
+
 def _time(value: Any) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
@@ -187,32 +240,93 @@ def _sealed(data: Mapping[str, Any], prefix: str) -> bytes | None:
     return bytes(ciphertext) if ciphertext is not None else b""
 
 
-def _from_record(data: Mapping[str, Any]) -> Integration:
-    event_types = data.get("event_types")
-    scopes = data.get("scopes")  # absent on items written before scopes: deviceauth only
+def _from_records(config: Mapping[str, Any], state: Mapping[str, Any]) -> Integration:
+    """An integration from its configuration item and its state item (``{}``: none, a fresh state)."""
+    event_types = config.get("event_types")
+    scopes = config.get("scopes")  # absent on items written before scopes: deviceauth only
     return Integration(
-        id=data["integration_id"],
-        tenant_id=data["tenant_id"],
-        url=data["url"],
-        created_at=datetime.fromisoformat(data["created_at"]),
-        updated_at=datetime.fromisoformat(data["updated_at"]),
-        provider=data.get("provider", PROVIDER_WEBHOOK),
-        secret=_sealed(data, "secret"),
-        description=data.get("description", ""),
+        id=config["integration_id"],
+        tenant_id=config["tenant_id"],
+        url=config["url"],
+        created_at=datetime.fromisoformat(config["created_at"]),
+        updated_at=datetime.fromisoformat(config["updated_at"]),
+        provider=config.get("provider", PROVIDER_WEBHOOK),
+        secret=_sealed(config, "secret"),
+        description=config.get("description", ""),
         event_types=tuple(event_types) if event_types is not None else None,
-        enabled=bool(data.get("enabled", True)),
-        disabled_reason=data.get("disabled_reason"),
-        failing_since=_time(data.get("failing_since")),
-        previous_secret=_sealed(data, "prev_secret"),
-        previous_secret_until=_time(data.get("previous_secret_until")),
-        rate_limit=int(data["rate_limit"]) if data.get("rate_limit") is not None else None,
-        circuit=_circuit(data),
+        enabled=bool(config.get("enabled", True)),
+        disabled_reason=config.get("disabled_reason"),
+        failing_since=_time(state.get("failing_since")),
+        previous_secret=_sealed(config, "prev_secret"),
+        previous_secret_until=_time(config.get("previous_secret_until")),
+        rate_limit=int(config["rate_limit"]) if config.get("rate_limit") is not None else None,
+        circuit=_circuit(state),
         scopes=tuple(scopes) if scopes is not None else None,
     )
 
 
+def _integrations(items: Iterable[Mapping[str, Any]]) -> dict[str, Integration]:
+    """The integrations among a partition's items, by id: each configuration item with its state
+    item. A state item without its configuration item (an orphan: the webhook was removed while
+    a dispatcher wrote) is passed over; rate items and the counter are no integrations."""
+    configs: dict[str, dict[str, Any]] = {}
+    states: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key = item["integration_id"]["S"]
+        if key == COUNTER_ID or key.endswith(RATE_SUFFIX):
+            continue
+        if key.endswith(STATE_SUFFIX):
+            states[key.removesuffix(STATE_SUFFIX)] = from_item(item)
+        else:
+            configs[key] = from_item(item)
+    return {key: _from_records(config, states.get(key, {})) for key, config in configs.items()}
+
+
+def _update(sets: Mapping[str, Any], removes: Iterable[str]) -> dict[str, Any]:
+    """An ``UpdateItem``'s expression, names and values that SET ``sets`` and REMOVE ``removes``."""
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    clauses = []
+    for n, (key, val) in enumerate(sets.items()):
+        names[f"#s{n}"] = key
+        values[f":s{n}"] = value(val)
+        clauses.append(f"#s{n} = :s{n}")
+    expression = "SET " + ", ".join(clauses) if clauses else ""
+    removed = [key for key in dict.fromkeys(removes) if key not in sets]
+    for n, key in enumerate(removed):
+        names[f"#r{n}"] = key
+    if removed:
+        expression += " REMOVE " + ", ".join(f"#r{n}" for n in range(len(removed)))
+    out: dict[str, Any] = {"UpdateExpression": expression.strip(), "ExpressionAttributeNames": names}
+    if values:
+        out["ExpressionAttributeValues"] = values
+    return out
+
+
+def _conflicted(exc: Exception) -> bool:
+    """Whether a cancelled transaction was cancelled only for another request on its items."""
+    codes = {r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])}
+    return "TransactionConflict" in codes and codes <= {"TransactionConflict", "None", None}
+
+
 class DynamoIntegrationStore:
-    """Integrations in DynamoDB: PK ``tenant_key``, SK ``integration_id``."""
+    """Integrations in DynamoDB: PK ``tenant_key``, SK ``integration_id``.
+
+    Per webhook, in its tenant's partition: the configuration item (SK ``<id>``), written only by
+    the user's changes (and the dispatcher disabling the webhook); the state item (SK
+    ``<id>#state``: circuit, proof, trial turns, ``failing_since``; TTL :data:`STATE_TTL` after its
+    last write); the rate item (SK ``<id>#rate``: the current second's delivery count; TTL
+    :data:`RATE_TTL` after its second). A delivery's bookkeeping writes only the last two, so it
+    never rewrites the configuration nor races a user's change on one item. No state item reads as
+    a fresh state.
+
+    A state or rate write must not make items for a webhook that is gone: a write that would create
+    its item (none there yet) first reads the configuration item (one ``GetItem``), which happens
+    once in a webhook's life or per TTL; when the item is there it shows the webhook was, and the
+    write needs no read. ``note_failure`` reads the configuration every time, for the integration
+    it returns. A removal racing such a write may still leave an orphan, which no read returns and
+    which expires.
+    """
 
     def __init__(self, table_name: str, client: Any = None) -> None:
         self.table_name = table_name
@@ -224,43 +338,96 @@ class DynamoIntegrationStore:
             self._client = aws.client("dynamodb")
         return self._client
 
-    def _key(self, tenant_id: str, integration_id: str) -> dict[str, Any]:
-        return {"tenant_key": {"S": tenant_key(tenant_id)}, "integration_id": {"S": integration_id}}
+    def _key(self, tenant_id: str, sort_key: str) -> dict[str, Any]:
+        return {"tenant_key": {"S": tenant_key(tenant_id)}, "integration_id": {"S": sort_key}}
+
+    def _state_key(self, tenant_id: str, integration_id: str) -> dict[str, Any]:
+        return self._key(tenant_id, integration_id + STATE_SUFFIX)
+
+    def _rate_key(self, tenant_id: str, integration_id: str) -> dict[str, Any]:
+        return self._key(tenant_id, integration_id + RATE_SUFFIX)
+
+    @staticmethod
+    def _state_expiry() -> dict[str, str]:
+        # wall-clock time, not the caller's `now`: DynamoDB compares the TTL with its own clock
+        return {"N": str(int(time.time()) + STATE_TTL)}
+
+    def _write(self, operation: str, **kwargs: Any) -> Any:
+        """One write request (``operation`` of the client); made again after a short random pause,
+        up to :data:`CONFLICT_ATTEMPTS` in all, while DynamoDB refuses it for a transaction in flight
+        on the same item: a user's reset or a removal is a transaction on the state item that the
+        dispatchers write, and neither side should fail for the other. Any other error (a failed
+        condition included) is the caller's."""
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                return getattr(self.client, operation)(**kwargs)
+            except self.client.exceptions.TransactionConflictException:
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise
+            except self.client.exceptions.TransactionCanceledException as exc:
+                if attempt == CONFLICT_ATTEMPTS or not _conflicted(exc):
+                    raise
+            time.sleep(random.uniform(0.0, CONFLICT_PAUSE * 2 ** (attempt - 1)))
+        raise AssertionError("unreachable")  # pragma: no cover - the last attempt returns or raises
+
+    def _config(self, tenant_id: str, integration_id: str) -> dict[str, Any] | None:
+        """The configuration item, or ``None`` when there is no such webhook."""
+        out = self.client.get_item(
+            TableName=self.table_name, Key=self._key(tenant_id, integration_id), ConsistentRead=True
+        )
+        item = out.get("Item")
+        return from_item(item) if item else None
+
+    def _exists(self, tenant_id: str, integration_id: str) -> bool:
+        out = self.client.get_item(
+            TableName=self.table_name,
+            Key=self._key(tenant_id, integration_id),
+            ProjectionExpression="integration_id",
+            ConsistentRead=True,
+        )
+        return "Item" in out
 
     def add(self, integration: Integration, limit: int) -> None:
         counter = self._key(integration.tenant_id, COUNTER_ID)
-        try:
-            self.client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self.table_name,
-                            "Key": counter,
-                            "UpdateExpression": "SET #n = if_not_exists(#n, :zero) + :one",
-                            "ConditionExpression": "attribute_not_exists(#n) OR #n < :limit",
-                            "ExpressionAttributeNames": {"#n": "count"},
-                            "ExpressionAttributeValues": {
-                                ":zero": {"N": "0"},
-                                ":one": {"N": "1"},
-                                ":limit": {"N": str(limit)},
-                            },
-                        }
+        items: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": counter,
+                    "UpdateExpression": "SET #n = if_not_exists(#n, :zero) + :one",
+                    "ConditionExpression": "attribute_not_exists(#n) OR #n < :limit",
+                    "ExpressionAttributeNames": {"#n": "count"},
+                    "ExpressionAttributeValues": {
+                        ":zero": {"N": "0"},
+                        ":one": {"N": "1"},
+                        ":limit": {"N": str(limit)},
                     },
-                    {
-                        "Put": {
-                            "TableName": self.table_name,
-                            "Item": to_item(_to_record(integration)),
-                            "ConditionExpression": "attribute_not_exists(integration_id)",
-                        }
-                    },
-                ]
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": to_item(_to_record(integration)),
+                    "ConditionExpression": "attribute_not_exists(integration_id)",
+                }
+            },
+        ]
+        state = _state_attributes(integration)
+        if state:  # a new webhook has none: only one given with a state (an import, a test) writes it
+            key = self._state_key(integration.tenant_id, integration.id)
+            items.append(
+                {"Put": {"TableName": self.table_name, "Item": {**key, **to_item(state), TTL: self._state_expiry()}}}
             )
+        try:
+            self._write("transact_write_items", TransactItems=items)
         except self.client.exceptions.TransactionCanceledException as exc:
             if first_condition_failed(exc):
                 raise Conflict(limit_message(limit)) from None
             raise
 
     def list_tenant(self, tenant_id: str) -> list[Integration]:
+        # one Query of the partition, as before the state items: it reads them along (and the
+        # rate items, ~100 bytes each), so a read unit (4 KB) covers fewer webhooks than it did
         items = query_all(
             self.client,
             TableName=self.table_name,
@@ -268,19 +435,25 @@ class DynamoIntegrationStore:
             ExpressionAttributeValues={":t": {"S": tenant_key(tenant_id)}},
             ConsistentRead=True,
         )
-        found = [_from_record(from_item(i)) for i in items if i["integration_id"]["S"] != COUNTER_ID]
-        return sorted(found, key=lambda i: (i.created_at, i.id))
+        return sorted(_integrations(items).values(), key=lambda i: (i.created_at, i.id))
 
     def get(self, tenant_id: str, integration_id: str) -> Integration | None:
-        out = self.client.get_item(
-            TableName=self.table_name, Key=self._key(tenant_id, integration_id), ConsistentRead=True
+        # the configuration, state and rate items sort together (each key starts with the id):
+        # one Query reads them, billed on their summed size, where a BatchGetItem would be billed
+        # a read unit per item
+        items = query_all(
+            self.client,
+            TableName=self.table_name,
+            KeyConditionExpression="tenant_key = :t AND begins_with(integration_id, :id)",
+            ExpressionAttributeValues={":t": {"S": tenant_key(tenant_id)}, ":id": {"S": integration_id}},
+            ConsistentRead=True,
         )
-        item = out.get("Item")
-        return _from_record(from_item(item)) if item else None
+        return _integrations(items).get(integration_id)
 
     def remove(self, tenant_id: str, integration_id: str) -> bool:
         try:
-            self.client.transact_write_items(
+            self._write(
+                "transact_write_items",
                 TransactItems=[
                     {
                         "Delete": {
@@ -299,7 +472,10 @@ class DynamoIntegrationStore:
                             "ExpressionAttributeValues": {":one": {"N": "1"}, ":zero": {"N": "0"}},
                         }
                     },
-                ]
+                    # with it, its runtime items: nothing of a removed webhook is left to expire
+                    {"Delete": {"TableName": self.table_name, "Key": self._state_key(tenant_id, integration_id)}},
+                    {"Delete": {"TableName": self.table_name, "Key": self._rate_key(tenant_id, integration_id)}},
+                ],
             )
         except self.client.exceptions.TransactionCanceledException as exc:
             if first_condition_failed(exc):
@@ -308,67 +484,117 @@ class DynamoIntegrationStore:
         return True
 
     def update(self, tenant_id: str, integration_id: str, changes: IntegrationChanges) -> Integration | None:
-        sets, removes = _record_changes(changes.given())
-        names: dict[str, str] = {}
-        values: dict[str, Any] = {}
-        clauses = []
-        for n, (key, val) in enumerate(sets.items()):
-            names[f"#s{n}"] = key
-            values[f":s{n}"] = value(val)
-            clauses.append(f"#s{n} = :s{n}")
-        expression = "SET " + ", ".join(clauses) if clauses else ""
-        if removes:
-            for n, key in enumerate(removes):
-                names[f"#r{n}"] = key
-            expression += " REMOVE " + ", ".join(f"#r{n}" for n in range(len(removes)))
-        names["#id"] = "integration_id"
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "Key": self._key(tenant_id, integration_id),
-            "UpdateExpression": expression.strip(),
-            "ConditionExpression": "attribute_exists(#id)",
-            "ExpressionAttributeNames": names,
-            "ReturnValues": "ALL_NEW",
-        }
-        if values:
-            kwargs["ExpressionAttributeValues"] = values
+        given = changes.given()
+        state = {name: given.pop(name) for name in STATE_FIELDS if name in given}
+        sets, removes = _record_changes(given)
+        config = _update(sets, [*removes, *FORMER_ATTRIBUTES])
+        config["ExpressionAttributeNames"]["#id"] = "integration_id"
+        key = self._key(tenant_id, integration_id)
+        if not state:  # the configuration alone (a description, a secret): one write, as ever, and a
+            # read of the state item for the integration it returns
+            try:
+                out = self._write(
+                    "update_item",
+                    TableName=self.table_name,
+                    Key=key,
+                    ConditionExpression="attribute_exists(#id)",
+                    ReturnValues="ALL_NEW",
+                    **config,
+                )
+            except self.client.exceptions.ConditionalCheckFailedException:
+                return None
+            found = self.client.get_item(
+                TableName=self.table_name, Key=self._state_key(tenant_id, integration_id), ConsistentRead=True
+            ).get("Item")
+            return _from_records(from_item(out["Attributes"]), from_item(found or {}))
+        # A reset (enabled or disabled, a new URL, the dispatcher giving up): the configuration and
+        # the state in one transaction, so no delivery's bookkeeping lands between them and
+        # survives the reset. Trial turns stay: each is held by a running invocation, and freeing
+        # them would let more invocations than there are turns at the webhook on trial. The state
+        # item is written even when there was none (it is a few bytes, and expires).
+        state_sets, state_removes = _record_changes(state)
+        state_sets[TTL] = int(time.time()) + STATE_TTL
         try:
-            out = self.client.update_item(**kwargs)
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return None
-        return _from_record(from_item(out["Attributes"]))
+            self._write(
+                "transact_write_items",
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": key,
+                            "ConditionExpression": "attribute_exists(#id)",
+                            **config,
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": self._state_key(tenant_id, integration_id),
+                            **_update(state_sets, state_removes),
+                        }
+                    },
+                ],
+            )
+        except self.client.exceptions.TransactionCanceledException as exc:
+            if first_condition_failed(exc):
+                return None
+            raise
+        return self.get(tenant_id, integration_id)  # a transaction returns no item: read both back
 
     def note_failure(self, tenant_id: str, integration_id: str, now: datetime) -> Integration | None:
-        try:
-            out = self.client.update_item(
-                TableName=self.table_name,
-                Key=self._key(tenant_id, integration_id),
-                UpdateExpression="SET failing_since = if_not_exists(failing_since, :now) ADD cb_failures :one "
-                f"REMOVE {PROVEN}",
-                ConditionExpression="attribute_exists(integration_id)",
-                ExpressionAttributeValues={":now": {"S": now.isoformat()}, ":one": {"N": "1"}},
-                ReturnValues="ALL_NEW",
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
+        # The integration as it now is needs its configuration, which no write on the state item
+        # returns: read first (which also keeps a removed webhook from getting a state item)
+        config = self._config(tenant_id, integration_id)
+        if config is None:
             return None
-        return _from_record(from_item(out["Attributes"]))
+        out = self._write(
+            "update_item",
+            TableName=self.table_name,
+            Key=self._state_key(tenant_id, integration_id),
+            UpdateExpression=f"SET failing_since = if_not_exists(failing_since, :now), {TTL} = :ttl "
+            f"ADD cb_failures :one REMOVE {PROVEN}",
+            ExpressionAttributeValues={
+                ":now": {"S": now.isoformat()},
+                ":one": {"N": "1"},
+                ":ttl": self._state_expiry(),
+            },
+            ReturnValues="ALL_NEW",
+        )
+        return _from_records(config, from_item(out["Attributes"]))
 
     def note_success(self, tenant_id: str, integration_id: str, proven: bool = True) -> None:
         cleared = ", ".join(("failing_since", *CIRCUIT_ATTRIBUTES))
         # written only when something changes: it was failing, its circuit counted, or it is (not) proven yet
         change = f"attribute_not_exists({PROVEN})" if proven else f"attribute_exists({PROVEN})"
-        extra: dict[str, Any] = {"ExpressionAttributeValues": {":yes": {"BOOL": True}}} if proven else {}
+        condition = f"attribute_exists(failing_since) OR attribute_exists(cb_failures) OR {change}"
+        values: dict[str, Any] = {":ttl": self._state_expiry()}
+        if proven:
+            values[":yes"] = {"BOOL": True}
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": self._state_key(tenant_id, integration_id),
+            "UpdateExpression": f"SET {PROVEN} = :yes, {TTL} = :ttl REMOVE {cleared}"
+            if proven
+            else f"SET {TTL} = :ttl REMOVE {PROVEN}, {cleared}",
+            "ExpressionAttributeValues": values,
+        }
         try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=self._key(tenant_id, integration_id),
-                UpdateExpression=f"SET {PROVEN} = :yes REMOVE {cleared}" if proven else f"REMOVE {PROVEN}, {cleared}",
-                ConditionExpression="attribute_exists(integration_id) AND "
-                f"(attribute_exists(failing_since) OR attribute_exists(cb_failures) OR {change})",
-                **extra,
+            self._write(
+                "update_item",
+                ConditionExpression=f"attribute_exists(integration_id) AND ({condition})",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **request,
             )
-        except self.client.exceptions.ConditionalCheckFailedException:
             return
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
+            if exc.response.get("Item") or not proven:
+                return  # nothing changes (no state item is a fresh state: not failing, not proven)
+        if not self._exists(tenant_id, integration_id):
+            return  # no such webhook: nothing written
+        try:
+            self._write("update_item", ConditionExpression=condition, **request)
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return  # another dispatcher proved it meanwhile
 
     def open_circuit(self, tenant_id: str, integration_id: str, seen: Circuit, circuit: Circuit) -> bool:
         sets, removes = _circuit_attributes(circuit)
@@ -377,56 +603,76 @@ class DynamoIntegrationStore:
         names = {f"#a{n}": attribute for n, attribute in enumerate([*sets, *removes])}
         by_attribute = {attribute: name for name, attribute in names.items()}
         values = {f":v{n}": value(val) for n, val in enumerate(sets.values())}
-        expression = "SET " + ", ".join(f"{by_attribute[a]} = :v{n}" for n, a in enumerate(sets))
+        expression = "SET " + ", ".join([*(f"{by_attribute[a]} = :v{n}" for n, a in enumerate(sets)), f"{TTL} = :ttl"])
+        values[":ttl"] = self._state_expiry()
         if removes:
             expression += " REMOVE " + ", ".join(by_attribute[a] for a in removes)
         names["#until"] = "cb_open_until"
-        names["#id"] = "integration_id"
         if seen.open_until is None:
-            condition = "attribute_exists(#id) AND attribute_not_exists(#until)"
+            condition = "attribute_not_exists(#until)"
         else:
-            condition = "attribute_exists(#id) AND #until = :seen"
+            condition = "#until = :seen"
             values[":seen"] = {"N": str(_millis(seen.open_until))}
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=self._key(tenant_id, integration_id),
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": self._state_key(tenant_id, integration_id),
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        try:  # the usual case: failures were counted, so the state item is there
+            self._write(
+                "update_item",
+                ConditionExpression=f"attribute_exists(integration_id) AND {condition}",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **request,
             )
+            return True
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
+            if exc.response.get("Item") or seen.open_until is not None:
+                return False  # changed since it was seen (no state item: a closed circuit, not the one seen)
+        if not self._exists(tenant_id, integration_id):
+            return False
+        try:
+            self._write("update_item", ConditionExpression=condition, **request)
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
         return True
 
     def claim_probe(self, tenant_id: str, integration_id: str, now: datetime, until: datetime) -> bool:
-        try:
-            self.client.update_item(
+        try:  # an open circuit is on the state item: without one there is nothing to probe (no read needed)
+            self._write(
+                "update_item",
                 TableName=self.table_name,
-                Key=self._key(tenant_id, integration_id),
-                UpdateExpression="SET cb_probe_until = :until",
+                Key=self._state_key(tenant_id, integration_id),
+                UpdateExpression=f"SET cb_probe_until = :until, {TTL} = :ttl",
                 ConditionExpression="cb_open_until <= :now AND "
                 "(attribute_not_exists(cb_probe_until) OR cb_probe_until <= :now)",
-                ExpressionAttributeValues={":until": {"N": str(_millis(until))}, ":now": {"N": str(_millis(now))}},
+                ExpressionAttributeValues={
+                    ":until": {"N": str(_millis(until))},
+                    ":now": {"N": str(_millis(now))},
+                    ":ttl": self._state_expiry(),
+                },
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
         return True
 
     def start_trial(self, tenant_id: str, integration_id: str, slots: int, now: datetime, until: datetime) -> Trial:
-        values = {":until": {"N": str(_millis(until))}, ":now": {"N": str(_millis(now))}}
+        values = {":until": {"N": str(_millis(until))}, ":now": {"N": str(_millis(now))}, ":ttl": self._state_expiry()}
+        free_turn = f"attribute_not_exists({PROVEN}) AND (attribute_not_exists(#turn) OR #turn <= :now)"
+        present = "attribute_exists(integration_id) AND "  # the state item is there: so was the webhook
         tried: set[int] = set()
         slot = 0
         while True:  # the first free turn, as the failed condition's copy of the item tells (<= slots tries)
             tried.add(slot)
             try:
-                self.client.update_item(
+                self._write(
+                    "update_item",
                     TableName=self.table_name,
-                    Key=self._key(tenant_id, integration_id),
-                    UpdateExpression="SET #turn = :until",
-                    ConditionExpression=f"attribute_exists(integration_id) AND attribute_not_exists({PROVEN}) AND "
-                    "(attribute_not_exists(#turn) OR #turn <= :now)",
+                    Key=self._state_key(tenant_id, integration_id),
+                    UpdateExpression=f"SET #turn = :until, {TTL} = :ttl",
+                    ConditionExpression=present + free_turn,
                     ExpressionAttributeNames={"#turn": _trial_attribute(slot)},
                     ExpressionAttributeValues=values,
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -434,8 +680,11 @@ class DynamoIntegrationStore:
                 return Trial(slot, until)
             except self.client.exceptions.ConditionalCheckFailedException as exc:
                 item = exc.response.get("Item")
-                if not item:
-                    return Trial()  # no such webhook
+                if not item:  # no state item (every turn free), unless there is no such webhook
+                    if not present or not self._exists(tenant_id, integration_id):
+                        return Trial()
+                    present = ""
+                    continue
                 data = from_item(item)
                 if data.get(PROVEN):
                     return Trial(proven=True)
@@ -453,43 +702,56 @@ class DynamoIntegrationStore:
         if trial.slot is None or trial.until is None:
             return
         try:
-            self.client.update_item(
+            self._write(
+                "update_item",
                 TableName=self.table_name,
-                Key=self._key(tenant_id, integration_id),
-                UpdateExpression="REMOVE #turn",
+                Key=self._state_key(tenant_id, integration_id),
+                UpdateExpression=f"SET {TTL} = :ttl REMOVE #turn",
                 ConditionExpression="#turn = :until",
                 ExpressionAttributeNames={"#turn": _trial_attribute(trial.slot)},
-                ExpressionAttributeValues={":until": {"N": str(_millis(trial.until))}},
+                ExpressionAttributeValues={":until": {"N": str(_millis(trial.until))}, ":ttl": self._state_expiry()},
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return  # its time was up, and another dispatcher took the turn
 
     def take_rate_token(self, tenant_id: str, integration_id: str, second: int, limit: int) -> bool:
-        key = self._key(tenant_id, integration_id)
-        values = {":s": {"N": str(second)}, ":one": {"N": "1"}}
+        key = self._rate_key(tenant_id, integration_id)
         try:  # the usual case: this second's window exists and has room
-            self.client.update_item(
+            self._write(
+                "update_item",
                 TableName=self.table_name,
                 Key=key,
                 UpdateExpression="ADD rl_count :one",
                 ConditionExpression="rl_second = :s AND rl_count < :limit",
-                ExpressionAttributeValues={**values, ":limit": {"N": str(limit)}},
+                ExpressionAttributeValues={":s": {"N": str(second)}, ":one": {"N": "1"}, ":limit": {"N": str(limit)}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
             return True
-        except self.client.exceptions.ConditionalCheckFailedException:
-            pass
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
+            found = exc.response.get("Item")
+        values = {":s": {"N": str(second)}, ":one": {"N": "1"}, ":ttl": {"N": str(second + RATE_TTL)}}
+        if found:  # the window there tells: full, or a past second's (started anew here)
+            window = int(from_item(found).get("rl_second", 0))
+            if window >= second:
+                return False  # this second is full (or a later one started: the past is closed)
+            condition = "rl_second = :seen"
+            values[":seen"] = {"N": str(window)}
+        elif self._exists(tenant_id, integration_id):  # no window yet, or it expired: a webhook still?
+            condition = "attribute_not_exists(rl_second)"
+        else:
+            return False
         try:  # the first delivery of a new second starts its window
-            self.client.update_item(
+            self._write(
+                "update_item",
                 TableName=self.table_name,
                 Key=key,
-                UpdateExpression="SET rl_second = :s, rl_count = :one",
-                ConditionExpression="attribute_exists(integration_id) AND "
-                "(attribute_not_exists(rl_second) OR rl_second < :s)",
+                UpdateExpression=f"SET rl_second = :s, rl_count = :one, {TTL} = :ttl",
+                ConditionExpression=condition,
                 ExpressionAttributeValues=values,
             )
             return True
         except self.client.exceptions.ConditionalCheckFailedException:
-            return False  # this second is full (or another dispatcher started it: try the next)
+            return False  # another dispatcher started a window meanwhile: try the next second
 
     def remove_tenant(self, tenant_id: str) -> int:
         keys = [
@@ -503,5 +765,10 @@ class DynamoIntegrationStore:
                 ConsistentRead=True,
             )
         ]
-        batch_delete(self.client, self.table_name, keys)
-        return sum(1 for k in keys if k["integration_id"]["S"] != COUNTER_ID)
+        batch_delete(self.client, self.table_name, keys)  # the runtime items (and orphans) with the rest
+        return sum(
+            1
+            for k in keys
+            if (sort_key := k["integration_id"]["S"]) != COUNTER_ID
+            and not sort_key.endswith((STATE_SUFFIX, RATE_SUFFIX))
+        )
