@@ -10,7 +10,7 @@ the median kept:
   concurrency comes from the fan-out (the dispatcher POSTs an event's webhooks side by side);
 * ``500x1``: 500 events to one webhook, as SQS delivers them: batches of 10 records, each batch
   as one invocation's batch, its records handled side by side in 10 threads as the handler does
-  (devicehooks/worker.py runs each record of a batch in its own thread).
+  (handlers/dispatcher.py runs each record of a batch on a thread of its own).
 
 Baselines, same run, same receiver, same body and headers: ``limit``, a raw
 ``http.client.HTTPConnection`` keep-alive POST loop; ``naive``, a sequential ``requests.post``

@@ -226,8 +226,9 @@ class FunctionPool:
             starter.join()
 
     def wrap(self, wrapper: str, argument: str = "") -> None:
-        """Run the handler inside ``wrapper`` (``module:function``, see :mod:`runtime`) from now on:
-        the environments there are stopped, new ones start wrapped (tests)."""
+        """Run the handler inside ``wrapper`` (``[directory=]module:function``, see :mod:`runtime`)
+        from now on (``""``: unwrapped): the free environments are stopped, the busy ones when they
+        end; new ones start wrapped (tests)."""
         with self._changed:
             self._wrap = (wrapper, argument)
             idle, self._idle = self._idle, []

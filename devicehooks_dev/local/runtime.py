@@ -72,10 +72,14 @@ def load_handler(code_uri: Path, handler: str) -> Handler:
 
 
 def _wrapped(handler: Handler, wrap: str | None, argument: str) -> Handler:
-    """``handler``, or what ``wrap`` (``module:function``, called with the handler and ``argument``)
-    makes of it: tests put faults or gates around a function inside its environments."""
+    """``handler``, or what ``wrap`` (``[directory=]module:function``, called with the handler and
+    ``argument``) makes of it: tests put faults or gates around a function inside its environments
+    (the directory, on ``sys.path`` after the function's code, is where the wrapper's module is)."""
     if not wrap:
         return handler
+    directory, _, wrap = wrap.rpartition("=")
+    if directory:
+        sys.path.append(directory)
     module_name, _, attribute = wrap.partition(":")
     wrapper: Callable[[Handler, str], Handler] = getattr(importlib.import_module(module_name), attribute)
     return wrapper(handler, argument)

@@ -2,7 +2,7 @@
 
 The local stack runs each execution environment as a process of its own, so a test cannot patch
 the dispatcher in its own process: it asks the stack to wrap the handler
-(``stack.functions[name].wrap("tests.integration.faults:<wrapper>", argument)``), and each new
+(``stack.functions[name].wrap(f"{ROOT}=tests.integration.faults:<wrapper>", argument)``), and each new
 environment calls the wrapper with the handler and the argument when it starts. Faults that must
 happen a given number of times across every environment count down in a file (:class:`Budget`).
 """

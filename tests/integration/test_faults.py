@@ -21,6 +21,7 @@ import requests
 from devicehooks import aws
 from devicehooks_dev import devkeys
 from devicehooks_dev.local.stack import LocalStack
+from tests.conftest import ROOT
 from tests.integration.faults import Budget
 from tests.receiver import Answer, Receiver, eventually
 
@@ -186,7 +187,7 @@ def fault(stack: LocalStack, tmp_path: Path) -> Iterator[Callable[[str, int], st
 
     def wrap(wrapper: str, count: int) -> str:
         budget = Budget.create(tmp_path / f"{wrapper}.budget", count)
-        function.wrap(f"tests.integration.faults:{wrapper}", budget)
+        function.wrap(f"{ROOT}=tests.integration.faults:{wrapper}", budget)
         return budget
 
     yield wrap

@@ -50,7 +50,7 @@ def gate(stack: LocalStack) -> Iterator[Callable[[set[str]], GateServer]]:
 
     def install(held: set[str]) -> GateServer:
         server = GateServer(held)
-        function.wrap("tests.integration.faults:gated", server.url)
+        function.wrap(f"{ROOT}=tests.integration.faults:gated", server.url)
         servers.append(server)
         return server
 
@@ -147,6 +147,7 @@ def test_dispatcher_invocations_overlap_up_to_the_maximum_and_never_beyond(
         server.open()
         for n in range(len(scenarios)):
             receiver.wait_for(1, f"/hook/{n}", timeout=WAIT)
+        server.wait_until(lambda: server.in_flight[arn] == 0, "every invocation ended")
     finally:
         receiver.close()
     assert server.peak[arn] == maximum  # reached, never exceeded
@@ -192,7 +193,7 @@ def test_invocations_run_in_processes_of_their_own_each_with_exactly_its_functio
     folder.mkdir()
     functions = ("DispatcherFunction", "ManagementFunction", "AuthorizerFunction")
     for name in functions:
-        stack.functions[name].wrap("tests.integration.faults:report_environment", str(folder))
+        stack.functions[name].wrap(f"{ROOT}=tests.integration.faults:report_environment", str(folder))
     receiver = Receiver()
     try:
         scenarios = [Scenario(stack, receiver.url(f"/hook/{n}")) for n in range(4)]
