@@ -138,7 +138,7 @@ def gated(handler: Handler, gate_url: str) -> Handler:
         try:
             return handler(event, context)
         finally:
-            call("/leave", report)
+            call("/leave", {**report, "remaining_ms": context.get_remaining_time_in_millis()})
 
     return run
 
