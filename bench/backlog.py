@@ -1,8 +1,8 @@
 """P8: a tenant's large backlog to a slow but healthy webhook does not hold back another tenant.
 
 The local stack in this process (every resource from template.yaml; each function's execution
-environments processes of their own, the dispatcher's started before measuring, as provisioned
-concurrency would keep them), default delivery timeout (10 s); the receiver in its own process,
+environments processes of their own, started before measuring, as provisioned concurrency would
+keep them), default delivery timeout (10 s); the receiver in its own process,
 answering after 100 ms, except paths under ``/late``, which it answers after 1 s (slow, but
 within the timeout and under the 2 s that makes a success "slow": every delivery succeeds and the
 webhook stays proven).
@@ -40,7 +40,7 @@ ALONE_RUNS = 5  # B alone is measured this many times (fresh tenants), the media
 def main() -> None:
     benchlib.quiet()
     with tempfile.TemporaryDirectory(prefix="bench-p8-") as tmp, benchlib.receiver(0.1, 5.0, LATE) as receiver:
-        stack = benchlib.in_process_stack(Path(tmp), {"DEVICEHOOKS_LOCAL_WARM": "DispatcherFunction,IntakeFunction"})
+        stack = benchlib.in_process_stack(Path(tmp), {})
         try:
             with requests.Session() as session:
                 api = benchlib.InProcessApi(stack, session)

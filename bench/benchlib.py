@@ -157,8 +157,9 @@ def guard() -> Any:
     return DestinationGuard(allowed_cidrs=(ipaddress.ip_network("127.0.0.0/8"),))
 
 
-def dispatcher(integrations: Any, activity: Any, cipher: Any, timeout: float = 10.0) -> Any:
-    """The production Dispatcher and HttpSender over the given stores, retries kept in memory."""
+def dispatcher(integrations: Any, activity: Any, cipher: Any, timeout: float = 10.0, sender: Any = None) -> Any:
+    """The production Dispatcher and HttpSender (or ``sender``) over the given stores, retries kept
+    in memory."""
     from devicehooks.delivery.sender import HttpSender
     from devicehooks.dispatch import DispatchContext, Dispatcher
     from devicehooks.domain.decisions import DispatchPolicy
@@ -169,7 +170,7 @@ def dispatcher(integrations: Any, activity: Any, cipher: Any, timeout: float = 1
             integrations=integrations,
             activity=activity,
             cipher=cipher,
-            sender=HttpSender(guard(), timeout=timeout),
+            sender=sender or HttpSender(guard(), timeout=timeout),
             queue=MemoryTaskQueue(),
             policy=DispatchPolicy(delivery_timeout=timeout),
         )
@@ -296,9 +297,15 @@ class BenchStack(process.RunningStack):
             raise RuntimeError(f"bulk status change: {response.status_code} {response.text}")
 
 
-def start_stack(workdir: Path, deadline: float = 60.0) -> BenchStack:
-    """``devicehooks local --port 0``, the command a developer runs (moto fixed by the stack)."""
-    running = process.start_stack(workdir, deadline=deadline)
+# Every function's execution environments started with the stack, as provisioned concurrency keeps
+# them: the figures measure deliveries, not cold starts (docs/architecture.md, "Local stack")
+WARM = {"DEVICEHOOKS_LOCAL_WARM": "1"}
+
+
+def start_stack(workdir: Path, deadline: float = 180.0) -> BenchStack:
+    """``devicehooks local --port 0``, the command a developer runs (moto fixed by the stack), its
+    environments warm (:data:`WARM`)."""
+    running = process.start_stack(workdir, WARM, deadline=deadline)
     return BenchStack(running.url, running.process, running.env, running.output)
 
 
@@ -314,11 +321,12 @@ def stop_stack(stack: process.RunningStack, deadline: float = 30.0) -> None:
 
 def in_process_stack(workdir: Path, env: dict[str, str]) -> Any:
     """``devicehooks local``'s LocalStack in this process (its gateway and pollers; each function's
-    execution environments are processes of their own), with ``env`` for its functions and its
-    knobs; ``stack.functions[name].stats`` counts a function's invocations and busy seconds."""
+    execution environments are processes of their own, warm: :data:`WARM`), with ``env`` for its
+    functions and its knobs; ``stack.functions[name].stats`` counts a function's invocations and
+    busy seconds."""
     from devicehooks_dev.local.stack import LocalStack
 
-    os.environ.update({"DEVICEHOOKS_DEV_KEY_FILE": str(workdir / "dev-key.pem"), **env})
+    os.environ.update({**WARM, "DEVICEHOOKS_DEV_KEY_FILE": str(workdir / "dev-key.pem"), **env})
     stack = LocalStack(ROOT, port=0)
     stack.access_log = False
     stack.start()

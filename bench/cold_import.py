@@ -38,6 +38,7 @@ ENV = {
     "DEVICEHOOKS_RETRY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/retry",
     "DEVICEHOOKS_DELIVERY_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/delivery-dlq",
     "DEVICEHOOKS_DISPATCH_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/dispatch-dlq",
+    "DEVICEHOOKS_DISPATCH_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/dispatch",
     "DEVICEHOOKS_SECRETS_KEY_ID": "arn:aws:kms:us-east-1:123456789012:key/bench",
     "DEVICEHOOKS_JWT_PUBLIC_KEYS": "-----BEGIN PUBLIC KEY-----\n"
     "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n",

@@ -162,8 +162,7 @@ def memory_scenarios(receiver: benchlib.Receiver, records: ThreadPoolExecutor) -
     benchlib.add_webhook(integrations, cipher, "single", receiver.url("/single"))
     benchlib.add_webhook(integrations, cipher, "no-io", receiver.url("/no-io"))  # never POSTed to
     dispatcher = benchlib.dispatcher(integrations, MemoryActivityStore(), cipher)
-    ceiling = benchlib.dispatcher(integrations, MemoryActivityStore(), cipher)
-    ceiling.sender = NoIO()
+    ceiling = benchlib.dispatcher(integrations, MemoryActivityStore(), cipher, sender=NoIO())
     body, headers = sample_request(receiver)
 
     batches = in_batches(records)

@@ -54,7 +54,7 @@ class Stats:
     """What a function's environments did: what Lambda bills and what its cold starts cost."""
 
     invocations: int = 0
-    busy_seconds: float = 0.0  # in the handler (not waiting for a free environment, not starting one)
+    busy_seconds: float = 0.0  # in the handler, as Lambda bills (not starting an environment, not handing it the event)
     cold_starts: int = 0
     init_seconds: float = 0.0
     peak: int = 0  # environments running invocations at once, at most
@@ -96,6 +96,7 @@ class ExecutionEnvironment:
     def __init__(self, spec: FunctionSpec, logs: Logs, wrap: tuple[str, str] = ("", "")) -> None:
         self.spec = spec
         self.wrap = wrap
+        self.last_duration = 0.0
         ours, theirs = socket.socketpair()
         command = [
             sys.executable,
@@ -149,7 +150,8 @@ class ExecutionEnvironment:
         return self.process.poll() is None and not self._connection.closed
 
     def invoke(self, event: dict[str, Any]) -> Any:
-        """Run ``event`` through the handler; its answer, or :class:`InvocationError`."""
+        """Run ``event`` through the handler; its answer, or :class:`InvocationError` (the handler's
+        own duration, what Lambda bills, in :attr:`last_duration`)."""
         try:
             self._connection.send({"event": event, "request_id": str(uuid.uuid4())})
         except OSError as exc:
@@ -157,6 +159,7 @@ class ExecutionEnvironment:
             raise InvocationError(f"{self.spec.logical_id}: the execution environment is gone ({exc})") from None
         # a little past the function's timeout: the handler's own deadline passes first
         answer = self._receive(self.spec.timeout + 1.0, "invocation")
+        self.last_duration = float(answer.get("duration", 0.0))
         if "error" in answer:
             raise InvocationError(f"{answer['error']}: {answer.get('message', '')}")
         return answer["result"]
@@ -210,7 +213,9 @@ class FunctionPool:
                 self.stats.errors += 1
             raise
         finally:
-            self._give_back(environment, time.monotonic() - started)
+            # the handler's own time when it answered; else (it died, or timed out) the wait for it
+            answered = environment.last_duration if environment.alive else time.monotonic() - started
+            self._give_back(environment, answered)
         return result
 
     def warm(self, count: int | None = None) -> None:

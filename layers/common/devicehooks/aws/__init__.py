@@ -4,7 +4,8 @@ fair dispatch queue), ``eventbridge`` (the bus), ``kms`` (webhook secrets). The 
 sees them through the protocols they implement (``TaskQueue``, ``EventPublisher``, ``SecretCipher``,
 the stores'), never a botocore error or a request shape.
 
-Clients (botocore), created on first use and cached per process (never at import time).
+Clients (botocore), cached per process: made when first used, or at a function's cold start by
+its composition root (:func:`prepare`), never by importing this package.
 
 botocore rather than boto3: boto3 adds resources and S3 transfers, which devicehooks does not
 use, and importing it costs every cold start about 15 ms more (it imports s3transfer, which
@@ -51,6 +52,14 @@ def client(service: str) -> Any:
     """A shared, thread-safe client for ``service`` (region and credentials from the environment)."""
     with _lock:  # client creation itself is not thread-safe
         return _client(service)
+
+
+def prepare(*services: str) -> None:
+    """Make the clients of ``services`` now: at cold start, so that a function's first invocation
+    does not pay for them (AWS's advice: initialise SDK clients outside the handler). Making a
+    client reads its service's model; it sends no request."""
+    for service in services:
+        client(service)
 
 
 def reset_clients() -> None:

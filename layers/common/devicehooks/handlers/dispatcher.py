@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from devicehooks import aws
 from devicehooks.config import Settings, get_settings
 from devicehooks.dispatch import Batch, Dispatcher
 from devicehooks.dispatch.context import from_settings
@@ -52,6 +53,7 @@ def dispatcher() -> Dispatcher:
 
 
 dispatcher()  # settings read and checked at cold start: a missing or bad setting fails here, not at a batch
+aws.prepare("dynamodb", "sqs", "kms")  # the clients every invocation uses, made at cold start (not in the first)
 build_bus_models()  # every invocation validates bus events: build their models now, not in the first one
 _records = ThreadPoolExecutor(max_workers=RECORDS_AT_ONCE, thread_name_prefix="record")
 

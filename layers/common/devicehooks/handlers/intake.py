@@ -11,6 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from devicehooks import aws
 from devicehooks.aws.sqs import SqsFairQueue
 from devicehooks.config import get_settings
 from devicehooks.errors import ConfigError
@@ -26,6 +27,7 @@ def fair_queue() -> SqsFairQueue:
 
 
 fair_queue()  # checked at cold start: a missing setting fails here, not at a batch
+aws.prepare("sqs")  # its client, made at cold start (not in the first invocation)
 
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from devicehooks import aws
 from devicehooks.api import http, internal
 from devicehooks.aws.eventbridge import EventBridgePublisher
 from devicehooks.config import get_settings
@@ -32,6 +33,7 @@ def services() -> internal.Services:
 
 get_settings()  # read and checked at cold start: a missing or bad setting fails here, not at a request
 internal.wire(services)
+aws.prepare("dynamodb", "events")  # the clients its requests use, made at cold start (not in the first)
 
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

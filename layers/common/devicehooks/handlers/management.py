@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from devicehooks import aws
 from devicehooks.api import http, management
 from devicehooks.aws.kms import KmsSecretCipher
 from devicehooks.aws.sqs import SqsTaskQueue
@@ -78,6 +79,7 @@ def test_sender() -> Dispatcher:
 
 get_settings()  # read and checked at cold start: a missing or bad setting fails here, not at a request
 management.wire(services)
+aws.prepare("dynamodb", "kms", "sqs")  # the clients its requests use, made at cold start (not in the first)
 
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
