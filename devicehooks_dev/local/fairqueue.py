@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -71,26 +71,41 @@ def noisy(in_flight: Counter[str], shares: dict[str, float]) -> set[str]:
     return by_count | {g for g, share in shares.items() if share > NOISY_SHARE}
 
 
-def fair_order(queue: Any, visible: list[Any], now_millis: float) -> list[Any]:
+class FairOrder(Sequence[Any]):
+    """Visible messages in the order a fair queue hands them out, read as a receive takes them: the
+    quiet tenants' messages (oldest first), then each noisy tenant's (``loud``: their groups, the
+    fewest in flight first). A receive takes ten at most: it stops reading once it has them."""
+
+    def __init__(self, visible: list[Any], loud: list[str]) -> None:
+        self.visible = visible
+        self.loud = loud
+
+    def __len__(self) -> int:
+        return len(self.visible)
+
+    def __bool__(self) -> bool:
+        return bool(self.visible)
+
+    def __getitem__(self, index: Any) -> Any:
+        return list(self)[index]
+
+    def __iter__(self) -> Iterator[Any]:
+        loud = set(self.loud)
+        yield from (m for m in self.visible if m.group_id not in loud)
+        for group in self.loud:
+            yield from (m for m in self.visible if m.group_id == group)
+
+
+def fair_order(queue: Any, visible: list[Any], now_millis: float) -> Sequence[Any]:
     """``visible`` (oldest first) in the order a fair queue hands them out."""
-    if queue.fifo_queue or not visible:
+    if not visible:
         return visible
     in_flight = Counter(group_of(m) for m in queue.pending_messages if m.visible_at > now_millis)
     usage = queue.__dict__.setdefault("_devicehooks_usage", Usage())
     loud = noisy(in_flight, usage.shares(in_flight, now_millis / 1000))
-    if not loud:
-        return visible
-    ordered: list[Any] = []  # the quiet tenants' messages first, oldest first
-    noisy_ones: dict[str, list[Any]] = {}
-    for message in visible:
-        group = group_of(message)
-        if group in loud:
-            noisy_ones.setdefault(group, []).append(message)
-        else:
-            ordered.append(message)
-    for group in sorted(noisy_ones, key=lambda g: in_flight[g]):  # the fewest in flight first
-        ordered += noisy_ones[group]
-    return ordered
+    # a message without a group is a tenant of its own: never noisy by count (by time, rarely)
+    groups = [g[2:] for g in sorted(loud, key=lambda g: in_flight[g]) if g.startswith("g:")]
+    return FairOrder(visible, groups) if groups else visible
 
 
 _applied = False
@@ -118,9 +133,9 @@ def apply() -> None:
     visible_messages = models.Queue.messages
     receive_message = models.SQSBackend.receive_message
 
-    def messages(self: Any) -> list[Any]:
+    def messages(self: Any) -> Sequence[Any]:
         found: list[Any] = visible_messages.fget(self)
-        if getattr(_state, "receiving", False) and not _off.is_set():
+        if getattr(_state, "receiving", False) and not _off.is_set() and not self.fifo_queue:
             return fair_order(self, found, models.unix_time_millis())
         return found
 

@@ -9,10 +9,11 @@ batch only when it has an execution environment free to run it, and hands each b
   to the next receive rather than being held, invisible, by the poller;
 * a batch is what one long-polling ``ReceiveMessage`` returns (at most 10 messages), topped up by
   further receives up to ``BatchSize`` while ``MaximumBatchingWindowInSeconds`` lasts;
-* several receivers poll a source side by side, as Lambda's pollers do (it starts with five):
-  :data:`RECEIVERS`, at most one per environment; one only when moto runs without the local
-  stack's fixes, whose ``ReceiveMessage`` takes no lock (two receivers could be handed the same
-  message). Each batch runs in a thread of its own, named after the environment that runs it;
+* several receivers poll a source side by side while it has a backlog, as Lambda adds pollers to
+  a busy source (it starts with five): :data:`RECEIVERS`, at most one per environment; one polls
+  all along, the others only while receives come back full. One only when moto runs without the
+  local stack's fixes, whose ``ReceiveMessage`` takes no lock (two receivers could be handed the
+  same message). Each batch runs in a thread of its own, named after the environment that runs it;
 * SQS answers a long poll as soon as a message becomes visible. With the local stack's moto
   fixes (``motofixes``) moto's long poll does too (within 50 ms), and the poller always
   long-polls when it has no backlog. Unfixed moto's long poll wakes only for a new message, not
@@ -118,6 +119,7 @@ class SqsPoller:
         self._redelivery_seconds = redelivery_seconds
         self._long_polls_wake = motofixes.enabled()  # moto's long poll sees delays end (motofixes)
         self._stopping = threading.Event()
+        self._backlog = threading.Event()  # a receive came back full: the extra receivers poll too
         self._changed = threading.Condition()
         self._free = list(range(max(1, source.max_concurrency)))  # idle environments, by number
         self._in_flight: dict[int, _Batch] = {}
@@ -144,7 +146,8 @@ class SqsPoller:
         count = min(RECEIVERS, max(1, self.source.max_concurrency)) if motofixes.enabled() else 1
         count = self._receiver_count or count
         self._receivers = [
-            threading.Thread(target=self._run, name=f"poll-{self.label}-{n}", daemon=True) for n in range(count)
+            threading.Thread(target=self._run, args=(n == 0,), name=f"poll-{self.label}-{n}", daemon=True)
+            for n in range(count)
         ]
         for receiver in self._receivers:
             receiver.start()
@@ -174,16 +177,21 @@ class SqsPoller:
         return [t for t in threads if t.is_alive()]
 
     # ------------------------------------------------------------------ receiving
-    def _run(self) -> None:
+    def _run(self, first: bool) -> None:
+        """One receiver. The ``first`` polls all along; the others only while the queue has a
+        backlog (a receive came back full), as Lambda adds pollers to a busy source: idle, they
+        would each long-poll moto, whose every wait costs it a check of the queue every 50 ms."""
         receiving = False  # the last receive returned messages
         while not self._stopping.is_set():
+            if not first and not receiving and not self._wait_for_backlog():
+                return
             environment = self._acquire()
             if environment is None:
                 return
             backlog = receiving
             try:
                 # after a batch, at once (there may be more); else long only when nothing can surface
-                quiet = not backlog and (self._long_polls_wake or self._nothing_pending())
+                quiet = first and not backlog and (self._long_polls_wake or self._nothing_pending())
                 wait = LONG_POLL_SECONDS if quiet else 0
                 messages = self._receive(wait)
             except Exception:  # noqa: BLE001 - moto stopping, or a transient error: keep polling
@@ -193,9 +201,13 @@ class SqsPoller:
                     return
                 continue
             receiving = bool(messages)
+            if len(messages) >= min(RECEIVE_MAX, self.source.batch_size):
+                self._backlog.set()  # more may be waiting: every receiver polls
             if not messages:
+                if not first:
+                    self._backlog.clear()
                 self._release(environment)
-                if not wait and not backlog and self._stopping.wait(SHORT_POLL_PAUSE):
+                if first and not wait and not backlog and self._stopping.wait(SHORT_POLL_PAUSE):
                     return
                 continue
             batch = _Batch(messages)
@@ -213,6 +225,13 @@ class SqsPoller:
                 self.peak = max(self.peak, len(self._in_flight))
                 self.invocations += 1
             worker.start()
+
+    def _wait_for_backlog(self) -> bool:
+        """Wait until a receive finds the queue busy; False once stopping."""
+        while not self._backlog.wait(0.5):
+            if self._stopping.is_set():
+                return False
+        return not self._stopping.is_set()
 
     def _acquire(self) -> int | None:
         """A free environment, waiting for one; None once stopping."""
