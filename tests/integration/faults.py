@@ -144,22 +144,26 @@ def gated(handler: Handler, gate_url: str) -> Handler:
 
 
 def report_environment(handler: Handler, folder: str) -> Handler:
-    """Each invocation writes, in ``folder``, its process id, its thread and its environment's
-    variable names; it lasts at least ``HOLD`` seconds, so that invocations overlap."""
+    """Each invocation writes, in ``folder``, its process id, its thread, its environment's
+    variable names and when it started and ended (wall clock, shared by every process); it lasts
+    at least ``HOLD`` seconds, so that invocations overlap."""
 
     def run(event: dict[str, Any], context: Any) -> Any:
         started = time.monotonic()
-        seen = {
+        seen: dict[str, Any] = {
             "pid": os.getpid(),
             "thread": threading.get_ident(),
             "variables": sorted(os.environ),
             "function": context.function_name,
+            "started": time.time(),
         }
-        (Path(folder) / f"{context.aws_request_id}.json").write_text(json.dumps(seen))
+        report = Path(folder) / f"{context.aws_request_id}.json"
+        report.write_text(json.dumps(seen))
         try:
             return handler(event, context)
         finally:
             time.sleep(max(0.0, HOLD - (time.monotonic() - started)))
+            report.write_text(json.dumps(seen | {"ended": time.time()}))
 
     return run
 
