@@ -1020,6 +1020,12 @@ def test_events_are_filtered_by_type_and_time_exactly_across_pages(stores: Store
     log.check(None, replace(window, device_id="dev-0", state="delivered"), per_page=1)
     log.check(a, EventFilter(until=NOW + timedelta(seconds=10)))
     log.check(None, EventFilter(since=NOW + timedelta(seconds=25)))
+    # the widest window a time can say, years 1 to 9999, and one before year 1000 (whose keys sort before 2026's)
+    widest = EventFilter(since=datetime(1, 1, 1, tzinfo=UTC), until=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))
+    assert len(log.check(None, widest, per_page=7)) == 30
+    log.check(b, replace(widest, device_id="dev-1"))
+    ancient = EventFilter(until=datetime(999, 1, 2, tzinfo=UTC))
+    assert log.check(None, ancient) == [] and log.check(None, replace(ancient, type="device-provisioned")) == []
 
 
 def test_a_reopened_or_added_delivery_moves_to_pending_in_the_filters(stores: Stores) -> None:

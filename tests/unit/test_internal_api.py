@@ -12,7 +12,7 @@ import pytest
 
 from devicehooks.api import internal
 from devicehooks.aws.eventbridge import EventBridgePublisher
-from devicehooks.domain.events import ProvisionedDevice
+from devicehooks.domain.events import MAX_ATTRIBUTES, ProvisionedDevice
 from devicehooks.domain.models import Integration
 from devicehooks.errors import InvalidRequest, ServiceUnavailable
 from devicehooks.handlers import internal as internal_handler
@@ -493,3 +493,16 @@ def test_the_inventory_route_is_documented() -> None:
     assert status == 200 and str(MAX_DETAIL_BYTES) in operation["description"]
     schema = operation["requestBody"]["content"]["application/json"]["schema"]
     assert schema["type"] == "array" and schema["items"]["required"] == ["name", "value"]
+
+
+def test_an_inventory_of_more_attributes_than_a_change_may_carry_is_a_400(api: Internal) -> None:
+    # Given the most attributes a change may carry, then one more (each tiny: the size is not what stops them)
+    attributes = [{"name": f"a{n}", "value": 1} for n in range(MAX_ATTRIBUTES + 1)]
+    status, answer, _ = api("POST", f"{BASE}/tenants/t/devices/d/inventory", attributes)
+    assert status == 400, answer
+    assert answer["error"].startswith("malformed request body: ")
+    assert answer["error"] == (
+        f"malformed request body: {MAX_ATTRIBUTES + 1} attributes, more than the {MAX_ATTRIBUTES} "
+        "an inventory change may carry"
+    )
+    assert api.events == []

@@ -873,6 +873,13 @@ def test_recover_queues_the_failed_deliveries_of_the_window_once(api: Api) -> No
         ({}, 400, "malformed request body: since: cannot be blank."),
         ({"since": "yesterday"}, 400, "malformed request body: since: "),
         ({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, 400, "malformed request body: until: "),
+        # valid RFC 3339 whose instant is outside years 1-9999 in UTC
+        ({"since": "0001-01-01T00:00:00+00:01"}, 400, "malformed request body: since: "),
+        (
+            {"since": "2026-01-01T00:00:00Z", "until": "9999-12-31T23:59:59-00:01"},
+            400,
+            "malformed request body: until: ",
+        ),
     ],
 )
 def test_recover_input_errors_are_menders_400(api: Api, body: Any, status: int, message: str) -> None:
@@ -929,6 +936,9 @@ def test_a_typed_test_event_sends_a_sample_of_that_type(api: Api, httpserver: An
         ("to=2026-01-01T00:00:00", 'invalid to query: "2026-01-01T00:00:00" is not an RFC 3339 time'),
         ("from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "invalid time range: to must be after from"),
         ("from=2026-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", "invalid time range: to must be after from"),
+        # valid RFC 3339 whose instant is outside years 1-9999 in UTC
+        ("from=0001-01-01T00:00:00+00:01", 'invalid from query: "0001-01-01T00:00:00+00:01" is not an RFC 3339 time'),
+        ("to=9999-12-31T23:59:59-00:01", 'invalid to query: "9999-12-31T23:59:59-00:01" is not an RFC 3339 time'),
         (f"device_id={'d' * 257}", "invalid device_id query: the length must be no more than 256"),
         ("device_id=d\ud800", "invalid device_id query: contains a lone surrogate (\\ud800), which is not Unicode"),
         ("status=failed&integration_id=nope", "integration ID is not a valid UUID"),

@@ -39,4 +39,8 @@ def parse_time(text: str) -> datetime:
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         raise ValueError("time has no timezone")
+    try:  # valid RFC 3339 whose instant is outside years 1-9999 in UTC (0001-01-01T00:00:00+00:01)
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("time is outside years 1-9999 in UTC") from None
     return parsed

@@ -18,7 +18,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from devicehooks import __version__
 from devicehooks.api import http
-from devicehooks.domain.events import DEVICE_STATUSES, InventoryAttribute, InventoryChange, ProvisionedDevice
+from devicehooks.domain.events import (
+    DEVICE_STATUSES,
+    MAX_ATTRIBUTES,
+    InventoryAttribute,
+    InventoryChange,
+    ProvisionedDevice,
+)
 from devicehooks.domain.validation import format_errors
 from devicehooks.errors import InvalidRequest, ServiceUnavailable
 from devicehooks.jsonenc import loads
@@ -171,11 +177,16 @@ _INVENTORY = TypeAdapter(list[InventoryAttribute])
 def _inventory(tenant_id: str, device_id: str) -> Response[str]:
     device = check_device_id(unquote(device_id))
     data = _json_body("malformed request body")
-    try:
+    try:  # the change too: whatever else it checks as it is built is a 400 as well
         attributes = _INVENTORY.validate_python(data)
+        if len(attributes) > MAX_ATTRIBUTES:
+            raise InvalidRequest(
+                f"malformed request body: {len(attributes)} attributes, more than the {MAX_ATTRIBUTES} "
+                "an inventory change may carry"
+            )
+        change = InventoryChange(device_id=device, tenant_id=tenant_id, inventory=attributes)
     except ValidationError as exc:
         raise InvalidRequest("malformed request body: " + format_errors(exc.errors())) from None
-    change = InventoryChange(device_id=device, tenant_id=tenant_id, inventory=attributes)
     ingest_service().inventory_changed(tenant_id, change)
     return http.empty_response(202)
 
@@ -217,8 +228,8 @@ def decommission_open_source(device_id: str) -> Response[str]:
     summary="A device's inventory changed",
     description="Publishes one device-inventory-changed event with Mender's documented data "
     '({"device_id","tenant_id","inventory"}) for the webhooks in the inventory scope. '
-    f"The event may carry at most {MAX_DETAIL_BYTES} bytes (EventBridge takes 256 KB an entry): "
-    "a larger inventory is refused with 400.",
+    f"The event may carry at most {MAX_ATTRIBUTES} attributes and {MAX_DETAIL_BYTES} bytes (EventBridge "
+    "takes 256 KB an entry): a larger inventory is refused with 400.",
     tags=["Internal"],
     responses=_ACCEPTED,
 )

@@ -166,7 +166,9 @@ def _webhook_pk(tenant_id: str, integration_id: str) -> str:
 
 
 def _time_prefix(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime: its year has four digits before year 1000 too (strftime's "%Y" on
+    # glibc writes "1" for year 1, which would sort after "2026")
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _time_key(event: ActivityEvent) -> str:
