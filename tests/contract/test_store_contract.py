@@ -595,7 +595,7 @@ def test_on_dynamodb_orphaned_state_items_are_passed_over_and_expire(
     for suffix, attributes in (("#state", {"cb_failures": {"N": "3"}}), ("#rate", {"rl_second": {"N": "1"}})):
         store.client.put_item(
             TableName=store.table_name,
-            Item={**store._key(tenant, orphan + suffix), **attributes, "expire_ts": {"N": "1"}},  # noqa: SLF001
+            Item={**store._item_key(tenant, orphan + suffix), **attributes, "expire_ts": {"N": "1"}},  # noqa: SLF001
         )
     assert store.list_tenant(tenant) == [kept]
     assert store.get(tenant, orphan) is None
