@@ -27,6 +27,7 @@ from devicehooks.store.integrations import (
     IntegrationStore,
     Trial,
 )
+from devicehooks.store.keys import join
 from tests.contract.conftest import Stores
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
@@ -476,6 +477,28 @@ def test_runtime_state_is_never_an_integration_nor_counted_as_one(stores: Stores
     assert stores.integrations.list_tenant(tenant) == []
 
 
+def test_integration_ids_holding_the_key_separator_are_webhooks_of_their_own(stores: Stores) -> None:
+    # ids that were, unescaped, another webhook's state or rate item, the counter, or each other's
+    tenant = _tenant() + "#%"
+    ids = ["x", "x#state", "x#rate", "x%23state", "x#", "#count", "~count"]
+    hooks = [_integration(tenant, n, id=i, rate_limit=5) for n, i in enumerate(ids)]
+    for hook in hooks:
+        stores.integrations.add(hook, limit=len(ids))
+    with pytest.raises(Conflict):  # the counter counts them all
+        stores.integrations.add(_integration(tenant, 9, id="y"), limit=len(ids))
+    _bookkeeping(stores.integrations, tenant, "x")
+    assert stores.integrations.note_failure(tenant, "x#state", NOW) is not None
+    found = {i: _found(stores, tenant, i) for i in ids}
+    assert found["x"].circuit == Circuit(proven=True) and found["x"].failing_since is None
+    assert found["x#state"].failing_since == NOW and found["x#state"].circuit.failures == 1
+    assert [found[i] for i in ids[2:]] == hooks[2:]  # untouched, whole
+    assert stores.integrations.list_tenant(tenant) == [found[i] for i in ids]
+    assert stores.integrations.get(tenant, "x%") is None and stores.integrations.get(tenant.rstrip("#%"), "x") is None
+    assert stores.integrations.remove(tenant, "x") is True
+    assert [i.id for i in stores.integrations.list_tenant(tenant)] == ids[1:]
+    assert stores.integrations.remove_tenant(tenant) == len(ids) - 1
+
+
 # DynamoDB only: the items themselves
 class _Recording:
     """A DynamoDB client that notes the sort key(s) each write request names, then makes it."""
@@ -595,7 +618,7 @@ def test_on_dynamodb_orphaned_state_items_are_passed_over_and_expire(
     for suffix, attributes in (("#state", {"cb_failures": {"N": "3"}}), ("#rate", {"rl_second": {"N": "1"}})):
         store.client.put_item(
             TableName=store.table_name,
-            Item={**store._key(tenant, orphan + suffix), **attributes, "expire_ts": {"N": "1"}},  # noqa: SLF001
+            Item={**store._item_key(tenant, orphan + suffix), **attributes, "expire_ts": {"N": "1"}},  # noqa: SLF001
         )
     assert store.list_tenant(tenant) == [kept]
     assert store.get(tenant, orphan) is None
@@ -1058,11 +1081,11 @@ def test_a_reopened_or_added_delivery_moves_to_pending_in_the_filters(stores: St
 def _forget_filter_keys(stores: Stores, tenant: str, event: ActivityEvent) -> None:
     """Make ``event`` as an item written before the filter keys (an upgraded table)."""
     if isinstance(stores.activity, DynamoActivityStore):
-        keys = [f"E#{event.id}", *(f"D#{event.id}#{i}" for i in event.deliveries)]
+        keys = [join("E", event.id), *(join("D", event.id, i) for i in event.deliveries)]
         for sk in keys:
             stores.activity.client.update_item(
                 TableName=stores.activity.table_name,
-                Key={"pk": {"S": f"T#{tenant}"}, "sk": {"S": sk}},
+                Key={"pk": {"S": join("T", tenant)}, "sk": {"S": sk}},
                 UpdateExpression="REMOVE gsi3pk, gsi4pk, sv",
             )
         stores.activity._known.clear()  # noqa: SLF001 - as after the upgrade: no process wrote or read them yet
@@ -1098,6 +1121,67 @@ def test_events_stored_before_the_filter_keys_are_listed_as_before_and_by_time_o
         assert [e.id for e in stores.activity.list_events(log.tenant, 1, 10, b, only)] == []
 
 
+# Ids may hold "#", the separator of the keys' parts (Mender allows it): no two tenants, events or
+# webhooks may share a key, nor one id's key be the prefix of another's.
+def test_a_device_filter_lists_its_own_tenants_events_whatever_the_ids_hold(stores: Stores) -> None:
+    devices = {"acme": "d#V#e", "acme#V#d": "e", "acme%23V%23d": "e"}  # once one by_device partition
+    for tenant in devices:
+        stores.activity.remove_tenant(tenant)
+    mine: dict[str, list[str]] = {tenant: [] for tenant in devices}
+    for n in range(7):
+        for k, (tenant, device) in enumerate(devices.items()):
+            event = _device_event(tenant, 3 * n + k, ["h#1"], "device-provisioned", device)
+            assert stores.activity.create(event) is None
+            mine[tenant].insert(0, event.id)  # newest first
+    for tenant, device in devices.items():
+        only = EventFilter(device_id=device)
+        assert [e.id for e in stores.activity.list_events(tenant, 1, 1, None, only)] == mine[tenant][:1]
+        assert _all_pages(stores, tenant, 3, None, only) == [mine[tenant][:3], mine[tenant][3:6], mine[tenant][6:]]
+        assert _all_pages(stores, tenant, 2, "h#1", replace(only, state="pending")) == [
+            mine[tenant][i : i + 2] for i in range(0, 7, 2)
+        ]
+        assert [e.id for e in stores.activity.list_events(tenant, 1, 10)] == mine[tenant]
+    assert stores.activity.list_events("acme", 1, 10, None, EventFilter(device_id="e")) == []
+    assert stores.activity.list_events("acme#V#d", 1, 10, None, EventFilter(device_id="d#V#e")) == []
+    for tenant in devices:
+        assert stores.activity.remove_tenant(tenant) == 7
+
+
+def test_webhook_listings_and_state_filters_keep_to_their_webhook_whatever_the_ids_hold(stores: Stores) -> None:
+    # "acme" + "x#I#y" and "acme#I#x" + "y" once shared a by_webhook partition; "x#I#y" and
+    # "x%23I%23y" would share one were only "#" escaped; "x" is a prefix of them
+    hooks = {"acme": ["x#I#y", "x%23I%23y", "x"], "acme#I#x": ["y", "x#I#y"]}
+    for tenant in hooks:
+        stores.activity.remove_tenant(tenant)
+    logs = {tenant: _Log(stores) for tenant in hooks}
+    events: dict[tuple[str, str], list[str]] = {}
+    for n in range(10):
+        for k, (tenant, ids) in enumerate(hooks.items()):
+            log = logs[tenant]
+            log.tenant = tenant
+            fan = [ids[n % len(ids)], ids[(n + 1) % len(ids)]][: 1 + n % 2]  # the second by a marker
+            event = log.add(2 * n + k, fan, "device-provisioned" if n % 3 else "device-decommissioned", f"d#{n}")
+            store = _elsewhere(stores) if n % 4 > 1 else stores.activity  # the carrier known or read
+            log.set(event, fan[-1], "delivered" if n % 3 else "failed", store)
+            for hook in fan:
+                events.setdefault((tenant, hook), []).append(event.id)
+    for tenant, log in logs.items():
+        for hook in hooks[tenant]:
+            assert log.check(hook, EventFilter(), per_page=2) == events[tenant, hook][::-1]
+            for state in ("pending", "delivered", "failed"):
+                log.check(hook, EventFilter(state=state), per_page=1)  # type: ignore[arg-type]
+            log.check(hook, EventFilter(type="device-decommissioned"), per_page=1)
+            window = stores.activity.webhook_events(tenant, hook, NOW, NOW + timedelta(hours=1), 100)
+            assert [e.id for e in window] == events[tenant, hook]
+        for state in ("pending", "delivered", "failed"):
+            log.check(None, EventFilter(state=state), per_page=2)  # type: ignore[arg-type]
+        log.check(None, EventFilter(device_id="d#3"))
+    assert stores.activity.list_events("acme", 1, 10, "y") == []
+    assert stores.activity.list_events("acme#I#x", 1, 10, "x%23I%23y") == []
+    for tenant in hooks:
+        assert stores.activity.remove_tenant(tenant) == 10
+
+
 # ---------------------------------------------------------------------------------- webhook health
 def test_attempts_are_counted_per_webhook_and_hour_the_latest_attempt_last(stores: Stores) -> None:
     tenant, hook = _tenant(), str(uuid.uuid4())
@@ -1119,6 +1203,30 @@ def test_attempts_are_counted_per_webhook_and_hour_the_latest_attempt_last(store
     assert (counted[1].last_delivered, counted[1].last_status_code, counted[1].last_error) == (False, 503, "HTTP 503")
     assert len(stores.activity.hour_counts(tenant, hook, NOW + timedelta(hours=1), 1)) == 1
     assert stores.activity.hour_counts(_tenant(), hook, NOW, 24) == []
+
+
+def test_hour_counts_keep_to_their_webhook_whatever_its_id_holds(stores: Stores) -> None:
+    # unescaped, "h"'s hours were a prefix of the others' keys ("H#h#..."), and "h#x" and "h%23x" one key
+    tenant, hour = _tenant() + "#H#h", NOW.replace(minute=0, second=0, microsecond=0)
+    hooks = ["h", "h#", "h#x", "h%23x", "h#" + hour.strftime("%Y-%m-%dT%H"), "h%"]
+    ok = Attempt(number=1, at=hour + timedelta(minutes=5), status_code=204)
+    for k, hook in enumerate(hooks):
+        counts = HourCount(hour=hour)
+        for _ in range(k + 1):
+            counts = counts.plus(ok, True)
+        stores.activity.count_attempts(tenant, hook, counts, 0)
+        earlier = HourCount(hour=hour - timedelta(hours=k + 1)).plus(
+            replace(ok, at=hour - timedelta(hours=k + 1)), False
+        )
+        stores.activity.count_attempts(tenant, hook, earlier, 0)
+    for k, hook in enumerate(hooks):
+        counted = stores.activity.hour_counts(tenant, hook, NOW, 24)
+        assert [(c.hour, c.delivered, c.failed) for c in counted] == [
+            (hour, k + 1, 0),
+            (hour - timedelta(hours=k + 1), 0, 1),
+        ], hook
+    assert stores.activity.hour_counts(tenant.removesuffix("#H#h"), "h", NOW, 24) == []
+    assert stores.activity.hour_counts(tenant, "h#h", NOW, 24) == []
 
 
 def test_while_the_filter_indexes_are_being_added_filters_answer_503_and_the_rest_works(

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import copy
 import json
+import urllib.parse
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from devicehooks import aws
-from devicehooks.store.activity import INDEX_KEYS
+from devicehooks.domain.activity import ActivityEvent, DeliveryStatus
+from devicehooks.domain.events import WebhookEvent
+from devicehooks.store.activity import INDEX_KEYS, DynamoActivityStore
 from devicehooks_dev import devkeys
 from devicehooks_dev.local.stack import LocalStack
 from tests.conftest import load_event
@@ -31,7 +35,7 @@ def _call(
         event["body"] = json.dumps(body)
     if query:
         event["rawQueryString"] = query
-        event["queryStringParameters"] = dict(p.split("=", 1) for p in query.split("&"))
+        event["queryStringParameters"] = dict(urllib.parse.parse_qsl(query))  # decoded, as API Gateway does
     request = {k: v for k, v in event.items() if k != "body"}
     request.update(type="REQUEST", identitySource=[])
     verdict = stack.functions["AuthorizerFunction"].invoke(request)
@@ -154,6 +158,33 @@ def test_tenants_are_isolated_on_dynamodb(stack: LocalStack) -> None:
 def test_events_list_reads_the_activity_table(stack: LocalStack) -> None:
     response = _call(stack, "GET", f"{BASE}/events", tenant=f"tenant-{uuid.uuid4()}", query="page=1")
     assert (response["statusCode"], response["body"]) == (200, "[]")
+
+
+def test_a_device_filter_lists_its_tenants_events_whatever_the_ids_hold(stack: LocalStack) -> None:
+    # unescaped, tenant <t> with device d#V#e and tenant <t>#V#d with device e shared one partition
+    # of the by_device index: the first page answered [] and the next one the event
+    acme = f"acme-{uuid.uuid4().hex[:8]}"
+    store = DynamoActivityStore(stack.physical["ActivityLogTable"]["TableName"], aws.client("dynamodb"))
+    now = datetime.now(UTC)
+    ids: dict[str, list[str]] = {acme: [], f"{acme}#V#d": []}
+    for n in range(3):
+        for k, (tenant, device) in enumerate(zip(ids, ["d#V#e", "e"], strict=True)):
+            sent = WebhookEvent(
+                id=str(uuid.uuid4()),
+                tenant_id=tenant,
+                type="device-provisioned",
+                data={"id": device},  # type: ignore[arg-type]
+                time=now - timedelta(minutes=10 - 2 * n - k),
+            )
+            assert store.create(ActivityEvent.new(sent, int(now.timestamp()) + 3600, [DeliveryStatus("h#1")])) is None
+            ids[tenant].insert(0, sent.id)  # newest first
+    for tenant, device in zip(ids, ["d%23V%23e", "e"], strict=True):
+        pages = [
+            _call(stack, "GET", f"{BASE}/events", tenant=tenant, query=f"device_id={device}&page={p}&per_page=1")
+            for p in (1, 2, 3, 4)
+        ]
+        assert [r["statusCode"] for r in pages] == [200] * 4
+        assert [[e["id"] for e in json.loads(r["body"])] for r in pages] == [[i] for i in ids[tenant]] + [[]]
 
 
 def test_a_token_from_another_key_is_refused_by_the_real_authorizer(stack: LocalStack) -> None:

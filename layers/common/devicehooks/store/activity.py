@@ -20,7 +20,8 @@ first webhook, the marker for the others; ``-`` for the state of an event to no 
 delivery's state change moves its ``by_state`` entry (the event item's in the same write as the
 status, a marker's with one conditional write). Items written before these keys are in neither
 index: no filter but time lists them. Hourly attempt counts per webhook (``H#<integration>#<hour>``)
-give its health.
+give its health. Every id in a key is escaped (:mod:`devicehooks.store.keys`: ``%`` as ``%25``,
+``#`` as ``%23``), so that ids holding ``#`` make no key of another tenant, event or webhook.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from devicehooks.domain.activity import (
 )
 from devicehooks.domain.models import ACTIVITY_TYPES
 from devicehooks.errors import ServiceUnavailable
+from devicehooks.store.keys import escape, join, split
 
 BY_TIME = "by_time"
 BY_WEBHOOK = "by_webhook"
@@ -158,11 +160,11 @@ class ActivityStore(Protocol):
 
 
 def _pk(tenant_id: str) -> str:
-    return f"T#{tenant_id}"
+    return join("T", tenant_id)
 
 
 def _webhook_pk(tenant_id: str, integration_id: str) -> str:
-    return f"{_pk(tenant_id)}#I#{integration_id}"
+    return join("T", tenant_id, "I", integration_id)
 
 
 def _time_prefix(at: datetime) -> str:
@@ -172,14 +174,11 @@ def _time_prefix(at: datetime) -> str:
 
 
 def _time_key(event: ActivityEvent) -> str:
-    return _time_prefix(event.time) + "#" + event.id
-
-
-TIME_CHARS = len("2026-01-01T00:00:00.000000Z")  # every _time_prefix is this long
+    return _time_prefix(event.time) + "#" + escape(event.id)
 
 
 def _state_pk(tenant_id: str, state: str, event_type: str) -> str:
-    return f"{_pk(tenant_id)}#S#{state}#Y#{event_type}"
+    return join("T", tenant_id, "S", state, "Y", event_type)
 
 
 def _state_keys(tenant_id: str, state: str, event_type: str) -> dict[str, str]:
@@ -298,12 +297,12 @@ def _take(entries: Iterator[tuple[str, str]], count: int) -> list[tuple[str, str
 
 
 def _hour_sk(integration_id: str, hour: datetime) -> str:
-    return f"H#{integration_id}#{hour_of(hour).strftime('%Y-%m-%dT%H')}"
+    return join("H", integration_id, hour_of(hour).strftime("%Y-%m-%dT%H"))
 
 
 def _hour_count(item: Mapping[str, Any]) -> HourCount:
     return HourCount(
-        hour=datetime.strptime(str(item["sk"]).rsplit("#", 1)[1], "%Y-%m-%dT%H").replace(tzinfo=UTC),
+        hour=datetime.strptime(split(str(item["sk"]))[2], "%Y-%m-%dT%H").replace(tzinfo=UTC),
         delivered=int(item.get("delivered", 0)),
         failed=int(item.get("failed", 0)),
         last_at=_from_millis(item.get("last_at")) if item.get("last_at") else None,
@@ -316,14 +315,12 @@ def _hour_count(item: Mapping[str, Any]) -> HourCount:
 def _first_of(item: Mapping[str, Any]) -> str | None:
     """The webhook an event item stands for in ``by_webhook`` (its first), from its index key."""
     key = item.get("gsi2pk", {}).get("S")
-    return key.rsplit("#I#", 1)[1] if key else None
+    return split(key)[3] if key else None  # T#<tenant>#I#<integration>
 
 
 def _event_id_of(sort_key: str) -> str:
     """The event id in an index entry's table sort key (``E#<event>`` or ``D#<event>#<integration>``)."""
-    if sort_key.startswith("D#"):
-        return sort_key[2:].rsplit("#", 1)[0]
-    return sort_key[2:]
+    return split(sort_key)[1]
 
 
 class DynamoActivityStore:
@@ -341,7 +338,7 @@ class DynamoActivityStore:
         return self._client
 
     def _key(self, tenant_id: str, event_id: str) -> dict[str, Any]:
-        return {"pk": {"S": _pk(tenant_id)}, "sk": {"S": f"E#{event_id}"}}
+        return {"pk": {"S": _pk(tenant_id)}, "sk": {"S": join("E", event_id)}}
 
     def _marker(self, event: ActivityEvent, integration_id: str, indexed: bool = True) -> dict[str, Any]:
         """The marker putting ``event`` in the ``by_webhook`` index under a webhook (and, ``indexed``,
@@ -350,7 +347,7 @@ class DynamoActivityStore:
         return to_item(
             {
                 "pk": _pk(event.tenant_id),
-                "sk": f"D#{event.id}#{integration_id}",
+                "sk": join("D", event.id, integration_id),
                 "gsi2pk": _webhook_pk(event.tenant_id, integration_id),
                 "gsi2sk": _time_key(event),
                 **(_state_keys(event.tenant_id, status.state, event.type) if indexed else {}),
@@ -396,12 +393,12 @@ class DynamoActivityStore:
         item = to_item(
             {
                 "pk": _pk(event.tenant_id),
-                "sk": f"E#{event.id}",
+                "sk": join("E", event.id),
                 "gsi1pk": _pk(event.tenant_id),
                 "gsi1sk": _time_key(event),
                 "gsi2pk": _webhook_pk(event.tenant_id, first) if first is not None else None,
                 "gsi2sk": _time_key(event),  # also the sort key of the state indexes
-                "gsi3pk": f"{_pk(event.tenant_id)}#V#{device}" if device is not None else None,
+                "gsi3pk": join("T", event.tenant_id, "V", device) if device is not None else None,
                 **state_keys,
                 "event_id": event.id,
                 "tenant_id": event.tenant_id,
@@ -506,7 +503,7 @@ class DynamoActivityStore:
         try:
             self.client.update_item(
                 TableName=self.table_name,
-                Key={"pk": {"S": _pk(tenant_id)}, "sk": {"S": f"D#{event_id}#{status.integration_id}"}},
+                Key={"pk": {"S": _pk(tenant_id)}, "sk": {"S": join("D", event_id, status.integration_id)}},
                 UpdateExpression="SET gsi4pk = :g, sv = :v",
                 ConditionExpression="attribute_exists(gsi4pk) AND (attribute_not_exists(sv) OR sv <= :v)",
                 ExpressionAttributeValues={
@@ -657,7 +654,8 @@ class DynamoActivityStore:
         limit: int,
         webhook: str | None = None,
     ) -> Iterator[tuple[str, str]]:
-        """An index partition's entries between two times, newest first, as (time, event id): a
+        """An index partition's entries between two times, newest first, as (sort key, event id), the
+        sort key (``<time>#<escaped id>``) in the order of the partition, which the merge keeps: a
         Query page at a time, read only as far as the caller goes on. ``webhook``: only the entries
         of that webhook's deliveries (``by_state``), the others read and passed over."""
         pk, sk = INDEX_KEYS[index]
@@ -684,7 +682,7 @@ class DynamoActivityStore:
                 Limit=limit,
             ):
                 if webhook is None or item.get("gsi2pk", {}).get("S") == webhook:
-                    yield item[sk]["S"][:TIME_CHARS], _event_id_of(item["sk"]["S"])
+                    yield item[sk]["S"], _event_id_of(item["sk"]["S"])
         except self.client.exceptions.ClientError as exc:
             # AWS: ValidationException "The table does not have the specified index"; moto: ResourceNotFound
             missing = exc.response.get("Error", {}).get("Code") in ("ValidationException", "ResourceNotFoundException")
@@ -703,7 +701,7 @@ class DynamoActivityStore:
         lower = _time_prefix(only.since) if only.since is not None else None
         upper = _time_prefix(only.until) if only.until is not None else None
         if only.device_id is not None:
-            return [self._entries(BY_DEVICE, f"{_pk(tenant_id)}#V#{only.device_id}", lower, upper, limit)]
+            return [self._entries(BY_DEVICE, join("T", tenant_id, "V", only.device_id), lower, upper, limit)]
         if not only.keyed:
             if integration_id is None:
                 return [self._entries(BY_TIME, _pk(tenant_id), lower, upper, limit)]
@@ -806,7 +804,7 @@ class DynamoActivityStore:
             KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b",
             ExpressionAttributeValues={
                 ":p": {"S": _pk(tenant_id)},
-                ":a": {"S": f"H#{integration_id}#"},
+                ":a": {"S": join("H", integration_id) + "#"},  # the separator: not a longer id's
                 ":b": {"S": _hour_sk(integration_id, until)},
             },
             ScanIndexForward=False,

@@ -14,10 +14,12 @@ from devicehooks import aws
 from devicehooks.aws.dynamo import batch_delete, first_condition_failed, from_item, query_all, to_item, value
 from devicehooks.domain.models import PROVIDER_WEBHOOK, Circuit, Integration, IntegrationChanges
 from devicehooks.errors import Conflict
+from devicehooks.store.keys import SEP, escape, join, unescape
 
-COUNTER_ID = "~count"
-# The sort keys of a webhook's runtime items: ``<integration_id>#state``, ``<integration_id>#rate``
-# (integration ids are UUIDs, so no configuration item's key ends so, and none is ``~count``).
+# Sort keys: a webhook's configuration item ``<id>``, its runtime items ``<id>#state`` and
+# ``<id>#rate``, the id escaped (devicehooks.store.keys: it holds no ``#``), so a key without ``#``
+# is a configuration item's; the tenant's counter ``#count`` (no webhook's: its id part is empty).
+COUNTER_ID = "#count"
 STATE_SUFFIX = "#state"
 RATE_SUFFIX = "#rate"
 STATE_FIELDS = ("failing_since", "circuit")  # the Integration fields kept on the state item
@@ -48,7 +50,7 @@ CONFLICT_PAUSE = 0.02  # seconds, doubled each time
 
 def tenant_key(tenant_id: str) -> str:
     """Partition key of a tenant (DynamoDB keys cannot be empty; Mender's open source tenant is "")."""
-    return f"T#{tenant_id}"
+    return join("T", tenant_id)
 
 
 def limit_message(limit: int) -> str:
@@ -205,7 +207,7 @@ def _to_record(integration: Integration) -> dict[str, Any]:
     """The configuration item of a new integration (its state, if any, goes on the state item)."""
     record: dict[str, Any] = {
         "tenant_key": tenant_key(integration.tenant_id),
-        "integration_id": integration.id,
+        "integration_id": escape(integration.id),  # the sort key
         "tenant_id": integration.tenant_id,
         "provider": integration.provider,
         "url": integration.url,
@@ -245,7 +247,7 @@ def _from_records(config: Mapping[str, Any], state: Mapping[str, Any]) -> Integr
     event_types = config.get("event_types")
     scopes = config.get("scopes")  # absent on items written before scopes: deviceauth only
     return Integration(
-        id=config["integration_id"],
+        id=unescape(config["integration_id"]),
         tenant_id=config["tenant_id"],
         url=config["url"],
         created_at=datetime.fromisoformat(config["created_at"]),
@@ -273,13 +275,12 @@ def _integrations(items: Iterable[Mapping[str, Any]]) -> dict[str, Integration]:
     states: dict[str, dict[str, Any]] = {}
     for item in items:
         key = item["integration_id"]["S"]
-        if key == COUNTER_ID or key.endswith(RATE_SUFFIX):
-            continue
-        if key.endswith(STATE_SUFFIX):
-            states[key.removesuffix(STATE_SUFFIX)] = from_item(item)
-        else:
+        if SEP not in key:
             configs[key] = from_item(item)
-    return {key: _from_records(config, states.get(key, {})) for key, config in configs.items()}
+        elif key.endswith(STATE_SUFFIX):
+            states[key.removesuffix(STATE_SUFFIX)] = from_item(item)
+        # else a rate item, or the counter
+    return {unescape(key): _from_records(config, states.get(key, {})) for key, config in configs.items()}
 
 
 def _update(sets: Mapping[str, Any], removes: Iterable[str]) -> dict[str, Any]:
@@ -310,7 +311,8 @@ def _conflicted(exc: Exception) -> bool:
 
 
 class DynamoIntegrationStore:
-    """Integrations in DynamoDB: PK ``tenant_key``, SK ``integration_id``.
+    """Integrations in DynamoDB: PK ``tenant_key``, SK ``integration_id`` (ids escaped in both:
+    :mod:`devicehooks.store.keys`).
 
     Per webhook, in its tenant's partition: the configuration item (SK ``<id>``), written only by
     the user's changes (and the dispatcher disabling the webhook); the state item (SK
@@ -338,14 +340,18 @@ class DynamoIntegrationStore:
             self._client = aws.client("dynamodb")
         return self._client
 
-    def _key(self, tenant_id: str, sort_key: str) -> dict[str, Any]:
+    def _item_key(self, tenant_id: str, sort_key: str) -> dict[str, Any]:
         return {"tenant_key": {"S": tenant_key(tenant_id)}, "integration_id": {"S": sort_key}}
 
+    def _key(self, tenant_id: str, integration_id: str) -> dict[str, Any]:
+        """The key of a webhook's configuration item."""
+        return self._item_key(tenant_id, escape(integration_id))
+
     def _state_key(self, tenant_id: str, integration_id: str) -> dict[str, Any]:
-        return self._key(tenant_id, integration_id + STATE_SUFFIX)
+        return self._item_key(tenant_id, escape(integration_id) + STATE_SUFFIX)
 
     def _rate_key(self, tenant_id: str, integration_id: str) -> dict[str, Any]:
-        return self._key(tenant_id, integration_id + RATE_SUFFIX)
+        return self._item_key(tenant_id, escape(integration_id) + RATE_SUFFIX)
 
     @staticmethod
     def _state_expiry() -> dict[str, str]:
@@ -388,7 +394,7 @@ class DynamoIntegrationStore:
         return "Item" in out
 
     def add(self, integration: Integration, limit: int) -> None:
-        counter = self._key(integration.tenant_id, COUNTER_ID)
+        counter = self._item_key(integration.tenant_id, COUNTER_ID)
         items: list[dict[str, Any]] = [
             {
                 "Update": {
@@ -438,14 +444,15 @@ class DynamoIntegrationStore:
         return sorted(_integrations(items).values(), key=lambda i: (i.created_at, i.id))
 
     def get(self, tenant_id: str, integration_id: str) -> Integration | None:
-        # the configuration, state and rate items sort together (each key starts with the id):
+        # the configuration, state and rate items sort together (each key starts with the escaped
+        # id; those of ids it is a prefix of come too, and are left out):
         # one Query reads them, billed on their summed size, where a BatchGetItem would be billed
         # a read unit per item
         items = query_all(
             self.client,
             TableName=self.table_name,
             KeyConditionExpression="tenant_key = :t AND begins_with(integration_id, :id)",
-            ExpressionAttributeValues={":t": {"S": tenant_key(tenant_id)}, ":id": {"S": integration_id}},
+            ExpressionAttributeValues={":t": {"S": tenant_key(tenant_id)}, ":id": {"S": escape(integration_id)}},
             ConsistentRead=True,
         )
         return _integrations(items).get(integration_id)
@@ -465,7 +472,7 @@ class DynamoIntegrationStore:
                     {
                         "Update": {
                             "TableName": self.table_name,
-                            "Key": self._key(tenant_id, COUNTER_ID),
+                            "Key": self._item_key(tenant_id, COUNTER_ID),
                             "UpdateExpression": "SET #n = #n - :one",
                             "ConditionExpression": "#n > :zero",
                             "ExpressionAttributeNames": {"#n": "count"},
@@ -769,6 +776,5 @@ class DynamoIntegrationStore:
         return sum(
             1
             for k in keys
-            if (sort_key := k["integration_id"]["S"]) != COUNTER_ID
-            and not sort_key.endswith((STATE_SUFFIX, RATE_SUFFIX))
+            if SEP not in k["integration_id"]["S"]  # a configuration item
         )
