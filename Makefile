@@ -131,7 +131,7 @@ chromium: ## install Chromium for the browser tests when it is missing (or set D
 
 .PHONY: bench
 bench: $(STAMP) ## run the benchmarks (prints NAME value lines)
-	@for name in delivery fanout isolation cold_import bulk load noisy backlog dead_endpoint; do \
+	@for name in delivery fanout isolation cold_import bulk load noisy backlog scale dead_endpoint; do \
 	  echo "# bench/$$name.py"; $(BIN)/python bench/$$name.py || exit 1; \
 	done
 

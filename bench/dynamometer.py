@@ -12,6 +12,10 @@ the request units AWS would charge, from the item sizes (DynamoDB's published si
 * a read costs ``ceil(size / 4 KB)`` read units per item (GetItem, BatchGetItem) or per page of
   a Query (the sizes of the items it read, summed), halved when eventually consistent.
 
+Each write's units are also booked per partition key (:attr:`Meter.partitions`): the table's
+partition key of the item, and the partition key of each index entry the write puts or deletes
+(bench/scale.py models the hot partitions from them).
+
 Sizes of updated items are read with a second, unmetered client before and after the call, so
 metering slows the calls down: never measure CPU or time with it.
 """
@@ -20,8 +24,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import Counter
-from collections.abc import Mapping
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -70,6 +74,7 @@ class Index:
     keys: tuple[str, ...]
     projection: str  # ALL | KEYS_ONLY | INCLUDE
     attributes: tuple[str, ...] = ()
+    name: str = ""
 
     def projected(self, item: Mapping[str, Any] | None, table_keys: tuple[str, ...]) -> dict[str, Any] | None:
         if not item or any(k not in item for k in self.keys):
@@ -101,30 +106,42 @@ class TableShape:
                 keys=tuple(k["AttributeName"] for k in gsi["KeySchema"]),
                 projection=gsi["Projection"]["ProjectionType"],
                 attributes=tuple(gsi["Projection"].get("NonKeyAttributes", ())),
+                name=str(gsi.get("IndexName", "")),
             )
             for gsi in map(_as_deployed, props.get("GlobalSecondaryIndexes", []))
         )
         return cls(keys=tuple(k["AttributeName"] for k in props["KeySchema"]), indexes=indexes)
 
 
+# a write's units on one partition key: (table, index name or "" for the table, partition key value)
+Partition = tuple[str, str, str]
+
+
 @dataclass
 class Meter:
-    """What the metered clients were asked, and the units it would cost."""
+    """What the metered clients were asked, and the units it would cost; write units per partition
+    key in ``partitions``."""
 
     requests: Counter[str] = field(default_factory=Counter)
     write_units: float = 0.0
     read_units: float = 0.0
+    partitions: defaultdict[Partition, float] = field(default_factory=lambda: defaultdict(float))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, operation: str, wru: float = 0.0, rru: float = 0.0) -> None:
+    def add(
+        self, operation: str, wru: float = 0.0, rru: float = 0.0, parts: Iterable[tuple[Partition, float]] = ()
+    ) -> None:
         with self.lock:
             self.requests[operation] += 1
             self.write_units += wru
             self.read_units += rru
+            for partition, units in parts:
+                self.partitions[partition] += units
 
     def reset(self) -> None:
         with self.lock:
             self.requests.clear()
+            self.partitions.clear()
             self.write_units = self.read_units = 0.0
 
     @property
@@ -150,19 +167,30 @@ class MeteredClient:
         item = self._client.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
         return dict(item) if item else None
 
-    def _write_cost(self, table: str, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> float:
-        units = float(write_units(max(item_size(before), item_size(after))))
+    def _write_parts(
+        self, table: str, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
+    ) -> list[tuple[Partition, float]]:
+        """The write's units on each partition key it touches: the table's, each index entry's."""
         shape = self._shapes.get(table)
+        base = float(write_units(max(item_size(before), item_size(after))))
+        parts = [((table, "", _partition_value(after or before, shape.keys if shape else ())), base)]
         for index in shape.indexes if shape else ():
             old = index.projected(before, shape.keys if shape else ())
             new = index.projected(after, shape.keys if shape else ())
             if old == new:
                 continue
             if old is not None and new is not None and any(old[k] != new[k] for k in index.keys):
-                units += write_units(item_size(old)) + write_units(item_size(new))
+                parts.append(((table, index.name, _partition_value(old, index.keys)), write_units(item_size(old))))
+                parts.append(((table, index.name, _partition_value(new, index.keys)), write_units(item_size(new))))
             else:
-                units += write_units(max(item_size(old), item_size(new)))
-        return units
+                entry = new if new is not None else old
+                parts.append(
+                    (
+                        (table, index.name, _partition_value(entry, index.keys)),
+                        write_units(max(item_size(old), item_size(new))),
+                    )
+                )
+        return parts
 
     def _key_of(self, table: str, item: Mapping[str, Any]) -> dict[str, Any]:
         return {k: item[k] for k in self._shapes[table].keys}
@@ -174,9 +202,9 @@ class MeteredClient:
         try:
             out = self._client.put_item(**kwargs)
         except self._client.exceptions.ConditionalCheckFailedException:
-            self.meter.add("PutItem", wru=write_units(item_size(item)))
+            self._failed("PutItem", table, item, write_units(item_size(item)))
             raise
-        self.meter.add("PutItem", wru=self._write_cost(table, before, item))
+        self._written("PutItem", self._write_parts(table, before, item))
         return out
 
     def update_item(self, **kwargs: Any) -> Any:
@@ -185,42 +213,53 @@ class MeteredClient:
         try:
             out = self._client.update_item(**kwargs)
         except self._client.exceptions.ConditionalCheckFailedException:
-            self.meter.add("UpdateItem", wru=write_units(item_size(before)))
+            self._failed("UpdateItem", table, key, write_units(item_size(before)))
             raise
-        self.meter.add("UpdateItem", wru=self._write_cost(table, before, self._current(table, key)))
+        self._written("UpdateItem", self._write_parts(table, before, self._current(table, key)))
         return out
 
     def delete_item(self, **kwargs: Any) -> Any:
         table, key = kwargs["TableName"], kwargs["Key"]
         before = self._current(table, key)
         out = self._client.delete_item(**kwargs)
-        self.meter.add("DeleteItem", wru=self._write_cost(table, before, None))
+        self._written("DeleteItem", self._write_parts(table, before, None))
         return out
 
     def batch_write_item(self, **kwargs: Any) -> Any:
-        units = 0.0
+        parts: list[tuple[Partition, float]] = []
         for table, entries in kwargs["RequestItems"].items():
             for entry in entries:
                 if "PutRequest" in entry:
                     item = entry["PutRequest"]["Item"]
-                    units += self._write_cost(table, self._current(table, self._key_of(table, item)), item)
+                    parts += self._write_parts(table, self._current(table, self._key_of(table, item)), item)
                 else:
                     key = entry["DeleteRequest"]["Key"]
-                    units += self._write_cost(table, self._current(table, key), None)
+                    parts += self._write_parts(table, self._current(table, key), None)
         out = self._client.batch_write_item(**kwargs)
-        self.meter.add("BatchWriteItem", wru=units)
+        self._written("BatchWriteItem", parts)
         return out
 
     def transact_write_items(self, **kwargs: Any) -> Any:
-        units = 0.0
+        parts: list[tuple[Partition, float]] = []
         for entry in kwargs["TransactItems"]:
             (kind, spec), *_ = entry.items()
             table = spec["TableName"]
             key = spec.get("Key") or self._key_of(table, spec["Item"])
-            units += 2 * write_units(max(item_size(self._current(table, key)), item_size(spec.get("Item"))))
+            units = 2 * write_units(max(item_size(self._current(table, key)), item_size(spec.get("Item"))))
+            parts.append(((table, "", _partition_value(key, self._shapes[table].keys)), float(units)))
         out = self._client.transact_write_items(**kwargs)
-        self.meter.add("TransactWriteItems", wru=units)
+        self._written("TransactWriteItems", parts)
         return out
+
+    def _written(self, operation: str, parts: list[tuple[Partition, float]]) -> None:
+        self.meter.add(operation, wru=sum(units for _, units in parts), parts=parts)
+
+    def _failed(self, operation: str, table: str, key: Mapping[str, Any], units: float) -> None:
+        """A write whose condition failed: its units on the table's partition key, no index entry."""
+        shape = self._shapes.get(table)
+        self.meter.add(
+            operation, wru=units, parts=[((table, "", _partition_value(key, shape.keys if shape else ())), units)]
+        )
 
     # ------------------------------------------------------------------ reads
     def get_item(self, **kwargs: Any) -> Any:
@@ -242,3 +281,11 @@ class MeteredClient:
         size = sum(item_size(i) for i in out.get("Items", []))
         self.meter.add("Query", rru=read_units(size, bool(kwargs.get("ConsistentRead"))))
         return out
+
+
+def _partition_value(item: Mapping[str, Any] | None, keys: tuple[str, ...]) -> str:
+    """The partition key (the first key attribute) of an item or index entry, as text."""
+    if not item or not keys or keys[0] not in item:
+        return ""
+    (_, raw), *_ = item[keys[0]].items()
+    return str(raw)
