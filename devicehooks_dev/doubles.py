@@ -26,6 +26,7 @@ from devicehooks.domain.activity import (
 from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
 from devicehooks.errors import Conflict
 from devicehooks.store.activity import Claim, Update
+from devicehooks.store.bounds import Bound, bound_for, bounded_attempt, bounded_status, kept
 from devicehooks.store.integrations import Trial, limit_message
 
 
@@ -209,7 +210,8 @@ class MemoryActivityStore:
             self._store(event.with_status(status.with_lease(now + timedelta(seconds=lease_seconds))))
             return Claim.TAKEN
 
-    def record(self, tenant_id: str, event_id: str, updates: Sequence[Update]) -> None:
+    def record(self, tenant_id: str, event_id: str, updates: Sequence[Update], deliveries: int | None = None) -> None:
+        bound = bound_for(deliveries) if deliveries is not None else Bound()
         with self._lock:
             event = self._events.get((tenant_id, event_id))
             if event is None:
@@ -218,7 +220,11 @@ class MemoryActivityStore:
                 current = event.deliveries.get(status.integration_id)
                 if current is not None and current.state == "delivered" and status.state != "delivered":
                     continue
-                event = event.with_status(status, attempt)
+                stored = None if attempt is None else bounded_attempt(attempt, bound)
+                event = event.with_status(bounded_status(status), stored)
+                log = event.attempts.get(status.integration_id, ())
+                if len(log) > bound.keep:  # the first and the latest (store/bounds.py)
+                    event = replace(event, attempts={**event.attempts, status.integration_id: kept(log, bound.keep)})
             self._store(event)
 
     def reopen(

@@ -19,6 +19,18 @@ from devicehooks.domain.events import WebhookEvent
 from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
 from devicehooks.errors import Conflict, ServiceUnavailable
 from devicehooks.store.activity import ActivityStore, Claim, DynamoActivityStore
+from devicehooks.store.bounds import (
+    BODY_BYTES,
+    ERROR_BYTES,
+    HEADER_BYTES,
+    KEEP_MAX,
+    SNIPPET_BYTES,
+    TARGET_BYTES,
+    ItemTooLarge,
+    bound_for,
+    dropped,
+    worst_case_bytes,
+)
 from devicehooks.store.integrations import (
     COUNTER_ID,
     RATE_TTL,
@@ -1264,3 +1276,204 @@ def test_while_the_filter_indexes_are_being_added_filters_answer_503_and_the_res
     ):
         with pytest.raises(ServiceUnavailable, match="event filters are not available yet"):
             store.list_events(tenant, 1, 10, None, only)
+
+
+# ------------------------------------------------------------------------- bounded event items
+def _big_event(tenant: str, integration_ids: list[str], size: int = BODY_BYTES) -> ActivityEvent:
+    """An event whose body is exactly ``size`` bytes (240 KiB: the largest an event may be)."""
+    at = NOW
+    data: dict[str, Any] = {"id": "dev-1", "pad": ""}
+    plain = WebhookEvent(id=str(uuid.uuid4()), tenant_id=tenant, type="device-decommissioned", data=data, time=at)  # type: ignore[arg-type]
+    data["pad"] = "x" * (size - len(plain.body()))
+    event = replace(plain, data=data)
+    assert len(event.body()) == size
+    statuses = [DeliveryStatus(i) for i in integration_ids]
+    return ActivityEvent.new(event, int(at.timestamp()) + 3600, statuses)
+
+
+def _worst_attempt(number: int, event_id: str) -> Attempt:
+    """An attempt with everything at its largest: a binary error body (each byte U+FFFD, 3 bytes as
+    UTF-8), a long error, the headers of a signed request during a secret rotation and more."""
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "devicehooks/1.0",
+        "webhook-id": event_id,
+        "webhook-timestamp": "1764410000",
+        "X-Men-Signature": "ab" * 32,
+        "X-Men-Algorithm": "MEN-HMAC-SHA256-Payload",
+        "webhook-signature": "v1," + "K" * 44 + " v1," + "Z" * 44,
+        **{f"X-Extra-{n}": "v" * 100 for n in range(20)},
+    }
+    return Attempt(number, NOW + timedelta(seconds=number), 10_000, 500, "e" * 2000, "\ufffd" * 256, headers)
+
+
+def _stored_size(stores: Stores, tenant: str, event_id: str) -> int | None:
+    """The event item's size by DynamoDB's rules (None on the memory store)."""
+    if not isinstance(stores.activity, DynamoActivityStore):
+        return None
+    from bench.dynamometer import item_size
+
+    store = stores.activity
+    raw = store.client.get_item(TableName=store.table_name, Key=store._key(tenant, event_id))["Item"]
+    return item_size(raw)
+
+
+def test_a_deliverys_log_keeps_its_first_and_latest_attempts_and_says_how_many_it_left_out(
+    stores: Stores,
+) -> None:
+    tenant = _tenant()
+    event = _event(tenant, [DeliveryStatus("a"), DeliveryStatus("b")])
+    stores.activity.create(event)
+    status = DeliveryStatus("a")
+    for number in range(1, 11):
+        attempt = Attempt(number, NOW + timedelta(seconds=number), 5, 503, "unexpected status code from webhook: 503")
+        status = status.after_attempt(attempt, "retrying", NOW, NOW + timedelta(seconds=number))
+        stores.activity.record(tenant, event.id, [(status, attempt)], deliveries=2)
+        stored = stores.activity.get(tenant, event.id)
+        assert stored is not None
+        numbers = [a.number for a in stored.attempts["a"]]
+        assert numbers == ([1, *range(max(2, number - KEEP_MAX + 2), number + 1)] if number > 1 else [1])
+        assert len(numbers) == min(number, KEEP_MAX)
+        assert dropped(stored.deliveries["a"], stored.attempts["a"]) == max(0, number - KEEP_MAX)
+    # an event to as many webhooks as a tenant may have keeps only each delivery's latest attempt,
+    # without its headers
+    crowd = _event(tenant, [DeliveryStatus("a")])
+    stores.activity.create(crowd)
+    status = DeliveryStatus("a")
+    for number in range(1, 4):
+        attempt = _worst_attempt(number, crowd.id)
+        status = status.after_attempt(attempt, "retrying", NOW, NOW)
+        stores.activity.record(tenant, crowd.id, [(status, attempt)], deliveries=99)
+    stored = stores.activity.get(tenant, crowd.id)
+    assert stored is not None
+    (latest,) = stored.attempts["a"]
+    assert (latest.number, latest.headers, latest.status_code) == (3, None, 500)
+    assert dropped(stored.deliveries["a"], stored.attempts["a"]) == 2
+
+
+def test_what_an_attempt_keeps_is_capped_as_stored(stores: Stores) -> None:
+    tenant = _tenant()
+    event = _event(tenant, [DeliveryStatus("a")])
+    stores.activity.create(event)
+    attempt = _worst_attempt(1, event.id)
+    status = DeliveryStatus("a").after_attempt(attempt, "retrying", NOW, NOW, error="x" * 5000)
+    stores.activity.record(tenant, event.id, [(status, attempt)], deliveries=1)
+    stored = stores.activity.get(tenant, event.id)
+    assert stored is not None
+    (kept,) = stored.attempts["a"]
+    assert kept.response_body == "\ufffd" * (SNIPPET_BYTES // 3)  # 256 bytes as stored, not 768
+    assert len((kept.error or "").encode()) == ERROR_BYTES
+    assert len((stored.deliveries["a"].error or "").encode()) == ERROR_BYTES
+    headers = dict(kept.headers or {})
+    assert sum(len(k) + len(v) for k, v in headers.items()) <= HEADER_BYTES
+    # the signature headers come first and are kept whole; the extras only while they fit
+    assert headers["webhook-signature"] == attempt.headers["webhook-signature"]  # type: ignore[index]
+    assert headers["X-Men-Signature"] == "ab" * 32
+
+
+def test_an_event_of_240_kib_to_20_webhooks_redelivered_again_and_again_stays_bounded(stores: Stores) -> None:
+    """The issue's case: every attempt at its largest, 20 webhooks, 12 rounds (an attempt each, then
+    a redelivery): every claim is taken, every attempt recorded (as the POST it stands for), every
+    reopen done; the item never grows past the bound's worst case."""
+    tenant = _tenant()
+    webhooks = [str(uuid.uuid4()) for _ in range(20)]
+    event = _big_event(tenant, webhooks)
+    assert stores.activity.create(event) is None
+    statuses = {i: DeliveryStatus(i) for i in webhooks}
+    sizes = []
+    rounds = 12
+    for n in range(1, rounds + 1):
+        at = NOW + timedelta(minutes=n)
+        updates = []
+        for i in webhooks:  # the POSTs: each one leased first
+            assert stores.activity.claim(tenant, event.id, i, at, 30, seen_attempts=n - 1) is Claim.TAKEN
+            attempt = _worst_attempt(n, event.id)
+            statuses[i] = statuses[i].after_attempt(attempt, "failed", at)
+            updates.append((statuses[i], attempt))
+        stores.activity.record(tenant, event.id, updates[:10], deliveries=20)  # as they finish together
+        for update in updates[10:]:
+            stores.activity.record(tenant, event.id, [update], deliveries=20)  # or one by one
+        for i in webhooks:  # POST /events/{id}/redeliver
+            assert stores.activity.reopen(tenant, event.id, i, at + timedelta(minutes=1), seen_attempts=n) is True
+        size = _stored_size(stores, tenant, event.id)
+        if size is not None:
+            sizes.append(size)
+    stored = stores.activity.get(tenant, event.id)
+    assert stored is not None
+    keep = bound_for(20).keep
+    for i in webhooks:
+        assert stored.deliveries[i].attempts == rounds  # every POST recorded
+        assert [a.number for a in stored.attempts[i]] == [1, *range(rounds - keep + 2, rounds + 1)]
+        assert dropped(stored.deliveries[i], stored.attempts[i]) == rounds - keep
+    if sizes:
+        assert max(sizes) <= worst_case_bytes(20) <= TARGET_BYTES
+        assert max(sizes) > BODY_BYTES + 20 * keep * 700  # the attempts were at their largest
+
+
+class _Refusing:
+    """A DynamoDB client that refuses, as DynamoDB does an item grown past 400 KB, the UpdateItem
+    calls ``refuse`` picks (an item from before the bounds: the fallbacks' only way there)."""
+
+    def __init__(self, client: Any, refuse: Any) -> None:
+        self._client = client
+        self.refuse = refuse
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def update_item(self, **kwargs: Any) -> Any:
+        if self.refuse(kwargs):
+            from botocore.exceptions import ClientError
+
+            error = {
+                "Code": "ValidationException",
+                "Message": "Item size to update has exceeded the maximum allowed size",
+            }
+            raise ClientError({"Error": error}, "UpdateItem")
+        return self._client.update_item(**kwargs)
+
+
+def test_on_dynamodb_an_item_too_large_records_what_it_can_and_refuses_a_reopen_clearly(stores: Stores) -> None:
+    """An item that cannot grow (written before the bounds, near DynamoDB's limit): a record after a
+    POST still counts the attempt (bare, or in the status alone), never an unexplained error; a
+    reopen (a redelivery) and a lease are refused as :class:`ItemTooLarge`, before anything is sent."""
+    if not isinstance(stores.activity, DynamoActivityStore):
+        pytest.skip("DynamoDB only: the memory store has no item size")
+    tenant = _tenant()
+    event = _event(tenant, [DeliveryStatus("a"), DeliveryStatus("b")])
+    assert stores.activity.create(event) is None
+    client = _Refusing(stores.activity.client, lambda kwargs: False)
+    store = DynamoActivityStore(stores.activity.table_name, client)
+
+    def full(kwargs: dict[str, Any]) -> bool:  # refuses an attempt with its headers or snippet
+        return any(
+            "headers" in str(v) or "response_body" in str(v) for v in kwargs["ExpressionAttributeValues"].values()
+        )
+
+    client.refuse = full
+    first = _worst_attempt(1, event.id)
+    status_a = DeliveryStatus("a").after_attempt(first, "retrying", NOW, NOW)
+    status_b = DeliveryStatus("b").after_attempt(first, "retrying", NOW, NOW)
+    store.record(tenant, event.id, [(status_a, first), (status_b, first)], deliveries=2)  # no error
+    stored = store.get(tenant, event.id)
+    assert stored is not None
+    for i in ("a", "b"):
+        assert stored.deliveries[i].attempts == 1  # counted: its retry sees it, never a duplicate
+        (bare,) = stored.attempts[i]
+        assert (bare.number, bare.status_code, bare.headers, bare.response_body) == (1, 500, None, None)
+
+    client.refuse = lambda kwargs: "attempt_log" in kwargs["UpdateExpression"]  # no attempt fits at all
+    second = replace(first, number=2)
+    store.record(tenant, event.id, [(status_a.after_attempt(second, "retrying", NOW, NOW), second)], deliveries=2)
+    stored = store.get(tenant, event.id)
+    assert stored is not None
+    assert stored.deliveries["a"].attempts == 2 and [a.number for a in stored.attempts["a"]] == [1]
+    assert dropped(stored.deliveries["a"], stored.attempts["a"]) == 1  # shown as left out
+
+    client.refuse = lambda kwargs: True  # nothing fits
+    with pytest.raises(ItemTooLarge):  # a redelivery: refused before anything is queued or sent
+        store.reopen(tenant, event.id, "a", NOW + timedelta(hours=1), seen_attempts=2)
+    with pytest.raises(ItemTooLarge):  # a retry: not leased, so not POSTed
+        store.claim(tenant, event.id, "a", NOW + timedelta(hours=1), 30, seen_attempts=2)
+    with pytest.raises(ItemTooLarge):  # not even the status: a clear error, never a bare ClientError
+        store.record(tenant, event.id, [(status_a, replace(first, number=3))], deliveries=2)

@@ -464,9 +464,9 @@ class CountingActivity(MemoryActivityStore):
         super().__init__()
         self.writes: list[list[str]] = []
 
-    def record(self, tenant_id: str, event_id: str, updates: Any) -> None:
+    def record(self, tenant_id: str, event_id: str, updates: Any, deliveries: int | None = None) -> None:
         self.writes.append([status.integration_id for status, _ in updates])
-        super().record(tenant_id, event_id, updates)
+        super().record(tenant_id, event_id, updates, deliveries)
 
 
 def test_statuses_of_webhooks_that_finish_together_are_recorded_in_one_write() -> None:

@@ -31,7 +31,8 @@ from devicehooks.security.ssrf import DestinationGuard
 from devicehooks.services.events import EventService
 from devicehooks.services.health import HealthService
 from devicehooks.services.integrations import IntegrationService
-from devicehooks.services.redelivery import DeliveryService
+from devicehooks.services.redelivery import TOO_LARGE, DeliveryService
+from devicehooks.store.bounds import ItemTooLarge
 from devicehooks.timeutil import rfc3339_millis
 from devicehooks_dev.doubles import MemoryActivityStore, MemoryIntegrationStore, MemoryTaskQueue, PlainTestCipher
 from tests.conftest import FakeContext, load_event
@@ -667,6 +668,73 @@ def test_redeliver_queues_the_event_for_its_webhooks(api: Api, httpserver: Any) 
     assert api("POST", f"{BASE}/events/{uuid.uuid4()}/redeliver").status == 404
     missing = api("POST", f"{BASE}/events/{event_id}/redeliver", {"integration_id": str(uuid.uuid4())})
     assert (missing.status, missing.json()["error"]) == (404, "integration not found")
+
+
+def test_a_redelivery_its_event_record_has_no_room_for_is_a_409_and_sends_nothing(
+    api: Api, httpserver: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event item grown to DynamoDB's limit before the bounds (store/bounds.py): the reopen
+    cannot be written, so nothing is queued or sent, and the caller is told why (never a 500)."""
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    integration_id = _create(api, _webhook(url=httpserver.url_for("/hook")))
+    event_id = _store_events(api, 1, integration=integration_id)[0]
+
+    def full(*args: Any, **kwargs: Any) -> bool:
+        raise ItemTooLarge("no room")
+
+    monkeypatch.setattr(api.activity, "reopen", full)
+    response = api("POST", f"{BASE}/events/{event_id}/redeliver")
+    assert response.status == 409
+    assert response.json()["error"] == TOO_LARGE  # Mender's error format: {"error", "request_id"}
+    assert api.queue.scheduled == [] and httpserver.log == []
+
+
+def test_a_delivery_its_event_record_has_no_room_to_lease_goes_to_the_dlq_unsent(
+    api: Api, httpserver: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    integration_id = _create(api, _webhook(url=httpserver.url_for("/hook")))
+    event_id = _store_events(api, 1, integration=integration_id)[0]
+    assert api("POST", f"{BASE}/events/{event_id}/redeliver").status == 202
+    ((task, _),) = api.queue.scheduled
+
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise ItemTooLarge("no room")
+
+    monkeypatch.setattr(api.activity, "claim", full)
+    batch = Batch(deadline=None)
+    api.dispatcher.handle_task(task, batch)  # no error: the message is done with
+    api.dispatcher.finish_batch(batch)
+    assert httpserver.log == []  # never a POST that could not be recorded
+    ((dead, reason),) = api.queue.dead
+    assert dead.event_id == event_id and reason.startswith("not sent: the event's activity record is full")
+
+
+def test_event_detail_says_how_many_attempts_its_log_left_out(api: Api) -> None:
+    integration_id = _create(api)
+    event = WebhookEvent(
+        id=str(uuid.uuid4()),
+        tenant_id="tenant-1",
+        type="device-decommissioned",
+        data={"id": "d"},
+        time=datetime.now(UTC),
+    )
+    event_id = event.id
+    api.activity.create(ActivityEvent.new(event, 0, [DeliveryStatus(integration_id)]))
+    status = DeliveryStatus(integration_id)
+    for number in range(1, 8):
+        if number == 5:
+            (whole,) = api("GET", f"{BASE}/events/{event_id}").json()["delivery_statuses"]
+            assert "attempts_not_kept" not in whole  # absent while the log shows every attempt
+        attempt = Attempt(number, datetime.now(UTC), 3, 503, "unexpected status code from webhook: 503", "\ufffd" * 256)
+        status = status.after_attempt(attempt, "retrying", datetime.now(UTC), datetime.now(UTC))
+        api.activity.record("tenant-1", event_id, [(status, attempt)], deliveries=1)
+    (shown,) = api("GET", f"{BASE}/events/{event_id}").json()["delivery_statuses"]
+    assert [a["attempt"] for a in shown["attempt_log"]] == [1, 5, 6, 7]
+    assert (shown["attempts"], shown["attempts_not_kept"]) == (7, 3)
+    assert all(len(a["response_body"].encode()) <= 256 for a in shown["attempt_log"])
+    listed = api("GET", f"{BASE}/events").json()[0]["delivery_statuses"][0]
+    assert "attempts_not_kept" not in listed and "attempt_log" not in listed  # Mender's list shape unchanged
 
 
 Caller = Callable[..., Response]

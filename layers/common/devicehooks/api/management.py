@@ -433,7 +433,8 @@ def get_event(event_id: str, caller: Caller, service: Events) -> Response[str]:
     description="Queues the event, to be sent now, for one webhook (integration_id) or for every enabled webhook "
     "it went to, whatever their deliveries' state: a delivery waiting for its next retry is attempted now, and "
     "that retry is then dropped. The same bytes and webhook-id are sent; the attempts are recorded as new "
-    "attempts. 409 while an attempt of the delivery is in flight.",
+    "attempts. 409 while an attempt of the delivery is in flight, and when the event's activity record has no "
+    "room to record another attempt (then nothing is sent).",
     tags=["Activity"],
     responses=http.responses(
         {202: {"description": "Queued.", "content": {"application/json": {"model": RedeliverOut}}}},

@@ -172,7 +172,11 @@ class AttemptOut(ResponseModel):
     duration_ms: int
     status_code: int | None = None
     error: str | None = None
-    response_body: str | None = Field(default=None, description="The first 256 bytes of the response body.")
+    response_body: str | None = Field(
+        default=None,
+        description="The first 256 bytes of the response body, as UTF-8 (a byte that is not UTF-8 is shown as "
+        "U+FFFD), cut to 256 bytes of UTF-8 as it is kept.",
+    )
     headers: dict[str, str] | None = Field(
         default=None,
         description="devicehooks: the request's headers as sent (signatures included, never the secret); "
@@ -194,6 +198,12 @@ class AttemptOut(ResponseModel):
 
 class DeliveryDetailOut(DeliveryStatusOut):
     attempt_log: list[AttemptOut]
+    attempts_not_kept: int | None = Field(
+        default=None,
+        description="devicehooks: attempts made that attempt_log leaves out (a delivery keeps its first "
+        "attempt and its latest ones, up to 4 in all, fewer when the event went to many webhooks); "
+        "absent when it shows every attempt.",
+    )
 
 
 class EventDetailOut(ResponseModel):
@@ -212,6 +222,7 @@ class EventDetailOut(ResponseModel):
             DeliveryDetailOut(
                 **DeliveryStatusOut.fields_of(s),
                 attempt_log=[AttemptOut.of(a) for a in event.attempts.get(s.integration_id, ())],
+                attempts_not_kept=max(0, s.attempts - len(event.attempts.get(s.integration_id, ()))) or None,
             )
             for s in _by_integration(event)
         ]

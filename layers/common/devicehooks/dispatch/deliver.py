@@ -56,7 +56,10 @@ def turn(ctx: DispatchContext, gate: FlowGate, batch: Batch, event: ActivityEven
 def settle(ctx: DispatchContext, batch: Batch, event: ActivityEvent, outcomes: list[Outcome]) -> None:
     """Record outcomes of one event (one write), count their attempts, follow them up."""
     ctx.activity.record(
-        event.tenant_id, event.id, [(o.status, o.attempt if isinstance(o, Attempted) else None) for o in outcomes]
+        event.tenant_id,
+        event.id,
+        [(o.status, o.attempt if isinstance(o, Attempted) else None) for o in outcomes],
+        deliveries=len(event.deliveries),  # what each delivery keeps is bounded by how many there are
     )
     for outcome in outcomes:
         if isinstance(outcome, Attempted):

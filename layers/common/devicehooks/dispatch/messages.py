@@ -25,6 +25,7 @@ from devicehooks.domain.models import EVENT_TYPES, Integration
 from devicehooks.domain.validation import format_errors
 from devicehooks.observability import logger
 from devicehooks.store.activity import Claim
+from devicehooks.store.bounds import ItemTooLarge
 
 
 class Busy(Exception):
@@ -101,9 +102,8 @@ def handle_bus_event(ctx: DispatchContext, gate: FlowGate, batch: Batch, data: d
         status = existing.deliveries.get(integration.id)
         if status is None or status.state != "pending" or not integration.enabled:
             continue  # delivered, waiting for a retry, failed or skipped: not this message's job
-        claim = ctx.activity.claim(
-            event.tenant_id, event.id, integration.id, now, ctx.policy.lease_seconds, status.attempts
-        )
+        task = DeliveryTask.first(event.tenant_id, event.id, integration.id, status.attempts)
+        claim = _claim(ctx, task, now, status.attempts)
         if claim is Claim.BUSY:
             busy = True
         elif claim is Claim.TAKEN:
@@ -112,6 +112,22 @@ def handle_bus_event(ctx: DispatchContext, gate: FlowGate, batch: Batch, data: d
         deliver(ctx, gate, batch, existing, jobs)
     if busy:
         raise Busy(f"event {event.id}: a delivery is leased by another worker")
+
+
+def _claim(ctx: DispatchContext, task: DeliveryTask, now: datetime, attempts: int) -> Claim:
+    """Lease a delivery before its POST. When its event's activity item has no room even for the
+    lease (an item grown to DynamoDB's limit before store/bounds.py), nothing is sent: the delivery
+    goes to the delivery DLQ with the reason, its message done (``DONE``), never retried into a
+    POST that could not be recorded."""
+    try:
+        return ctx.activity.claim(
+            task.tenant_id, task.event_id, task.integration_id, now, ctx.policy.lease_seconds, attempts
+        )
+    except ItemTooLarge as exc:
+        reason = f"not sent: the event's activity record is full ({exc})"
+        logger.error(reason, extra={"event_id": task.event_id, "integration_id": task.integration_id})
+        ctx.queue.dead_letter(task, reason)
+        return Claim.DONE
 
 
 def queue_held(batch: Batch, event: ActivityEvent, now: datetime) -> None:
@@ -169,9 +185,7 @@ def handle_task(ctx: DispatchContext, gate: FlowGate, batch: Batch, task: Delive
         batch.later(task.held(), max(0.0, (hold.until - now).total_seconds()))
         ctx.activity.record(task.tenant_id, task.event_id, [(status.held(hold.until, hold.reason, now), None)])
         return
-    claim = ctx.activity.claim(
-        task.tenant_id, task.event_id, task.integration_id, now, ctx.policy.lease_seconds, status.attempts
-    )
+    claim = _claim(ctx, task, now, status.attempts)
     if claim is Claim.STALE and task.seen_attempts is not None and status.attempts >= task.seen_attempts:
         # an attempt recorded since the read, past the attempts this task was queued for
         drop_superseded(task, None)

@@ -13,6 +13,7 @@ from devicehooks.domain.events import WebhookEvent, sample_data
 from devicehooks.domain.models import TEST_EVENT_TYPE, EventType, new_id
 from devicehooks.errors import Conflict, InvalidRequest, NotFound
 from devicehooks.store.activity import ActivityStore
+from devicehooks.store.bounds import ItemTooLarge
 from devicehooks.store.integrations import IntegrationStore
 from devicehooks.timeutil import utcnow
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:  # the delivery pipeline is imported only when a test delivery
     from devicehooks.dispatch import Dispatcher
 
 RECOVER_PAGE = 1000  # events examined per recover call (10 reads of the index and the items)
+# a redelivery refused because the event's record could not take it (an item from before the bounds)
+TOO_LARGE = "the event's activity record is full and cannot record another attempt; it cannot be redelivered"
 RECOVER_DELAY = 1.0  # a resend waits this long, so that its delivery is reopened (and counted) first
 
 
@@ -74,20 +77,33 @@ class DeliveryService:
             if not targets:
                 raise Conflict("no enabled webhook of this event to redeliver to")
         missing = [i for i in targets if i not in event.deliveries]
-        if missing:
-            self.activity.add_deliveries(tenant_id, event_id, missing)
         now = self.clock()
         queued: list[str] = []
-        for target in targets:
-            status = event.deliveries.get(target)
-            seen = 0 if status is None else status.attempts
-            # One conditional write, whatever the state: pending again, due now, if no attempt is in
-            # flight and none was recorded since the read. The task carries the attempts seen: the
-            # retry that was waiting saw the same, so whichever of the two comes first makes the
-            # attempt and the other finds it superseded (dispatch/messages.py), never a second one.
-            if self.activity.reopen(tenant_id, event_id, target, now, seen):
-                self.queue.schedule(self._task(tenant_id, event_id, target, seen), 0)
-                queued.append(target)
+        full = False
+        try:
+            if missing:
+                self.activity.add_deliveries(tenant_id, event_id, missing)
+            for target in targets:
+                status = event.deliveries.get(target)
+                seen = 0 if status is None else status.attempts
+                # One conditional write, whatever the state: pending again, due now, if no attempt is
+                # in flight and none was recorded since the read. The task carries the attempts seen:
+                # the retry that was waiting saw the same, so whichever of the two comes first makes
+                # the attempt and the other finds it superseded (dispatch/messages.py), never a second.
+                try:
+                    reopened = self.activity.reopen(tenant_id, event_id, target, now, seen)
+                except ItemTooLarge:
+                    # the event's record has no room (an item from before store/bounds.py): nothing
+                    # queued, so nothing is sent that could not be recorded
+                    full = True
+                    continue
+                if reopened:
+                    self.queue.schedule(self._task(tenant_id, event_id, target, seen), 0)
+                    queued.append(target)
+        except ItemTooLarge:
+            full = True
+        if not queued and full:
+            raise Conflict(TOO_LARGE)
         if not queued:
             raise Conflict("the delivery is being attempted now; try again once the attempt is over")
         return queued
@@ -129,10 +145,17 @@ class DeliveryService:
             self.queue.schedule_many(
                 [(self._task(tenant_id, e, integration_id, seen), RECOVER_DELAY) for e, seen in batch]
             )
-            count += sum(
-                1 for e, seen in batch if self.activity.reopen(tenant_id, e, integration_id, now, seen, "failed")
-            )
+            count += sum(1 for e, seen in batch if self._reopen_failed(tenant_id, e, integration_id, now, seen))
         return Recovery(count=count, next_since=next_since)
+
+    def _reopen_failed(self, tenant_id: str, event_id: str, integration_id: str, now: datetime, seen: int) -> bool:
+        """Reopen a failed delivery for recover; ``False`` (not counted) when its event's record has
+        no room. Its task, queued already, is then as one whose reopen did not happen: its claim is
+        refused too (nothing is sent), or taken, and its outcome recorded as the store can."""
+        try:
+            return self.activity.reopen(tenant_id, event_id, integration_id, now, seen, "failed")
+        except ItemTooLarge:
+            return False
 
     @staticmethod
     def _task(tenant_id: str, event_id: str, integration_id: str, seen_attempts: int) -> DeliveryTask:

@@ -49,6 +49,17 @@ from devicehooks.domain.activity import (
 )
 from devicehooks.domain.models import ACTIVITY_TYPES
 from devicehooks.errors import ServiceUnavailable
+from devicehooks.store.bounds import (
+    Bound,
+    ItemTooLarge,
+    bare_attempt,
+    bound_for,
+    bounded_attempt,
+    bounded_status,
+    no_list,
+    slot,
+    too_large,
+)
 from devicehooks.store.keys import escape, join, split
 
 BY_TIME = "by_time"
@@ -102,11 +113,16 @@ class ActivityStore(Protocol):
         more (an attempt was recorded since: the caller decides whether its work is superseded or
         must be tried again on fresh data); ``BUSY`` while another worker holds the lease."""
 
-    def record(self, tenant_id: str, event_id: str, updates: Sequence[Update]) -> None:
+    def record(self, tenant_id: str, event_id: str, updates: Sequence[Update], deliveries: int | None = None) -> None:
         """Store deliveries' new statuses and append their attempts, in one write when possible.
 
         A delivery recorded as delivered is never changed by a status that is not ``delivered``
         (a late report of a failure must not hide a success); such an update is dropped.
+
+        What is kept is bounded (``store/bounds.py``) by the event's number of webhooks,
+        ``deliveries`` (``None``: as many as a tenant may have): each attempt capped, each delivery's
+        log its first and latest attempts. A write refused for the item's size all the same records
+        the status with the attempt bare, then without it: never an error.
         """
 
     def add_deliveries(self, tenant_id: str, event_id: str, integration_ids: list[str]) -> None:
@@ -282,7 +298,11 @@ def _event_from_item(raw: Mapping[str, Any]) -> ActivityEvent:
         body=body.encode() if isinstance(body, str) else bytes(body),
         expire_ts=int(item["expire_ts"]),
         deliveries={i: _status(i, d) for i, d in item.get("deliveries", {}).items()},
-        attempts={i: tuple(_attempt(a) for a in log) for i, log in item.get("attempt_log", {}).items()},
+        # a full log's latest attempts rotate through its slots (store/bounds.py): by number
+        attempts={
+            i: tuple(sorted((_attempt(a) for a in log), key=lambda a: a.number))
+            for i, log in item.get("attempt_log", {}).items()
+        },
         test=bool(item.get("test", False)),
     )
 
@@ -492,6 +512,10 @@ class DynamoActivityStore:
             if seen_attempts is not None and status.attempts > seen_attempts:
                 return Claim.STALE
             return Claim.BUSY
+        except self.client.exceptions.ClientError as exc:
+            if too_large(exc):  # an item from before the bounds: not taken, so nothing is POSTed unrecorded
+                raise ItemTooLarge(f"event {event_id}: the activity item has no room to lease a delivery") from exc
+            raise
         return Claim.TAKEN
 
     def _mark(
@@ -514,10 +538,59 @@ class DynamoActivityStore:
         except self.client.exceptions.ConditionalCheckFailedException:
             return
 
-    def record(self, tenant_id: str, event_id: str, updates: Sequence[Update]) -> None:
+    def record(self, tenant_id: str, event_id: str, updates: Sequence[Update], deliveries: int | None = None) -> None:
         if not updates:
             return
+        bound = bound_for(deliveries) if deliveries is not None else Bound()
         keyed = self._keyed(tenant_id, event_id)
+        bounded = [(bounded_status(s), None if a is None else bounded_attempt(a, bound)) for s, a in updates]
+        try:
+            self._write(tenant_id, event_id, bounded, bound.keep, keyed)
+        except self.client.exceptions.ConditionalCheckFailedException:
+            if len(bounded) > 1:  # one of them met a success: record the others one by one
+                for update in bounded:
+                    self._record_alone(tenant_id, event_id, update, bound.keep, keyed)
+            return
+        except self.client.exceptions.ClientError as exc:
+            if not (too_large(exc) or no_list(exc)):
+                raise
+            for update in bounded:  # each as it can be
+                self._record_alone(tenant_id, event_id, update, bound.keep, keyed)
+
+    def _record_alone(self, tenant_id: str, event_id: str, update: Update, keep: int, keyed: _Keyed | None) -> None:
+        """One delivery's update, written as it can be: its log started when it is not there yet (a
+        rotating slot needs the list); refused for the item's size (an item from before the bounds),
+        the attempt recorded bare, then not at all: its status still counts it, so it is never
+        POSTed again for want of a record. :class:`ItemTooLarge` when not even the status fits."""
+        status, attempt = update
+        candidates = [attempt] if attempt is None else [attempt, bare_attempt(attempt), None]
+        for candidate in candidates:
+            for append in (False, True):
+                try:
+                    self._write(tenant_id, event_id, [(status, candidate)], keep, keyed, append)
+                    return
+                except self.client.exceptions.ConditionalCheckFailedException:
+                    return  # a success recorded meanwhile
+                except self.client.exceptions.ClientError as exc:
+                    if no_list(exc) and not append:
+                        continue  # start the log
+                    if too_large(exc):
+                        break  # a smaller record
+                    raise
+        raise ItemTooLarge(f"event {event_id}: the activity item has no room for the status of a delivery")
+
+    def _write(
+        self,
+        tenant_id: str,
+        event_id: str,
+        updates: Sequence[Update],
+        keep: int,
+        keyed: _Keyed | None,
+        append: bool = False,
+    ) -> None:
+        """One write of these statuses and attempts (bounded already): each attempt appended to its
+        delivery's log while the log is not full, else written in the slot of the one it replaces
+        (``append``: appended whatever its number, to start a log that is not there)."""
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
         sets: list[str] = []
@@ -525,33 +598,33 @@ class DynamoActivityStore:
         for n, (status, attempt) in enumerate(updates):
             if keyed is not None and status.integration_id == keyed.carrier:
                 values[":g"] = {"S": _state_pk(tenant_id, status.state, keyed.type)}
-                sets.append("gsi4pk = :g")
             names[f"#i{n}"] = status.integration_id
             values[f":s{n}"] = value(_status_map(status))
             sets.append(f"deliveries.#i{n} = :s{n}")
             if attempt is not None:
-                values[f":a{n}"] = {"L": [value(_attempt_map(attempt))]}
-                values[":empty"] = {"L": []}
-                sets.append(f"attempt_log.#i{n} = list_append(if_not_exists(attempt_log.#i{n}, :empty), :a{n})")
+                at = None if append else slot(attempt.number, keep)
+                if at is None:
+                    values[f":a{n}"] = {"L": [value(_attempt_map(attempt))]}
+                    values[":empty"] = {"L": []}
+                    sets.append(f"attempt_log.#i{n} = list_append(if_not_exists(attempt_log.#i{n}, :empty), :a{n})")
+                else:  # the log is full: this one replaces the oldest of the latest (store/bounds.py)
+                    values[f":a{n}"] = value(_attempt_map(attempt))
+                    sets.append(f"attempt_log.#i{n}[{at}] = :a{n}")
             if status.state != "delivered":
                 # a late failure report must not overwrite a success recorded meanwhile
                 names["#s"] = "state"
                 values[":d"] = {"S": "delivered"}
                 conditions.append(f"(attribute_not_exists(deliveries.#i{n}) OR deliveries.#i{n}.#s <> :d)")
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=self._key(tenant_id, event_id),
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression=" AND ".join(conditions),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            if len(updates) > 1:  # one of them met a success: record the others one by one
-                for update in updates:
-                    self.record(tenant_id, event_id, [update])
-            return
+        if ":g" in values:  # last: moto measures the item when a top-level attribute is set
+            sets.append("gsi4pk = :g")
+        self.client.update_item(
+            TableName=self.table_name,
+            Key=self._key(tenant_id, event_id),
+            UpdateExpression="SET " + ", ".join(sets),
+            ConditionExpression=" AND ".join(conditions),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
         if keyed is not None:  # the other webhooks' deliveries are in the indexes through their markers
             for status, _ in updates:
                 if status.integration_id != keyed.carrier:
@@ -595,6 +668,10 @@ class DynamoActivityStore:
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
+        except self.client.exceptions.ClientError as exc:
+            if too_large(exc):  # an item from before the bounds: the caller answers a clear 409
+                raise ItemTooLarge(f"event {event_id}: the activity item has no room to reopen a delivery") from exc
+            raise
         if keyed is not None and keyed.carrier != integration_id:
             self._mark(tenant_id, event_id, DeliveryStatus(integration_id, state="pending"), keyed, now)
         return True
@@ -641,6 +718,10 @@ class DynamoActivityStore:
                 )
             except self.client.exceptions.ConditionalCheckFailedException:
                 continue
+            except self.client.exceptions.ClientError as exc:
+                if too_large(exc):
+                    raise ItemTooLarge(f"event {event_id}: the activity item has no room for another delivery") from exc
+                raise
             added.append(integration_id)
         indexed = self._keyed(tenant_id, event_id) is not None  # an event from before the filter keys: none
         batch_write(self.client, self.table_name, self._markers(event, added, indexed))
