@@ -163,19 +163,6 @@ def _circuit(data: Mapping[str, Any]) -> Circuit:
     )
 
 
-# Attributes that versions before the state and rate items wrote on the configuration item; read
-# by nothing now, dropped by the next change of the configuration (a REMOVE of an absent attribute
-# costs nothing). Turns 0-3: the dispatcher's DispatchPolicy.trial_invocations.
-FORMER_ATTRIBUTES = (
-    "failing_since",
-    *CIRCUIT_ATTRIBUTES,
-    PROVEN,
-    *(_trial_attribute(slot) for slot in range(4)),
-    "rl_second",
-    "rl_count",
-)
-
-
 def _record_changes(changes: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Integration fields as item attributes to SET, and the names of those to REMOVE (set to ``None``)."""
     sets: dict[str, Any] = {}
@@ -245,7 +232,7 @@ def _sealed(data: Mapping[str, Any], prefix: str) -> bytes | None:
 def _from_records(config: Mapping[str, Any], state: Mapping[str, Any]) -> Integration:
     """An integration from its configuration item and its state item (``{}``: none, a fresh state)."""
     event_types = config.get("event_types")
-    scopes = config.get("scopes")  # absent on items written before scopes: deviceauth only
+    scopes = config.get("scopes")  # absent when none were given: deviceauth only
     return Integration(
         id=unescape(config["integration_id"]),
         tenant_id=config["tenant_id"],
@@ -494,7 +481,7 @@ class DynamoIntegrationStore:
         given = changes.given()
         state = {name: given.pop(name) for name in STATE_FIELDS if name in given}
         sets, removes = _record_changes(given)
-        config = _update(sets, [*removes, *FORMER_ATTRIBUTES])
+        config = _update(sets, removes)
         config["ExpressionAttributeNames"]["#id"] = "integration_id"
         key = self._key(tenant_id, integration_id)
         if not state:  # the configuration alone (a description, a secret): one write, as ever, and a
