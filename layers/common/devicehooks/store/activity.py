@@ -18,8 +18,7 @@ The filters of ``GET /events`` have two more indexes, sorted by those same ``<ti
 T#<tenant>#S#<state>#Y#<type>`` on the item that stands for each delivery: the event item for its
 first webhook, the marker for the others; ``-`` for the state of an event to no webhook). A
 delivery's state change moves its ``by_state`` entry (the event item's in the same write as the
-status, a marker's with one conditional write). Items written before these keys are in neither
-index: no filter but time lists them. Hourly attempt counts per webhook (``H#<integration>#<hour>``)
+status, a marker's with one conditional write). Hourly attempt counts per webhook (``H#<integration>#<hour>``)
 give its health. Every id in a key is escaped (:mod:`devicehooks.store.keys`: ``%`` as ``%25``,
 ``#`` as ``%23``), so that ids holding ``#`` make no key of another tenant, event or webhook.
 """
@@ -48,7 +47,6 @@ from devicehooks.domain.activity import (
     matches,
 )
 from devicehooks.domain.models import ACTIVITY_TYPES
-from devicehooks.errors import ServiceUnavailable
 from devicehooks.store.bounds import (
     Bound,
     ItemTooLarge,
@@ -160,8 +158,7 @@ class ActivityStore(Protocol):
         only: EventFilter | None = None,
     ) -> list[ActivityEvent]:
         """A page of the tenant's events, newest first, optionally only one webhook's, and only
-        those ``only`` lets through (events stored without the filter keys, before they existed,
-        match no :attr:`EventFilter.keyed` filter; a time range alone lists them)."""
+        those ``only`` lets through."""
 
     def count_attempts(self, tenant_id: str, integration_id: str, counts: HourCount, expire_ts: int) -> None:
         """Add an hour's attempts to a webhook's counts of that hour (and make its last attempt
@@ -213,14 +210,8 @@ class _Keyed:
     type: str
 
 
-_UNKNOWN = object()
-
-
-def _keyed(item: Mapping[str, Any]) -> _Keyed | None:
-    """An event item's :class:`_Keyed`; ``None`` for an item written before the filter keys (it has
-    no ``gsi4pk``: every newer event item has one), which stays out of the filter indexes."""
-    if "gsi4pk" not in item:
-        return None
+def _keyed(item: Mapping[str, Any]) -> _Keyed:
+    """An event item's :class:`_Keyed`."""
     return _Keyed(carrier=_first_of(item) or "", type=str(item["event_type"]["S"]))
 
 
@@ -283,7 +274,7 @@ def _attempt(a: Mapping[str, Any]) -> Attempt:
         status_code=_int(a.get("status_code")),
         error=a.get("error"),
         response_body=a.get("response_body"),
-        headers=dict(a["headers"]) if a.get("headers") else None,  # absent on attempts recorded before
+        headers=dict(a["headers"]) if a.get("headers") else None,  # absent: not built, or not kept (bounds)
     )
 
 
@@ -349,7 +340,7 @@ class DynamoActivityStore:
     def __init__(self, table_name: str, client: Any = None) -> None:
         self.table_name = table_name
         self._client = client
-        self._known: dict[tuple[str, str], _Keyed | None] = {}  # (tenant, event) -> see _remember
+        self._known: dict[tuple[str, str], _Keyed] = {}  # (tenant, event) -> see _remember
 
     @property
     def client(self) -> Any:
@@ -360,9 +351,9 @@ class DynamoActivityStore:
     def _key(self, tenant_id: str, event_id: str) -> dict[str, Any]:
         return {"pk": {"S": _pk(tenant_id)}, "sk": {"S": join("E", event_id)}}
 
-    def _marker(self, event: ActivityEvent, integration_id: str, indexed: bool = True) -> dict[str, Any]:
-        """The marker putting ``event`` in the ``by_webhook`` index under a webhook (and, ``indexed``,
-        the delivery in the state indexes)."""
+    def _marker(self, event: ActivityEvent, integration_id: str) -> dict[str, Any]:
+        """The marker putting ``event`` in the ``by_webhook`` index under a webhook, and the delivery
+        in ``by_state``."""
         status = event.deliveries.get(integration_id) or DeliveryStatus(integration_id)
         return to_item(
             {
@@ -370,17 +361,17 @@ class DynamoActivityStore:
                 "sk": join("D", event.id, integration_id),
                 "gsi2pk": _webhook_pk(event.tenant_id, integration_id),
                 "gsi2sk": _time_key(event),
-                **(_state_keys(event.tenant_id, status.state, event.type) if indexed else {}),
-                "sv": (_millis(status.updated_at) or 0) if indexed else None,
+                **_state_keys(event.tenant_id, status.state, event.type),
+                "sv": _millis(status.updated_at) or 0,
                 "expire_ts": event.expire_ts,
             }
         )
 
-    def _markers(self, event: ActivityEvent, integration_ids: list[str], indexed: bool = True) -> list[dict[str, Any]]:
+    def _markers(self, event: ActivityEvent, integration_ids: list[str]) -> list[dict[str, Any]]:
         """Markers putting ``event`` in the ``by_webhook`` index under these webhooks."""
-        return [{"PutRequest": {"Item": self._marker(event, i, indexed)}} for i in integration_ids]
+        return [{"PutRequest": {"Item": self._marker(event, i)}} for i in integration_ids]
 
-    def _remember(self, tenant_id: str, event_id: str, keyed: _Keyed | None) -> None:
+    def _remember(self, tenant_id: str, event_id: str, keyed: _Keyed) -> None:
         """What recording a status of this event needs to know (it never changes), so that it costs
         no read in the process that created or read the event (the usual case)."""
         if len(self._known) > 4096:
@@ -388,13 +379,14 @@ class DynamoActivityStore:
         self._known[(tenant_id, event_id)] = keyed
 
     def _keyed(self, tenant_id: str, event_id: str) -> _Keyed | None:
-        """:meth:`_remember`'s knowledge, read (a small GetItem) when this process has none."""
-        known = self._known.get((tenant_id, event_id), _UNKNOWN)
-        if not isinstance(known, _Keyed | None):  # never read here, or forgotten since
+        """:meth:`_remember`'s knowledge, read (a small GetItem) when this process has none; ``None``
+        when that read finds no event."""
+        known = self._known.get((tenant_id, event_id))
+        if known is None:  # never read here, or forgotten since
             out = self.client.get_item(
                 TableName=self.table_name,
                 Key=self._key(tenant_id, event_id),
-                ProjectionExpression="gsi2pk, gsi4pk, event_type",
+                ProjectionExpression="gsi2pk, event_type",
             )
             item = out.get("Item")
             if not item:
@@ -453,7 +445,7 @@ class DynamoActivityStore:
                 try:
                     self.client.put_item(
                         TableName=self.table_name,
-                        Item=self._marker(stored, integration_id, indexed=keyed is not None),
+                        Item=self._marker(stored, integration_id),
                         ConditionExpression="attribute_not_exists(sk)",
                     )
                 except self.client.exceptions.ConditionalCheckFailedException:
@@ -521,15 +513,15 @@ class DynamoActivityStore:
     def _mark(
         self, tenant_id: str, event_id: str, status: DeliveryStatus, keyed: _Keyed, at: datetime | None = None
     ) -> None:
-        """Move a delivery's marker to its new state's index partitions (a marker written before the
-        filter keys is left alone; a newer state recorded meanwhile is not overwritten)."""
+        """Move a delivery's marker to its new state's index partitions (a missing marker is not
+        written; a newer state recorded meanwhile is not overwritten)."""
         version = _millis(at or status.updated_at) or 0
         try:
             self.client.update_item(
                 TableName=self.table_name,
                 Key={"pk": {"S": _pk(tenant_id)}, "sk": {"S": join("D", event_id, status.integration_id)}},
                 UpdateExpression="SET gsi4pk = :g, sv = :v",
-                ConditionExpression="attribute_exists(gsi4pk) AND (attribute_not_exists(sv) OR sv <= :v)",
+                ConditionExpression="attribute_exists(sk) AND sv <= :v",
                 ExpressionAttributeValues={
                     ":g": {"S": _state_pk(tenant_id, status.state, keyed.type)},
                     ":v": {"N": str(version)},
@@ -723,8 +715,7 @@ class DynamoActivityStore:
                     raise ItemTooLarge(f"event {event_id}: the activity item has no room for another delivery") from exc
                 raise
             added.append(integration_id)
-        indexed = self._keyed(tenant_id, event_id) is not None  # an event from before the filter keys: none
-        batch_write(self.client, self.table_name, self._markers(event, added, indexed))
+        batch_write(self.client, self.table_name, self._markers(event, added))
 
     def _entries(
         self,
@@ -752,27 +743,17 @@ class DynamoActivityStore:
         elif upper is not None:
             condition += f" AND {sk} < :b"
             values[":b"] = {"S": upper}
-        try:
-            for item in query_all(
-                self.client,
-                TableName=self.table_name,
-                IndexName=index,
-                KeyConditionExpression=condition,
-                ExpressionAttributeValues=values,
-                ScanIndexForward=False,
-                Limit=limit,
-            ):
-                if webhook is None or item.get("gsi2pk", {}).get("S") == webhook:
-                    yield item[sk]["S"], _event_id_of(item["sk"]["S"])
-        except self.client.exceptions.ClientError as exc:
-            # AWS: ValidationException "The table does not have the specified index"; moto: ResourceNotFound
-            missing = exc.response.get("Error", {}).get("Code") in ("ValidationException", "ResourceNotFoundException")
-            if missing and index in (BY_DEVICE, BY_STATE):
-                # the stack is being upgraded: this index is not there yet (docs/architecture.md)
-                raise ServiceUnavailable(
-                    "event filters are not available yet: the activity indexes are being built"
-                ) from exc
-            raise
+        for item in query_all(
+            self.client,
+            TableName=self.table_name,
+            IndexName=index,
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            ScanIndexForward=False,
+            Limit=limit,
+        ):
+            if webhook is None or item.get("gsi2pk", {}).get("S") == webhook:
+                yield item[sk]["S"], _event_id_of(item["sk"]["S"])
 
     def _streams(
         self, tenant_id: str, integration_id: str | None, only: EventFilter, limit: int
