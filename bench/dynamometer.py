@@ -85,14 +85,6 @@ class Index:
         return {k: v for k, v in item.items() if k in names}
 
 
-def _as_deployed(gsi: Mapping[str, Any]) -> Mapping[str, Any]:
-    """An index as a stack with the template's defaults has it (``!If [cond, index, NoValue]``: there)."""
-    if "Fn::If" in gsi:
-        present: Mapping[str, Any] = gsi["Fn::If"][1]
-        return present
-    return gsi
-
-
 @dataclass(frozen=True)
 class TableShape:
     keys: tuple[str, ...]
@@ -108,7 +100,7 @@ class TableShape:
                 attributes=tuple(gsi["Projection"].get("NonKeyAttributes", ())),
                 name=str(gsi.get("IndexName", "")),
             )
-            for gsi in map(_as_deployed, props.get("GlobalSecondaryIndexes", []))
+            for gsi in props.get("GlobalSecondaryIndexes", [])
         )
         return cls(keys=tuple(k["AttributeName"] for k in props["KeySchema"]), indexes=indexes)
 

@@ -169,7 +169,6 @@ class MemoryActivityStore:
 
     def __init__(self) -> None:
         self._events: dict[tuple[str, str], ActivityEvent] = {}
-        self._unindexed: set[tuple[str, str]] = set()  # events as if stored before the filter keys
         self._hours: dict[tuple[str, str, datetime], HourCount] = {}
         self._lock = threading.Lock()
 
@@ -282,21 +281,10 @@ class MemoryActivityStore:
     ) -> list[ActivityEvent]:
         only = only or EventFilter()
         with self._lock:
-            events = [
-                e
-                for (t, i), e in self._events.items()
-                if t == tenant_id
-                and matches(e, integration_id, only)
-                and not (only.keyed and (t, i) in self._unindexed)
-            ]
+            events = [e for (t, _), e in self._events.items() if t == tenant_id and matches(e, integration_id, only)]
         events.sort(key=lambda e: (e.time, e.id), reverse=True)
         skip = (page - 1) * per_page
         return events[skip : skip + per_page]
-
-    def forget_filter_keys(self, tenant_id: str, event_id: str) -> None:
-        """Make an event as if stored before the filter keys existed (tests: an upgraded table)."""
-        with self._lock:
-            self._unindexed.add((tenant_id, event_id))
 
     def count_attempts(self, tenant_id: str, integration_id: str, counts: HourCount, expire_ts: int) -> None:
         with self._lock:

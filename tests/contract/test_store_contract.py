@@ -17,7 +17,7 @@ import pytest
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus, EventFilter, HourCount
 from devicehooks.domain.events import WebhookEvent
 from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
-from devicehooks.errors import Conflict, ServiceUnavailable
+from devicehooks.errors import Conflict
 from devicehooks.store.activity import ActivityStore, Claim, DynamoActivityStore
 from devicehooks.store.bounds import (
     BODY_BYTES,
@@ -39,7 +39,6 @@ from devicehooks.store.integrations import (
     IntegrationStore,
     Trial,
 )
-from devicehooks.store.keys import join
 from tests.contract.conftest import Stores
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
@@ -775,11 +774,11 @@ def test_records_replace_statuses_and_append_attempts(stores: Stores) -> None:
     assert stored.attempts["b"] == (Attempt(1, NOW, 3, None, "connection refused"),)
 
 
-def test_an_attempts_request_headers_round_trip_and_old_attempts_have_none(stores: Stores) -> None:
+def test_an_attempts_request_headers_round_trip_and_attempts_without_them_have_none(stores: Stores) -> None:
     tenant = _tenant()
     event = _event(tenant, [DeliveryStatus("a")])
     stores.activity.create(event)
-    old = Attempt(1, NOW, 15, 503, "unexpected status code from webhook: 503")  # recorded before headers were kept
+    old = Attempt(1, NOW, 15, 503, "unexpected status code from webhook: 503")  # kept without headers
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "devicehooks/1.0",
@@ -1090,49 +1089,6 @@ def test_a_reopened_or_added_delivery_moves_to_pending_in_the_filters(stores: St
     log.check(None, EventFilter(type="device-decommissioned"))
 
 
-def _forget_filter_keys(stores: Stores, tenant: str, event: ActivityEvent) -> None:
-    """Make ``event`` as an item written before the filter keys (an upgraded table)."""
-    if isinstance(stores.activity, DynamoActivityStore):
-        keys = [join("E", event.id), *(join("D", event.id, i) for i in event.deliveries)]
-        for sk in keys:
-            stores.activity.client.update_item(
-                TableName=stores.activity.table_name,
-                Key={"pk": {"S": join("T", tenant)}, "sk": {"S": sk}},
-                UpdateExpression="REMOVE gsi3pk, gsi4pk, sv",
-            )
-        stores.activity._known.clear()  # noqa: SLF001 - as after the upgrade: no process wrote or read them yet
-    else:
-        stores.activity.forget_filter_keys(tenant, event.id)  # type: ignore[attr-defined]
-
-
-def test_events_stored_before_the_filter_keys_are_listed_as_before_and_by_time_only(stores: Stores) -> None:
-    log, a, b = _Log(stores), str(uuid.uuid4()), str(uuid.uuid4())
-    old = [log.add(n, [a, b], "device-provisioned", "dev-old") for n in range(3)]
-    for event in old:
-        _forget_filter_keys(stores, log.tenant, event)
-    new = log.add(5, [a], "device-provisioned", "dev-old")
-    for store in (stores.activity, _elsewhere(stores)):  # recorded as before, keys or none
-        log.set(old[0], a, "delivered", store)
-        log.set(old[1], b, "failed", store)
-    assert store.reopen(log.tenant, old[1].id, b, NOW + timedelta(hours=1), 1, "failed")
-    stores.activity.add_deliveries(log.tenant, old[2].id, [str(uuid.uuid4())])
-    assert stores.activity.get(log.tenant, old[0].id).deliveries[a].state == "delivered"  # type: ignore[union-attr]
-    every = [new.id, *(e.id for e in reversed(old))]
-    assert [e.id for e in stores.activity.list_events(log.tenant, 1, 10)] == every
-    assert [e.id for e in stores.activity.list_events(log.tenant, 1, 10, b)] == every[1:]
-    window = EventFilter(since=NOW, until=NOW + timedelta(seconds=2))
-    assert [e.id for e in stores.activity.list_events(log.tenant, 1, 10, a, window)] == [old[1].id, old[0].id]
-    for only in (
-        EventFilter(device_id="dev-old"),
-        EventFilter(state="delivered"),
-        EventFilter(state="pending"),
-        EventFilter(type="device-provisioned"),
-    ):
-        listed = [e.id for e in stores.activity.list_events(log.tenant, 1, 10, None, only)]
-        assert listed == ([] if only.state == "delivered" else [new.id])
-        assert [e.id for e in stores.activity.list_events(log.tenant, 1, 10, b, only)] == []
-
-
 # Ids may hold "#", the separator of the keys' parts (Mender allows it): no two tenants, events or
 # webhooks may share a key, nor one id's key be the prefix of another's.
 def test_a_device_filter_lists_its_own_tenants_events_whatever_the_ids_hold(stores: Stores) -> None:
@@ -1239,43 +1195,6 @@ def test_hour_counts_keep_to_their_webhook_whatever_its_id_holds(stores: Stores)
         ], hook
     assert stores.activity.hour_counts(tenant.removesuffix("#H#h"), "h", NOW, 24) == []
     assert stores.activity.hour_counts(tenant, "h#h", NOW, 24) == []
-
-
-def test_while_the_filter_indexes_are_being_added_filters_answer_503_and_the_rest_works(
-    moto_tables: tuple[Any, dict[str, dict[str, Any]]],
-) -> None:
-    """DynamoDB only: a table of a stack being upgraded, without ``by_device`` and ``by_state`` yet."""
-    client, physical = moto_tables
-    shape = client.describe_table(TableName=physical["ActivityLogTable"]["TableName"])["Table"]
-    old = [i for i in shape["GlobalSecondaryIndexes"] if i["IndexName"] in ("by_time", "by_webhook")]
-    name = f"upgrading-{uuid.uuid4().hex[:8]}"
-    client.create_table(
-        TableName=name,
-        KeySchema=shape["KeySchema"],
-        AttributeDefinitions=[
-            a
-            for a in shape["AttributeDefinitions"]
-            if a["AttributeName"] in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")
-        ],
-        GlobalSecondaryIndexes=[
-            {"IndexName": i["IndexName"], "KeySchema": i["KeySchema"], "Projection": i["Projection"]} for i in old
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    store, tenant = DynamoActivityStore(name, client), _tenant()
-    event = _event(tenant, [DeliveryStatus("a"), DeliveryStatus("b")])
-    assert store.create(event) is None
-    done = DeliveryStatus("b").after_attempt(Attempt(number=1, at=NOW, status_code=200), "delivered", NOW)
-    store.record(tenant, event.id, [(done, None)])
-    assert [e.id for e in store.list_events(tenant, 1, 10, "b")] == [event.id]
-    assert [e.id for e in store.list_events(tenant, 1, 10, None, EventFilter(since=NOW))] == [event.id]
-    for only in (
-        EventFilter(device_id="dev-1"),
-        EventFilter(state="delivered"),
-        EventFilter(type="device-decommissioned"),
-    ):
-        with pytest.raises(ServiceUnavailable, match="event filters are not available yet"):
-            store.list_events(tenant, 1, 10, None, only)
 
 
 # ------------------------------------------------------------------------- bounded event items

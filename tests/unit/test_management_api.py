@@ -644,7 +644,7 @@ def test_event_detail_has_the_exact_body_and_each_attempts_headers(api: Api, htt
     assert headers["X-Men-Signature"] == request.headers["X-Men-Signature"]
     assert headers["webhook-id"] == event_id and headers["Content-Type"] == "application/json"
     assert "deadbeef" not in json.dumps(detail)  # signatures, never the secret
-    # an attempt recorded before headers were kept reads without them
+    # an attempt kept without its headers (store/bounds.py) reads without them
     stored = api.activity.get("tenant-1", event_id)
     assert stored is not None
     bare = replace(stored.attempts[integration_id][0], headers=None)

@@ -340,7 +340,6 @@ def recover_integration(
         400,
         401,
         403,
-        503,
     ),
 )
 def list_events(

@@ -180,7 +180,8 @@ class AttemptOut(ResponseModel):
     headers: dict[str, str] | None = Field(
         default=None,
         description="devicehooks: the request's headers as sent (signatures included, never the secret); "
-        "absent when the request was not built, and on attempts recorded before headers were kept.",
+        "absent when the request was not built, and when they were not kept (an event's activity record keeps "
+        "them while it has room).",
     )
 
     @classmethod

@@ -33,7 +33,8 @@ class Attempt:
     error: str | None = None
     response_body: str | None = None
     # the request's headers as sent (signatures included: HMAC outputs, never the secret);
-    # None when the request was not built, and on attempts recorded before headers were kept
+    # None when the request was not built, and when they were not kept (store/bounds.py: a bare
+    # attempt, or an event to 69 webhooks or more)
     headers: Mapping[str, str] | None = None
 
 
@@ -180,7 +181,7 @@ class EventFilter:
 
     @property
     def keyed(self) -> bool:
-        """Narrows by more than time (only events written with the filter keys can match)."""
+        """Narrows by more than time (read through the filter indexes, not the time indexes)."""
         return bool(self.device_id or self.state or self.type)
 
 

@@ -1,0 +1,308 @@
+"""The activity table's items: their keys, the mapping between items and :class:`ActivityEvent`,
+and the events read (:class:`KnownEvents`, which remembers what recording their statuses needs).
+
+One partition per tenant (``pk = T#<tenant>``) holds:
+
+* the event item ``sk = E#<event id>``: exact body, delivery status per webhook (a map, updated
+  in place with conditional expressions), attempt detail per webhook (a map of lists), TTL
+  ``expire_ts``;
+* a marker ``sk = D#<event id>#<integration id>`` for each webhook of the event but the first.
+
+Two keys-only indexes page through it newest first, without a Scan: ``by_time``
+(``gsi1pk = T#<tenant>``) holds every event item; ``by_webhook`` (``gsi2pk =
+T#<tenant>#I#<integration>``) holds the event item under its first webhook and the markers
+under the others. So an event to one webhook is one item (one write before the POST, one after),
+and updating a delivery's status never rewrites an index entry (neither index projects it).
+
+The filters of ``GET /events`` have two more indexes, sorted by those same ``<time>#<id>`` keys:
+``by_device`` (``gsi3pk = T#<tenant>#V#<device>`` on the event item) and ``by_state`` (``gsi4pk =
+T#<tenant>#S#<state>#Y#<type>`` on the item that stands for each delivery: the event item for its
+first webhook, the marker for the others; ``-`` for the state of an event to no webhook). A
+delivery's state change moves its ``by_state`` entry (the event item's in the same write as the
+status, a marker's with one conditional write, versioned by its ``sv``). Hourly attempt counts per
+webhook (``H#<integration>#<hour>``, :mod:`devicehooks.store.health`) give its health. Every id in
+a key is escaped (:mod:`devicehooks.store.keys`: ``%`` as ``%25``, ``#`` as ``%23``), so that ids
+holding ``#`` make no key of another tenant, event or webhook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from devicehooks import aws
+from devicehooks.aws.dynamo import batch_get, from_item, to_item
+from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus, device_of
+from devicehooks.store.keys import escape, join, split
+
+BY_TIME = "by_time"
+BY_WEBHOOK = "by_webhook"
+BY_DEVICE = "by_device"  # gsi3pk T#<tenant>#V#<device>, gsi1sk: each event item
+BY_STATE = "by_state"  # gsi4pk T#<tenant>#S#<state>#Y#<type>, gsi2sk, and gsi2pk (its webhook): each delivery
+INDEX_KEYS = {  # each index's partition and sort key attributes (template.yaml)
+    BY_TIME: ("gsi1pk", "gsi1sk"),
+    BY_WEBHOOK: ("gsi2pk", "gsi2sk"),
+    BY_DEVICE: ("gsi3pk", "gsi1sk"),
+    BY_STATE: ("gsi4pk", "gsi2sk"),
+}
+NO_DELIVERY = "-"  # the by_state "state" of an event that went to no webhook (its type is still listed)
+
+
+class Table:
+    """The activity table the store's parts share: its name, and a DynamoDB client (made on first
+    use, so that a cold start that never reaches the table makes none)."""
+
+    def __init__(self, name: str, client: Any = None) -> None:
+        self.name = name
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = aws.client("dynamodb")
+        return self._client
+
+
+# ---------------------------------------------------------------------------------------- keys
+def tenant_pk(tenant_id: str) -> str:
+    return join("T", tenant_id)
+
+
+def webhook_pk(tenant_id: str, integration_id: str) -> str:
+    return join("T", tenant_id, "I", integration_id)
+
+
+def device_pk(tenant_id: str, device_id: str) -> str:
+    return join("T", tenant_id, "V", device_id)
+
+
+def state_pk(tenant_id: str, state: str, event_type: str) -> str:
+    """A delivery's partition in ``by_state`` (it changes with its state; the sort key is the item's
+    ``gsi2sk``, ``<time>#<event>``, which never does, and the index shows the item's ``gsi2pk``, the
+    delivery's webhook)."""
+    return join("T", tenant_id, "S", state, "Y", event_type)
+
+
+def time_prefix(at: datetime) -> str:
+    # isoformat, not strftime: its year has four digits before year 1000 too (strftime's "%Y" on
+    # glibc writes "1" for year 1, which would sort after "2026")
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def time_key(event: ActivityEvent) -> str:
+    return time_prefix(event.time) + "#" + escape(event.id)
+
+
+def event_key(tenant_id: str, event_id: str) -> dict[str, Any]:
+    return {"pk": {"S": tenant_pk(tenant_id)}, "sk": {"S": join("E", event_id)}}
+
+
+def marker_key(tenant_id: str, event_id: str, integration_id: str) -> dict[str, Any]:
+    return {"pk": {"S": tenant_pk(tenant_id)}, "sk": {"S": join("D", event_id, integration_id)}}
+
+
+def first_of(item: Mapping[str, Any]) -> str | None:
+    """The webhook an event item stands for in ``by_webhook`` (its first), from its index key."""
+    key = item.get("gsi2pk", {}).get("S")
+    return split(key)[3] if key else None  # T#<tenant>#I#<integration>
+
+
+def event_id_of(sort_key: str) -> str:
+    """The event id in an index entry's table sort key (``E#<event>`` or ``D#<event>#<integration>``)."""
+    return split(sort_key)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Keyed:
+    """What writing a delivery's state keys needs to know of its event, which never changes: the
+    webhook whose delivery the event item carries (its first; ``""``: none) and the event's type."""
+
+    carrier: str
+    type: str
+
+
+def keyed_of(item: Mapping[str, Any]) -> Keyed:
+    """An event item's :class:`Keyed` (the item as stored, or its ``gsi2pk`` and ``event_type``)."""
+    return Keyed(carrier=first_of(item) or "", type=str(item["event_type"]["S"]))
+
+
+# ------------------------------------------------------------------------------------- values
+def millis(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+def from_millis(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(int(value) / 1000, UTC)
+
+
+def as_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def status_map(status: DeliveryStatus) -> dict[str, Any]:
+    fields = {
+        "state": status.state,
+        "attempts": status.attempts,
+        "status_code": status.status_code,
+        "error": status.error,
+        "updated_at": millis(status.updated_at),
+        "next_attempt_at": millis(status.next_attempt_at),
+        "lease_until": millis(status.lease_until),
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def attempt_map(attempt: Attempt) -> dict[str, Any]:
+    fields = {
+        "number": attempt.number,
+        "at": millis(attempt.at),
+        "duration_ms": attempt.duration_ms,
+        "status_code": attempt.status_code,
+        "error": attempt.error,
+        "response_body": attempt.response_body,
+        "headers": dict(attempt.headers) if attempt.headers else None,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def status_of(integration_id: str, d: Mapping[str, Any]) -> DeliveryStatus:
+    return DeliveryStatus(
+        integration_id=integration_id,
+        state=d.get("state", "pending"),
+        attempts=int(d.get("attempts", 0)),
+        status_code=as_int(d.get("status_code")),
+        error=d.get("error"),
+        updated_at=from_millis(d.get("updated_at")),
+        next_attempt_at=from_millis(d.get("next_attempt_at")),
+        lease_until=from_millis(d.get("lease_until")),
+    )
+
+
+def attempt_of(a: Mapping[str, Any]) -> Attempt:
+    return Attempt(
+        number=int(a["number"]),
+        at=from_millis(a["at"]) or datetime.now(UTC),
+        duration_ms=int(a.get("duration_ms", 0)),
+        status_code=as_int(a.get("status_code")),
+        error=a.get("error"),
+        response_body=a.get("response_body"),
+        headers=dict(a["headers"]) if a.get("headers") else None,  # absent: not built, or not kept (bounds)
+    )
+
+
+# -------------------------------------------------------------------------------------- items
+def event_item(event: ActivityEvent) -> dict[str, Any]:
+    """A new event's item: in every index, its first webhook's delivery (if any) its entry in
+    ``by_webhook`` and ``by_state``."""
+    first = next(iter(event.deliveries), None)
+    device = device_of(event)
+    state = event.deliveries[first].state if first is not None else NO_DELIVERY  # no webhook: still by type
+    return to_item(
+        {
+            "pk": tenant_pk(event.tenant_id),
+            "sk": join("E", event.id),
+            "gsi1pk": tenant_pk(event.tenant_id),
+            "gsi1sk": time_key(event),
+            "gsi2pk": webhook_pk(event.tenant_id, first) if first is not None else None,
+            "gsi2sk": time_key(event),  # also the sort key of the state indexes
+            "gsi3pk": device_pk(event.tenant_id, device) if device is not None else None,
+            "gsi4pk": state_pk(event.tenant_id, state, event.type),
+            "event_id": event.id,
+            "tenant_id": event.tenant_id,
+            "event_type": event.type,
+            "time": event.time.astimezone(UTC).isoformat(),
+            "body": event.body.decode(),
+            "expire_ts": event.expire_ts,
+            "deliveries": {i: status_map(s) for i, s in event.deliveries.items()},
+            "attempt_log": {},
+            "test": True if event.test else None,
+        }
+    )
+
+
+def marker_item(event: ActivityEvent, integration_id: str) -> dict[str, Any]:
+    """The marker putting ``event`` in the ``by_webhook`` index under a webhook, and the delivery
+    in ``by_state`` (``sv``: the version of its state there, the time of its status)."""
+    status = event.deliveries.get(integration_id) or DeliveryStatus(integration_id)
+    return to_item(
+        {
+            "pk": tenant_pk(event.tenant_id),
+            "sk": join("D", event.id, integration_id),
+            "gsi2pk": webhook_pk(event.tenant_id, integration_id),
+            "gsi2sk": time_key(event),
+            "gsi4pk": state_pk(event.tenant_id, status.state, event.type),
+            "sv": millis(status.updated_at) or 0,
+            "expire_ts": event.expire_ts,
+        }
+    )
+
+
+def event_from_item(raw: Mapping[str, Any]) -> ActivityEvent:
+    item = from_item(raw)
+    body = item["body"]
+    return ActivityEvent(
+        id=item["event_id"],
+        tenant_id=item["tenant_id"],
+        type=item["event_type"],
+        time=datetime.fromisoformat(item["time"]),
+        body=body.encode() if isinstance(body, str) else bytes(body),
+        expire_ts=int(item["expire_ts"]),
+        deliveries={i: status_of(i, d) for i, d in item.get("deliveries", {}).items()},
+        # a full log's latest attempts rotate through its slots (store/bounds.py): by number
+        attempts={
+            i: tuple(sorted((attempt_of(a) for a in log), key=lambda a: a.number))
+            for i, log in item.get("attempt_log", {}).items()
+        },
+        test=bool(item.get("test", False)),
+    )
+
+
+class KnownEvents:
+    """Events read whole, and what recording their statuses needs to know of each (its
+    :class:`Keyed`, which never changes), remembered so that it costs no read in the process that
+    created or read the event (the usual case)."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self._known: dict[tuple[str, str], Keyed] = {}  # (tenant, event)
+
+    def remember(self, tenant_id: str, event_id: str, keyed: Keyed) -> None:
+        if len(self._known) > 4096:
+            self._known.clear()
+        self._known[(tenant_id, event_id)] = keyed
+
+    def keyed(self, tenant_id: str, event_id: str) -> Keyed | None:
+        """What is remembered of the event, read (a small GetItem) when this process has nothing;
+        ``None`` when that read finds no event."""
+        known = self._known.get((tenant_id, event_id))
+        if known is None:  # never read here, or forgotten since
+            out = self.table.client.get_item(
+                TableName=self.table.name, Key=event_key(tenant_id, event_id), ProjectionExpression="gsi2pk, event_type"
+            )
+            item = out.get("Item")
+            if not item:
+                return None
+            known = keyed_of(item)
+            self.remember(tenant_id, event_id, known)
+        return known
+
+    def get(self, tenant_id: str, event_id: str) -> ActivityEvent | None:
+        """One event (strongly consistent)."""
+        out = self.table.client.get_item(
+            TableName=self.table.name, Key=event_key(tenant_id, event_id), ConsistentRead=True
+        )
+        item = out.get("Item")
+        if not item:
+            return None
+        self.remember(tenant_id, event_id, keyed_of(item))
+        return event_from_item(item)
+
+    def events(self, tenant_id: str, event_ids: list[str]) -> list[ActivityEvent]:
+        """These events, in this order (those gone meanwhile left out): BatchGetItem."""
+        found = {}
+        for item in batch_get(self.table.client, self.table.name, [event_key(tenant_id, e) for e in event_ids]):
+            event = found[item["event_id"]["S"]] = event_from_item(item)
+            self.remember(tenant_id, event.id, keyed_of(item))
+        return [found[e] for e in event_ids if e in found]

@@ -1,0 +1,177 @@
+"""Listing the activity log: which index partitions hold the events a list asks for, read newest
+first a Query page at a time and merged, then the events read with one BatchGetItem
+(:mod:`devicehooks.store.activity_items` has the indexes; docs/architecture.md, "Event filters",
+how each filter is served)."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from devicehooks.aws.dynamo import query_all
+from devicehooks.domain.activity import DELIVERY_STATES, ActivityEvent, EventFilter, matches
+from devicehooks.domain.models import ACTIVITY_TYPES
+from devicehooks.store.activity_items import (
+    BY_DEVICE,
+    BY_STATE,
+    BY_TIME,
+    BY_WEBHOOK,
+    INDEX_KEYS,
+    NO_DELIVERY,
+    KnownEvents,
+    Table,
+    device_pk,
+    event_id_of,
+    state_pk,
+    tenant_pk,
+    time_prefix,
+    webhook_pk,
+)
+
+Entries = Iterator[tuple[str, str]]  # index entries, newest first: (sort key, event id)
+
+
+def _take(entries: Entries, count: int) -> list[tuple[str, str]]:
+    taken: list[tuple[str, str]] = []
+    for entry in entries:
+        taken.append(entry)
+        if len(taken) >= count:
+            break
+    return taken
+
+
+class ActivityQueries:
+    """The lists of :class:`~devicehooks.store.activity.ActivityStore` (``list_events``,
+    ``webhook_events``); the events they read are remembered in ``known``."""
+
+    def __init__(self, table: Table, known: KnownEvents) -> None:
+        self.table = table
+        self.known = known
+
+    def webhook_events(
+        self, tenant_id: str, integration_id: str, since: datetime, until: datetime, limit: int
+    ) -> list[ActivityEvent]:
+        if limit <= 0 or since >= until:
+            return []
+        event_ids: list[str] = []
+        # sort keys are "<time>#<id>": between the bare times is since <= time < until
+        for item in query_all(
+            self.table.client,
+            TableName=self.table.name,
+            IndexName=BY_WEBHOOK,
+            KeyConditionExpression="gsi2pk = :p AND gsi2sk BETWEEN :a AND :b",
+            ExpressionAttributeValues={
+                ":p": {"S": webhook_pk(tenant_id, integration_id)},
+                ":a": {"S": time_prefix(since)},
+                ":b": {"S": time_prefix(until)},
+            },
+            ScanIndexForward=True,
+            Limit=min(limit, 1000),
+        ):
+            event_ids.append(event_id_of(item["sk"]["S"]))
+            if len(event_ids) >= limit:
+                break
+        return self.known.events(tenant_id, event_ids)  # recover reopens some: remembered, no read then
+
+    def list_events(
+        self,
+        tenant_id: str,
+        page: int,
+        per_page: int,
+        integration_id: str | None = None,
+        only: EventFilter | None = None,
+    ) -> list[ActivityEvent]:
+        only = only or EventFilter()
+        skip = (page - 1) * per_page
+        want = skip + per_page
+        limit = min(want, 1000)
+        if only.device_id is not None and (integration_id is not None or only.state or only.type):
+            return self._read_on(tenant_id, integration_id, only, skip, want)[skip:]
+        event_ids: list[str] = []
+        for _, event_id in heapq.merge(*self._streams(tenant_id, integration_id, only, limit), reverse=True):
+            if event_ids and event_ids[-1] == event_id:
+                continue  # the same event again, through another of its deliveries
+            event_ids.append(event_id)
+            if len(event_ids) >= want:
+                break
+        return self.known.events(tenant_id, event_ids[skip:])
+
+    def _entries(
+        self,
+        index: str,
+        partition: str,
+        lower: str | None,
+        upper: str | None,
+        limit: int,
+        webhook: str | None = None,
+    ) -> Entries:
+        """An index partition's entries between two times, newest first, as (sort key, event id), the
+        sort key (``<time>#<escaped id>``) in the order of the partition, which the merge keeps: a
+        Query page at a time, read only as far as the caller goes on. ``webhook``: only the entries
+        of that webhook's deliveries (``by_state``), the others read and passed over."""
+        pk, sk = INDEX_KEYS[index]
+        condition = f"{pk} = :p"
+        values: dict[str, Any] = {":p": {"S": partition}}
+        # sort keys are "<time>#<id>": between the bare times is lower <= time < upper
+        if lower is not None and upper is not None:
+            condition += f" AND {sk} BETWEEN :a AND :b"
+            values.update({":a": {"S": lower}, ":b": {"S": upper}})
+        elif lower is not None:
+            condition += f" AND {sk} >= :a"
+            values[":a"] = {"S": lower}
+        elif upper is not None:
+            condition += f" AND {sk} < :b"
+            values[":b"] = {"S": upper}
+        for item in query_all(
+            self.table.client,
+            TableName=self.table.name,
+            IndexName=index,
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            ScanIndexForward=False,
+            Limit=limit,
+        ):
+            if webhook is None or item.get("gsi2pk", {}).get("S") == webhook:
+                yield item[sk]["S"], event_id_of(item["sk"]["S"])
+
+    def _streams(self, tenant_id: str, integration_id: str | None, only: EventFilter, limit: int) -> list[Entries]:
+        """The index partitions whose merge, newest first, is exactly the events asked for (an event
+        may come more than once, from several of its deliveries, one after the other)."""
+        lower = time_prefix(only.since) if only.since is not None else None
+        upper = time_prefix(only.until) if only.until is not None else None
+        if only.device_id is not None:
+            return [self._entries(BY_DEVICE, device_pk(tenant_id, only.device_id), lower, upper, limit)]
+        if not only.keyed:
+            if integration_id is None:
+                return [self._entries(BY_TIME, tenant_pk(tenant_id), lower, upper, limit)]
+            return [self._entries(BY_WEBHOOK, webhook_pk(tenant_id, integration_id), lower, upper, limit)]
+        states: tuple[str, ...] = (only.state,) if only.state else DELIVERY_STATES
+        if only.state is None and integration_id is None:
+            states = (*states, NO_DELIVERY)
+        types = (only.type,) if only.type else ACTIVITY_TYPES
+        webhook = webhook_pk(tenant_id, integration_id) if integration_id is not None else None
+        # an event's other deliveries come too (passed over, or the same event again): larger pages
+        limit = min(max(4 * limit, 100), 1000)
+        return [
+            self._entries(BY_STATE, state_pk(tenant_id, s, t), lower, upper, limit, webhook)
+            for s in states
+            for t in types
+        ]
+
+    def _read_on(
+        self, tenant_id: str, integration_id: str | None, only: EventFilter, skip: int, want: int
+    ) -> list[ActivityEvent]:
+        """A device's events narrowed further (a webhook, a state, a type): its index entries, newest
+        first, read with their events until ``want`` match: at most the device's events of the window."""
+        entries = self._streams(
+            tenant_id, None, EventFilter(device_id=only.device_id, since=only.since, until=only.until), min(want, 100)
+        )[0]
+        found: list[ActivityEvent] = []
+        while len(found) < want:
+            chunk = [event_id for _, event_id in _take(entries, min(100, want - len(found)))]
+            if not chunk:
+                break
+            found += [e for e in self.known.events(tenant_id, chunk) if matches(e, integration_id, only)]
+        return found[:want]
