@@ -1478,7 +1478,7 @@ def test_event_details_show_the_body_as_sent_each_attempts_headers_and_copy_them
     page.get_by_role("button", name="Copy body").click()
     assert page.evaluate("navigator.clipboard.readText()") == sent[0]["body"].decode()
 
-    # an event recorded before bodies and headers were returned still reads sensibly
+    # an answer without the body and the headers (a server that left them out) still reads sensibly
     def old_server(route: Any) -> None:
         answer = route.fetch().json()
         answer.pop("body", None)
@@ -1491,7 +1491,20 @@ def test_event_details_show_the_body_as_sent_each_attempts_headers_and_copy_them
     page.reload()
     expect(page.get_by_text("The server did not return the body as sent")).to_be_visible()
     expect(page.get_by_role("region", name="Request body (JSON)")).to_contain_text(device)
-    expect(page.locator("details[open]").get_by_text("Not recorded: this attempt was made before")).to_be_visible()
+    expect(page.locator("details[open]").get_by_text("Not kept: the request was never built")).to_be_visible()
+    expect(page.get_by_text("earlier attempts are not shown")).to_have_count(0)  # every attempt kept
+
+    # a delivery whose record kept the first and the latest attempts says how many it left out
+    def trimmed_server(route: Any) -> None:
+        answer = route.fetch().json()
+        for status in answer["delivery_statuses"]:
+            status["attempts_not_kept"] = 7
+        route.fulfill(json=answer)
+
+    page.unroute(f"**{MANAGEMENT}/events/{event['id']}")
+    page.route(f"**{MANAGEMENT}/events/{event['id']}", trimmed_server)
+    page.reload()
+    expect(page.get_by_text("7 earlier attempts are not shown: the record keeps the first attempt")).to_be_visible()
     _no_stray_text(page)
     _axe_clean(page, "event details without headers")
     ui.assert_clean()

@@ -143,6 +143,11 @@ export async function renderEvent(ctx, integrationId, eventId) {
         "section.card",
         { "aria-labelledby": "attempts-title" },
         h("h2#attempts-title", { text: "Delivery attempts" }),
+        status?.attempts_not_kept > 0
+          ? h("p.help", {
+              text: `${status.attempts_not_kept.toLocaleString("en")} earlier ${status.attempts_not_kept === 1 ? "attempt is" : "attempts are"} not shown: the record keeps the first attempt and the latest ones.`,
+            })
+          : null,
         attempts.length ? [attemptTable(attempts), attempts.map((a, n) => attemptDetail(a, opened ? opened.has(String(a.attempt)) : n === attempts.length - 1))] : h("p.empty", { text: "No delivery attempt yet." }),
       ),
     ];
@@ -210,7 +215,7 @@ function attemptDetail(a, open) {
         ? h("pre.payload.headers", { tabindex: "0", role: "region", "aria-label": `Request headers of attempt ${number}` }, h("code", { text: lines() }))
         : h("p.muted", {
             text: a.headers === undefined || a.headers === null
-              ? "Not recorded: this attempt was made before request headers were kept, or the request was never built."
+              ? "Not kept: the request was never built, or its headers did not fit in the event's record (an event to many webhooks keeps fewer)."
               : "None.",
           }),
       h("h3", { text: "Response" }),
