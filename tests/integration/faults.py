@@ -105,10 +105,10 @@ def flaky_record(handler: Handler, budget: str) -> Handler:
     real_record = activity.record
     faults = Budget(budget)
 
-    def flaky(tenant_id: str, event_id: str, updates: Any) -> None:
+    def flaky(tenant_id: str, event_id: str, updates: Any, **options: Any) -> None:
         if any(status.state == "delivered" for status, _ in updates) and faults.take():
             raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "UpdateItem")
-        real_record(tenant_id, event_id, updates)
+        real_record(tenant_id, event_id, updates, **options)
 
     activity.record = flaky  # type: ignore[method-assign]
     return handler
