@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from packaging.requirements import Requirement
 
+from devicehooks import observability
 from devicehooks.domain.decisions import DispatchPolicy
 from devicehooks.domain.models import EVENT_TYPES
 from devicehooks_dev import layer as layer_requirements
@@ -73,6 +74,187 @@ def test_every_dead_letter_queue_has_an_alarm(template: dict[str, Any]) -> None:
         if dim["Name"] == "QueueName"
     }
     assert dead_letter <= alarmed
+
+
+def _alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: alarm["Properties"] for name, alarm in resources_of(template, "AWS::CloudWatch::Alarm").items()}
+
+
+def test_every_alarm_notifies_the_alarm_topic_and_says_where_to_look(template: dict[str, Any]) -> None:
+    alarms = _alarms(template)
+    assert len(alarms) == 9
+    for name, alarm in alarms.items():
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+        assert alarm["TreatMissingData"] == "notBreaching", name  # no messages, no invocations: all is well
+        description = alarm["AlarmDescription"]
+        text = description["Fn::Sub"] if isinstance(description, dict) else description
+        assert "docs/operations.md" in text and "First check" in text, name
+        assert len(text) <= 1024, name  # CloudWatch's limit (before substitution, near enough)
+
+
+def test_the_intake_and_dispatch_queues_alarm_when_their_oldest_message_is_older_than_the_parameter(
+    template: dict[str, Any],
+) -> None:
+    parameter = template["Parameters"]["BacklogAgeAlarmSeconds"]
+    assert (parameter["Type"], parameter["Default"], parameter["MinValue"]) == ("Number", 300, 60)
+    backlog = {
+        alarm["Dimensions"][0]["Value"]["Fn::GetAtt"][0]: alarm
+        for alarm in _alarms(template).values()
+        if alarm["MetricName"] == "ApproximateAgeOfOldestMessage"
+    }
+    assert set(backlog) == {"IntakeQueue", "DispatchQueue"}
+    for queue, alarm in backlog.items():
+        assert alarm["Namespace"] == "AWS/SQS", queue
+        assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
+        assert alarm["Statistic"] == "Maximum", queue
+        assert alarm["Threshold"] == {"Ref": "BacklogAgeAlarmSeconds"}, queue
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold", queue
+
+
+@pytest.mark.parametrize("function", ["DispatcherFunction", "IntakeFunction"])
+@pytest.mark.parametrize("metric", ["Errors", "Throttles"])
+def test_the_dispatcher_and_the_intake_alarm_on_any_error_or_throttle_in_five_minutes(
+    template: dict[str, Any], function: str, metric: str
+) -> None:
+    # a failed delivery is recorded and retried, not a Lambda error: Errors are crashes and timeouts
+    [alarm] = [
+        alarm
+        for alarm in _alarms(template).values()
+        if alarm["Namespace"] == "AWS/Lambda"
+        and alarm["MetricName"] == metric
+        and alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function}}]
+    ]
+    assert (alarm["Statistic"], alarm["Period"], alarm["EvaluationPeriods"]) == ("Sum", 300, 1)
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+
+
+_VARIABLE = re.compile(r"\$\{([^}!]+)\}")
+
+
+def _dashboard(template: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """The dashboard's body with its !Sub variables substituted (parameters by their defaults,
+    anything else by a placeholder naming it, as <DispatchQueue.QueueName>), and the variables."""
+    body = resources_of(template, "AWS::CloudWatch::Dashboard")["OperationsDashboard"]["Properties"]["DashboardBody"]
+    text = body["Fn::Sub"]
+    assert isinstance(text, str)
+    parameters = template["Parameters"]
+    variables = set(_VARIABLE.findall(text))
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return str(parameters[name]["Default"]) if name in parameters else f"<{name}>"
+
+    return json.loads(_VARIABLE.sub(substitute, text)), variables
+
+
+def _metric_lines(dashboard: dict[str, Any]) -> list[tuple[str, str, dict[str, str], dict[str, Any]]]:
+    """(namespace, metric name, dimensions, options) of every line of every metric widget."""
+    lines = []
+    for widget in dashboard["widgets"]:
+        if widget["type"] != "metric":
+            continue
+        props = widget["properties"]
+        for line in props["metrics"]:
+            assert "." not in line[:4], "every line spells out its namespace and dimensions"
+            namespace, name, *rest = line
+            options = rest.pop() if rest and isinstance(rest[-1], dict) else {}
+            lines.append((namespace, name, dict(zip(rest[::2], rest[1::2], strict=True)), {**props, **options}))
+    return lines
+
+
+def test_the_dashboard_is_valid_json_once_substituted_and_names_only_what_the_template_has(
+    template: dict[str, Any],
+) -> None:
+    dashboard_resource = resources_of(template, "AWS::CloudWatch::Dashboard")
+    assert set(dashboard_resource) == {"OperationsDashboard"}
+    assert dashboard_resource["OperationsDashboard"]["Properties"]["DashboardName"] == {"Ref": "AWS::StackName"}
+    dashboard, variables = _dashboard(template)
+    resources = template["Resources"]
+    for variable in variables:
+        logical, _, attribute = variable.partition(".")
+        assert (
+            variable in template["Parameters"]
+            or variable in ("AWS::StackName", "AWS::Region")
+            or (logical in resources and (not attribute or attribute in ("Arn", "QueueName")))
+        ), variable
+    for widget in dashboard["widgets"]:
+        assert 0 <= widget["x"] and widget["x"] + widget["width"] <= 24, widget
+        if widget["type"] == "metric":
+            assert widget["properties"]["region"] == "<AWS::Region>", widget["properties"]["title"]
+
+
+def test_the_dashboard_shows_every_queue_and_dead_letter_queue(template: dict[str, Any]) -> None:
+    dashboard, _ = _dashboard(template)
+    depth = {
+        dims["QueueName"]
+        for namespace, name, dims, _ in _metric_lines(dashboard)
+        if namespace == "AWS/SQS" and name == "ApproximateNumberOfMessagesVisible"
+    }
+    age = {
+        dims["QueueName"]
+        for namespace, name, dims, _ in _metric_lines(dashboard)
+        if namespace == "AWS/SQS" and name == "ApproximateAgeOfOldestMessage"
+    }
+    queues = resources_of(template, "AWS::SQS::Queue")
+    assert depth == {f"<{queue}.QueueName>" for queue in queues}
+    assert age == {"<IntakeQueue.QueueName>", "<DispatchQueue.QueueName>"}
+    # the backlog graph marks where its alarms fire
+    [backlog] = [w for w in dashboard["widgets"] if w["properties"].get("title", "").startswith("Backlog")]
+    threshold = template["Parameters"]["BacklogAgeAlarmSeconds"]["Default"]
+    assert [a["value"] for a in backlog["properties"]["annotations"]["horizontal"]] == [threshold]
+
+
+def test_the_dashboard_graphs_the_dispatchers_delivery_metrics_as_it_emits_them(template: dict[str, Any]) -> None:
+    metric_names = set(observability.DELIVERY_METRICS)
+    observability.record_delivery(True, 5)
+    observability.record_delivery(False, 7)
+    try:  # the names the code emits, not only its constants
+        assert set(observability.metrics.metric_set) == metric_names
+    finally:
+        observability.metrics.clear_metrics()
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    namespace, service = variables["POWERTOOLS_METRICS_NAMESPACE"], variables["POWERTOOLS_SERVICE_NAME"]
+    dashboard, _ = _dashboard(template)
+    emf = [line for line in _metric_lines(dashboard) if line[0] not in ("AWS/SQS", "AWS/Lambda")]
+    assert {name for _, name, _, _ in emf} == metric_names
+    for line_namespace, name, dims, options in emf:
+        assert (line_namespace, dims) == (namespace, {"service": service}), name  # powertools' default dimension
+        assert options["period"] == 60, name
+    stats = {(name, options["stat"]) for _, name, _, options in emf}
+    assert {
+        (observability.DELIVERY_SUCCEEDED, "Sum"),
+        (observability.DELIVERY_FAILED, "Sum"),
+        (observability.DELIVERY_LATENCY, "p50"),
+        (observability.DELIVERY_LATENCY, "p99"),
+    } == stats
+
+
+def test_the_dashboard_shows_the_dispatchers_and_the_intakes_lambda_metrics(template: dict[str, Any]) -> None:
+    dashboard, _ = _dashboard(template)
+    shown = {
+        (dims["FunctionName"], name, options["stat"])
+        for namespace, name, dims, options in _metric_lines(dashboard)
+        if namespace == "AWS/Lambda"
+    }
+    for function in ("DispatcherFunction", "IntakeFunction"):
+        for metric, stat in (
+            ("Errors", "Sum"),
+            ("Throttles", "Sum"),
+            ("ConcurrentExecutions", "Maximum"),
+            ("Duration", "p99"),
+        ):
+            assert (f"<{function}>", metric, stat) in shown, (function, metric)
+    # the concurrency graph marks the dispatcher's cap: its event sources' MaximumConcurrency
+    events = _functions(template)["DispatcherFunction"]["Properties"]["Events"].values()
+    cap = sum(e["Properties"]["ScalingConfig"]["MaximumConcurrency"] for e in events if e["Type"] == "SQS")
+    [concurrency] = [w for w in dashboard["widgets"] if w["properties"].get("title") == "Concurrent executions"]
+    assert [a["value"] for a in concurrency["properties"]["annotations"]["horizontal"]] == [cap]
+
+
+def test_the_dashboard_shows_the_state_of_every_alarm(template: dict[str, Any]) -> None:
+    dashboard, _ = _dashboard(template)
+    [widget] = [w for w in dashboard["widgets"] if w["type"] == "alarm"]
+    assert sorted(widget["properties"]["alarms"]) == sorted(f"<{name}.Arn>" for name in _alarms(template))
 
 
 @pytest.mark.parametrize("delivery_timeout", [2, 5, 10, 15, 20])
