@@ -213,7 +213,9 @@ def test_the_dashboard_graphs_the_dispatchers_delivery_metrics_as_it_emits_them(
     finally:
         observability.metrics.clear_metrics()
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
-    namespace, service = variables["POWERTOOLS_METRICS_NAMESPACE"], variables["POWERTOOLS_SERVICE_NAME"]
+    namespace = variables["POWERTOOLS_METRICS_NAMESPACE"]
+    assert variables["POWERTOOLS_SERVICE_NAME"] == {"Ref": "AWS::StackName"}  # each stack's metrics apart
+    service = "<AWS::StackName>"  # as _dashboard substitutes it
     dashboard, _ = _dashboard(template)
     emf = [line for line in _metric_lines(dashboard) if line[0] not in ("AWS/SQS", "AWS/Lambda")]
     assert {name for _, name, _, _ in emf} == metric_names
