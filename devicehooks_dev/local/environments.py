@@ -119,6 +119,10 @@ class ExecutionEnvironment:
             "--wrap-arg",
             wrap[1],
         ]
+        # the stack's own knob (never in the function's environment): record its AWS calls (tests)
+        record = os.environ.get("DEVICEHOOKS_LOCAL_RECORD_CALLS", "")
+        if record:
+            command += ["--record-calls", record]
         started = time.monotonic()
         try:
             self.process = subprocess.Popen(  # noqa: S603 - our own runtime module, with the template's settings

@@ -129,10 +129,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--memory", type=int, required=True)
     parser.add_argument("--wrap", default="")
     parser.add_argument("--wrap-arg", default="")
+    parser.add_argument("--record-calls", default="", help="record the AWS calls in this directory (callrecorder)")
     args = parser.parse_args(argv)
     connection = Connection(args.fd)
     _lower_priority()
     started = time.monotonic()
+    if args.record_calls:  # before the handler's module makes its clients (tests only: it imports botocore)
+        from devicehooks_dev.local import callrecorder
+
+        callrecorder.install(args.record_calls, args.function_name)
     try:
         handler = _wrapped(load_handler(args.code_uri, args.handler), args.wrap, args.wrap_arg)
     except Exception as exc:  # noqa: BLE001 - an init error is the invoker's to report
