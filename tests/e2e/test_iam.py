@@ -92,7 +92,8 @@ def _drive(stack: RunningStack, receiver: Receiver, info: dict[str, Any]) -> Non
     receiver.wait_for(2, "/ok")
     first = receiver.wait_for(1, "/fail")[0]
     event_id = json.loads(first.body)["id"]
-    assert eventually(lambda: _state(tenant, event_id, failing) == "failed", timeout=RETRY_AFTER * 10 + 20)
+    # its retry may first be held while the new webhook's circuit or trial turns decide: minutes at most
+    assert eventually(lambda: _state(tenant, event_id, failing) == "failed", timeout=180)
 
     # the management API: read, change, test, retry now, recover, health
     assert tenant.get("/integrations").status_code == 200
@@ -102,6 +103,11 @@ def _drive(stack: RunningStack, receiver: Receiver, info: dict[str, Any]) -> Non
     assert tenant.get(f"/integrations/{failing}/health").status_code == 200
     assert tenant.post(f"/events/{event_id}/redeliver").status_code == 202
     receiver.wait_for(3, "/fail")
+    # to a webhook made after the event: the event gains a delivery (and its marker item)
+    late = tenant.webhook(receiver.url("/late"), secret="feedface")
+    again = tenant.post(f"/events/{event_id}/redeliver", {"integration_id": late})
+    assert again.status_code == 202, again.text
+    receiver.wait_for(1, "/late")
     recover = tenant.post(f"/integrations/{failing}/recover", {"since": rfc3339(start)})
     assert recover.status_code == 202, recover.text
     assert tenant.post(f"/integrations/{ok}/test").status_code == 200

@@ -65,6 +65,7 @@ MANAGEMENT_CALLS = [
     *[call(op, "dynamodb", TableName=TABLE) for op in ("GetItem", "Query")],
     *[call(op, "dynamodb", TableName=ACTIVITY) for op in ("GetItem", "PutItem", "UpdateItem", "Query")],
     call("BatchGetItem", "dynamodb", RequestItems={ACTIVITY: {}}),
+    call("BatchWriteItem", "dynamodb", RequestItems={ACTIVITY: []}),  # a redelivery's added marker
     call("Query", "dynamodb", TableName=ACTIVITY, IndexName="by_time"),
     call("Encrypt", "kms", KeyId=KEY),
     call("Decrypt", "kms", KeyId="k-1"),
