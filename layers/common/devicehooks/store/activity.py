@@ -25,7 +25,6 @@ from devicehooks.store.activity_items import (
     INDEX_KEYS,
     NO_DELIVERY,
     KnownEvents,
-    Table,
     event_key,
     tenant_pk,
 )
@@ -34,6 +33,7 @@ from devicehooks.store.activity_items import status_map as _status_map  # noqa: 
 from devicehooks.store.activity_queries import ActivityQueries
 from devicehooks.store.deliveries import Claim, Deliveries, Update
 from devicehooks.store.health import HourCounts
+from devicehooks.store.table import Table
 
 
 class ActivityStore(Protocol):

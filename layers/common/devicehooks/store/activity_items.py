@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from devicehooks import aws
 from devicehooks.aws.dynamo import batch_get, from_item, to_item
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus, device_of
 from devicehooks.store.keys import escape, join, split
+from devicehooks.store.table import Table
 
 BY_TIME = "by_time"
 BY_WEBHOOK = "by_webhook"
@@ -48,21 +48,6 @@ INDEX_KEYS = {  # each index's partition and sort key attributes (template.yaml)
     BY_STATE: ("gsi4pk", "gsi2sk"),
 }
 NO_DELIVERY = "-"  # the by_state "state" of an event that went to no webhook (its type is still listed)
-
-
-class Table:
-    """The activity table the store's parts share: its name, and a DynamoDB client (made on first
-    use, so that a cold start that never reaches the table makes none)."""
-
-    def __init__(self, name: str, client: Any = None) -> None:
-        self.name = name
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client("dynamodb")
-        return self._client
 
 
 # ---------------------------------------------------------------------------------------- keys

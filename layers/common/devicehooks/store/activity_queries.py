@@ -21,7 +21,6 @@ from devicehooks.store.activity_items import (
     INDEX_KEYS,
     NO_DELIVERY,
     KnownEvents,
-    Table,
     device_pk,
     event_id_of,
     state_pk,
@@ -29,6 +28,7 @@ from devicehooks.store.activity_items import (
     time_prefix,
     webhook_pk,
 )
+from devicehooks.store.table import Table
 
 Entries = Iterator[tuple[str, str]]  # index entries, newest first: (sort key, event id)
 

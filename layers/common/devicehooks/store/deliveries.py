@@ -15,7 +15,6 @@ from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryState, D
 from devicehooks.store.activity_items import (
     Keyed,
     KnownEvents,
-    Table,
     attempt_map,
     event_from_item,
     event_item,
@@ -39,6 +38,7 @@ from devicehooks.store.bounds import (
     slot,
     too_large,
 )
+from devicehooks.store.table import Table
 
 Update = tuple[DeliveryStatus, Attempt | None]
 

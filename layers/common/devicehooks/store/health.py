@@ -10,8 +10,9 @@ from typing import Any
 
 from devicehooks.aws.dynamo import from_item, value
 from devicehooks.domain.activity import HourCount, hour_of
-from devicehooks.store.activity_items import Table, as_int, from_millis, millis, tenant_pk
+from devicehooks.store.activity_items import as_int, from_millis, millis, tenant_pk
 from devicehooks.store.keys import join, split
+from devicehooks.store.table import Table
 
 
 def _hour_sk(integration_id: str, hour: datetime) -> str:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from devicehooks import aws
 from devicehooks.aws.dynamo import from_item, value
 from devicehooks.domain.models import Circuit, Integration
 from devicehooks.store.integration_items import (
@@ -31,6 +30,7 @@ from devicehooks.store.integration_items import (
     trial_attribute,
 )
 from devicehooks.store.keys import escape
+from devicehooks.store.table import Table
 
 # A state item expires this long after its last write (each write sets its expire_ts again). What
 # it holds lasts as long as it matters: every failure writes it, so `failing_since` is kept while
@@ -88,14 +88,15 @@ class WebhookState:
     """
 
     def __init__(self, table_name: str, client: Any = None) -> None:
-        self.table_name = table_name
-        self._client = client
+        self.table = Table(table_name, client)
+
+    @property
+    def table_name(self) -> str:
+        return self.table.name
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client("dynamodb")
-        return self._client
+        return self.table.client
 
     def _item_key(self, tenant_id: str, sort_key: str) -> dict[str, Any]:
         return {"tenant_key": {"S": tenant_key(tenant_id)}, "integration_id": {"S": sort_key}}
