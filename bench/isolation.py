@@ -42,8 +42,8 @@ def _timed_store() -> type:
             super().__init__()
             self.delivered_at: list[float] = []
 
-        def record(self, tenant_id: str, event_id: str, updates: Any) -> None:
-            super().record(tenant_id, event_id, updates)
+        def record(self, tenant_id: str, event_id: str, updates: Any, deliveries: int | None = None) -> None:
+            super().record(tenant_id, event_id, updates, deliveries)
             now = time.monotonic()
             self.delivered_at += [now for status, _ in updates if status.state == "delivered"]
 
