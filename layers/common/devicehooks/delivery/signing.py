@@ -35,14 +35,26 @@ def standard_signature(key: bytes, message_id: str, timestamp: int, body: bytes)
 def webhook_headers(event_id: str, body: bytes, keys: Sequence[bytes] | None, timestamp: int) -> dict[str, str]:
     """Every header of a webhook request. ``keys``: current secret first, then one still overlapping;
     ``None`` when the integration has no secret (then nothing is signed, as in Mender)."""
+    derived = derived_headers(event_id, timestamp)
     headers = {
-        "Content-Type": "application/json",
+        "Content-Type": derived["Content-Type"],
         "User-Agent": USER_AGENT,
-        "webhook-id": event_id,
-        "webhook-timestamp": str(timestamp),
+        "webhook-id": derived["webhook-id"],
+        "webhook-timestamp": derived["webhook-timestamp"],
     }
     if keys:
         headers[MEN_SIGNATURE] = men_signature(keys[0], body)
-        headers[MEN_ALGORITHM_HEADER] = MEN_ALGORITHM
+        headers[MEN_ALGORITHM_HEADER] = derived[MEN_ALGORITHM_HEADER]
         headers["webhook-signature"] = " ".join(standard_signature(k, event_id, timestamp, body) for k in keys)
     return headers
+
+
+def derived_headers(event_id: str, timestamp: int) -> dict[str, str]:
+    """The headers of a webhook request that follow from its event id and its signing time (the
+    activity log keeps which of them a request had, not their values: store/activity_items.py)."""
+    return {
+        "Content-Type": "application/json",
+        "webhook-id": event_id,
+        "webhook-timestamp": str(timestamp),
+        MEN_ALGORITHM_HEADER: MEN_ALGORITHM,
+    }

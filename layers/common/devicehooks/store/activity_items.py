@@ -9,20 +9,28 @@ One partition per tenant (``pk = T#<tenant>``) holds:
 * a marker ``sk = D#<event id>#<integration id>`` for each webhook of the event but the first.
 
 Two keys-only indexes page through it newest first, without a Scan: ``by_time``
-(``gsi1pk = T#<tenant>``) holds every event item; ``by_webhook`` (``gsi2pk =
-T#<tenant>#I#<integration>``) holds the event item under its first webhook and the markers
-under the others. So an event to one webhook is one item (one write before the POST, one after),
-and updating a delivery's status never rewrites an index entry (neither index projects it).
+(``gsi1pk = T#<tenant>#Y#<type>``, one partition per event type, merged for a list of every type)
+holds every event item; ``by_webhook`` (``gsi2pk = T#<tenant>#I#<integration>``) holds the event
+item under its first webhook and the markers under the others. So an event to one webhook is one
+item (one write before the POST, one after), and updating a delivery's status never rewrites an
+index entry (neither index projects it).
 
 The filters of ``GET /events`` have two more indexes, sorted by those same ``<time>#<id>`` keys:
 ``by_device`` (``gsi3pk = T#<tenant>#V#<device>`` on the event item) and ``by_state`` (``gsi4pk =
-T#<tenant>#S#<state>#Y#<type>`` on the item that stands for each delivery: the event item for its
-first webhook, the marker for the others; ``-`` for the state of an event to no webhook). A
-delivery's state change moves its ``by_state`` entry (the event item's in the same write as the
-status, a marker's with one conditional write, versioned by its ``sv``). Hourly attempt counts per
-webhook (``H#<integration>#<hour>``, :mod:`devicehooks.store.health`) give its health. Every id in
-a key is escaped (:mod:`devicehooks.store.keys`: ``%`` as ``%25``, ``#`` as ``%23``), so that ids
-holding ``#`` make no key of another tenant, event or webhook.
+T#<tenant>#S#<state>#Y#<type>``), which holds only the deliveries in a state worth finding and
+rare (:data:`INDEXED_STATES`: retrying, failed, skipped) on the item that stands for each: the
+event item for its first webhook, the marker for the others. A delivery entering such a state
+gets its entry (the event item's in the same write as the status, a marker's with one conditional
+write, versioned by its ``sv``), leaving it loses it; the happy path (pending, then delivered)
+writes none: those states are found by reading on through ``by_time`` or ``by_webhook``
+(:mod:`devicehooks.store.activity_queries`). Hourly attempt counts per webhook
+(``H#<integration>#<hour>``, :mod:`devicehooks.store.health`) give its health. Every id in a key is
+escaped (:mod:`devicehooks.store.keys`: ``%`` as ``%25``, ``#`` as ``%23``), so that ids holding
+``#`` make no key of another tenant, event or webhook.
+
+The item keeps what its keys do not say: the event's id, tenant and time are read back from
+``sk``, ``pk`` and ``gsi1sk`` (items from before carry them as attributes too), so that a
+delivered single-webhook event stays under 1 KB (one write unit per write).
 """
 
 from __future__ import annotations
@@ -30,10 +38,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from devicehooks.aws.dynamo import batch_get, from_item, to_item
+from devicehooks.delivery.signing import MEN_ALGORITHM_HEADER, derived_headers
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus, device_of
+from devicehooks.domain.models import ActivityType
 from devicehooks.store.keys import escape, join, split
 from devicehooks.store.table import Table
 
@@ -47,12 +57,24 @@ INDEX_KEYS = {  # each index's partition and sort key attributes (template.yaml)
     BY_DEVICE: ("gsi3pk", "gsi1sk"),
     BY_STATE: ("gsi4pk", "gsi2sk"),
 }
-NO_DELIVERY = "-"  # the by_state "state" of an event that went to no webhook (its type is still listed)
+NO_DELIVERY = "-"  # the by_state "state" of an event to no webhook, in items from before INDEXED_STATES
+# the states by_state holds: rare, and what an administrator looks for; pending and delivered (the
+# happy path) are read on through by_time or by_webhook, so that they cost no index write
+INDEXED_STATES: frozenset[str] = frozenset({"retrying", "failed", "skipped"})
+# the request headers an attempt keeps as a bit of ``hd`` when they are as derived (in this order)
+DERIVED = ("Content-Type", "webhook-id", "webhook-timestamp", MEN_ALGORITHM_HEADER)
 
 
 # ---------------------------------------------------------------------------------------- keys
 def tenant_pk(tenant_id: str) -> str:
+    """The tenant's partition of the table; also its ``by_time`` partition in items from before
+    the partitions per type (read as one more partition of a list of every type)."""
     return join("T", tenant_id)
+
+
+def time_pk(tenant_id: str, event_type: str) -> str:
+    """The tenant's ``by_time`` partition of one event type."""
+    return join("T", tenant_id, "Y", event_type)
 
 
 def webhook_pk(tenant_id: str, integration_id: str) -> str:
@@ -61,6 +83,11 @@ def webhook_pk(tenant_id: str, integration_id: str) -> str:
 
 def device_pk(tenant_id: str, device_id: str) -> str:
     return join("T", tenant_id, "V", device_id)
+
+
+def state_key(tenant_id: str, state: str, event_type: str) -> str | None:
+    """A delivery's ``by_state`` partition, or ``None`` when its state has no entry there."""
+    return state_pk(tenant_id, state, event_type) if state in INDEXED_STATES else None
 
 
 def state_pk(tenant_id: str, state: str, event_type: str) -> str:
@@ -78,6 +105,11 @@ def time_prefix(at: datetime) -> str:
 
 def time_key(event: ActivityEvent) -> str:
     return time_prefix(event.time) + "#" + escape(event.id)
+
+
+def time_of(key: str) -> datetime:
+    """The time of a :func:`time_key` (microseconds, UTC)."""
+    return datetime.fromisoformat(key.split("#", 1)[0].removesuffix("Z")).replace(tzinfo=UTC)
 
 
 def event_key(tenant_id: str, event_id: str) -> dict[str, Any]:
@@ -108,9 +140,20 @@ class Keyed:
     type: str
 
 
+def type_of(item: Mapping[str, Any]) -> str:
+    """An event item's type (plain values or as stored): from its ``by_time`` partition, or its
+    ``event_type`` in items from before the partitions per type."""
+    raw = item.get("gsi1pk")
+    parts = split(raw["S"] if isinstance(raw, Mapping) else str(raw)) if raw is not None else []
+    if len(parts) == 4:  # T#<tenant>#Y#<type>
+        return parts[3]
+    legacy = item["event_type"]
+    return str(legacy["S"] if isinstance(legacy, Mapping) else legacy)
+
+
 def keyed_of(item: Mapping[str, Any]) -> Keyed:
-    """An event item's :class:`Keyed` (the item as stored, or its ``gsi2pk`` and ``event_type``)."""
-    return Keyed(carrier=first_of(item) or "", type=str(item["event_type"]["S"]))
+    """An event item's :class:`Keyed` (the item as stored, or its ``gsi1pk``, ``gsi2pk`` and ``event_type``)."""
+    return Keyed(carrier=first_of(item) or "", type=type_of(item))
 
 
 # ------------------------------------------------------------------------------------- values
@@ -139,7 +182,22 @@ def status_map(status: DeliveryStatus) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def attempt_map(attempt: Attempt) -> dict[str, Any]:
+def _derivable(event_id: str | None, at: datetime) -> dict[str, str]:
+    """The request headers an attempt's event id and time say (its signing time is its start)."""
+    return derived_headers(event_id, int(at.timestamp())) if event_id is not None else {}
+
+
+def attempt_map(attempt: Attempt, event_id: str | None = None) -> dict[str, Any]:
+    """An attempt as stored: its request headers without those that follow from the event id and
+    the attempt's time (``hd``: a bit per :data:`DERIVED` header the request had, as derived)."""
+    headers = dict(attempt.headers) if attempt.headers else None
+    flags = 0
+    if headers:
+        derivable = _derivable(event_id, attempt.at)
+        for bit, name in enumerate(DERIVED):
+            if name in derivable and headers.get(name) == derivable[name]:
+                del headers[name]
+                flags |= 1 << bit
     fields = {
         "number": attempt.number,
         "at": millis(attempt.at),
@@ -147,7 +205,8 @@ def attempt_map(attempt: Attempt) -> dict[str, Any]:
         "status_code": attempt.status_code,
         "error": attempt.error,
         "response_body": attempt.response_body,
-        "headers": dict(attempt.headers) if attempt.headers else None,
+        "headers": headers or None,
+        "hd": flags or None,
     }
     return {k: v for k, v in fields.items() if v is not None}
 
@@ -165,15 +224,21 @@ def status_of(integration_id: str, d: Mapping[str, Any]) -> DeliveryStatus:
     )
 
 
-def attempt_of(a: Mapping[str, Any]) -> Attempt:
+def attempt_of(a: Mapping[str, Any], event_id: str) -> Attempt:
+    at = from_millis(a["at"]) or datetime.now(UTC)
+    headers = dict(a["headers"]) if a.get("headers") else {}  # absent: not built, or not kept (bounds)
+    flags = int(a.get("hd", 0))
+    if flags:
+        derivable = _derivable(event_id, at)
+        headers.update({name: derivable[name] for bit, name in enumerate(DERIVED) if flags & (1 << bit)})
     return Attempt(
         number=int(a["number"]),
-        at=from_millis(a["at"]) or datetime.now(UTC),
+        at=at,
         duration_ms=int(a.get("duration_ms", 0)),
         status_code=as_int(a.get("status_code")),
         error=a.get("error"),
         response_body=a.get("response_body"),
-        headers=dict(a["headers"]) if a.get("headers") else None,  # absent: not built, or not kept (bounds)
+        headers=headers or None,
     )
 
 
@@ -183,21 +248,17 @@ def event_item(event: ActivityEvent) -> dict[str, Any]:
     ``by_webhook`` and ``by_state``."""
     first = next(iter(event.deliveries), None)
     device = device_of(event)
-    state = event.deliveries[first].state if first is not None else NO_DELIVERY  # no webhook: still by type
+    state = event.deliveries[first].state if first is not None else None
     return to_item(
         {
             "pk": tenant_pk(event.tenant_id),
             "sk": join("E", event.id),
-            "gsi1pk": tenant_pk(event.tenant_id),
+            "gsi1pk": time_pk(event.tenant_id, event.type),
             "gsi1sk": time_key(event),
             "gsi2pk": webhook_pk(event.tenant_id, first) if first is not None else None,
             "gsi2sk": time_key(event),  # also the sort key of the state indexes
             "gsi3pk": device_pk(event.tenant_id, device) if device is not None else None,
-            "gsi4pk": state_pk(event.tenant_id, state, event.type),
-            "event_id": event.id,
-            "tenant_id": event.tenant_id,
-            "event_type": event.type,
-            "time": event.time.astimezone(UTC).isoformat(),
+            "gsi4pk": state_key(event.tenant_id, state, event.type) if state is not None else None,
             "body": event.body.decode(),
             "expire_ts": event.expire_ts,
             "deliveries": {i: status_map(s) for i, s in event.deliveries.items()},
@@ -217,7 +278,7 @@ def marker_item(event: ActivityEvent, integration_id: str) -> dict[str, Any]:
             "sk": join("D", event.id, integration_id),
             "gsi2pk": webhook_pk(event.tenant_id, integration_id),
             "gsi2sk": time_key(event),
-            "gsi4pk": state_pk(event.tenant_id, status.state, event.type),
+            "gsi4pk": state_key(event.tenant_id, status.state, event.type),
             "sv": millis(status.updated_at) or 0,
             "expire_ts": event.expire_ts,
         }
@@ -227,17 +288,18 @@ def marker_item(event: ActivityEvent, integration_id: str) -> dict[str, Any]:
 def event_from_item(raw: Mapping[str, Any]) -> ActivityEvent:
     item = from_item(raw)
     body = item["body"]
+    event_id = event_id_of(item["sk"])
     return ActivityEvent(
-        id=item["event_id"],
-        tenant_id=item["tenant_id"],
-        type=item["event_type"],
-        time=datetime.fromisoformat(item["time"]),
+        id=event_id,
+        tenant_id=split(item["pk"])[1],
+        type=cast(ActivityType, type_of(item)),
+        time=time_of(item["gsi1sk"]),
         body=body.encode() if isinstance(body, str) else bytes(body),
         expire_ts=int(item["expire_ts"]),
         deliveries={i: status_of(i, d) for i, d in item.get("deliveries", {}).items()},
         # a full log's latest attempts rotate through its slots (store/bounds.py): by number
         attempts={
-            i: tuple(sorted((attempt_of(a) for a in log), key=lambda a: a.number))
+            i: tuple(sorted((attempt_of(a, event_id) for a in log), key=lambda a: a.number))
             for i, log in item.get("attempt_log", {}).items()
         },
         test=bool(item.get("test", False)),
@@ -264,7 +326,9 @@ class KnownEvents:
         known = self._known.get((tenant_id, event_id))
         if known is None:  # never read here, or forgotten since
             out = self.table.client.get_item(
-                TableName=self.table.name, Key=event_key(tenant_id, event_id), ProjectionExpression="gsi2pk, event_type"
+                TableName=self.table.name,
+                Key=event_key(tenant_id, event_id),
+                ProjectionExpression="gsi1pk, gsi2pk, event_type",
             )
             item = out.get("Item")
             if not item:
@@ -288,6 +352,6 @@ class KnownEvents:
         """These events, in this order (those gone meanwhile left out): BatchGetItem."""
         found = {}
         for item in batch_get(self.table.client, self.table.name, [event_key(tenant_id, e) for e in event_ids]):
-            event = found[item["event_id"]["S"]] = event_from_item(item)
+            event = found[event_id_of(item["sk"]["S"])] = event_from_item(item)
             self.remember(tenant_id, event.id, keyed_of(item))
         return [found[e] for e in event_ids if e in found]

@@ -19,12 +19,14 @@ from devicehooks.store.activity_items import (
     BY_TIME,
     BY_WEBHOOK,
     INDEX_KEYS,
+    INDEXED_STATES,
     NO_DELIVERY,
     KnownEvents,
     device_pk,
     event_id_of,
     state_pk,
     tenant_pk,
+    time_pk,
     time_prefix,
     webhook_pk,
 )
@@ -86,11 +88,11 @@ class ActivityQueries:
         only = only or EventFilter()
         skip = (page - 1) * per_page
         want = skip + per_page
-        limit = min(want, 1000)
-        if only.device_id is not None and (integration_id is not None or only.state or only.type):
+        streams = self._exact(tenant_id, integration_id, only, min(want, 1000))
+        if streams is None:
             return self._read_on(tenant_id, integration_id, only, skip, want)[skip:]
         event_ids: list[str] = []
-        for _, event_id in heapq.merge(*self._streams(tenant_id, integration_id, only, limit), reverse=True):
+        for _, event_id in heapq.merge(*streams, reverse=True):
             if event_ids and event_ids[-1] == event_id:
                 continue  # the same event again, through another of its deliveries
             event_ids.append(event_id)
@@ -136,41 +138,68 @@ class ActivityQueries:
             if webhook is None or item.get("gsi2pk", {}).get("S") == webhook:
                 yield item[sk]["S"], event_id_of(item["sk"]["S"])
 
-    def _streams(self, tenant_id: str, integration_id: str | None, only: EventFilter, limit: int) -> list[Entries]:
+    def _times(
+        self, tenant_id: str, event_type: str | None, lower: str | None, upper: str | None, limit: int
+    ) -> list[Entries]:
+        """The ``by_time`` partitions of one event type or of every type, and the tenant's partition of
+        items from before the partitions per type (of every type: see :func:`tenant_pk`)."""
+        types = (event_type,) if event_type else ACTIVITY_TYPES
+        partitions = [time_pk(tenant_id, t) for t in types] + [tenant_pk(tenant_id)]
+        return [self._entries(BY_TIME, p, lower, upper, limit) for p in partitions]
+
+    def _exact(self, tenant_id: str, integration_id: str | None, only: EventFilter, limit: int) -> list[Entries] | None:
         """The index partitions whose merge, newest first, is exactly the events asked for (an event
-        may come more than once, from several of its deliveries, one after the other)."""
+        may come more than once, from several of its deliveries, one after the other); ``None`` when
+        no index holds exactly them, and the list is read on (:meth:`_read_on`)."""
         lower = time_prefix(only.since) if only.since is not None else None
         upper = time_prefix(only.until) if only.until is not None else None
         if only.device_id is not None:
+            if integration_id is not None or only.state or only.type:
+                return None
             return [self._entries(BY_DEVICE, device_pk(tenant_id, only.device_id), lower, upper, limit)]
-        if not only.keyed:
-            if integration_id is None:
-                return [self._entries(BY_TIME, tenant_pk(tenant_id), lower, upper, limit)]
-            return [self._entries(BY_WEBHOOK, webhook_pk(tenant_id, integration_id), lower, upper, limit)]
-        states: tuple[str, ...] = (only.state,) if only.state else DELIVERY_STATES
-        if only.state is None and integration_id is None:
-            states = (*states, NO_DELIVERY)
+        if only.state is not None and only.state not in INDEXED_STATES:
+            return None  # pending, delivered: the happy path has no by_state entry
+        if only.state is None and only.type is not None and integration_id is not None:
+            return None  # a webhook's events of a type: read on through by_webhook
+        if only.state is None:
+            if integration_id is not None:
+                return [self._entries(BY_WEBHOOK, webhook_pk(tenant_id, integration_id), lower, upper, limit)]
+            if only.type is None:
+                return self._times(tenant_id, None, lower, upper, limit)
+            # one type: its by_time partition, and the items from before it, each in by_state
+            # under every state then (stale entries among them still are of that type)
+            legacy = [
+                self._entries(BY_STATE, state_pk(tenant_id, s, only.type), lower, upper, limit)
+                for s in (*DELIVERY_STATES, NO_DELIVERY)
+            ]
+            return [self._entries(BY_TIME, time_pk(tenant_id, only.type), lower, upper, limit), *legacy]
         types = (only.type,) if only.type else ACTIVITY_TYPES
         webhook = webhook_pk(tenant_id, integration_id) if integration_id is not None else None
         # an event's other deliveries come too (passed over, or the same event again): larger pages
         limit = min(max(4 * limit, 100), 1000)
         return [
-            self._entries(BY_STATE, state_pk(tenant_id, s, t), lower, upper, limit, webhook)
-            for s in states
-            for t in types
+            self._entries(BY_STATE, state_pk(tenant_id, only.state, t), lower, upper, limit, webhook) for t in types
         ]
 
     def _read_on(
         self, tenant_id: str, integration_id: str | None, only: EventFilter, skip: int, want: int
     ) -> list[ActivityEvent]:
-        """A device's events narrowed further (a webhook, a state, a type): its index entries, newest
-        first, read with their events until ``want`` match: at most the device's events of the window."""
-        entries = self._streams(
-            tenant_id, None, EventFilter(device_id=only.device_id, since=only.since, until=only.until), min(want, 100)
-        )[0]
+        """A list no index holds exactly: the entries of the narrowest index that holds all of it (a
+        device's, a webhook's, or a type's or every type's by time), newest first, read with their
+        events until ``want`` match: at most every event of that index in the window."""
+        lower = time_prefix(only.since) if only.since is not None else None
+        upper = time_prefix(only.until) if only.until is not None else None
+        limit = min(max(want, 100), 1000)
+        if only.device_id is not None:
+            streams = [self._entries(BY_DEVICE, device_pk(tenant_id, only.device_id), lower, upper, limit)]
+        elif integration_id is not None:
+            streams = [self._entries(BY_WEBHOOK, webhook_pk(tenant_id, integration_id), lower, upper, limit)]
+        else:
+            streams = self._times(tenant_id, only.type, lower, upper, limit)
+        entries = heapq.merge(*streams, reverse=True)  # each event once: an item is in one partition
         found: list[ActivityEvent] = []
         while len(found) < want:
-            chunk = [event_id for _, event_id in _take(entries, min(100, want - len(found)))]
+            chunk = [event_id for _, event_id in _take(entries, 100)]
             if not chunk:
                 break
             found += [e for e in self.known.events(tenant_id, chunk) if matches(e, integration_id, only)]

@@ -13,6 +13,7 @@ from typing import Any
 from devicehooks.aws.dynamo import batch_write, value
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryState, DeliveryStatus
 from devicehooks.store.activity_items import (
+    INDEXED_STATES,
     Keyed,
     KnownEvents,
     attempt_map,
@@ -24,7 +25,7 @@ from devicehooks.store.activity_items import (
     marker_item,
     marker_key,
     millis,
-    state_pk,
+    state_key,
     status_map,
 )
 from devicehooks.store.bounds import (
@@ -151,19 +152,20 @@ class Deliveries:
     def _mark(
         self, tenant_id: str, event_id: str, status: DeliveryStatus, keyed: Keyed, at: datetime | None = None
     ) -> None:
-        """Move a delivery's marker to its new state's index partitions (a missing marker is not
-        written; a newer state recorded meanwhile is not overwritten)."""
+        """Move a delivery's marker to its new state's ``by_state`` partition, or out of the index
+        (a missing marker is not written; a newer state recorded meanwhile is not overwritten)."""
         version = millis(at or status.updated_at) or 0
+        partition = state_key(tenant_id, status.state, keyed.type)
+        values: dict[str, Any] = {":v": {"N": str(version)}}
+        if partition is not None:
+            values[":g"] = {"S": partition}
         try:
             self.client.update_item(
                 TableName=self.table.name,
                 Key=marker_key(tenant_id, event_id, status.integration_id),
-                UpdateExpression="SET gsi4pk = :g, sv = :v",
+                UpdateExpression="SET gsi4pk = :g, sv = :v" if partition is not None else "SET sv = :v REMOVE gsi4pk",
                 ConditionExpression="attribute_exists(sk) AND sv <= :v",
-                ExpressionAttributeValues={
-                    ":g": {"S": state_pk(tenant_id, status.state, keyed.type)},
-                    ":v": {"N": str(version)},
-                },
+                ExpressionAttributeValues=values,
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return
@@ -225,21 +227,26 @@ class Deliveries:
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
         sets: list[str] = []
+        removes: list[str] = []
         conditions = ["attribute_exists(sk)"]
         for n, (status, attempt) in enumerate(updates):
             if keyed is not None and status.integration_id == keyed.carrier:
-                values[":g"] = {"S": state_pk(tenant_id, status.state, keyed.type)}
+                partition = state_key(tenant_id, status.state, keyed.type)
+                if partition is not None:
+                    values[":g"] = {"S": partition}
+                else:  # out of by_state (nothing written when it was not there)
+                    removes.append("gsi4pk")
             names[f"#i{n}"] = status.integration_id
             values[f":s{n}"] = value(status_map(status))
             sets.append(f"deliveries.#i{n} = :s{n}")
             if attempt is not None:
                 at = None if append else slot(attempt.number, keep)
                 if at is None:
-                    values[f":a{n}"] = {"L": [value(attempt_map(attempt))]}
+                    values[f":a{n}"] = {"L": [value(attempt_map(attempt, event_id))]}
                     values[":empty"] = {"L": []}
                     sets.append(f"attempt_log.#i{n} = list_append(if_not_exists(attempt_log.#i{n}, :empty), :a{n})")
                 else:  # the log is full: this one replaces the oldest of the latest (store/bounds.py)
-                    values[f":a{n}"] = value(attempt_map(attempt))
+                    values[f":a{n}"] = value(attempt_map(attempt, event_id))
                     sets.append(f"attempt_log.#i{n}[{at}] = :a{n}")
             if status.state != "delivered":
                 # a late failure report must not overwrite a success recorded meanwhile
@@ -248,17 +255,23 @@ class Deliveries:
                 conditions.append(f"(attribute_not_exists(deliveries.#i{n}) OR deliveries.#i{n}.#s <> :d)")
         if ":g" in values:  # last: moto measures the item when a top-level attribute is set
             sets.append("gsi4pk = :g")
-        self.client.update_item(
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        out = self.client.update_item(
             TableName=self.table.name,
             Key=event_key(tenant_id, event_id),
-            UpdateExpression="SET " + ", ".join(sets),
+            UpdateExpression=expression,
             ConditionExpression=" AND ".join(conditions),
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
+            ReturnValues="UPDATED_OLD",  # the states before: a marker moves only into or out of by_state
         )
         if keyed is not None:  # the other webhooks' deliveries are in the indexes through their markers
+            before = out.get("Attributes", {}).get("deliveries", {}).get("M", {})
             for status, _ in updates:
-                if status.integration_id != keyed.carrier:
+                if status.integration_id == keyed.carrier:
+                    continue
+                was = before.get(status.integration_id, {}).get("M", {}).get("state", {}).get("S")
+                if was is None or was in INDEXED_STATES or status.state in INDEXED_STATES:
                     self._mark(tenant_id, event_id, status, keyed)
 
     def reopen(
@@ -285,14 +298,14 @@ class Deliveries:
             condition += " AND deliveries.#i.#s = :from"
             values[":from"] = {"S": from_state}
         update = "SET deliveries.#i.#s = :pending, deliveries.#i.next_attempt_at = :now"
+        remove = " REMOVE deliveries.#i.lease_until"
         if keyed is not None and keyed.carrier == integration_id:
-            values[":g"] = {"S": state_pk(tenant_id, "pending", keyed.type)}
-            update += ", gsi4pk = :g"
+            remove += ", gsi4pk"  # pending: not in by_state
         try:
             self.client.update_item(
                 TableName=self.table.name,
                 Key=event_key(tenant_id, event_id),
-                UpdateExpression=update + " REMOVE deliveries.#i.lease_until",
+                UpdateExpression=update + remove,
                 ConditionExpression=condition,
                 ExpressionAttributeNames={"#i": integration_id, "#s": "state"},
                 ExpressionAttributeValues=values,
