@@ -131,7 +131,7 @@ class SigV4Gateway:
         self, method: str, target: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         """The verified request to the upstream, its raw target untouched."""
-        connection = http.client.HTTPConnection(*self._upstream, timeout=30)
+        connection = http.client.HTTPConnection(*self._upstream, timeout=90)
         try:
             sent = {name: headers[name] for name in FORWARDED if name in headers}
             connection.request(method, target, body=body or None, headers=sent)

@@ -49,7 +49,7 @@ def as_worker_sends(base_url: str, method: str, target: str, body: bytes | None,
     """One request as Go's client sends the worker's (``http.NewRequest`` + ``Header.Add``): the
     raw target, untouched by any client-side re-encoding."""
     parts = urlsplit(base_url)
-    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=30)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=120)
     headers = {"User-Agent": "Go-http-client/1.1", "Accept-Encoding": "gzip", "X-Men-Requestid": request_id}
     if body is not None:
         headers["Content-Type"] = "application/json"
@@ -81,7 +81,8 @@ def _relay(upstream: str, credentials: Credentials, read_timeout: float = 30.0) 
 
 @pytest.fixture(scope="module")
 def relay(gateway: SigV4Gateway, credentials: Credentials) -> Iterator[Relay]:
-    running = _relay(gateway.url, credentials)
+    # generous: a loaded test machine may take many seconds to start the functions' environments
+    running = _relay(gateway.url, credentials, read_timeout=90)
     yield running
     running.stop()
 
@@ -110,7 +111,7 @@ def test_mender_workflow_tasks_through_the_relay_are_accepted_and_reach_the_webh
     token = local_stack.token(tenant_id)
     body = {"provider": "webhook", "credentials": {"type": "http", "http": {"url": receiver.url("/mender")}}}
     created = requests.post(
-        f"{local_stack.url}{MGMT}/integrations", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10
+        f"{local_stack.url}{MGMT}/integrations", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=60
     )
     assert created.status_code == 201, created.text
 
@@ -128,7 +129,7 @@ def test_mender_workflow_tasks_through_the_relay_are_accepted_and_reach_the_webh
         assert seen.headers["x-men-requestid"] == request_id
         assert seen.body == (task.body or b"")
 
-    got = receiver.wait_for(len(tasks), "/mender", timeout=60)
+    got = receiver.wait_for(len(tasks), "/mender", timeout=120)
     events = [json.loads(r.body) for r in got]
     assert sorted(e["type"] for e in events) == sorted(t.event for t in tasks)
     assert {e["data"]["id"] for e in events} == {device["id"]}
@@ -138,7 +139,7 @@ def test_mender_workflow_tasks_through_the_relay_are_accepted_and_reach_the_webh
 
 def test_the_relay_checks_devicehooks_with_a_signed_request(relay: Relay, gateway: SigV4Gateway) -> None:
     assert requests.get(f"{relay.url}/healthz", timeout=5).json() == {"status": "ok"}
-    answer = requests.get(f"{relay.url}/healthz/upstream", timeout=10)
+    answer = requests.get(f"{relay.url}/healthz/upstream", timeout=120)
     assert answer.status_code == 200, answer.text
     assert gateway.seen[-1].target == f"{BASE}/alive" and gateway.seen[-1].verified
 
