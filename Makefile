@@ -96,10 +96,13 @@ requirements: | python-check ## write layers/common/requirements.txt from pyproj
 	@$(PYTHON) -m devicehooks_dev.layer
 
 .PHONY: template-check
-template-check: $(STAMP) $(SAM) $(CHECKOV) requirements ## sam validate --lint, cfn-lint, checkov, sam build into .aws-sam/check (tests/template read it)
+template-check: $(STAMP) $(SAM) $(CHECKOV) requirements ## sam validate --lint, cfn-lint, checkov (also per combination of the optional parameters), sam build into .aws-sam/check (tests/template read it)
 	AWS_DEFAULT_REGION=us-east-1 $(SAM) validate --lint
 	$(BIN)/cfn-lint template.yaml
 	CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV) --quiet --compact --skip-download --framework cloudformation -f template.yaml
+	@# every combination of the optional parameters (Tracing, StaticEgressIps, ApiDomainName, AlarmEmail):
+	@# the SAM transform, cfn-lint and checkov on each (devicehooks_dev/templatelint.py)
+	$(BIN)/python -m devicehooks_dev.templatelint --checkov $(CHECKOV)
 	@mkdir -p .aws-sam; rm -rf .aws-sam/check; if [ -n "$(PY312_DIR)" ]; then \
 	  PATH="$(PY312_DIR):$$PATH" DEVICEHOOKS_CONSTRAINTS=$(abspath constraints.txt) AWS_DEFAULT_REGION=us-east-1 $(SAM) build --build-dir .aws-sam/check >.aws-sam/check.log 2>&1 \
 	    && echo "sam build: ok" || { cat .aws-sam/check.log; exit 1; }; \

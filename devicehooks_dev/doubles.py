@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -368,5 +369,6 @@ class MemoryPublisher:
     def __init__(self) -> None:
         self.events: list[tuple[str, dict[str, Any]]] = []
 
-    def publish(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    def publish(self, events: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
         self.events.extend(events)
+        return [str(uuid.uuid4()) for _ in events]  # as the bus: a new id per event

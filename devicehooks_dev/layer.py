@@ -30,7 +30,9 @@ COMMAND = "make requirements"
 HEADER = (
     f"# Generated from pyproject.toml by `{COMMAND}` (python -m devicehooks_dev.layer): do not edit.\n"
     "# The Lambda layer's third-party dependencies: [project].dependencies minus what the runtime\n"
-    "# provides ([tool.devicehooks] runtime-provided: {provided}).\n"
+    "# provides ([tool.devicehooks] runtime-provided), which layers/common/prune.py removes from the\n"
+    "# built layer when a shipped package depends on one:\n"
+    "# runtime-provided: {provided}\n"
 )
 
 # PEP 508: a requirement starts with the project's name

@@ -384,6 +384,9 @@ class LocalStack:
         overrides = {
             "JwtPublicKeys": devkeys.public_pem(),
             "AllowedCidrs": os.environ.get("DEVICEHOOKS_ALLOWED_CIDRS", LOCAL_ALLOWED_CIDRS),
+            # no X-Ray daemon here: each function's tracer off (POWERTOOLS_TRACE_DISABLED), as on a
+            # stack deployed with Tracing=Disabled
+            "Tracing": "Disabled",
         }
         resolver, self.physical = create_resources(self.template, overrides)
         return resolver

@@ -38,18 +38,26 @@ RETRY_AFTER = 2  # the stack's one retry step: a failing delivery is retried onc
 MANAGED = {
     # CloudWatch Logs (the runtime writes the functions' output; the code calls no logs API)
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
-    # Tracing: Active (the runtime sends the traces)
+    # Tracing: Active, the default (the runtime and the functions' tracers send the traces)
     "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
 }
 # the SQS event source mapping's own sqs:ReceiveMessage/DeleteMessage/GetQueueAttributes (the
 # mapping polls and deletes; the code never does)
 SQS_SOURCE = "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"
+# The functions that POST to receivers (the dispatcher; the management API's test deliveries) run in
+# the egress VPC when StaticEgressIps is true: Lambda then manages their network interfaces with the
+# role (ec2:CreateNetworkInterface, DescribeNetworkInterfaces, DeleteNetworkInterface, Assign/
+# UnassignPrivateIpAddresses; the code calls no EC2 API). SAM attaches the policy whenever a
+# function has a VpcConfig, and cannot tell that !If [StaticEgress, ..., AWS::NoValue] may be
+# nothing (aws/serverless-application-model#3502, closed as a backward-incompatible change), so the
+# roles hold it whatever the parameter says: docs/operations.md, "Static egress addresses".
+VPC_ACCESS = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
 MANAGED_OF = {
     "AuthorizerFunction": MANAGED,
-    "ManagementFunction": MANAGED,
+    "ManagementFunction": MANAGED | {VPC_ACCESS},
     "InternalFunction": MANAGED,
     "IntakeFunction": MANAGED | {SQS_SOURCE},
-    "DispatcherFunction": MANAGED | {SQS_SOURCE},
+    "DispatcherFunction": MANAGED | {SQS_SOURCE, VPC_ACCESS},
 }
 
 # Granted, not used by this flow, and why ((function, action glob, resource glob) -> reason).

@@ -16,6 +16,7 @@ from devicehooks import observability
 from devicehooks.domain.decisions import DispatchPolicy
 from devicehooks.domain.models import EVENT_TYPES
 from devicehooks_dev import layer as layer_requirements
+from devicehooks_dev import templatelint
 from devicehooks_dev.local.template import Resolver, load_template, resources_of
 from tests.conftest import EVENTS, ROOT
 
@@ -378,6 +379,7 @@ def test_the_layer_requirements_leave_out_only_what_the_runtime_provides() -> No
     text = layer_requirements.render()
     shipped = {layer_requirements.requirement_name(line) for line in text.splitlines() if not line.startswith("#")}
     assert text.startswith("# Generated from pyproject.toml by `make requirements`")
+    assert "# runtime-provided: botocore\n" in text  # the line layers/common/prune.py reads
     assert not {"boto3", "botocore", "requests"} & shipped
     assert shipped == {"aws-lambda-powertools", "pydantic", "pyjwt", "urllib3"}
 
@@ -426,6 +428,15 @@ LAMBDA_ENVIRONMENT = {
 
 def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# what layers/common/prune.py removes from the built layer: requirements.txt's runtime-provided line
+RUNTIME_PROVIDED = {
+    _normalize(name)
+    for line in layer_requirements.REQUIREMENTS.read_text().splitlines()
+    if line.startswith("# runtime-provided:")
+    for name in line.removeprefix("# runtime-provided:").replace(",", " ").split()
+}
 
 
 @pytest.fixture(scope="module")
@@ -477,6 +488,8 @@ def _closure(requirements: list[Requirement], distributions: dict[str, dict[str,
     while todo:
         req, wanted_by = todo.pop()
         name = _normalize(req.name)
+        if name in RUNTIME_PROVIDED:  # the runtime's (aws-xray-sdk's botocore): pruned from the layer
+            continue
         assert name in distributions, f"{req} (wanted by {wanted_by}) is not in the layer: {MAKE_IT}"
         if name in needed and not req.extras:
             continue
@@ -575,3 +588,105 @@ def test_each_built_function_holds_only_its_entry_point(template: dict[str, Any]
         if requirements.exists():
             lines = [line for line in requirements.read_text().splitlines() if line.strip()]
             assert all(line.lstrip().startswith("#") for line in lines), f"{name} installs packages: {lines}"
+
+
+# ---------------------------------------------------------------------------- optional parameters
+@pytest.mark.parametrize("mode", ["Active", "PassThrough", "Disabled"])
+def test_the_tracing_parameter_drives_every_functions_tracing_its_role_and_its_tracer(
+    template: dict[str, Any], mode: str
+) -> None:
+    parameter = template["Parameters"]["Tracing"]
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("Active", ["Active", "PassThrough", "Disabled"])
+    assert template["Globals"]["Function"]["Tracing"] == {"Ref": "Tracing"}
+    assert all("Tracing" not in fn["Properties"] for fn in _functions(template).values())  # Globals' for all
+    cfn = templatelint.translate(template, {**templatelint.REQUIRED, "Tracing": mode})
+    resolver = Resolver(parameters={"Tracing": mode}, conditions=template["Conditions"])
+    functions = resources_of(cfn, "AWS::Lambda::Function")
+    assert set(functions) == set(_functions(template))
+    xray = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"
+    for name, fn in functions.items():
+        props = fn["Properties"]
+        role = cfn["Resources"][props["Role"]["Fn::GetAtt"][0]]["Properties"]
+        variables = props["Environment"]["Variables"]
+        disabled = resolver.resolve(variables["POWERTOOLS_TRACE_DISABLED"])
+        if mode == "Disabled":
+            assert "TracingConfig" not in props, name
+            assert xray not in role["ManagedPolicyArns"], name
+            assert disabled == "true", name  # Powertools' Tracer a no-op
+        else:
+            assert resolver.resolve(props["TracingConfig"]["Mode"]) == mode, name
+            assert xray in role["ManagedPolicyArns"], name
+            assert disabled == "false", name
+
+
+def _conditional(template: dict[str, Any], condition: str) -> set[str]:
+    return {name for name, res in template["Resources"].items() if res.get("Condition") == condition}
+
+
+def test_static_egress_puts_the_functions_that_post_in_a_vpc_with_a_nat_gateway_and_address_per_zone(
+    template: dict[str, Any],
+) -> None:
+    parameter = template["Parameters"]["StaticEgressIps"]
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("false", ["true", "false"])
+    egress = _conditional(template, "StaticEgress")
+    assert egress == {name for name in template["Resources"] if name.startswith("Egress")}
+    resources = template["Resources"]
+    nats = {name: resources[name]["Properties"] for name in egress if resources[name]["Type"] == "AWS::EC2::NatGateway"}
+    assert len(nats) == 2
+    # each zone's NAT gateway: its own address, in its own zone's public subnet
+    ips = {nat["AllocationId"]["Fn::GetAtt"][0] for nat in nats.values()}
+    zones = {str(resources[nat["SubnetId"]["Ref"]]["Properties"]["AvailabilityZone"]) for nat in nats.values()}
+    assert len(ips) == 2 and len(zones) == 2
+    assert all(resources[ip]["Type"] == "AWS::EC2::EIP" for ip in ips)
+    endpoints = [resources[n]["Properties"] for n in egress if resources[n]["Type"] == "AWS::EC2::VPCEndpoint"]
+    assert [(e["VpcEndpointType"], e["ServiceName"]) for e in endpoints] == [
+        ("Gateway", {"Fn::Sub": "com.amazonaws.${AWS::Region}.dynamodb"})
+    ]
+    # the functions that POST to receivers, and only they
+    in_vpc = {name for name, fn in _functions(template).items() if "VpcConfig" in fn["Properties"]}
+    assert in_vpc == {"DispatcherFunction", "ManagementFunction"}
+    for name in in_vpc:
+        condition, config, otherwise = _functions(template)[name]["Properties"]["VpcConfig"]["Fn::If"]
+        assert (condition, otherwise) == ("StaticEgress", {"Ref": "AWS::NoValue"})
+        assert {s["Ref"] for s in config["SubnetIds"]} == {"EgressSubnetA", "EgressSubnetB"}
+    # the addresses: an output, and the management API's setting (GET /egress, the UI)
+    output = template["Outputs"]["EgressIps"]
+    assert output["Condition"] == "StaticEgress"
+    addresses = {"Fn::Join": [",", [{"Ref": ip} for ip in sorted(ips)]]}
+    assert output["Value"] == addresses
+    variables = _functions(template)["ManagementFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["DEVICEHOOKS_EGRESS_IPS"] == {"Fn::If": ["StaticEgress", addresses, ""]}
+
+
+def test_the_custom_domain_maps_the_whole_api_only_when_a_domain_and_its_certificate_are_given(
+    template: dict[str, Any],
+) -> None:
+    assert {template["Parameters"][p]["Default"] for p in ("ApiDomainName", "ApiCertificateArn")} == {""}
+    assert _conditional(template, "HasApiDomain") == {"ApiDomain", "ApiDomainMapping"}
+    mapping = template["Resources"]["ApiDomainMapping"]["Properties"]
+    assert (mapping["ApiId"], mapping["Stage"], mapping.get("ApiMappingKey")) == ({"Ref": "HttpApi"}, "$default", None)
+    [config] = template["Resources"]["ApiDomain"]["Properties"]["DomainNameConfigurations"]
+    assert (config["EndpointType"], config["SecurityPolicy"]) == ("REGIONAL", "TLS_1_2")
+    cfn = templatelint.translate(
+        template,
+        {
+            **templatelint.REQUIRED,
+            "ApiDomainName": "webhooks.example.com",
+            "ApiCertificateArn": templatelint.CERTIFICATE,
+        },
+    )
+    assert "HttpApiApiGatewayDefaultStage" in cfn["Resources"]  # the stage the mapping waits for
+
+
+def test_the_combinations_linted_cover_every_optional_parameter_and_render_as_defaults(tmp_path: Path) -> None:
+    combinations = list(templatelint.combinations())
+    optional = {name for names in templatelint.OPTIONAL for name in names}
+    assert {"Tracing", "StaticEgressIps", "ApiDomainName", "ApiCertificateArn", "AlarmEmail"} <= optional
+    assert len(combinations) == 3 * 2 * 2 * 2 + 1 == len({templatelint.label(c) for c in combinations})
+    text = (ROOT / "template.yaml").read_text()
+    for values in combinations[-2:]:
+        path = tmp_path / "t.yaml"
+        path.write_text(templatelint.rendered(text, values))
+        rendered = load_template(path)
+        assert {k: rendered["Parameters"][k]["Default"] for k in values} == values
+        assert "# checkov:skip=CKV_AWS_116" in path.read_text()  # the skips' comments are kept

@@ -61,3 +61,13 @@ def test_missing_tables_and_bad_values_are_all_named_in_one_error() -> None:
         "DEVICEHOOKS_REQUEST_SIZE_LIMIT: must be at least 1024",
     ):
         assert name in message
+
+
+def test_egress_ips_are_ip_addresses() -> None:
+    base = {"DEVICEHOOKS_INTEGRATIONS_TABLE": "i", "DEVICEHOOKS_ACTIVITY_TABLE": "a"}
+    assert Settings.from_environ(base).egress_ips == ()
+    assert Settings.from_environ({**base, "DEVICEHOOKS_EGRESS_IPS": ""}).egress_ips == ()
+    settings = Settings.from_environ({**base, "DEVICEHOOKS_EGRESS_IPS": "203.0.113.7, 198.51.100.9"})
+    assert settings.egress_ips == ("203.0.113.7", "198.51.100.9")
+    with pytest.raises(ConfigError, match="DEVICEHOOKS_EGRESS_IPS: must be comma-separated IP addresses"):
+        Settings.from_environ({**base, "DEVICEHOOKS_EGRESS_IPS": "not-an-address"})

@@ -1151,3 +1151,13 @@ def test_the_openapi_document_shows_the_health_shape_and_the_event_filters(api: 
     assert set(schemas["HealthHourOut"]["properties"]) == {"hour", "delivered", "failed"}
     parameters = {p["name"] for p in document["paths"][f"{BASE}/events"]["get"]["parameters"]}
     assert parameters == {"page", "per_page", "integration_id", "device_id", "status", "type", "from", "to"}
+
+
+def test_egress_lists_the_static_addresses_webhook_requests_come_from(api: Api) -> None:
+    # none configured (the template's StaticEgressIps false): an empty list
+    management.app.dependency_overrides[management.egress_ips] = lambda: ()
+    answer = api("GET", f"{BASE}/egress")
+    assert (answer.status, answer.json()) == (200, {"addresses": []})
+    management.app.dependency_overrides[management.egress_ips] = lambda: ("203.0.113.7", "198.51.100.9")
+    assert api("GET", f"{BASE}/egress").json() == {"addresses": ["203.0.113.7", "198.51.100.9"]}
+    assert api("GET", f"{BASE}/egress", tenant=None).status == 401

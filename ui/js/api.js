@@ -118,6 +118,8 @@ export const integrations = {
   health: (id) => api("GET", `/integrations/${encodeURIComponent(id)}/health`),
   recover: (id, since, until) =>
     api("POST", `/integrations/${encodeURIComponent(id)}/recover`, until ? { since, until } : { since }),
+  /** The public addresses webhook requests come from (empty: no static addresses). */
+  egress: () => api("GET", "/egress"),
 };
 
 export const events = {

@@ -6,6 +6,17 @@ import { healthCell } from "./health.js";
 export async function renderList(ctx) {
   document.title = "Integrations · devicehooks";
   const body = h("div.list-body", { "aria-busy": "true" }, h("p.muted", { text: "Loading…" }));
+  // the service's static egress addresses, when it has some (StaticEgressIps), for receivers' allow-lists
+  const egress = h("div.egress");
+  integrations.egress().then(
+    (answer) => {
+      const addresses = (answer && answer.addresses) || [];
+      if (!ctx.active || !addresses.length) return;
+      const codes = addresses.flatMap((address, n) => [n ? ", " : "", h("code", { text: address })]);
+      replace(egress, h("p.help#egress-addresses", {}, "Requests come from these addresses, for your firewall's allow-list: ", ...codes, "."));
+    },
+    () => {}, // not shown when it cannot be read: the list matters more
+  );
   append(ctx.root, [
     h("nav.crumbs", { "aria-label": "Breadcrumb" }, h("span", { text: "Settings" }), h("span", { text: "Integrations" })),
     h("h1", { text: "Integrations" }),
@@ -22,6 +33,7 @@ export async function renderList(ctx) {
       h("p.help", {
         text: "Webhooks send signed HTTP requests to your systems when devices are provisioned, decommissioned or change status.",
       }),
+      egress,
       body,
     ),
   ]);

@@ -48,6 +48,9 @@ class Settings:
     delivery_lease: int = 0
     disable_after: int = 5 * 24 * 3600
     request_size_limit: int = 1024 * 1024
+    # the public addresses webhook requests leave from (template.yaml StaticEgressIps); () when they
+    # are AWS's shared ranges. Only shown (GET /egress, the UI): nothing routes by them.
+    egress_ips: tuple[str, ...] = ()
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -115,6 +118,13 @@ def _cidrs(raw: str) -> tuple[IPNetwork, ...]:
         raise ValueError(f"must be comma-separated CIDRs: {exc}") from None
 
 
+def _addresses(raw: str) -> tuple[str, ...]:
+    try:
+        return tuple(str(ipaddress.ip_address(part)) for part in _parts(raw))
+    except ValueError as exc:
+        raise ValueError(f"must be comma-separated IP addresses: {exc}") from None
+
+
 def _schedule(raw: str) -> tuple[int, ...]:
     parse = _integer(0)
     return tuple(parse(part) for part in _parts(raw))
@@ -133,6 +143,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "delivery_lease": _integer(0),
     "disable_after": _integer(0),
     "request_size_limit": _integer(1024),
+    "egress_ips": _addresses,
 }
 
 

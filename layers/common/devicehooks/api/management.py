@@ -16,6 +16,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from devicehooks import __version__
 from devicehooks.api import http
 from devicehooks.api.schemas import (
+    EgressOut,
     EventDetailOut,
     EventOut,
     HealthOut,
@@ -56,6 +57,7 @@ class Services:
     events: EventService
     deliveries: DeliveryService
     health: HealthService
+    egress_ips: tuple[str, ...] = ()  # where webhook requests come from (StaticEgressIps)
 
 
 _services: Callable[[], Services] | None = None
@@ -84,6 +86,10 @@ def event_service() -> EventService:
 
 def delivery_service() -> DeliveryService:
     return _wired().deliveries
+
+
+def egress_ips() -> tuple[str, ...]:
+    return _wired().egress_ips
 
 
 def health_service() -> HealthService:
@@ -131,6 +137,7 @@ Integrations = Annotated[IntegrationService, Depends(integration_service)]
 Events = Annotated[EventService, Depends(event_service)]
 Deliveries = Annotated[DeliveryService, Depends(delivery_service)]
 Healths = Annotated[HealthService, Depends(health_service)]
+EgressIps = Annotated[tuple[str, ...], Depends(egress_ips)]
 _JSON_LIST_OF_INTEGRATIONS = {"application/json": {"model": list[IntegrationOut]}}
 
 # ---------------------------------------------------------------- integrations
@@ -408,6 +415,20 @@ def event_filter(
         until=end,
     )
     return found if found != EventFilter() else None
+
+
+@api.get(
+    f"{BASE}/egress",
+    summary="The addresses webhook requests come from (devicehooks)",
+    description="The public IP addresses of every webhook request, for receivers that allow-list "
+    "their callers; empty unless the service was deployed with static egress addresses.",
+    tags=["Integrations"],
+    responses=http.responses(
+        {200: {"description": "The addresses.", "content": {"application/json": {"model": EgressOut}}}}, 401, 403
+    ),
+)
+def get_egress(caller: Caller, addresses: EgressIps) -> Response[str]:
+    return http.model_response(200, EgressOut(addresses=list(addresses)))
 
 
 @api.get(

@@ -242,6 +242,13 @@ class RedeliverIn(BaseModel):
     )
 
 
+class EgressOut(ResponseModel):
+    addresses: list[str] = Field(
+        description="The public IP addresses every webhook request (deliveries, tests) comes from, for a "
+        "receiver's allow-list; empty when the service has no static addresses (AWS's shared ranges)."
+    )
+
+
 class RedeliverOut(ResponseModel):
     event_id: str
     integration_ids: list[str]

@@ -35,7 +35,7 @@ class EventBridgePublisher:
             self._client = aws.client("events")
         return self._client
 
-    def publish(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    def publish(self, events: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
         entries = [
             {
                 "Source": self.source,
@@ -48,23 +48,29 @@ class EventBridgePublisher:
         sizes = [entry_size(e) for e in entries]
         if any(s >= EVENTBRIDGE_MAX_ENTRY_BYTES for s in sizes):  # before any is put: all or none
             raise InvalidRequest(f"device event too large for the bus: over {EVENTBRIDGE_MAX_ENTRY_BYTES} bytes")
+        ids: dict[int, str] = {}  # entry (by identity) -> the id the bus gave its event
         batch: list[dict[str, Any]] = []
         batch_size = 0
         for entry, size in zip(entries, sizes, strict=True):
             if batch and (len(batch) == BATCH or batch_size + size >= EVENTBRIDGE_MAX_ENTRY_BYTES):
-                self._put(batch)
+                self._put(batch, ids)
                 batch, batch_size = [], 0
             batch.append(entry)
             batch_size += size
         if batch:
-            self._put(batch)
+            self._put(batch, ids)
+        return [ids[id(e)] for e in entries if id(e) in ids]
 
-    def _put(self, entries: list[dict[str, Any]]) -> None:
+    def _put(self, entries: list[dict[str, Any]], ids: dict[int, str]) -> None:
         def put(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out = self.client.put_events(Entries=pending)
-            if not out.get("FailedEntryCount"):
-                return []
-            return [e for e, r in zip(pending, out["Entries"], strict=True) if r.get("ErrorCode")]
+            refused = []
+            for entry, result in zip(pending, out.get("Entries") or [], strict=False):
+                if result.get("ErrorCode"):
+                    refused.append(entry)
+                elif result.get("EventId"):
+                    ids[id(entry)] = result["EventId"]
+            return refused if out.get("FailedEntryCount") else []
 
         left = aws.retried(put, entries, attempts=self.attempts, sleep=self.sleep)
         if left:

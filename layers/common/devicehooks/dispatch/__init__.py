@@ -24,7 +24,7 @@ from devicehooks.dispatch.gate import FlowGate
 from devicehooks.dispatch.messages import Busy
 from devicehooks.domain.activity import ActivityEvent, Attempt, HourCount
 from devicehooks.domain.models import Integration
-from devicehooks.observability import logger
+from devicehooks.observability import logger, traced
 
 __all__ = ["Batch", "Busy", "DispatchContext", "Dispatcher", "FlowGate"]
 
@@ -40,14 +40,16 @@ class Dispatcher:
         """Process one queue message of ``batch``; raises when SQS must deliver it again (the tasks
         it leaves for the retry queue go when the batch is finished: :meth:`finish_batch`)."""
         try:
-            messages.handle_message(self.ctx, self.gate, batch, body)
+            with traced("device event"):  # annotated with the event's id once it is read
+                messages.handle_message(self.ctx, self.gate, batch, body)
         finally:
             logger.thread_safe_remove_keys(["correlation_id"])
 
     def handle_task(self, task: DeliveryTask, batch: Batch) -> None:
         """One delivery task of ``batch`` (as :meth:`handle_message` with its message)."""
         try:
-            messages.handle_task(self.ctx, self.gate, batch, task)
+            with traced("device event", event_id=task.event_id):
+                messages.handle_task(self.ctx, self.gate, batch, task)
         finally:
             logger.thread_safe_remove_keys(["correlation_id"])
 

@@ -20,7 +20,7 @@ from devicehooks.dispatch.context import DispatchContext
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
 from devicehooks.domain.decisions import Decision, Hold, decide
 from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
-from devicehooks.observability import logger, record_delivery
+from devicehooks.observability import annotate, logger, record_delivery, traced
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +68,11 @@ def send(
     try:
         request = prepare(ctx, event, integration, at)
         headers = request.headers
-        return ctx.sender.send(request), headers
+        # the POST's subsegment carries the event's id: the trace's correlation id up to the receiver
+        with traced("webhook POST", event_id=event.id, integration_id=integration.id) as subsegment:
+            result = ctx.sender.send(request)
+            annotate(subsegment, status_code=result.status_code or 0, delivered=result.ok)
+        return result, headers
     except Exception as exc:  # noqa: BLE001 - one bad delivery fails only itself, as a failed attempt
         logger.exception("delivery failed before it was sent", extra={"integration_id": integration.id})
         error = f"internal error: {type(exc).__name__} while preparing or sending the request"

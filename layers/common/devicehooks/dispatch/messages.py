@@ -23,7 +23,7 @@ from devicehooks.domain.decisions import Hold
 from devicehooks.domain.events import BusEvent, WebhookEvent
 from devicehooks.domain.models import EVENT_TYPES, Integration
 from devicehooks.domain.validation import format_errors
-from devicehooks.observability import logger
+from devicehooks.observability import logger, tracer
 from devicehooks.store.activity import Claim
 from devicehooks.store.bounds import ItemTooLarge
 
@@ -62,6 +62,7 @@ def handle_bus_event(ctx: DispatchContext, gate: FlowGate, batch: Batch, data: d
         refuse(ctx, batch, data, body, f"malformed device event: data JSON cannot carry ({type(exc).__name__})")
         return
     logger.thread_safe_append_keys(correlation_id=event.id)
+    tracer.put_annotation(key="event_id", value=event.id)
     integrations = batch.integrations_of(event.tenant_id, ctx.integrations.list_tenant)
     if not integrations:
         return  # as Mender: no integration, nothing to record
@@ -154,6 +155,7 @@ def handle_task(ctx: DispatchContext, gate: FlowGate, batch: Batch, task: Delive
         handle_group(ctx, gate, batch, task, now)
         return
     logger.thread_safe_append_keys(correlation_id=task.event_id)
+    tracer.put_annotation(key="event_id", value=task.event_id)
     integration = batch.integration(task.tenant_id, task.integration_id, ctx.integrations.list_tenant)
     hold: Hold | None = None
     if integration is not None and integration.enabled and task.reason != "redeliver":

@@ -54,6 +54,7 @@ def services() -> management.Services:
             retention=settings.event_retention,
         ),
         health=HealthService(integrations, activity, settings.disable_after),
+        egress_ips=settings.egress_ips,
     )
 
 

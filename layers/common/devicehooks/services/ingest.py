@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from devicehooks.domain.events import Decommission, InventoryChange, ProvisionedDevice, StatusChange
 from devicehooks.errors import InvalidRequest
 from devicehooks.jsonenc import JSONInputError, check, dumpb
+from devicehooks.observability import logger, trace_events
 from devicehooks.timeutil import rfc3339, utcnow
 
 BATCH = 10  # PutEvents takes at most 10 entries
@@ -70,8 +71,9 @@ def entry_size(entry: Mapping[str, Any]) -> int:
 
 
 class EventPublisher(Protocol):
-    def publish(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        """Put ``(detail-type, detail)`` events on the bus; raise unless every one was accepted."""
+    def publish(self, events: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
+        """Put ``(detail-type, detail)`` events on the bus; raise unless every one was accepted.
+        Returns the ids the bus gave them (each webhook's ``id``), in order."""
 
 
 class IngestService:
@@ -80,6 +82,14 @@ class IngestService:
     def __init__(self, publisher: EventPublisher, clock: Callable[[], datetime] = utcnow) -> None:
         self.publisher = publisher
         self.clock = clock
+
+    def _publish(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Publish; the events' ids are the request's trace annotations and, for a single event, its
+        log lines' correlation id (the id its deliveries log and trace with, up to each POST)."""
+        ids = self.publisher.publish(events)
+        trace_events(ids)
+        if len(ids) == 1:
+            logger.set_correlation_id(ids[0])
 
     def _detail(self, tenant_id: str, data: dict[str, Any]) -> dict[str, Any]:
         # the event time with sub-second precision (the envelope's time has whole seconds)
@@ -105,19 +115,19 @@ class IngestService:
     def provision(self, tenant_id: str, device: ProvisionedDevice) -> None:
         """Publish ``device-provisioned``; :class:`InvalidRequest` if the dispatcher could not send it."""
         check_device_id(device.id)
-        self.publisher.publish([("device-provisioned", self._sized(tenant_id, device.payload()))])
+        self._publish([("device-provisioned", self._sized(tenant_id, device.payload()))])
 
     def inventory_changed(self, tenant_id: str, change: InventoryChange) -> None:
         """Publish ``device-inventory-changed`` (Mender's documented data, the tenant filled in);
         :class:`InvalidRequest` if it is larger than an event may carry."""
         check_device_id(change.device_id)
         data = {**change.payload(), "tenant_id": check_tenant_id(tenant_id)}
-        self.publisher.publish([("device-inventory-changed", self._sized(tenant_id, data))])
+        self._publish([("device-inventory-changed", self._sized(tenant_id, data))])
 
     def decommission(self, tenant_id: str, device_id: str) -> None:
         """Publish ``device-decommissioned``."""
         data = Decommission(id=check_device_id(device_id)).payload()
-        self.publisher.publish([("device-decommissioned", self._detail(tenant_id, data))])
+        self._publish([("device-decommissioned", self._detail(tenant_id, data))])
 
     def change_status(self, tenant_id: str, status: str, device_ids: Sequence[str]) -> None:
         """Publish one ``device-status-changed`` per device."""
@@ -131,4 +141,4 @@ class IngestService:
             for d in device_ids
         ]
         if events:
-            self.publisher.publish(events)
+            self._publish(events)

@@ -14,6 +14,8 @@ import json
 from collections.abc import Sequence
 from typing import Protocol
 
+from devicehooks.observability import trace_events
+
 UNKNOWN_TENANT = None  # an event whose tenant cannot be read: the dispatcher will refuse it
 
 
@@ -23,17 +25,29 @@ class FairQueue(Protocol):
         events without a readable tenant); the positions of those that could not be sent."""
 
 
-def tenant_of(body: str) -> str | None:
-    """The ``detail.tenant_id`` of a bus event's message (the bus contract), if it has one."""
+def read(body: str) -> tuple[str | None, str | None]:
+    """The ``detail.tenant_id`` of a bus event's message (the bus contract) and the event's ``id``,
+    each if it has one."""
     try:
         event = json.loads(body)
     except ValueError:
-        return UNKNOWN_TENANT
-    detail = event.get("detail") if isinstance(event, dict) else None
+        return UNKNOWN_TENANT, None
+    if not isinstance(event, dict):
+        return UNKNOWN_TENANT, None
+    detail = event.get("detail")
     tenant = detail.get("tenant_id") if isinstance(detail, dict) else None
-    return tenant if isinstance(tenant, str) else UNKNOWN_TENANT
+    event_id = event.get("id")
+    return (tenant if isinstance(tenant, str) else UNKNOWN_TENANT), (event_id if isinstance(event_id, str) else None)
+
+
+def tenant_of(body: str) -> str | None:
+    """The ``detail.tenant_id`` of a bus event's message (the bus contract), if it has one."""
+    return read(body)[0]
 
 
 def forward(queue: FairQueue, bodies: Sequence[str]) -> list[int]:
-    """Send each body on in its tenant's group; the positions of those that could not be sent."""
-    return queue.send([(body, tenant_of(body)) for body in bodies])
+    """Send each body on in its tenant's group; the positions of those that could not be sent. Each
+    event's id is a trace annotation (``event_id``) of the invocation."""
+    events = [read(body) for body in bodies]
+    trace_events(event_id for _, event_id in events if event_id is not None)
+    return queue.send([(body, tenant) for body, (tenant, _) in zip(bodies, events, strict=True)])
