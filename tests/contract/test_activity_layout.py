@@ -51,7 +51,7 @@ def test_the_happy_path_writes_no_state_entry_and_rare_states_come_and_go(store:
     assert store.create(event) is None
     item, marker = _raw(store, store._key(tenant, event.id)), _raw(store, marker_key(tenant, event.id, "b"))
     assert "gsi4pk" not in item and "gsi4pk" not in marker  # pending: read on, never indexed
-    assert item["gsi1pk"]["S"] == f"T#{tenant}#Y#device-decommissioned"  # by_time: a partition per type
+    assert item["gsi1pk"]["S"] == f"T#{tenant}#Y#d"  # by_time: a partition per type, named by a letter
     store.record(tenant, event.id, [(_delivered("a"), None), (_failed("b", "retrying"), None)])
     item, marker = _raw(store, store._key(tenant, event.id)), _raw(store, marker_key(tenant, event.id, "b"))
     assert "gsi4pk" not in item  # delivered: no entry
@@ -72,9 +72,9 @@ def test_the_happy_path_writes_no_state_entry_and_rare_states_come_and_go(store:
 def test_a_delivered_single_webhook_event_with_menders_ids_stays_under_one_kilobyte(
     store: DynamoActivityStore,
 ) -> None:
-    """Mender's ids: a 24-hex tenant (an ObjectId), a 24-hex device, UUIDs for the event and the
+    """Mender's ids: a 24-hex tenant (an ObjectId), UUIDs for the device, the event and the
     webhook; the attempt as the dispatcher records it (signed, answered ``{"ok":true}``)."""
-    tenant, device, hook = uuid.uuid4().hex[:24], uuid.uuid4().hex[:24], str(uuid.uuid4())
+    tenant, device, hook = uuid.uuid4().hex[:24], str(uuid.uuid4()), str(uuid.uuid4())
     data = {"id": device, "status": "accepted"}
     plain = WebhookEvent(str(uuid.uuid4()), tenant, "device-status-changed", data, NOW)
     event = ActivityEvent.new(plain, int(NOW.timestamp()) + 3600, [DeliveryStatus(hook)])

@@ -9,7 +9,7 @@ One partition per tenant (``pk = T#<tenant>``) holds:
 * a marker ``sk = D#<event id>#<integration id>`` for each webhook of the event but the first.
 
 Two keys-only indexes page through it newest first, without a Scan: ``by_time``
-(``gsi1pk = T#<tenant>#Y#<type>``, one partition per event type, merged for a list of every type)
+(``gsi1pk = T#<tenant>#Y#<letter>``, one partition per event type, merged for a list of every type)
 holds every event item; ``by_webhook`` (``gsi2pk = T#<tenant>#I#<integration>``) holds the event
 item under its first webhook and the markers under the others. So an event to one webhook is one
 item (one write before the POST, one after), and updating a delivery's status never rewrites an
@@ -72,9 +72,21 @@ def tenant_pk(tenant_id: str) -> str:
     return join("T", tenant_id)
 
 
+# by_time's partitions name the type with a letter (the item carries no other copy of its type, so
+# a short one keeps it under 1 KB); a type without a letter is named in full, which no letter is
+TYPE_LETTERS = {
+    "device-provisioned": "p",
+    "device-decommissioned": "d",
+    "device-status-changed": "s",
+    "device-inventory-changed": "i",
+    "webhook-test": "t",
+}
+LETTER_TYPES = {letter: name for name, letter in TYPE_LETTERS.items()}
+
+
 def time_pk(tenant_id: str, event_type: str) -> str:
-    """The tenant's ``by_time`` partition of one event type."""
-    return join("T", tenant_id, "Y", event_type)
+    """The tenant's ``by_time`` partition of one event type: ``T#<tenant>#Y#<type's letter>``."""
+    return join("T", tenant_id, "Y", TYPE_LETTERS.get(event_type, event_type))
 
 
 def webhook_pk(tenant_id: str, integration_id: str) -> str:
@@ -145,8 +157,8 @@ def type_of(item: Mapping[str, Any]) -> str:
     ``event_type`` in items from before the partitions per type."""
     raw = item.get("gsi1pk")
     parts = split(raw["S"] if isinstance(raw, Mapping) else str(raw)) if raw is not None else []
-    if len(parts) == 4:  # T#<tenant>#Y#<type>
-        return parts[3]
+    if len(parts) == 4:  # T#<tenant>#Y#<type's letter>
+        return LETTER_TYPES.get(parts[3], parts[3])
     legacy = item["event_type"]
     return str(legacy["S"] if isinstance(legacy, Mapping) else legacy)
 
