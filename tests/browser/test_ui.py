@@ -888,6 +888,43 @@ def test_every_view_details_button_names_its_row(ui: Session, stack: RunningStac
     ui.assert_clean()
 
 
+def test_static_egress_addresses_are_shown_above_the_list_only_when_the_service_has_some(
+    ui: Session, stack: RunningStack, receiver: Receiver
+) -> None:
+    """A stack deployed with StaticEgressIps answers GET /egress with its addresses (the local one never does)."""
+    tenant = _tenant()
+    page = ui.page
+    _create_webhook(stack, tenant, receiver.hook("/egress"), description="Allow-listing receiver")
+    line = page.locator("#egress-addresses")
+    row = page.get_by_role("row").filter(has_text="Allow-listing receiver")
+
+    # the local stack's own answer: no addresses, so no line (waited for, so its absence means something)
+    with page.expect_response(f"**{MANAGEMENT}/egress") as answered:
+        _sign_in(ui, stack, tenant)
+    assert answered.value.status == 200
+    assert answered.value.json() == {"addresses": []}
+    expect(row).to_be_visible()
+    expect(line).to_have_count(0)
+    expect(page.locator(".egress")).to_be_empty()
+
+    # what GET /egress answers for a stack with StaticEgressIps (EgressOut: its two NAT gateways' addresses)
+    addresses = ["203.0.113.10", "198.51.100.7"]
+    page.route(f"**{MANAGEMENT}/egress", lambda route: route.fulfill(json={"addresses": addresses}))
+    page.reload()
+    expect(line).to_have_text(
+        "Requests come from these addresses, for your firewall's allow-list: 203.0.113.10, 198.51.100.7."
+    )
+    expect(line.locator("code")).to_have_text(addresses)
+    expect(line).to_be_visible()
+    # in the Webhooks card, above the list
+    expect(page.get_by_role("region", name="Webhooks").locator("#egress-addresses")).to_have_count(1)
+    above, table = line.bounding_box(), row.bounding_box()
+    assert above is not None and table is not None and above["y"] + above["height"] <= table["y"], (above, table)
+    _no_stray_text(page)
+    _axe_clean(page, "list with static egress addresses")
+    ui.assert_clean()
+
+
 def test_activity_rows_are_compact_on_a_phone(narrow: Session, stack: RunningStack, receiver: Receiver) -> None:
     tenant = _tenant()
     page = narrow.page
