@@ -296,6 +296,7 @@ class LocalStack:
         aws.reset_clients()
         resolver = self._create_resources()
         self._load_functions(resolver)
+        self.check_settings()
         warm = os.environ.get("DEVICEHOOKS_LOCAL_WARM", "").strip()
         if warm not in ("", "0"):
             self.warm(None if warm in ("1", "all") else [name.strip() for name in warm.split(",")])
@@ -310,6 +311,18 @@ class LocalStack:
             )
             poller.start()
             self.pollers.append(poller)
+
+    def check_settings(self) -> None:
+        """Each function's ``DEVICEHOOKS_*`` settings, checked as its cold start checks them: a value
+        the developer exported that the function would refuse (``DEVICEHOOKS_MAX_INTEGRATIONS=150``)
+        stops the stack before it serves, with one :class:`ConfigError` naming it, rather than every
+        cold start failing with a traceback."""
+        from devicehooks.config import problems_in
+        from devicehooks.errors import ConfigError
+
+        problems = [p for function in self.functions.values() for p in problems_in(function.spec.environment)]
+        if problems:
+            raise ConfigError("invalid configuration: " + "; ".join(dict.fromkeys(problems)))
 
     def warm(self, functions: list[str] | None = None) -> None:
         """Start every execution environment the ``functions`` (logical ids; all by default) may have,

@@ -26,6 +26,7 @@ import pytest
 import requests
 
 from devicehooks import aws
+from devicehooks.errors import ConfigError
 from devicehooks_dev import devkeys
 from devicehooks_dev.local.runtime import LambdaContext
 from devicehooks_dev.local.sqs import UNBOUNDED_CONCURRENCY, SqsPoller, SqsSource
@@ -492,3 +493,19 @@ def test_a_batch_fills_up_to_the_batch_size_while_the_batching_window_lasts(
     eventually(lambda: _counts(url) == (0, 0) and sum(len(b) for b in function.batches) == 25, timeout=WAIT)
     assert sorted(len(b) for b in function.batches) == sorted(sizes)
     assert function.bodies() == bodies
+
+
+def test_a_setting_a_function_would_refuse_at_its_cold_start_is_named_before_the_stack_serves(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``DEVICEHOOKS_MAX_INTEGRATIONS=150 devicehooks local``: start() raises one ConfigError naming it
+    (the CLI prints it in one line) rather than every cold start failing with a traceback."""
+    stack.check_settings()  # the template's own values
+    environment = stack.functions["ManagementFunction"].spec.environment
+    assert isinstance(environment, dict) and "DEVICEHOOKS_MAX_INTEGRATIONS" in environment
+    monkeypatch.setitem(environment, "DEVICEHOOKS_MAX_INTEGRATIONS", "150")
+    with pytest.raises(ConfigError) as refused:
+        stack.check_settings()
+    assert str(refused.value) == (
+        "invalid configuration: DEVICEHOOKS_MAX_INTEGRATIONS: must be at least 1 and at most 99, not 150"
+    )

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from devicehooks.config import DEFAULT_RETRY_SCHEDULE, Settings
+from devicehooks.config import DEFAULT_RETRY_SCHEDULE, Settings, problems_in
 from devicehooks.errors import ConfigError
 
 TABLES = {"DEVICEHOOKS_INTEGRATIONS_TABLE": "i", "DEVICEHOOKS_ACTIVITY_TABLE": "a"}
@@ -71,3 +71,13 @@ def test_egress_ips_are_ip_addresses() -> None:
     assert settings.egress_ips == ("203.0.113.7", "198.51.100.9")
     with pytest.raises(ConfigError, match="DEVICEHOOKS_EGRESS_IPS: must be comma-separated IP addresses"):
         Settings.from_environ({**base, "DEVICEHOOKS_EGRESS_IPS": "not-an-address"})
+
+
+def test_the_settings_given_are_checked_without_requiring_the_tables() -> None:
+    """What the local stack checks before it serves: the variables a function is given."""
+    assert problems_in({}) == []
+    assert problems_in({"DEVICEHOOKS_MAX_INTEGRATIONS": "99", "OTHER": "x"}) == []
+    assert problems_in({"DEVICEHOOKS_MAX_INTEGRATIONS": "150", "DEVICEHOOKS_DELIVERY_TIMEOUT": "0"}) == [
+        "DEVICEHOOKS_MAX_INTEGRATIONS: must be at least 1 and at most 99, not 150",
+        "DEVICEHOOKS_DELIVERY_TIMEOUT: must be more than 0 and at most 60 seconds",
+    ]

@@ -55,23 +55,36 @@ class Settings:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
         """The settings in ``environ`` (``DEVICEHOOKS_*``); :class:`ConfigError` naming every bad one."""
-        values: dict[str, Any] = {}
-        problems: list[str] = []
-        for field in fields(cls):
-            name = PREFIX + field.name.upper()
-            raw = environ.get(name)
-            parse = _PARSERS.get(field.name, _text)
-            if raw is None:
-                if field.name in _REQUIRED:
-                    problems.append(f"{name}: is required")
-                continue
-            try:
-                values[field.name] = parse(raw)
-            except ValueError as exc:
-                problems.append(f"{name}: {exc}")
+        values, problems = _parse(environ, required=True)
         if problems:
             raise ConfigError("invalid configuration: " + "; ".join(problems))
         return cls(**values)
+
+
+def problems_in(environ: Mapping[str, str]) -> list[str]:
+    """What is wrong with the ``DEVICEHOOKS_*`` settings ``environ`` gives (none is required), one
+    line each. The local stack checks each function's variables so before it serves, rather than
+    each function failing its cold start."""
+    return _parse(environ, required=False)[1]
+
+
+def _parse(environ: Mapping[str, str], required: bool) -> tuple[dict[str, Any], list[str]]:
+    """The settings ``environ`` gives, parsed, and what is wrong with them."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for field in fields(Settings):
+        name = PREFIX + field.name.upper()
+        raw = environ.get(name)
+        parse = _PARSERS.get(field.name, _text)
+        if raw is None:
+            if required and field.name in _REQUIRED:
+                problems.append(f"{name}: is required")
+            continue
+        try:
+            values[field.name] = parse(raw)
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    return values, problems
 
 
 def _text(raw: str) -> str:
@@ -91,7 +104,8 @@ def _integer(low: int, high: int | None = None) -> Callable[[str], int]:
         except ValueError:
             raise ValueError(f"must be an integer, not {raw!r}") from None
         if value < low or (high is not None and value > high):
-            raise ValueError(f"must be at least {low}" + (f" and at most {high}" if high is not None else ""))
+            within = f"must be at least {low}" + (f" and at most {high}" if high is not None else "")
+            raise ValueError(f"{within}, not {value}")
         return value
 
     return parse
