@@ -2,7 +2,7 @@
 no ``by_state`` entry and keeps a single-webhook item under 1 KB; rare states get their entry and
 lose it; the request headers that follow from the event and the attempt are kept as bits and come
 back exactly; items written before (their own ``by_time`` partition, every state in ``by_state``,
-their id, tenant, time and type as attributes) are still listed, filtered, read and recorded.
+their id, tenant, time and type as attributes: a layout never released) are read and recorded.
 """
 
 from __future__ import annotations
@@ -125,32 +125,22 @@ def _legacy_item(tenant: str, event: ActivityEvent, state: str) -> dict[str, Any
     )
 
 
-def test_items_from_before_are_listed_filtered_read_and_recorded(store: DynamoActivityStore) -> None:
+def test_an_item_of_the_layout_before_is_read_and_recorded_never_an_error(store: DynamoActivityStore) -> None:
+    """The layout before the write budget was never released (docs/operations.md: a table from
+    before is emptied), so no list reads its partitions; but an item of it left in a table is read
+    whole where a list meets it (a webhook's, a device's), and recorded, never a 500."""
     tenant = _tenant()
-    old = [_event(tenant, [DeliveryStatus("a")], NOW + timedelta(seconds=n)) for n in range(3)]
-    for event, state in zip(old, ("pending", "delivered", "failed"), strict=True):
-        store.client.put_item(TableName=store.table_name, Item=_legacy_item(tenant, event, state))
+    old = _event(tenant, [DeliveryStatus("a")], NOW)
+    store.client.put_item(TableName=store.table_name, Item=_legacy_item(tenant, old, "pending"))
     new = _event(tenant, [DeliveryStatus("a")], NOW + timedelta(seconds=10), "device-provisioned")
     store.create(new)
-
-    def ids(integration_id: str | None = None, **only: Any) -> list[str]:
-        return [e.id for e in store.list_events(tenant, 1, 10, integration_id, EventFilter(**only))]
-
-    assert ids() == [new.id, old[2].id, old[1].id, old[0].id]
-    assert ids("a") == [new.id, old[2].id, old[1].id, old[0].id]
-    assert ids(type="device-decommissioned") == [old[2].id, old[1].id, old[0].id]
-    assert ids(type="device-provisioned") == [new.id]
-    assert ids(state="pending") == [new.id, old[0].id]
-    assert ids(state="delivered") == [old[1].id]
-    assert ids(state="failed") == [old[2].id]
-    read = _elsewhere(Stores("dynamodb", None, store)).get(tenant, old[0].id)  # type: ignore[arg-type]
-    assert read is not None and (read.id, read.tenant_id, read.type, read.time) == (
-        old[0].id,
-        tenant,
-        "device-decommissioned",
-        old[0].time,
-    )
+    assert [e.id for e in store.list_events(tenant, 1, 10, "a")] == [new.id, old.id]
+    assert [e.id for e in store.list_events(tenant, 1, 10, only=EventFilter(device_id="dev-1"))] == [new.id, old.id]
+    read = _elsewhere(Stores("dynamodb", None, store)).get(tenant, old.id)  # type: ignore[arg-type]
+    assert read is not None
+    assert (read.id, read.tenant_id, read.type, read.time) == (old.id, tenant, "device-decommissioned", old.time)
     fresh = _elsewhere(Stores("dynamodb", None, store))  # type: ignore[arg-type]
-    fresh.record(tenant, old[0].id, [(_delivered("a"), None)])  # its stale pending entry leaves with it
-    assert "gsi4pk" not in _raw(store, store._key(tenant, old[0].id))
-    assert ids(state="pending") == [new.id] and ids(state="delivered") == [old[1].id, old[0].id]
+    fresh.record(tenant, old.id, [(_delivered("a"), None)])  # nothing remembered: its keys read first
+    stored = store.get(tenant, old.id)
+    assert stored is not None and stored.deliveries["a"].state == "delivered"
+    assert "gsi4pk" not in _raw(store, store._key(tenant, old.id))  # its pending entry left with it

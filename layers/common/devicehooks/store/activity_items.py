@@ -28,9 +28,9 @@ writes none: those states are found by reading on through ``by_time`` or ``by_we
 escaped (:mod:`devicehooks.store.keys`: ``%`` as ``%25``, ``#`` as ``%23``), so that ids holding
 ``#`` make no key of another tenant, event or webhook.
 
-The item keeps what its keys do not say: the event's id, tenant and time are read back from
-``sk``, ``pk`` and ``gsi1sk`` (items from before carry them as attributes too), so that a
-delivered single-webhook event stays under 1 KB (one write unit per write).
+The item keeps what its keys do not say: the event's id, tenant, time and type are read back from
+``sk``, ``pk``, ``gsi1sk`` and ``gsi1pk``, so that a delivered single-webhook event stays under
+1 KB (one write unit per write).
 """
 
 from __future__ import annotations
@@ -57,7 +57,6 @@ INDEX_KEYS = {  # each index's partition and sort key attributes (template.yaml)
     BY_DEVICE: ("gsi3pk", "gsi1sk"),
     BY_STATE: ("gsi4pk", "gsi2sk"),
 }
-NO_DELIVERY = "-"  # the by_state "state" of an event to no webhook, in items from before INDEXED_STATES
 # the states by_state holds: rare, and what an administrator looks for; pending and delivered (the
 # happy path) are read on through by_time or by_webhook, so that they cost no index write
 INDEXED_STATES: frozenset[str] = frozenset({"retrying", "failed", "skipped"})
@@ -67,8 +66,6 @@ DERIVED = ("Content-Type", "webhook-id", "webhook-timestamp", MEN_ALGORITHM_HEAD
 
 # ---------------------------------------------------------------------------------------- keys
 def tenant_pk(tenant_id: str) -> str:
-    """The tenant's partition of the table; also its ``by_time`` partition in items from before
-    the partitions per type (read as one more partition of a list of every type)."""
     return join("T", tenant_id)
 
 
@@ -153,8 +150,8 @@ class Keyed:
 
 
 def type_of(item: Mapping[str, Any]) -> str:
-    """An event item's type (plain values or as stored): from its ``by_time`` partition, or its
-    ``event_type`` in items from before the partitions per type."""
+    """An event item's type (plain values or as stored), from its ``by_time`` partition (an item of
+    the pre-release layout before it, with an ``event_type``, is still read, never a 500)."""
     raw = item.get("gsi1pk")
     parts = split(raw["S"] if isinstance(raw, Mapping) else str(raw)) if raw is not None else []
     if len(parts) == 4:  # T#<tenant>#Y#<type's letter>

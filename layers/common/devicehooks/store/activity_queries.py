@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from devicehooks.aws.dynamo import query_all
-from devicehooks.domain.activity import DELIVERY_STATES, ActivityEvent, EventFilter, matches
+from devicehooks.domain.activity import ActivityEvent, EventFilter, matches
 from devicehooks.domain.models import ACTIVITY_TYPES
 from devicehooks.store.activity_items import (
     BY_DEVICE,
@@ -20,12 +20,10 @@ from devicehooks.store.activity_items import (
     BY_WEBHOOK,
     INDEX_KEYS,
     INDEXED_STATES,
-    NO_DELIVERY,
     KnownEvents,
     device_pk,
     event_id_of,
     state_pk,
-    tenant_pk,
     time_pk,
     time_prefix,
     webhook_pk,
@@ -141,11 +139,9 @@ class ActivityQueries:
     def _times(
         self, tenant_id: str, event_type: str | None, lower: str | None, upper: str | None, limit: int
     ) -> list[Entries]:
-        """The ``by_time`` partitions of one event type or of every type, and the tenant's partition of
-        items from before the partitions per type (of every type: see :func:`tenant_pk`)."""
+        """The ``by_time`` partitions of one event type, or of every type."""
         types = (event_type,) if event_type else ACTIVITY_TYPES
-        partitions = [time_pk(tenant_id, t) for t in types] + [tenant_pk(tenant_id)]
-        return [self._entries(BY_TIME, p, lower, upper, limit) for p in partitions]
+        return [self._entries(BY_TIME, time_pk(tenant_id, t), lower, upper, limit) for t in types]
 
     def _exact(self, tenant_id: str, integration_id: str | None, only: EventFilter, limit: int) -> list[Entries] | None:
         """The index partitions whose merge, newest first, is exactly the events asked for (an event
@@ -164,15 +160,7 @@ class ActivityQueries:
         if only.state is None:
             if integration_id is not None:
                 return [self._entries(BY_WEBHOOK, webhook_pk(tenant_id, integration_id), lower, upper, limit)]
-            if only.type is None:
-                return self._times(tenant_id, None, lower, upper, limit)
-            # one type: its by_time partition, and the items from before it, each in by_state
-            # under every state then (stale entries among them still are of that type)
-            legacy = [
-                self._entries(BY_STATE, state_pk(tenant_id, s, only.type), lower, upper, limit)
-                for s in (*DELIVERY_STATES, NO_DELIVERY)
-            ]
-            return [self._entries(BY_TIME, time_pk(tenant_id, only.type), lower, upper, limit), *legacy]
+            return self._times(tenant_id, only.type, lower, upper, limit)
         types = (only.type,) if only.type else ACTIVITY_TYPES
         webhook = webhook_pk(tenant_id, integration_id) if integration_id is not None else None
         # an event's other deliveries come too (passed over, or the same event again): larger pages
