@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -234,7 +234,7 @@ class MemoryActivityStore:
         integration_id: str,
         now: datetime,
         seen_attempts: int,
-        from_state: DeliveryState | None = None,
+        from_states: Collection[DeliveryState] | None = None,
     ) -> bool:
         with self._lock:
             event = self._events.get((tenant_id, event_id))
@@ -244,7 +244,7 @@ class MemoryActivityStore:
                 or status is None
                 or status.attempts != seen_attempts
                 or (status.lease_until is not None and status.lease_until >= now)
-                or (from_state is not None and status.state != from_state)
+                or (from_states is not None and status.state not in from_states)
             ):
                 return False
             self._store(event.with_status(status.reopened(now)))

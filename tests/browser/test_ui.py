@@ -1335,7 +1335,10 @@ def test_retry_now_on_a_retrying_delivery_from_the_list_and_the_details(
     expect(dialog).to_be_hidden()
     assert sent() == before
     retry.click()
-    dialog.get_by_role("button", name="Retry now").click()
+    expect(dialog).to_contain_text("It is sent only if it has still not been delivered")
+    with page.expect_request(re.compile(r".*/events/[^/]+/retry$")) as asked:  # retry, never redeliver
+        dialog.get_by_role("button", name="Retry now").click()
+    assert asked.value.method == "POST" and asked.value.post_data_json == {"integration_id": hook}
     expect(
         page.get_by_text(f"The Device provisioned event of device {devices[0]} is being sent again now.")
     ).to_be_visible()
@@ -1345,34 +1348,58 @@ def test_retry_now_on_a_retrying_delivery_from_the_list_and_the_details(
     assert sent() == before + 1
     _no_stray_text(page)
 
-    # on the details page the one action is "Retry now"; a 409 (an attempt in flight) is said in plain words
+    # on the details page the one action is "Retry now"
     other = page.get_by_role("row").filter(has=page.locator("td.device", has_text=devices[1]))
     other.get_by_role("button", name="View details").click()
     expect(page.get_by_role("heading", name="Event details")).to_be_visible()
     expect(page.get_by_role("button", name="Redeliver")).to_have_count(0)
     now = page.get_by_role("button", name="Retry now")
-    in_flight = re.compile(r".*/events/[^/]+/redeliver$")
-    page.route(
-        in_flight,
-        lambda route: route.fulfill(
-            status=409, json={"error": "an attempt of this delivery is in flight", "request_id": "r-1"}
-        ),
+    expect(now).to_be_visible()
+
+    # a stale page: the delivery, still shown as retrying, is delivered meanwhile (here retried from
+    # elsewhere). Retry now asks the server, which refuses (409) with its reason, shown as given, and
+    # the receiver gets nothing more (issue 21: "Retry now" must never resend a delivered event)
+    event_id = page.url.rsplit("/", 1)[1]
+    event_path = re.compile(rf".*/events/{event_id}$")
+    shown = requests.get(f"{stack.url}{MANAGEMENT}/events/{event_id}", headers=_headers(stack, tenant), timeout=10)
+    assert shown.status_code == 200, shown.text
+    page.route(event_path, lambda route: route.fulfill(json=shown.json()))  # the page keeps its view
+    elsewhere = requests.post(
+        f"{stack.url}{MANAGEMENT}/events/{event_id}/retry",
+        json={"integration_id": hook},
+        headers=_headers(stack, tenant),
+        timeout=10,
     )
-    now.click()
-    page.get_by_role("dialog", name="Retry now").get_by_role("button", name="Retry now").click()
-    expect(page.get_by_role("alert")).to_contain_text(
-        "This delivery is being attempted right now: wait for that attempt to finish, then try again."
+    assert elsewhere.status_code == 202, elsewhere.text
+    _wait_for(
+        lambda: (s := _delivery(stack, tenant, hook, devices[1])) and s["state"] == "delivered",
+        "the delivery delivered from elsewhere",
     )
-    expect(page.get_by_role("alert")).to_contain_text("The server said: an attempt of this delivery is in flight")
-    _axe_clean(page, "event details with a refused Retry now")
-    page.unroute(in_flight)
     before = sent()
     now.click()
-    page.get_by_role("dialog", name="Retry now").get_by_role("button", name="Retry now").click()
-    expect(page.get_by_text("The delivery is being attempted again now.")).to_be_visible()
+    with page.expect_response(re.compile(r".*/events/[^/]+/retry$")) as answered:
+        page.get_by_role("dialog", name="Retry now").get_by_role("button", name="Retry now").click()
+    assert answered.value.status == 409
+    refusal = page.get_by_role("alert")
+    expect(refusal).to_have_text(
+        "The delivery was not retried: the event was delivered to this webhook; redeliver it to send it again"
+    )
+    _axe_clean(page, "event details with a refused Retry now")
+    page.unroute(event_path)
+    # the view then shows the delivery as it stands: delivered, so the action is Redeliver
     expect(page.locator("dt:text-is('Status') + dd .status.ok")).to_be_visible(timeout=TIMEOUT)
-    expect(page.get_by_role("row").filter(has_text="HTTP 200")).to_have_count(1)
-    expect(page.get_by_role("button", name="Redeliver")).to_be_visible()  # delivered: sending it again is a redelivery
+    expect(now).to_have_count(0)
+    assert sent() == before  # and still so after the redelivery below: exactly one more
+
+    # Redeliver says that the receiver gets the event again, and sends it
+    page.get_by_role("button", name="Redeliver").click()
+    dialog = page.get_by_role("dialog", name="Redeliver")
+    expect(dialog).to_contain_text("The receiver will get the event again")
+    _axe_clean(page, "the Redeliver dialog")
+    with page.expect_request(re.compile(r".*/events/[^/]+/redeliver$")):
+        dialog.get_by_role("button", name="Redeliver").click()
+    expect(page.get_by_text("The event was queued for redelivery.")).to_be_visible()
+    expect(page.get_by_role("row").filter(has_text="HTTP 200")).to_have_count(2, timeout=TIMEOUT)
     assert sent() == before + 1
     ui.assert_clean()
 

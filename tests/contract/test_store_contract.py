@@ -14,10 +14,19 @@ from typing import Any
 
 import pytest
 
-from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus, EventFilter, HourCount
+from devicehooks.domain.activity import (
+    DELIVERED_ALREADY,
+    RETRYABLE,
+    ActivityEvent,
+    Attempt,
+    DeliveryStatus,
+    EventFilter,
+    HourCount,
+)
 from devicehooks.domain.events import WebhookEvent
 from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
 from devicehooks.errors import Conflict
+from devicehooks.services.redelivery import DeliveryService
 from devicehooks.store.activity import ActivityStore, Claim, DynamoActivityStore
 from devicehooks.store.bounds import (
     BODY_BYTES,
@@ -39,6 +48,7 @@ from devicehooks.store.integrations import (
     IntegrationStore,
     Trial,
 )
+from devicehooks_dev.doubles import MemoryTaskQueue
 from tests.contract.conftest import Stores
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
@@ -818,20 +828,107 @@ def test_a_delivery_is_reopened_once_for_the_attempts_seen_and_never_while_lease
     event = _event(tenant, [DeliveryStatus("a"), DeliveryStatus("b", state="retrying", attempts=1)])
     stores.activity.create(event)
     assert stores.activity.reopen(tenant, event.id, "b", NOW, seen_attempts=0) is False  # it made 1
-    assert stores.activity.reopen(tenant, event.id, "b", NOW, seen_attempts=1, from_state="failed") is False
+    assert stores.activity.reopen(tenant, event.id, "b", NOW, seen_attempts=1, from_states=("failed",)) is False
     assert stores.activity.reopen(tenant, event.id, "b", NOW, seen_attempts=1) is True  # retrying: retry now
     assert stores.activity.claim(tenant, event.id, "b", NOW, 30, seen_attempts=1) is Claim.TAKEN
     assert stores.activity.reopen(tenant, event.id, "b", NOW + timedelta(seconds=10), seen_attempts=1) is False
     failed = DeliveryStatus("a", state="failed", attempts=8)
     stores.activity.record(tenant, event.id, [(failed, None)])
-    assert stores.activity.reopen(tenant, event.id, "a", NOW, seen_attempts=8, from_state="failed") is True
-    assert stores.activity.reopen(tenant, event.id, "a", NOW, seen_attempts=8, from_state="failed") is False
+    assert stores.activity.reopen(tenant, event.id, "a", NOW, seen_attempts=8, from_states=("failed",)) is True
+    assert stores.activity.reopen(tenant, event.id, "a", NOW, seen_attempts=8, from_states=("failed",)) is False
     stored = stores.activity.get(tenant, event.id)
     assert stored is not None
     a = stored.deliveries["a"]
     assert (a.state, a.attempts, a.next_attempt_at, a.lease_until) == ("pending", 8, NOW, None)
     assert stores.activity.reopen(tenant, event.id, "missing", NOW, seen_attempts=0) is False
     assert stores.activity.reopen(tenant, str(uuid.uuid4()), "a", NOW, seen_attempts=0) is False
+
+
+def test_a_retry_reopens_a_delivery_only_from_a_retryable_state_in_the_write_itself(stores: Stores) -> None:
+    """``reopen(..., from_states=RETRYABLE)``: the state is part of the conditional write, so a delivery
+    that is delivered is refused even with the attempts and the lease the caller expects."""
+    tenant = _tenant()
+    statuses = [
+        DeliveryStatus("waiting", state="retrying", attempts=1),
+        DeliveryStatus("failed", state="failed", attempts=3),
+        DeliveryStatus("skipped", state="skipped"),
+        DeliveryStatus("queued", state="pending", attempts=1),
+        DeliveryStatus("done", state="retrying", attempts=1),
+    ]
+    event = _event(tenant, statuses)
+    stores.activity.create(event)
+    # delivered with the attempts the caller saw (only the state tells it from a retrying one)
+    done = DeliveryStatus("done", state="delivered", attempts=1, status_code=200, updated_at=NOW)
+    stores.activity.record(tenant, event.id, [(done, None)])
+    later = NOW + timedelta(seconds=1)
+    for status in statuses:
+        reopened = stores.activity.reopen(tenant, event.id, status.integration_id, later, status.attempts, RETRYABLE)
+        assert reopened is (status.integration_id in {"waiting", "failed", "skipped"}), status.integration_id
+    stored = stores.activity.get(tenant, event.id)
+    assert stored is not None
+    assert stored.deliveries["done"] == done  # nothing written
+    assert stored.deliveries["queued"].state == "pending" and stored.deliveries["queued"].next_attempt_at is None
+    assert {i: s.state for i, s in stored.deliveries.items() if i != "done"} == dict.fromkeys(
+        ["waiting", "failed", "skipped", "queued"], "pending"
+    )
+    assert stores.activity.reopen(tenant, event.id, "waiting", later, 1, ()) is False  # no state allowed
+    # the list filters see the delivered one where it was
+    assert [e.id for e in stores.activity.list_events(tenant, 1, 10, "done", EventFilter(state="delivered"))] == [
+        event.id
+    ]
+
+
+class _StaleReads:
+    """The activity store, but ``get`` answers first with what a page read before (a stale view)."""
+
+    def __init__(self, store: ActivityStore, stale: ActivityEvent) -> None:
+        self.store = store
+        self.stale: ActivityEvent | None = stale
+
+    def get(self, tenant_id: str, event_id: str) -> ActivityEvent | None:
+        stale, self.stale = self.stale, None
+        return stale if stale is not None else self.store.get(tenant_id, event_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+@pytest.mark.parametrize("attempts", [2, 1], ids=["after-its-retry", "same-attempts"])
+def test_a_retry_of_a_delivery_delivered_meanwhile_writes_and_queues_nothing(stores: Stores, attempts: int) -> None:
+    """The race of issue 21: "Retry now" on a row still shown as retrying whose scheduled retry has
+    just succeeded. The retry reads the delivery as retrying; its conditional write refuses it (the
+    state, and the attempts), so nothing is queued and the receiver never gets the event twice."""
+    tenant = _tenant()
+    webhook = _integration(tenant)
+    stores.integrations.add(webhook, 20)
+    event = _event(tenant, [DeliveryStatus(webhook.id, state="retrying", attempts=1, error="HTTP 503")])
+    stores.activity.create(event)
+    stale = stores.activity.get(tenant, event.id)
+    assert stale is not None
+    # meanwhile the scheduled retry: taken, POSTed, recorded delivered (``same-attempts``: a success
+    # recorded without a new attempt count, which only the state condition can refuse)
+    assert stores.activity.claim(tenant, event.id, webhook.id, NOW, 30, seen_attempts=1) is Claim.TAKEN
+    done = DeliveryStatus(webhook.id, state="delivered", attempts=attempts, status_code=200, updated_at=NOW)
+    stores.activity.record(tenant, event.id, [(done, None)])
+    queue = MemoryTaskQueue()
+    service = DeliveryService(
+        stores.integrations,
+        _StaleReads(stores.activity, stale),
+        queue,
+        lambda: pytest.fail("no dispatcher"),
+        retention=3600,
+        clock=lambda: NOW + timedelta(minutes=5),
+    )
+    with pytest.raises(Conflict) as refused:
+        service.retry(tenant, event.id, webhook.id)
+    assert refused.value.message == DELIVERED_ALREADY  # from a fresh read, after the write was refused
+    assert queue.scheduled == []
+    stored = stores.activity.get(tenant, event.id)
+    assert stored is not None and stored.deliveries[webhook.id] == done
+    # and without a stale view: refused before any write
+    with pytest.raises(Conflict):
+        service.retry(tenant, event.id, None)
+    assert queue.scheduled == []
 
 
 def test_a_webhooks_events_of_a_window_come_oldest_first(stores: Stores) -> None:
@@ -1076,7 +1173,7 @@ def test_a_reopened_or_added_delivery_moves_to_pending_in_the_filters(stores: St
     log.check(b, EventFilter(state="failed"))
     log.check(None, EventFilter(state="pending"))
     for hook in (a, b):
-        assert elsewhere.reopen(log.tenant, two.id, hook, NOW + timedelta(hours=1), 1, "failed")
+        assert elsewhere.reopen(log.tenant, two.id, hook, NOW + timedelta(hours=1), 1, ("failed",))
         log.states[two.id][hook] = "pending"
     log.check(None, EventFilter(state="failed"))
     log.check(a, EventFilter(state="pending"))

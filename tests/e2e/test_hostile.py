@@ -374,6 +374,8 @@ def test_tenant_b_gets_404_on_tenant_as_ids_and_changes_nothing(world: World) ->
         ("GET", f"{BASE}/events/{a_event}", None),
         ("POST", f"{BASE}/events/{a_event}/redeliver", None),
         ("POST", f"{BASE}/events/{a_event}/redeliver", {"integration_id": a_integration}),
+        ("POST", f"{BASE}/events/{a_event}/retry", None),
+        ("POST", f"{BASE}/events/{a_event}/retry", {"integration_id": a_integration}),
     ]
     for method, path, body in attempts:
         assert_refused(_call(world, method, path, body, b), 404, world)

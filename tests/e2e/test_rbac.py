@@ -128,6 +128,7 @@ def _writes(tenant: Tenant, server: HTTPServer) -> list[tuple[str, str, Any]]:
         ("POST", f"{integration}/test", None),
         ("POST", f"{integration}/recover", {"since": "2026-01-01T00:00:00Z"}),
         ("POST", f"/events/{tenant.event_id}/redeliver", {"integration_id": tenant.integration_id}),
+        ("POST", f"/events/{tenant.event_id}/retry", {"integration_id": tenant.integration_id}),
         ("PATCH", integration, {"description": "changed"}),
         ("DELETE", integration, None),
     ]
@@ -171,7 +172,7 @@ def _assert_admin_writes(stack: RunningStack, token: str, tenant: Tenant, server
     for method, path, body in _writes(tenant, server):
         response = _call(stack, token, method, path, body)
         # each gets the route's own answer: success, or the API's refusal of the request itself
-        # (a test event is not redelivered: 409; PATCH is no route: 405), never 401/403/503
+        # (a test event is not redelivered or retried: 409; PATCH is no route: 405), never 401/403/503
         assert response.status_code in {200, 201, 202, 204, 405, 409}, (method, path, response.text)
     assert _call(stack, token, "GET", f"/integrations/{tenant.integration_id}").status_code == 404  # deleted
 

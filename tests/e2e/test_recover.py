@@ -1,7 +1,8 @@
 """Retry now and recover, end to end on ``devicehooks local`` with a real receiver: a delivery is
 sent again at once, and the retry that was waiting for it (a task on the retry queue that cannot
-be taken back) does nothing when it comes due; recovering a window sends each of its failed
-deliveries once, however often it is asked."""
+be taken back) does nothing when it comes due; a retry (``POST /events/{id}/retry``) of a delivery
+that was delivered meanwhile is refused and sends nothing; recovering a window sends each of its
+failed deliveries once, however often it is asked."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
 
 from devicehooks.timeutil import parse_time, rfc3339
 from devicehooks_dev.local.process import RunningStack, start_stack, stop_stack
+from tests.e2e.tenant import MGMT
 from tests.e2e.tenant import Tenant as ApiTenant
 from tests.receiver import Answer, Receiver, eventually
 
@@ -36,6 +39,9 @@ class Tenant(ApiTenant):
 
     def decommission(self, device: str) -> None:
         self.internal("DELETE", f"/devices/{device}")
+
+    def put(self, path: str, body: Any) -> requests.Response:
+        return requests.put(f"{self.stack.url}{MGMT}{path}", json=body, headers=self.headers, timeout=20)
 
     def status(self, event_id: str) -> dict[str, Any]:
         response = self.get(f"/events/{event_id}")
@@ -102,6 +108,66 @@ def test_a_failed_retry_now_goes_on_with_its_own_retry_and_the_waiting_one_is_dr
     assert len(receiver.on("/again")) == 3
     status = tenant.status(event_id)
     assert (status["state"], status["attempts"]) == ("failed", 3)
+
+
+def test_a_retry_after_the_scheduled_retry_succeeded_is_a_409_and_the_receiver_gets_nothing_more(
+    stack: RunningStack, receiver: Receiver
+) -> None:
+    """Issue 21: a row still shown as retrying whose scheduled retry has just succeeded. "Retry now"
+    calls retry, which never sends a delivered event again (redeliver would)."""
+    tenant = Tenant(stack)
+    integration_id = tenant.webhook(receiver.url("/safe"))
+    receiver.script("/safe", Answer(status=500))  # fails, then succeeds
+    tenant.decommission("dev-safe")
+    (first,) = receiver.wait_for(1, "/safe")
+    event_id = json.loads(first.body)["id"]
+    shown = eventually(lambda: _in_state(tenant, event_id, "retrying"))  # what the stale page shows
+    assert isinstance(shown, dict) and shown["attempts"] == 1
+    receiver.wait_for(2, "/safe", timeout=RETRY_AFTER * 1.2 + 10)  # the scheduled retry
+    assert eventually(lambda: _in_state(tenant, event_id, "delivered"))
+
+    for body in ({"integration_id": integration_id}, None):
+        refused = tenant.post(f"/events/{event_id}/retry", body)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"] == "the event was delivered to this webhook; redeliver it to send it again"
+        assert set(refused.json()) == {"error", "request_id"}
+    time.sleep(3)  # nothing comes
+    assert len(receiver.on("/safe")) == 2
+    status = tenant.status(event_id)
+    assert (status["state"], status["attempts"]) == ("delivered", 2)
+
+
+def test_a_retry_while_the_delivery_still_fails_makes_a_new_attempt_now(
+    stack: RunningStack, receiver: Receiver
+) -> None:
+    tenant = Tenant(stack)
+    integration_id = tenant.webhook(receiver.url("/failing"))
+    receiver.script("/failing", *[Answer(status=503)] * 4)
+    tenant.decommission("dev-failing")
+    (first,) = receiver.wait_for(1, "/failing")
+    event_id = json.loads(first.body)["id"]
+    assert eventually(lambda: _in_state(tenant, event_id, "retrying"))
+
+    asked = time.monotonic()
+    response = tenant.post(f"/events/{event_id}/retry", {"integration_id": integration_id})
+    assert response.status_code == 202, response.text
+    assert response.json() == {"event_id": event_id, "integration_ids": [integration_id]}
+    _, second = receiver.wait_for(2, "/failing", timeout=RETRY_AFTER * 0.8 - 1)  # before the retry was due
+    assert time.monotonic() - asked < RETRY_AFTER * 0.8
+    assert second.body == first.body and second.header("webhook-id") == event_id
+    again = eventually(lambda: _in_state(tenant, event_id, "retrying"))
+    assert isinstance(again, dict) and again["attempts"] == 2
+    # the webhook disabled: a retry is refused with the reason, and sends nothing
+    assert tenant.put(f"/integrations/{integration_id}", {"enabled": False}).status_code == 200
+    disabled = tenant.post(f"/events/{event_id}/retry", {"integration_id": integration_id})
+    assert (disabled.status_code, disabled.json()["error"]) == (
+        409,
+        "the webhook is disabled; enable it before retrying",
+    )
+    unknown = tenant.post(f"/events/{uuid.uuid4()}/retry")
+    assert (unknown.status_code, unknown.json()["error"]) == (404, "event not found")
+    bad = tenant.post("/events/not-a-uuid/retry")
+    assert bad.status_code == 400 and bad.json()["error"].startswith("event ID must be a valid UUID")
 
 
 def test_recover_resends_exactly_the_failed_deliveries_of_the_window_once_when_called_twice(

@@ -17,21 +17,40 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from devicehooks.api import management
 from devicehooks.delivery.sender import HttpSender
 from devicehooks.dispatch import Batch, DispatchContext, Dispatcher
-from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus, HourCount
+from devicehooks.domain.activity import (
+    DELIVERED_ALREADY,
+    IN_FLIGHT,
+    QUEUED_ALREADY,
+    ActivityEvent,
+    Attempt,
+    DeliveryStatus,
+    HourCount,
+)
 from devicehooks.domain.decisions import DispatchPolicy
 from devicehooks.domain.events import WebhookEvent
 from devicehooks.domain.models import Circuit
 from devicehooks.handlers import management as management_handler
+from devicehooks.security.auth import AuthConfig, authorize
 from devicehooks.security.ssrf import DestinationGuard
 from devicehooks.services.events import EventService
 from devicehooks.services.health import HealthService
 from devicehooks.services.integrations import IntegrationService
-from devicehooks.services.redelivery import TOO_LARGE, DeliveryService
+from devicehooks.services.redelivery import (
+    RETRY_ALL_DELIVERED,
+    RETRY_DISABLED,
+    RETRY_NOT_SENT,
+    RETRY_TEST,
+    TOO_LARGE,
+    DeliveryService,
+)
 from devicehooks.store.bounds import ItemTooLarge
 from devicehooks.timeutil import rfc3339_millis
 from devicehooks_dev.doubles import MemoryActivityStore, MemoryIntegrationStore, MemoryTaskQueue, PlainTestCipher
@@ -441,6 +460,12 @@ def test_the_openapi_document_is_public_and_lists_every_route(api: Api) -> None:
     assert set(paths[f"{BASE}/integrations/{{integration_id}}/test"]) == {"post"}
     assert set(paths[f"{BASE}/events/{{event_id}}"]) == {"get"}
     assert set(paths[f"{BASE}/events/{{event_id}}/redeliver"]) == {"post"}
+    retry = paths[f"{BASE}/events/{{event_id}}/retry"]
+    assert set(retry) == {"post"} and set(retry["post"]["responses"]) >= {"202", "400", "404", "409"}
+    assert "not delivered" in retry["post"]["description"]
+    queued = document["components"]["schemas"]["RedeliverOut"]["properties"]["integration_ids"]
+    assert queued["type"] == "array" and "attempted now" in queued["description"]
+    assert "integration_id" in document["components"]["schemas"]["RetryIn"]["properties"]
     recover = paths[f"{BASE}/integrations/{{integration_id}}/recover"]
     assert set(recover) == {"post"}
     assert set(recover["post"]["responses"]) >= {"202", "400", "404"}
@@ -668,6 +693,144 @@ def test_redeliver_queues_the_event_for_its_webhooks(api: Api, httpserver: Any) 
     assert api("POST", f"{BASE}/events/{uuid.uuid4()}/redeliver").status == 404
     missing = api("POST", f"{BASE}/events/{event_id}/redeliver", {"integration_id": str(uuid.uuid4())})
     assert (missing.status, missing.json()["error"]) == (404, "integration not found")
+
+
+def _event_to(api: Api, statuses: list[DeliveryStatus], tenant: str = "tenant-1", test: bool = False) -> str:
+    """An event recorded with these deliveries' statuses (no POST made)."""
+    event = WebhookEvent(
+        id=str(uuid.uuid4()),
+        tenant_id=tenant,
+        type="device-decommissioned",
+        data={"id": "device-1"},
+        time=datetime.now(UTC),
+    )
+    api.activity.create(ActivityEvent.new(event, 0, [DeliveryStatus(s.integration_id) for s in statuses], test=test))
+    api.activity.record(tenant, event.id, [(s, None) for s in statuses])
+    return event.id
+
+
+def _retrying(integration_id: str, attempts: int = 1) -> DeliveryStatus:
+    due = datetime.now(UTC) + timedelta(minutes=5)
+    return DeliveryStatus(integration_id, "retrying", attempts, 503, "HTTP 503", datetime.now(UTC), due)
+
+
+def _delivered(integration_id: str, attempts: int = 1) -> DeliveryStatus:
+    return DeliveryStatus(integration_id, "delivered", attempts, 200, None, datetime.now(UTC))
+
+
+def test_retry_queues_only_the_deliveries_that_were_not_delivered(api: Api) -> None:
+    api.service.max_integrations = 4
+    waiting, done, failed, skipped = (_create(api) for _ in range(4))
+    event_id = _event_to(
+        api,
+        [
+            _retrying(waiting),
+            _delivered(done),
+            DeliveryStatus(failed, "failed", 3, 500, "HTTP 500"),
+            DeliveryStatus(skipped, "skipped", error="webhook is disabled"),
+        ],
+    )
+    response = api("POST", f"{BASE}/events/{event_id}/retry")
+    assert response.status == 202, response.text
+    assert response.json() == {"event_id": event_id, "integration_ids": [waiting, failed, skipped]}
+    tasks = [(t.integration_id, t.seen_attempts, t.reason) for t, delay in api.queue.scheduled if delay == 0]
+    assert tasks == [(waiting, 1, "redeliver"), (failed, 3, "redeliver"), (skipped, 0, "redeliver")]
+    stored = api.activity.get("tenant-1", event_id)
+    assert stored is not None
+    assert {i: s.state for i, s in stored.deliveries.items()} == {
+        waiting: "pending",
+        done: "delivered",
+        failed: "pending",
+        skipped: "pending",
+    }
+    # asked again (a second click): each is queued already, and nothing more goes on the queue
+    again = api("POST", f"{BASE}/events/{event_id}/retry", {"integration_id": waiting})
+    assert (again.status, again.json()["error"]) == (409, QUEUED_ALREADY)
+    assert set(again.json()) == {"error", "request_id"}  # Mender's error format
+    assert len(api.queue.scheduled) == 3
+
+
+@pytest.mark.parametrize("webhooks", [1, 2])
+def test_retry_of_an_event_delivered_everywhere_is_a_409_that_says_so_and_sends_nothing(
+    api: Api, webhooks: int
+) -> None:
+    hooks = [_create(api) for _ in range(webhooks)]
+    event_id = _event_to(api, [_delivered(h) for h in hooks])
+    response = api("POST", f"{BASE}/events/{event_id}/retry")
+    assert response.status == 409
+    assert response.json()["error"] == (DELIVERED_ALREADY if webhooks == 1 else RETRY_ALL_DELIVERED)
+    one = api("POST", f"{BASE}/events/{event_id}/retry", {"integration_id": hooks[0]})
+    assert (one.status, one.json()["error"]) == (409, DELIVERED_ALREADY)
+    assert api.queue.scheduled == []
+    # redeliver still sends it again
+    assert api("POST", f"{BASE}/events/{event_id}/redeliver", {"integration_id": hooks[0]}).status == 202
+
+
+def test_retry_is_refused_with_the_reason_while_attempted_for_a_disabled_webhook_and_for_tests(api: Api) -> None:
+    hook, other = _create(api), _create(api)
+    event_id = _event_to(api, [_retrying(hook), _retrying(other)])
+    api.activity.claim("tenant-1", event_id, hook, datetime.now(UTC), 60, 1)  # an attempt in flight
+    in_flight = api("POST", f"{BASE}/events/{event_id}/retry", {"integration_id": hook})
+    assert (in_flight.status, in_flight.json()["error"]) == (409, IN_FLIGHT)
+    assert api("PUT", f"{BASE}/integrations/{other}", {"enabled": False}).status == 200
+    disabled = api("POST", f"{BASE}/events/{event_id}/retry", {"integration_id": other})
+    assert (disabled.status, disabled.json()["error"]) == (409, RETRY_DISABLED)
+    both = api("POST", f"{BASE}/events/{event_id}/retry")
+    assert (both.status, both.json()["error"]) == (409, f"{IN_FLIGHT}; {RETRY_DISABLED}")
+    test_event = _event_to(api, [_retrying(hook)], test=True)
+    refused = api("POST", f"{BASE}/events/{test_event}/retry")
+    assert (refused.status, refused.json()["error"]) == (409, RETRY_TEST)
+    elsewhere = _event_to(api, [_retrying(other)])
+    not_sent = api("POST", f"{BASE}/events/{elsewhere}/retry", {"integration_id": hook})
+    assert (not_sent.status, not_sent.json()["error"]) == (409, RETRY_NOT_SENT)
+    assert api.queue.scheduled == []
+
+
+def test_retry_of_unknown_or_malformed_ids(api: Api) -> None:
+    hook = _create(api)
+    event_id = _event_to(api, [_retrying(hook)])
+    unknown = api("POST", f"{BASE}/events/{uuid.uuid4()}/retry")
+    assert (unknown.status, unknown.json()["error"]) == (404, "event not found")
+    missing = api("POST", f"{BASE}/events/{event_id}/retry", {"integration_id": str(uuid.uuid4())})
+    assert (missing.status, missing.json()["error"]) == (404, "integration not found")
+    other_tenant = api("POST", f"{BASE}/events/{event_id}/retry", tenant="tenant-2")
+    assert other_tenant.status == 404
+    bad = api("POST", f"{BASE}/events/not-a-uuid/retry")
+    assert bad.status == 400 and bad.json()["error"] == "event ID must be a valid UUID: invalid UUID length: 10"
+    bad_hook = api("POST", f"{BASE}/events/{event_id}/retry", {"integration_id": "nope"})
+    assert bad_hook.status == 400 and bad_hook.json()["error"].startswith("integration ID must be a valid UUID")
+    malformed = api("POST", f"{BASE}/events/{event_id}/retry", raw_body="{")
+    assert malformed.status == 400
+    assert api.queue.scheduled == []
+
+
+def test_retry_is_a_change_only_an_admin_may_make(api: Api) -> None:
+    """Every POST is a change: the authorizer refuses a non-admin's (docs/architecture.md, "Who may
+    change integrations"), and the management function answers its verdict with Mender's 403."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    config = AuthConfig(pem.decode(), admin_claim="roles")
+    hook = _create(api)
+    event_id = _event_to(api, [_retrying(hook)])
+    path = f"{BASE}/events/{event_id}/retry"
+
+    def verdict(roles: list[str]) -> dict[str, Any]:
+        claims = {"sub": "user-1", "exp": int(datetime.now(UTC).timestamp()) + 600, "mender.user": True}
+        token = jwt.encode({**claims, "mender.tenant": "tenant-1", "roles": roles}, key, algorithm="EdDSA")
+        request = {
+            "type": "REQUEST",
+            "rawPath": path,
+            "rawQueryString": "",
+            "headers": {"authorization": f"Bearer {token}"},
+            "requestContext": {"http": {"method": "POST", "path": path}},
+        }
+        return dict(authorize(request, config)["context"])
+
+    refused = api("POST", path, verdict=verdict(["user"]))
+    assert (refused.status, refused.json()["error"]) == (403, "unauthorized")
+    assert api.queue.scheduled == []
+    assert api("POST", path, verdict=verdict(["admin"])).status == 202
+    assert len(api.queue.scheduled) == 1
 
 
 def test_a_redelivery_its_event_record_has_no_room_for_is_a_409_and_sends_nothing(

@@ -130,6 +130,10 @@ export const events = {
     return api("GET", `/events?${query}`);
   },
   get: (id) => api("GET", `/events/${encodeURIComponent(id)}`),
+  /** Attempts the delivery again now only if it was not delivered (409 with the reason otherwise). */
+  retry: (id, integrationId) =>
+    api("POST", `/events/${encodeURIComponent(id)}/retry`, { integration_id: integrationId }),
+  /** Sends the event again, whatever its delivery's state (the receiver gets it once more). */
   redeliver: (id, integrationId) =>
     api("POST", `/events/${encodeURIComponent(id)}/redeliver`, { integration_id: integrationId }),
 };

@@ -13,6 +13,7 @@ import {
   EVENT_TYPES,
   formatTime,
   h,
+  isTestEvent,
   modal,
   notice,
   replace,
@@ -497,17 +498,18 @@ function activityView(ctx, hook, panel) {
     if (!(await confirmRetry(what))) return;
     await busy(btn, async () => {
       try {
-        await events.redeliver(event.id, hook.id);
+        // retry, never redeliver: the row may be stale, and a delivery delivered meanwhile is not sent again
+        await events.retry(event.id, hook.id);
         if (!ctx.active) return;
         const status = deliveryFor(event, hook.id);
         watched.set(event.id, [status?.attempts ?? 0, Date.now() + 60_000]);
         tell(notice("ok", `${what[0].toUpperCase()}${what.slice(1)} is being sent again now.`));
-        last = "";
-        load();
       } catch (err) {
         if (err instanceof SignedOut || !ctx.active) return;
-        replace(outcome, retryProblem(err));
+        tell(retryProblem(err));
       }
+      last = ""; // either way the row is shown as it stands now
+      load();
     });
   }
 
@@ -600,7 +602,7 @@ function activityView(ctx, hook, panel) {
             );
             const what = `the ${triggerLabel(event.type)} event${device ? ` of device ${device}` : ""}`;
             let again = null;
-            if (retryable(status)) {
+            if (retryable(status) && !isTestEvent(event) && hook.enabled !== false) {
               again = h(
                 "button.button.outlined.retry-now",
                 { type: "button", on: { click: () => retry(event, again, what) } },

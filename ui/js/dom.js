@@ -293,24 +293,37 @@ export function confirmDialog(title, text, confirmLabel, cls = ".danger") {
 /** Whether "Retry now" applies: the delivery waits for its next retry, or has no more tries. */
 export const retryable = (status) => status?.state === "retrying" || status?.state === "failed";
 
+/** A test delivery (POST /integrations/{id}/test): never retried or redelivered. */
+export const isTestEvent = (event) => event?.test === true || event?.type === "webhook-test";
+
 /** Asks before a delivery is attempted again now; resolves true when confirmed. */
-export function confirmRetry(what, label = "Retry now") {
+export function confirmRetry(what) {
   return confirmDialog(
-    label,
-    `Send ${what} to this webhook again now? The receiver gets the same request once more; a retry that was waiting is then dropped.`,
-    label,
+    "Retry now",
+    `Attempt ${what} to this webhook again now? It is sent only if it has still not been delivered; a retry that was waiting is then dropped.`,
+    "Retry now",
     ".primary",
   );
 }
 
-/** A refused redelivery in plain words, with the server's own reason after it. */
-export function retryProblem(err) {
-  const said = h("span.detail", { text: ` (The server said: ${err.message})` });
+/** Asks before an event is sent again; resolves true when confirmed. */
+export function confirmRedeliver(what) {
+  return confirmDialog(
+    "Redeliver",
+    `Send ${what} to this webhook again? The receiver will get the event again, with the same body and webhook-id, even though it may have been delivered already.`,
+    "Redeliver",
+    ".primary",
+  );
+}
+
+/** A refused retry or redelivery: the server's own reason, as it gives it. */
+export function retryProblem(err, action = "retried") {
   if (err.status === 409) {
-    return notice("error", "This delivery is being attempted right now: wait for that attempt to finish, then try again.", said);
+    return notice("error", `The delivery was not ${action}: `, h("span", { text: err.message }));
   }
+  const said = h("span.detail", { text: ` (The server said: ${err.message})` });
   if (err.status === 404) return notice("error", "The event or the webhook no longer exists.", said);
-  return notice("error", "The delivery could not be retried: ", h("span", { text: err.message }));
+  return notice("error", `The delivery could not be ${action}: `, h("span", { text: err.message }));
 }
 
 /** The device an event is about (data.id, or data.device_id for inventory events), or null. */

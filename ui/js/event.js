@@ -7,11 +7,13 @@ import {
   deliveryFor,
   h,
   isHeld,
+  isTestEvent,
   notice,
   reasonText,
   replace,
   retryable,
   retryProblem,
+  confirmRedeliver,
   confirmRetry,
   copyButton,
   statusCell,
@@ -83,25 +85,27 @@ export async function renderEvent(ctx, integrationId, eventId) {
         },
       },
     });
-    // one action: "Retry now" for a delivery waiting for its retry or failed, "Redeliver" otherwise
+    // one action: "Retry now" (POST …/retry: only if it was still not delivered) for a delivery waiting
+    // for its retry or failed, "Redeliver" (POST …/redeliver: sent again, whatever) otherwise; none for a test
     const now = retryable(status);
-    const label = now ? "Retry now" : "Redeliver";
-    const redeliver = button(label, async () => {
-      if (!(await confirmRetry("this event", label))) return;
-      await busy(redeliver, async () => {
-        try {
-          await events.redeliver(event.id, integrationId);
-          if (!ctx.active) return;
-          watching = [status?.attempts ?? 0, Date.now() + 60_000];
-          replace(outcome, notice("ok", now ? "The delivery is being attempted again now." : "The event was queued for redelivery."));
-          clearTimeout(timer);
-          timer = ctx.after(1000, () => load().catch(ctx.fail));
-        } catch (err) {
-          if (err instanceof SignedOut || !ctx.active) return;
-          replace(outcome, retryProblem(err));
-        }
-      });
-    }, ".redeliver");
+    const redeliver = isTestEvent(event)
+      ? null
+      : button(now ? "Retry now" : "Redeliver", async () => {
+          if (!(await (now ? confirmRetry("this event") : confirmRedeliver("this event")))) return;
+          await busy(redeliver, async () => {
+            try {
+              await (now ? events.retry : events.redeliver)(event.id, integrationId);
+              if (!ctx.active) return;
+              watching = [status?.attempts ?? 0, Date.now() + 60_000];
+              replace(outcome, notice("ok", now ? "The delivery is being attempted again now." : "The event was queued for redelivery."));
+            } catch (err) {
+              if (err instanceof SignedOut || !ctx.active) return;
+              replace(outcome, retryProblem(err, now ? "retried" : "redelivered"));
+            }
+            clearTimeout(timer); // either way, show the delivery as it stands now
+            timer = ctx.after(1000, () => load().catch(ctx.fail));
+          });
+        }, ".redeliver");
     const attempts = Array.isArray(status?.attempt_log) ? status.attempt_log : [];
     return [
       h(
@@ -122,7 +126,7 @@ export async function renderEvent(ctx, integrationId, eventId) {
           h("dt", { text: "Event ID" }),
           h("dd.mono", { text: event.id }),
         ),
-        h("div.actions.start", {}, redeliver),
+        redeliver ? h("div.actions.start", {}, redeliver) : null,
       ),
       h(
         "section.card",

@@ -25,6 +25,7 @@ from devicehooks.api.schemas import (
     RecoverOut,
     RedeliverIn,
     RedeliverOut,
+    RetryIn,
     SendTestIn,
     TestOutcomeOut,
 )
@@ -451,10 +452,11 @@ def get_event(event_id: str, caller: Caller, service: Events) -> Response[str]:
     f"{BASE}/events/<event_id>/redeliver",
     summary="Send an event again (devicehooks)",
     description="Queues the event, to be sent now, for one webhook (integration_id) or for every enabled webhook "
-    "it went to, whatever their deliveries' state: a delivery waiting for its next retry is attempted now, and "
-    "that retry is then dropped. The same bytes and webhook-id are sent; the attempts are recorded as new "
-    "attempts. 409 while an attempt of the delivery is in flight, and when the event's activity record has no "
-    "room to record another attempt (then nothing is sent).",
+    "it went to, whatever their deliveries' state: a delivered event is sent again (the receiver gets it once "
+    "more; to attempt only what was not delivered, use retry), and a delivery waiting for its next retry is "
+    "attempted now, that retry then dropped. The same bytes and webhook-id are sent; the attempts are recorded "
+    "as new attempts. 409 while an attempt of the delivery is in flight, and when the event's activity record "
+    "has no room to record another attempt (then nothing is sent).",
     tags=["Activity"],
     responses=http.responses(
         {202: {"description": "Queued.", "content": {"application/json": {"model": RedeliverOut}}}},
@@ -475,6 +477,38 @@ def redeliver_event(
     target = request.integration_id if request is not None else None
     canonical = _event_id(event_id)
     queued = service.redeliver(caller.tenant_id, canonical, _integration_id(target) if target else None)
+    return http.model_response(202, RedeliverOut(event_id=canonical, integration_ids=queued))
+
+
+@api.post(
+    f"{BASE}/events/<event_id>/retry",
+    summary="Retry an event's deliveries that were not delivered (devicehooks)",
+    description="Queues, to be attempted now, the event's delivery to one webhook (integration_id), or each of "
+    "its deliveries to an enabled webhook, that was not delivered: waiting for its next retry or held, "
+    "failed, or skipped. A delivered delivery is never sent again, however stale the caller's view (the "
+    "store reopens a delivery only while it is in one of these states); redeliver sends an event again. "
+    "A retry that was waiting is then dropped. 409, with the reason, when there is nothing to retry: every "
+    "delivery was delivered, an attempt is in flight or queued, the webhook is disabled, a test event.",
+    tags=["Activity"],
+    responses=http.responses(
+        {202: {"description": "Queued.", "content": {"application/json": {"model": RedeliverOut}}}},
+        400,
+        401,
+        403,
+        404,
+        409,
+        503,
+    ),
+)
+def retry_event(
+    event_id: str,
+    caller: Caller,
+    service: Deliveries,
+    request: Annotated[RetryIn | None, Body()] = None,
+) -> Response[str]:
+    target = request.integration_id if request is not None else None
+    canonical = _event_id(event_id)
+    queued = service.retry(caller.tenant_id, canonical, _integration_id(target) if target else None)
     return http.model_response(202, RedeliverOut(event_id=canonical, integration_ids=queued))
 
 

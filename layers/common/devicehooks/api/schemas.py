@@ -249,9 +249,24 @@ class EgressOut(ResponseModel):
     )
 
 
+class RetryIn(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+    integration_id: str | None = Field(
+        default=None,
+        description="Only this webhook's delivery; absent: each delivery of the event to an enabled webhook "
+        "that was not delivered.",
+    )
+
+
 class RedeliverOut(ResponseModel):
+    """What a redeliver or a retry queued, to be attempted now."""
+
     event_id: str
-    integration_ids: list[str]
+    integration_ids: list[str] = Field(
+        description="The webhooks whose delivery of the event was queued to be attempted now (a retry leaves "
+        "out the deliveries it refused: delivered, being attempted, to a disabled webhook)."
+    )
 
 
 class RecoverIn(BaseModel):

@@ -19,6 +19,14 @@ from devicehooks.domain.models import TEST_EVENT_TYPE, ActivityType
 DeliveryState = Literal["pending", "retrying", "delivered", "failed", "skipped"]
 DELIVERY_STATES: tuple[DeliveryState, ...] = get_args(DeliveryState)
 IN_PROGRESS: frozenset[DeliveryState] = frozenset({"pending", "retrying"})
+# what a retry (``POST /events/{id}/retry``) may attempt again: a delivery that was not delivered and
+# is not under way (waiting for its retry or held, out of tries, or skipped while its webhook was
+# disabled); the store's reopen writes only from these states, so a delivered one never is
+RETRYABLE: frozenset[DeliveryState] = frozenset({"retrying", "failed", "skipped"})
+# why a retry attempts nothing (Mender's 409 body says it as it is)
+DELIVERED_ALREADY = "the event was delivered to this webhook; redeliver it to send it again"
+IN_FLIGHT = "the delivery is being attempted right now; wait for that attempt to finish"
+QUEUED_ALREADY = "the delivery is already queued to be attempted now"
 RESPONSE_SNIPPET_BYTES = 256
 
 
@@ -74,6 +82,17 @@ class DeliveryStatus:
     @property
     def in_progress(self) -> bool:
         return self.state in IN_PROGRESS
+
+    def retry_refusal(self, now: datetime) -> str | None:
+        """Why a retry may not attempt this delivery now (``None``: it may): it was delivered, an
+        attempt is in flight (its lease is held), or it is pending (queued to be attempted)."""
+        if self.state == "delivered":
+            return DELIVERED_ALREADY
+        if self.lease_until is not None and self.lease_until >= now:
+            return IN_FLIGHT
+        if self.state not in RETRYABLE:
+            return QUEUED_ALREADY
+        return None
 
     def with_lease(self, until: datetime | None) -> DeliveryStatus:
         """The same delivery, leased until ``until`` (``None``: the lease is given back)."""

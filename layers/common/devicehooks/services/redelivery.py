@@ -8,9 +8,16 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from devicehooks.delivery.tasks import DeliveryTask, TaskQueue
-from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
+from devicehooks.domain.activity import (
+    DELIVERED_ALREADY,
+    RETRYABLE,
+    ActivityEvent,
+    Attempt,
+    DeliveryState,
+    DeliveryStatus,
+)
 from devicehooks.domain.events import WebhookEvent, sample_data
-from devicehooks.domain.models import TEST_EVENT_TYPE, EventType, new_id
+from devicehooks.domain.models import TEST_EVENT_TYPE, EventType, Integration, new_id
 from devicehooks.errors import Conflict, InvalidRequest, NotFound
 from devicehooks.store.activity import ActivityStore
 from devicehooks.store.bounds import ItemTooLarge
@@ -24,6 +31,15 @@ RECOVER_PAGE = 1000  # events examined per recover call (10 reads of the index a
 # a redelivery refused because the event's record could not take it (an item from before the bounds)
 TOO_LARGE = "the event's activity record is full and cannot record another attempt; it cannot be redelivered"
 RECOVER_DELAY = 1.0  # a resend waits this long, so that its delivery is reopened (and counted) first
+RECOVERABLE: tuple[DeliveryState, ...] = ("failed",)  # what recover reopens
+# why a retry (POST /events/{id}/retry) attempts nothing; the delivery's own reasons are in domain/activity.py
+RETRY_TOO_LARGE = "the event's activity record is full and cannot record another attempt; it cannot be retried"
+RETRY_TEST = "test events are not retried; send a new test instead"
+RETRY_DISABLED = "the webhook is disabled; enable it before retrying"
+RETRY_REMOVED = "the webhook no longer exists"
+RETRY_NOT_SENT = "the event did not go to this webhook; redeliver it to send it"
+RETRY_CHANGED = "the delivery made another attempt meanwhile; look at it again before retrying"
+RETRY_ALL_DELIVERED = "every delivery of this event was delivered; redeliver it to send it again"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +124,71 @@ class DeliveryService:
             raise Conflict("the delivery is being attempted now; try again once the attempt is over")
         return queued
 
+    def retry(self, tenant_id: str, event_id: str, integration_id: str | None) -> list[str]:
+        """Attempt again now the deliveries of the event that were not delivered: to one webhook, or
+        to every webhook it went to that still exists and is enabled; returns the webhooks it was
+        queued for. Unlike :meth:`redeliver` ("send it again"), a delivered delivery is never sent
+        again, however stale the caller's view: each delivery is reopened by one conditional write
+        that holds only while it is still in a :data:`RETRYABLE` state, with the attempts read and
+        no attempt in flight. When none is queued, :class:`Conflict` says why."""
+        event = self.activity.get(tenant_id, event_id)
+        if event is None:
+            raise NotFound("event not found")
+        if event.is_test:
+            raise Conflict(RETRY_TEST)
+        candidates: list[tuple[Integration | None, DeliveryStatus]]
+        if integration_id is not None:
+            integration = self.integrations.get(tenant_id, integration_id)
+            if integration is None:
+                raise NotFound("integration not found")
+            status = event.deliveries.get(integration_id)
+            if status is None:
+                raise Conflict(RETRY_NOT_SENT)
+            candidates = [(integration, status)]
+        else:
+            live = {i.id: i for i in self.integrations.list_tenant(tenant_id)}
+            candidates = [(live.get(i), s) for i, s in event.deliveries.items()]
+        now = self.clock()
+        queued: list[str] = []
+        refusals: list[str] = []
+        for integration, status in candidates:
+            refusal = self._retry_one(tenant_id, event_id, integration, status, now)
+            if refusal is None:
+                queued.append(status.integration_id)
+            elif refusal not in refusals:
+                refusals.append(refusal)
+        if not queued:
+            raise Conflict(_retry_refused(refusals, len(candidates)))
+        return queued
+
+    def _retry_one(
+        self, tenant_id: str, event_id: str, integration: Integration | None, status: DeliveryStatus, now: datetime
+    ) -> str | None:
+        """Reopen one delivery and queue its attempt; ``None`` when queued, else why not."""
+        refusal = status.retry_refusal(now)  # first: a delivered delivery reads as delivered, wherever it went
+        if refusal is not None:
+            return refusal
+        if integration is None:
+            return RETRY_REMOVED
+        if not integration.enabled:
+            return RETRY_DISABLED
+        try:
+            # the state checked again in the write itself: what was read above may be stale already
+            reopened = self.activity.reopen(tenant_id, event_id, status.integration_id, now, status.attempts, RETRYABLE)
+        except ItemTooLarge:
+            return RETRY_TOO_LARGE
+        if not reopened:
+            # changed since the read (delivered, taken by a dispatcher, attempted): say how, from a fresh read
+            fresh = self.activity.get(tenant_id, event_id)
+            current = fresh.deliveries.get(status.integration_id) if fresh is not None else None
+            if current is None:
+                return RETRY_NOT_SENT
+            return current.retry_refusal(self.clock()) or RETRY_CHANGED
+        # after the reopen, as redeliver: a task whose reopen was refused would be harmless (it saw the
+        # same attempts as the waiting retry), but a refused retry queues nothing at all
+        self.queue.schedule(self._task(tenant_id, event_id, status.integration_id, status.attempts), 0)
+        return None
+
     def recover(self, tenant_id: str, integration_id: str, since: datetime, until: datetime | None) -> Recovery:
         """Send again, now, every delivery to the webhook that ended ``failed``, of the events with
         ``since <= time < until`` (until: now); the window starts at most the retention ago.
@@ -153,7 +234,7 @@ class DeliveryService:
         no room. Its task, queued already, is then as one whose reopen did not happen: its claim is
         refused too (nothing is sent), or taken, and its outcome recorded as the store can."""
         try:
-            return self.activity.reopen(tenant_id, event_id, integration_id, now, seen, "failed")
+            return self.activity.reopen(tenant_id, event_id, integration_id, now, seen, RECOVERABLE)
         except ItemTooLarge:
             return False
 
@@ -194,3 +275,14 @@ class DeliveryService:
         record = ActivityEvent.new(event, expire_ts, [DeliveryStatus(integration_id)], test=event_type is not None)
         self.activity.create(record)
         return event.id, self.dispatcher().send_test(record, integration)
+
+
+def _retry_refused(refusals: list[str], deliveries: int) -> str:
+    """One reason for a retry that queued nothing, of ``deliveries``: why the ones not delivered were
+    not retried, each reason once, or that every one was delivered."""
+    if not refusals:  # an event without deliveries
+        return "the event went to no webhook; there is nothing to retry"
+    others = [r for r in refusals if r != DELIVERED_ALREADY]  # what stopped the ones not delivered
+    if others:
+        return "; ".join(others)
+    return DELIVERED_ALREADY if deliveries == 1 else RETRY_ALL_DELIVERED

@@ -11,7 +11,7 @@ activity table of template.yaml, made of its parts, each a module of its own tha
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -84,11 +84,11 @@ class ActivityStore(Protocol):
         integration_id: str,
         now: datetime,
         seen_attempts: int,
-        from_state: DeliveryState | None = None,
+        from_states: Collection[DeliveryState] | None = None,
     ) -> bool:
         """Make a delivery pending again, due ``now``, for a redelivery (in whatever state it is,
-        or only in ``from_state``), if it has made ``seen_attempts`` attempts still and no attempt
-        is in flight (its lease has run out).
+        or only in one of ``from_states``: recover's ``failed``, a retry's ``RETRYABLE``), if it has
+        made ``seen_attempts`` attempts still and no attempt is in flight (its lease has run out).
 
         ``False`` otherwise, or when it does not exist: one conditional write, so of two callers
         that saw the same attempts at most one reopens it.
@@ -175,9 +175,9 @@ class DynamoActivityStore:
         integration_id: str,
         now: datetime,
         seen_attempts: int,
-        from_state: DeliveryState | None = None,
+        from_states: Collection[DeliveryState] | None = None,
     ) -> bool:
-        return self._deliveries.reopen(tenant_id, event_id, integration_id, now, seen_attempts, from_state)
+        return self._deliveries.reopen(tenant_id, event_id, integration_id, now, seen_attempts, from_states)
 
     def webhook_events(
         self, tenant_id: str, integration_id: str, since: datetime, until: datetime, limit: int

@@ -5,7 +5,7 @@ a reopen for a redelivery, and deliveries added later; each state change moves t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -281,7 +281,7 @@ class Deliveries:
         integration_id: str,
         now: datetime,
         seen_attempts: int,
-        from_state: DeliveryState | None = None,
+        from_states: Collection[DeliveryState] | None = None,
     ) -> bool:
         keyed = self.known.keyed(tenant_id, event_id)
         now_ms = str(millis(now))
@@ -294,9 +294,14 @@ class Deliveries:
             ":now": {"N": now_ms},
             ":seen": {"N": str(seen_attempts)},
         }
-        if from_state is not None:
-            condition += " AND deliveries.#i.#s = :from"
-            values[":from"] = {"S": from_state}
+        if from_states is not None:
+            # in the same condition as the attempts and the lease: a delivery that became delivered (or
+            # anything else) since the caller read it is never reopened, however stale that read
+            states = sorted(set(from_states))
+            if not states:
+                return False
+            condition += f" AND deliveries.#i.#s IN ({', '.join(f':from{n}' for n in range(len(states)))})"
+            values.update({f":from{n}": {"S": state} for n, state in enumerate(states)})
         update = "SET deliveries.#i.#s = :pending, deliveries.#i.next_attempt_at = :now"
         remove = " REMOVE deliveries.#i.lease_until"
         if keyed is not None and keyed.carrier == integration_id:
