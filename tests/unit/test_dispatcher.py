@@ -24,7 +24,7 @@ from devicehooks.dispatch import Batch, Busy, DispatchContext, Dispatcher
 from devicehooks.domain.activity import ActivityEvent, DeliveryStatus
 from devicehooks.domain.decisions import DispatchPolicy
 from devicehooks.domain.events import WebhookEvent, normalize_data
-from devicehooks.domain.models import Integration, IntegrationChanges
+from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
 from devicehooks.errors import Conflict, InvalidRequest, NotFound
 from devicehooks.security.ssrf import DestinationGuard
 from devicehooks.services import redelivery
@@ -755,7 +755,7 @@ def _bumped(h: Harness, event_id: str, integration_id: str) -> Any:
     return replace(status, attempts=status.attempts + 1, lease_until=None)
 
 
-def _failed_event(h: Harness, hook: Integration, minutes_ago: float, state: str = "failed") -> str:
+def _failed_event(h: Harness, hook: Integration, minutes_ago: float, state: str = "failed", attempts: int = 3) -> str:
     event = WebhookEvent(
         id=str(uuid.uuid4()),
         tenant_id="tenant-1",
@@ -764,7 +764,7 @@ def _failed_event(h: Harness, hook: Integration, minutes_ago: float, state: str 
         time=h.clock() - timedelta(minutes=minutes_ago),
     )
     h.activity.create(ActivityEvent.new(event, 0, [DeliveryStatus(hook.id)]))
-    ended = DeliveryStatus(hook.id, state=state, attempts=3, status_code=500)  # type: ignore[arg-type]
+    ended = DeliveryStatus(hook.id, state=state, attempts=attempts, status_code=500)  # type: ignore[arg-type]
     h.activity.record("tenant-1", event.id, [(ended, None)])
     return event.id
 
@@ -784,7 +784,8 @@ def test_recover_resends_each_failed_delivery_of_the_window_once_even_when_calle
     since = h.clock() - timedelta(minutes=60)
     first = service.recover("tenant-1", hook.id, since, None)
     second = service.recover("tenant-1", hook.id, since, None)  # while the first's resends are pending
-    assert (first.count, first.next_since, second.count) == (3, None, 0)
+    assert (first.count, first.next_since, second.count, second.already_queued) == (3, None, 0, 3)
+    assert (first.found, first.skipped, first.circuit, second.found) == (3, {}, None, 3)
     assert sorted(t.event_id for t, _ in h.queue.scheduled) == sorted(failed)
     assert {(t.reason, t.seen_attempts) for t, _ in h.queue.scheduled} == {("redeliver", 3)}
     _run_tasks(h)
@@ -797,6 +798,77 @@ def test_recover_resends_each_failed_delivery_of_the_window_once_even_when_calle
         record = h.activity.get("tenant-1", event_id)
         assert record is not None
         assert (record.deliveries[hook.id].state, record.deliveries[hook.id].attempts) == ("delivered", 4)
+
+
+def test_recover_sends_now_what_is_failing_retrying_held_or_failed_and_the_waiting_retries_do_nothing(
+    h: Harness,
+) -> None:
+    """Issue 21: after the receiver is fixed, recover sends at once the deliveries waiting for a retry
+    (their last attempt failed) and those held (no attempt counted), not only the failed ones."""
+    hook = h.webhook()
+    retrying = _failed_event(h, hook, 40, state="retrying", attempts=1)
+    held = _failed_event(h, hook, 30, state="retrying", attempts=0)
+    failed = _failed_event(h, hook, 20)
+    _failed_event(h, hook, 15, state="delivered")
+    _failed_event(h, hook, 12, state="skipped", attempts=0)  # while the webhook was disabled: not sent
+    pending = _failed_event(h, hook, 10, state="pending", attempts=0)  # on its way already
+    waiting = [  # the retry and the hold each was waiting with (they cannot be taken off the queue)
+        DeliveryTask.first("tenant-1", retrying, hook.id, 1).at_attempt(2),
+        DeliveryTask.first("tenant-1", held, hook.id, 0).held(),
+    ]
+    service = _deliveries(h)
+    recovery = service.recover("tenant-1", hook.id, h.clock() - timedelta(hours=1), None)
+    assert (recovery.count, recovery.already_queued, dict(recovery.skipped)) == (3, 1, {"disabled": 1})
+    assert recovery.found == 5 and recovery.circuit is None
+    assert sorted(t.event_id for t, _ in h.queue.scheduled) == sorted([retrying, held, failed])
+    assert {t.event_id: t.seen_attempts for t, _ in h.queue.scheduled} == {retrying: 1, held: 0, failed: 3}
+    _run_tasks(h)
+    assert sorted(r.headers["webhook-id"] for r in h.requests("/hook")) == sorted([retrying, held, failed])
+    for task in waiting:  # they come due: the delivery was attempted since, nothing is sent again
+        h.task(task.due(h.clock().timestamp()))
+    assert len(h.requests()) == 3
+    for event_id in (retrying, held, failed):
+        record = h.activity.get("tenant-1", event_id)
+        assert record is not None and record.deliveries[hook.id].state == "delivered"
+    again = service.recover("tenant-1", hook.id, h.clock() - timedelta(hours=1), None)
+    assert (again.count, again.already_queued, dict(again.skipped)) == (0, 1, {"disabled": 1})
+    assert pending not in {t.event_id for t, _ in h.queue.scheduled}
+
+
+def test_recover_never_resends_a_delivery_delivered_after_the_window_was_read(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hook = h.webhook()
+    events = [_failed_event(h, hook, m, state="retrying", attempts=1) for m in (30, 20)]
+    reopen = h.activity.reopen
+
+    def delivered_first(tenant_id: str, event_id: str, integration_id: str, *args: Any) -> bool:
+        if event_id == events[0]:  # its scheduled retry succeeds between the read and the write
+            done = DeliveryStatus(integration_id, state="delivered", attempts=2, status_code=200)
+            h.activity.record(tenant_id, event_id, [(done, None)])
+        return reopen(tenant_id, event_id, integration_id, *args)
+
+    monkeypatch.setattr(h.activity, "reopen", delivered_first)
+    recovery = _deliveries(h).recover("tenant-1", hook.id, h.clock() - timedelta(hours=1), None)
+    assert (recovery.count, recovery.already_queued, dict(recovery.skipped)) == (1, 0, {"delivered": 1})
+    _run_tasks(h)  # the task queued for it before the write finds it delivered: nothing is sent
+    assert [r.headers["webhook-id"] for r in h.requests("/hook")] == [events[1]]
+
+
+def test_recover_with_the_circuit_open_says_so_and_its_deliveries_wait_for_the_probe(h: Harness) -> None:
+    now = h.clock()
+    circuit = Circuit(failures=5, opened_at=now, open_until=now + timedelta(minutes=5), cooldown=300, proven=True)
+    hook = h.webhook(circuit=circuit)
+    events = [_failed_event(h, hook, m, state="retrying", attempts=m // 10) for m in (30, 20)]
+    recovery = _deliveries(h).recover("tenant-1", hook.id, now - timedelta(hours=1), None)
+    assert (recovery.count, recovery.circuit) == (2, circuit)
+    _run_tasks(h)  # through the gate as any delivery: held, not sent all at once past the open circuit
+    assert h.requests() == []
+    for event_id in events:
+        record = h.activity.get("tenant-1", event_id)
+        assert record is not None
+        status = record.deliveries[hook.id]
+        assert status.state == "retrying" and status.error is not None and "circuit open" in status.error
 
 
 def test_recover_takes_until_and_goes_on_where_a_long_window_stopped(

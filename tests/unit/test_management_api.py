@@ -1066,7 +1066,7 @@ def test_scopes_change_with_put_and_the_event_type_filter_stays_inside_them(api:
     assert bad.status == 400 and "is not in the integration's scopes (deviceauth)" in bad.json()["error"]
 
 
-def _failed(api: Api, integration_id: str, minutes_ago: float) -> str:
+def _failed(api: Api, integration_id: str, minutes_ago: float, state: str = "failed", attempts: int = 3) -> str:
     event = WebhookEvent(
         id=str(uuid.uuid4()),
         tenant_id="tenant-1",
@@ -1075,7 +1075,7 @@ def _failed(api: Api, integration_id: str, minutes_ago: float) -> str:
         time=datetime.now(UTC) - timedelta(minutes=minutes_ago),
     )
     api.activity.create(ActivityEvent.new(event, 0, [DeliveryStatus(integration_id)]))
-    failed = DeliveryStatus(integration_id=integration_id, state="failed", status_code=500, attempts=3)
+    failed = DeliveryStatus(integration_id, state=state, status_code=500, attempts=attempts)  # type: ignore[arg-type]
     api.activity.record("tenant-1", event.id, [(failed, None)])
     return event.id
 
@@ -1086,15 +1086,50 @@ def test_recover_queues_the_failed_deliveries_of_the_window_once(api: Api) -> No
     _failed(api, integration_id, 120)  # before since
     since = rfc3339_millis(datetime.now(UTC) - timedelta(hours=1))
     response = api("POST", f"{BASE}/integrations/{integration_id}/recover", {"since": since})
-    assert (response.status, response.json()) == (202, {"count": 2})
+    nothing = {"count": 0, "found": 0, "already_queued": 0, "skipped": []}
+    assert (response.status, response.json()) == (202, {"count": 2, "found": 2, "already_queued": 0, "skipped": []})
     assert sorted(t.event_id for t, _ in api.queue.scheduled) == sorted(failed)
     again = api("POST", f"{BASE}/integrations/{integration_id}/recover", {"since": since})
-    assert (again.status, again.json()) == (202, {"count": 0})
+    assert (again.status, again.json()) == (202, {**nothing, "found": 2, "already_queued": 2})
     assert len(api.queue.scheduled) == 2
-    until = rfc3339_millis(datetime.now(UTC) - timedelta(minutes=20))
+    until = rfc3339_millis(datetime.now(UTC) - timedelta(minutes=40))
     windowed = api("POST", f"{BASE}/integrations/{integration_id}/recover", {"since": since, "until": until})
-    assert (windowed.status, windowed.json()) == (202, {"count": 0})
+    assert (windowed.status, windowed.json()) == (202, nothing)
     assert all("test" not in e for e in api("GET", f"{BASE}/events").json())  # device events: no test flag
+
+
+def test_recover_answers_what_it_queued_what_it_left_and_why_and_an_open_circuit(api: Api) -> None:
+    integration_id = _create(api)
+    queued = [_failed(api, integration_id, 30, "retrying", 1), _failed(api, integration_id, 20, "retrying", 0)]
+    _failed(api, integration_id, 15, "skipped", 0)
+    _failed(api, integration_id, 10, "pending", 0)
+    now = datetime.now(UTC)
+    seen = api.integrations.get("tenant-1", integration_id)
+    assert seen is not None
+    opened_until = now + timedelta(minutes=5)
+    api.integrations.open_circuit("tenant-1", integration_id, seen.circuit, Circuit(5, now, opened_until, 300))
+    since = rfc3339_millis(now - timedelta(hours=1))
+    response = api("POST", f"{BASE}/integrations/{integration_id}/recover", {"since": since})
+    assert response.status == 202, response.text
+    assert response.json() == {
+        "count": 2,
+        "found": 4,
+        "already_queued": 1,
+        "skipped": [
+            {
+                "reason": "disabled",
+                "count": 1,
+                "message": "skipped while the webhook was disabled; retry each one to send it",
+            }
+        ],
+        "circuit": {
+            "state": "open",
+            "failures": 0,  # the failures counted by the store (none here), not the circuit's own
+            "since": rfc3339_millis(now),
+            "next_attempt": rfc3339_millis(opened_until),
+        },
+    }
+    assert sorted(t.event_id for t, _ in api.queue.scheduled) == sorted(queued)
 
 
 @pytest.mark.parametrize(

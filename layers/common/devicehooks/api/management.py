@@ -302,11 +302,14 @@ def integration_health(integration_id: str, caller: Caller, service: Healths) ->
 
 @api.post(
     f"{BASE}/integrations/<integration_id>/recover",
-    summary="Send again every failed delivery of a time window (devicehooks)",
-    description="Queues, to be sent now, every delivery to this webhook that ended failed, of the events with "
-    "since <= time < until (until: now; since: at most the event retention ago). Each is sent once however "
-    "often this is called: a delivery queued by a call is pending, then delivered or retrying, and is left "
-    "alone by the next call. At most 1,000 events are examined per call; next_since then says where to go on.",
+    summary="Send again now every failing delivery of a time window (devicehooks)",
+    description="Queues, to be sent now, every delivery to this webhook that is failing, of the events with "
+    "since <= time < until (until: now; since: at most the event retention ago): those whose last attempt failed "
+    "(retrying or failed) and those held by the webhook's circuit, trial or limits. Each is sent once however often "
+    "this is called: a delivery delivered since it was read is never sent again, and one queued by a call is "
+    "pending, then delivered or retrying, and the next call counts it as already queued. The answer says how many "
+    "were queued, left alone and not sent (and why), and the circuit when it is open: the queued deliveries go "
+    "through it as any other. At most 1,000 events are examined per call; next_since then says where to go on.",
     tags=["Integrations"],
     responses=http.responses(
         {202: {"description": "Queued.", "content": {"application/json": {"model": RecoverOut}}}},

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryState, DeliveryStatus
+from devicehooks.domain.activity import (
+    RECOVER_SKIPS,
+    ActivityEvent,
+    Attempt,
+    DeliveryState,
+    DeliveryStatus,
+    RecoverSkip,
+)
 from devicehooks.domain.events import Timestamp, sort_keys
 from devicehooks.domain.models import OMITTED, PROVIDER_WEBHOOK, Circuit, EventType, Integration, Scope
 from devicehooks.timeutil import rfc3339, rfc3339_millis, utcnow
@@ -278,8 +285,36 @@ class RecoverIn(BaseModel):
     until: Timestamp | None = Field(default=None, description="RFC 3339. Events before this time; absent: now.")
 
 
+class RecoverSkippedOut(ResponseModel):
+    reason: RecoverSkip = Field(
+        description="delivered: delivered since it was found; attempted: attempted again meanwhile (waiting for its "
+        "next retry); disabled: skipped while the webhook was disabled (retry it to send it); record_full: its "
+        "event's activity record cannot record another attempt; gone: no longer in the activity log."
+    )
+    count: int = Field(description="Deliveries not sent again for this reason.")
+    message: str = Field(description="The reason in words.")
+
+
 class RecoverOut(ResponseModel):
-    count: int = Field(description="Failed deliveries queued to be sent again now.")
+    count: int = Field(
+        description="Deliveries queued to be sent again now: those whose last attempt failed (retrying or failed) "
+        "and those held by the webhook's circuit, trial or limits."
+    )
+    found: int = Field(
+        description="devicehooks: deliveries of the window that were not delivered: count + already_queued + skipped."
+    )
+    already_queued: int = Field(
+        description="devicehooks: deliveries already queued to be attempted now, or being attempted (by an "
+        "earlier recover, a retry, or on their way): left alone, not sent twice."
+    )
+    skipped: list[RecoverSkippedOut] = Field(
+        description="devicehooks: the deliveries not sent again, counted by reason (empty: none)."
+    )
+    circuit: CircuitOut | None = Field(
+        default=None,
+        description="devicehooks: the webhook's circuit when it is not closed. The queued deliveries go through it "
+        "as any delivery: while it is open they are held until its probe (next_attempt) succeeds.",
+    )
     next_since: str | None = Field(
         default=None,
         description="Present when the window held more events than one call examines: "
@@ -288,8 +323,17 @@ class RecoverOut(ResponseModel):
 
     @classmethod
     def of(cls, recovery: Recovery) -> RecoverOut:
+        circuit = recovery.circuit
         return cls(
             count=recovery.count,
+            found=recovery.found,
+            already_queued=recovery.already_queued,
+            skipped=[
+                RecoverSkippedOut(reason=reason, count=n, message=RECOVER_SKIPS[reason])
+                for reason, n in recovery.skipped.items()
+                if n
+            ],
+            circuit=CircuitOut.of(circuit, recovery.at or utcnow()) if circuit is not None else None,
             next_since=rfc3339(recovery.next_since) if recovery.next_since is not None else None,
         )
 

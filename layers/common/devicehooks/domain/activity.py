@@ -27,6 +27,15 @@ RETRYABLE: frozenset[DeliveryState] = frozenset({"retrying", "failed", "skipped"
 DELIVERED_ALREADY = "the event was delivered to this webhook; redeliver it to send it again"
 IN_FLIGHT = "the delivery is being attempted right now; wait for that attempt to finish"
 QUEUED_ALREADY = "the delivery is already queued to be attempted now"
+# why recover left a delivery of its window unsent (its answer counts them by reason)
+RecoverSkip = Literal["delivered", "attempted", "disabled", "record_full", "gone"]
+RECOVER_SKIPS: dict[RecoverSkip, str] = {
+    "delivered": "delivered since it was found",
+    "attempted": "attempted again meanwhile; it is waiting for its next retry",
+    "disabled": "skipped while the webhook was disabled; retry each one to send it",
+    "record_full": "the event's activity record is full and cannot record another attempt",
+    "gone": "no longer in the activity log",
+}
 RESPONSE_SNIPPET_BYTES = 256
 
 

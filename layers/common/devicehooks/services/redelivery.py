@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from devicehooks.delivery.tasks import DeliveryTask, TaskQueue
 from devicehooks.domain.activity import (
@@ -15,9 +15,10 @@ from devicehooks.domain.activity import (
     Attempt,
     DeliveryState,
     DeliveryStatus,
+    RecoverSkip,
 )
 from devicehooks.domain.events import WebhookEvent, sample_data
-from devicehooks.domain.models import TEST_EVENT_TYPE, EventType, Integration, new_id
+from devicehooks.domain.models import TEST_EVENT_TYPE, Circuit, EventType, Integration, new_id
 from devicehooks.errors import Conflict, InvalidRequest, NotFound
 from devicehooks.store.activity import ActivityStore
 from devicehooks.store.bounds import ItemTooLarge
@@ -31,7 +32,9 @@ RECOVER_PAGE = 1000  # events examined per recover call (10 reads of the index a
 # a redelivery refused because the event's record could not take it (an item from before the bounds)
 TOO_LARGE = "the event's activity record is full and cannot record another attempt; it cannot be redelivered"
 RECOVER_DELAY = 1.0  # a resend waits this long, so that its delivery is reopened (and counted) first
-RECOVERABLE: tuple[DeliveryState, ...] = ("failed",)  # what recover reopens
+# what recover reopens: every delivery whose last attempt failed (retrying, or failed: out of tries)
+# and every one held by the webhook's circuit, trial or limits (retrying with no attempt counted)
+RECOVERABLE: tuple[DeliveryState, ...] = ("retrying", "failed")
 # why a retry (POST /events/{id}/retry) attempts nothing; the delivery's own reasons are in domain/activity.py
 RETRY_TOO_LARGE = "the event's activity record is full and cannot record another attempt; it cannot be retried"
 RETRY_TEST = "test events are not retried; send a new test instead"
@@ -44,10 +47,21 @@ RETRY_ALL_DELIVERED = "every delivery of this event was delivered; redeliver it 
 
 @dataclass(frozen=True, slots=True)
 class Recovery:
-    """What a recover call did: the deliveries it queued, and where to go on when it stopped early."""
+    """What a recover call did: the deliveries it queued (``count``), those already queued or being
+    attempted that it left alone, those it did not send and why, the webhook's circuit when it is
+    not closed (the queued deliveries go through it), and where to go on when it stopped early."""
 
     count: int
     next_since: datetime | None = None
+    already_queued: int = 0
+    skipped: Mapping[RecoverSkip, int] = field(default_factory=dict)
+    circuit: Circuit | None = None
+    at: datetime | None = None  # when the circuit was read
+
+    @property
+    def found(self) -> int:
+        """The deliveries of the window that were not delivered when it was read."""
+        return self.count + self.already_queued + sum(self.skipped.values())
 
 
 class DeliveryService:
@@ -190,12 +204,18 @@ class DeliveryService:
         return None
 
     def recover(self, tenant_id: str, integration_id: str, since: datetime, until: datetime | None) -> Recovery:
-        """Send again, now, every delivery to the webhook that ended ``failed``, of the events with
-        ``since <= time < until`` (until: now); the window starts at most the retention ago.
+        """Send again, now, every delivery to the webhook that is failing, of the events with
+        ``since <= time < until`` (until: now; the window starts at most the retention ago): those
+        whose last attempt failed (``retrying``, and ``failed``: out of tries) and those held by the
+        webhook's circuit, trial or limits (``retrying``, no attempt counted), as Svix's recover.
 
-        Each failed delivery is reopened with a conditional write from ``failed``, so a second call
-        (or two at once) finds it pending or done and leaves it: no delivery is sent twice. At most
-        :data:`RECOVER_PAGE` events are examined per call; ``next_since`` then says where to go on.
+        Each is reopened with one conditional write from a :data:`RECOVERABLE` state, with the
+        attempts read and no attempt in flight, so a delivery delivered (or attempted) since the read
+        is never sent again, and a second call (or two at once) finds it pending and counts it as
+        already queued: no delivery is sent twice. A retry that was waiting saw the same attempts as
+        the recover's task: whichever comes first attempts, the other is dropped. The tasks go
+        through the flow gate like any other: with the circuit open they are held until its probe.
+        At most :data:`RECOVER_PAGE` events are examined per call; ``next_since`` says where to go on.
         """
         integration = self.integrations.get(tenant_id, integration_id)
         if integration is None:
@@ -209,34 +229,66 @@ class DeliveryService:
         start = max(since, now - timedelta(seconds=self.retention))
         events = self.activity.webhook_events(tenant_id, integration_id, start, end, RECOVER_PAGE + 1)
         next_since = events[RECOVER_PAGE].time if len(events) > RECOVER_PAGE else None
-        failed = [
-            (event.id, status.attempts)
-            for event in events[:RECOVER_PAGE]
-            if not event.is_test  # test deliveries are never sent again
-            and (status := event.deliveries.get(integration_id)) is not None
-            and status.state == "failed"
-        ]
+        failing: list[tuple[str, int]] = []
+        already_queued = 0
+        skipped: dict[RecoverSkip, int] = {}
+        for event in events[:RECOVER_PAGE]:
+            status = event.deliveries.get(integration_id)
+            if event.is_test or status is None:  # test deliveries are never sent again
+                continue
+            if status.state == "delivered":
+                continue
+            if status.state == "pending" or (status.lease_until is not None and status.lease_until >= now):
+                already_queued += 1
+            elif status.state in RECOVERABLE:
+                failing.append((event.id, status.attempts))
+            else:  # skipped: never attempted, while the webhook was disabled
+                skipped["disabled"] = skipped.get("disabled", 0) + 1
         count = 0
-        for chunk in range(0, len(failed), 10):
-            batch = failed[chunk : chunk + 10]
+        for chunk in range(0, len(failing), 10):
+            batch = failing[chunk : chunk + 10]
             # queued before the delivery is reopened: a task whose reopen did not happen (a crash, a
-            # concurrent call that reopened it) is harmless, it saw the same attempts as the task of
-            # whoever reopened it and only one of them attempts; a reopened delivery without its
-            # task would be stuck pending
+            # concurrent call that reopened it, a delivery delivered or attempted since the read) is
+            # harmless, it saw the same attempts as the task of whoever reopened it (or fewer than
+            # the delivery has made) and at most one of them attempts; a reopened delivery without
+            # its task would be stuck pending
             self.queue.schedule_many(
                 [(self._task(tenant_id, e, integration_id, seen), RECOVER_DELAY) for e, seen in batch]
             )
-            count += sum(1 for e, seen in batch if self._reopen_failed(tenant_id, e, integration_id, now, seen))
-        return Recovery(count=count, next_since=next_since)
+            for event_id, seen in batch:
+                refused = self._reopen_failing(tenant_id, event_id, integration_id, now, seen)
+                if refused is None:
+                    count += 1
+                elif refused == "queued":
+                    already_queued += 1
+                else:
+                    skipped[refused] = skipped.get(refused, 0) + 1
+        circuit = integration.circuit if integration.circuit.state(now) != "closed" else None
+        return Recovery(count, next_since, already_queued, skipped, circuit, now)
 
-    def _reopen_failed(self, tenant_id: str, event_id: str, integration_id: str, now: datetime, seen: int) -> bool:
-        """Reopen a failed delivery for recover; ``False`` (not counted) when its event's record has
-        no room. Its task, queued already, is then as one whose reopen did not happen: its claim is
-        refused too (nothing is sent), or taken, and its outcome recorded as the store can."""
+    def _reopen_failing(
+        self, tenant_id: str, event_id: str, integration_id: str, now: datetime, seen: int
+    ) -> RecoverSkip | Literal["queued"] | None:
+        """Reopen a failing delivery for recover: ``None`` when reopened, else why not, from a fresh
+        read (the write was refused: the delivery changed since the window was read). Its task,
+        queued already, is then as one whose reopen did not happen: its claim is refused (nothing is
+        sent), or it makes the one attempt of the tasks that saw those attempts."""
         try:
-            return self.activity.reopen(tenant_id, event_id, integration_id, now, seen, RECOVERABLE)
+            if self.activity.reopen(tenant_id, event_id, integration_id, now, seen, RECOVERABLE):
+                return None
         except ItemTooLarge:
-            return False
+            return "record_full"
+        fresh = self.activity.get(tenant_id, event_id)
+        current = fresh.deliveries.get(integration_id) if fresh is not None else None
+        if current is None:
+            return "gone"
+        if current.state == "delivered":
+            return "delivered"
+        if current.state == "pending" or (current.lease_until is not None and current.lease_until >= now):
+            return "queued"
+        if current.state == "skipped":
+            return "disabled"
+        return "attempted"
 
     @staticmethod
     def _task(tenant_id: str, event_id: str, integration_id: str, seen_attempts: int) -> DeliveryTask:
