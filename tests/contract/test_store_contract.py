@@ -931,6 +931,80 @@ def test_a_retry_of_a_delivery_delivered_meanwhile_writes_and_queues_nothing(sto
     assert queue.scheduled == []
 
 
+class _DeliveredAfterTheRead:
+    """The activity store, but one delivery is recorded delivered right after ``webhook_events``
+    read the window (its scheduled retry succeeded meanwhile): the reads are stale for it."""
+
+    def __init__(self, store: ActivityStore, event_id: str, done: DeliveryStatus) -> None:
+        self.store = store
+        self.event_id = event_id
+        self.done = done
+
+    def webhook_events(self, *args: Any) -> list[ActivityEvent]:
+        events = self.store.webhook_events(*args)
+        self.store.record(events[0].tenant_id, self.event_id, [(self.done, None)])
+        return events
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def test_recover_reopens_what_is_failing_never_a_delivery_delivered_since_and_only_once(stores: Stores) -> None:
+    """Issue 21: recover sends now every delivery of the window whose last attempt failed (retrying,
+    failed) or that is held (retrying, no attempt), in the store's conditional write: one delivered
+    after the window was read is not reopened, and a second call finds the rest pending."""
+    tenant = _tenant()
+    webhook = _integration(tenant)
+    stores.integrations.add(webhook, 20)
+    hook = webhook.id
+    states = {
+        "retrying": DeliveryStatus(hook, state="retrying", attempts=1, error="HTTP 500"),
+        "held": DeliveryStatus(hook, state="retrying", attempts=0, error="circuit open"),
+        "failed": DeliveryStatus(hook, state="failed", attempts=9, error="HTTP 500"),
+        "raced": DeliveryStatus(hook, state="retrying", attempts=2, error="HTTP 500"),
+        "delivered": DeliveryStatus(hook, state="delivered", attempts=1, status_code=200),
+        "skipped": DeliveryStatus(hook, state="skipped", error="webhook is disabled"),
+        "pending": DeliveryStatus(hook),
+    }
+    ids: dict[str, str] = {}
+    for n, (name, status) in enumerate(states.items()):
+        event = _event(tenant, [status], NOW + timedelta(seconds=n))
+        stores.activity.create(event)
+        ids[name] = event.id
+    done = DeliveryStatus(hook, state="delivered", attempts=3, status_code=200, updated_at=NOW)
+    queue = MemoryTaskQueue()
+
+    def service(activity: Any) -> DeliveryService:
+        return DeliveryService(
+            stores.integrations,
+            activity,
+            queue,
+            lambda: pytest.fail("no dispatcher"),
+            retention=3600,
+            clock=lambda: NOW + timedelta(minutes=5),
+        )
+
+    first = service(_DeliveredAfterTheRead(stores.activity, ids["raced"], done)).recover(tenant, hook, NOW, None)
+    assert (first.count, first.already_queued, dict(first.skipped)) == (3, 1, {"delivered": 1, "disabled": 1})
+    stored = {name: stores.activity.get(tenant, i) for name, i in ids.items()}
+    assert {name: e.deliveries[hook].state for name, e in stored.items() if e is not None} == {
+        "retrying": "pending",
+        "held": "pending",
+        "failed": "pending",
+        "raced": "delivered",
+        "delivered": "delivered",
+        "skipped": "skipped",
+        "pending": "pending",
+    }
+    queued = {t.event_id: t.seen_attempts for t, _ in queue.scheduled}
+    # the raced one's task was queued before its write was refused: it saw 2 attempts, the delivery
+    # made 3 and is delivered, so its claim is refused and nothing is sent
+    assert queued == {ids["retrying"]: 1, ids["held"]: 0, ids["failed"]: 9, ids["raced"]: 2}
+    second = service(stores.activity).recover(tenant, hook, NOW, None)
+    assert (second.count, second.already_queued, dict(second.skipped)) == (0, 4, {"disabled": 1})
+    assert len(queue.scheduled) == 4
+
+
 def test_a_webhooks_events_of_a_window_come_oldest_first(stores: Stores) -> None:
     tenant = _tenant()
     times = [NOW + timedelta(seconds=n) for n in range(5)]
