@@ -2,7 +2,8 @@
 sent again at once, and the retry that was waiting for it (a task on the retry queue that cannot
 be taken back) does nothing when it comes due; a retry (``POST /events/{id}/retry``) of a delivery
 that was delivered meanwhile is refused and sends nothing; recovering a window sends each of its
-failed deliveries once, however often it is asked."""
+failed deliveries once, however often it is asked, and sends now the deliveries still retrying
+once their receiver is fixed."""
 
 from __future__ import annotations
 
@@ -194,16 +195,16 @@ def test_recover_resends_exactly_the_failed_deliveries_of_the_window_once_when_c
 
     window = {"since": rfc3339(start), "until": rfc3339(middle)}  # e1's time only
     answers = [tenant.post(path, window) for _ in range(2)]
-    assert [(a.status_code, a.json()) for a in answers] == [(202, {"count": 1}), (202, {"count": 0})]
+    assert [(a.status_code, a.json()["count"], a.json()["skipped"]) for a in answers] == [(202, 1, []), (202, 0, [])]
     everything = {"since": rfc3339(start)}
     answers = [tenant.post(path, everything) for _ in range(2)]  # e2 now; e1 is pending or delivered
-    assert [(a.status_code, a.json()) for a in answers] == [(202, {"count": 1}), (202, {"count": 0})]
+    assert [(a.status_code, a.json()["count"], a.json()["skipped"]) for a in answers] == [(202, 1, []), (202, 0, [])]
 
     resent = receiver.wait_for(7, "/recover")[5:]
     assert sorted(json.loads(r.body)["id"] for r in resent) == sorted([e1, e2])
     for event_id in (e1, e2):
         assert eventually(lambda event_id=event_id: _in_state(tenant, event_id, "delivered"))
-    assert tenant.post(path, everything).json() == {"count": 0}
+    assert tenant.post(path, everything).json() == {"count": 0, "found": 0, "already_queued": 0, "skipped": []}
     time.sleep(3)  # nothing more comes: no resend twice
     assert len(receiver.on("/recover")) == 7
     assert [json.loads(r.body)["id"] for r in receiver.on("/recover")].count(e3) == 1
@@ -212,6 +213,51 @@ def test_recover_resends_exactly_the_failed_deliveries_of_the_window_once_when_c
     assert (unknown.status_code, unknown.json()["error"]) == (404, "integration not found")
     bad = tenant.post(path, {"since": "last week"})
     assert bad.status_code == 400 and bad.json()["error"].startswith("malformed request body: since: ")
+
+
+def test_recover_after_the_receiver_is_fixed_sends_the_retrying_deliveries_now_and_once(
+    stack: RunningStack, receiver: Receiver
+) -> None:
+    """Issue 21: the receiver answered 500, so its deliveries are retrying (their next try is
+    RETRY_AFTER away); it is fixed; recover sends them now, not when the schedule says, and a second
+    recover queues nothing: nothing is sent twice, and the retries that were waiting do nothing."""
+    tenant = Tenant(stack)
+    integration_id = tenant.webhook(receiver.url("/fixed"))
+    receiver.script("/fixed", Answer(status=500), Answer(status=500))  # then 200: the receiver is fixed
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    ids = []
+    for n in range(2):
+        tenant.decommission(f"dev-fixed-{n}")
+        ids.append(json.loads(receiver.wait_for(n + 1, "/fixed")[n].body)["id"])
+    dues = []
+    for event_id in ids:
+        retrying = eventually(lambda event_id=event_id: _in_state(tenant, event_id, "retrying"))
+        assert isinstance(retrying, dict) and retrying["attempts"] == 1
+        dues.append(parse_time(retrying["next_attempt"]))
+    path = f"/integrations/{integration_id}/recover"
+
+    asked = time.monotonic()
+    first = tenant.post(path, {"since": rfc3339(start)})
+    assert first.status_code == 202, first.text
+    assert first.json() == {"count": 2, "found": 2, "already_queued": 0, "skipped": []}
+    second = tenant.post(path, {"since": rfc3339(start)})  # while they are queued: left alone
+    assert second.status_code == 202, second.text
+    assert (second.json()["count"], second.json()["skipped"]) == (0, [])
+    assert second.json()["already_queued"] == second.json()["found"]
+    resent = receiver.wait_for(4, "/fixed", timeout=RETRY_AFTER * 0.8 - 1)[2:]  # before the retries were due
+    assert time.monotonic() - asked < RETRY_AFTER * 0.8
+    assert sorted(json.loads(r.body)["id"] for r in resent) == sorted(ids)
+    for event_id in ids:
+        assert eventually(lambda event_id=event_id: _in_state(tenant, event_id, "delivered"))
+    third = tenant.post(path, {"since": rfc3339(start)})
+    assert third.json() == {"count": 0, "found": 0, "already_queued": 0, "skipped": []}
+
+    # the retries that were waiting come due and are dropped: nothing is sent again
+    time.sleep(max(0.0, (max(dues) - datetime.now(UTC)).total_seconds()) + 5)
+    assert len(receiver.on("/fixed")) == 4
+    for event_id in ids:
+        status = tenant.status(event_id)
+        assert (status["state"], status["attempts"]) == ("delivered", 2)
 
 
 def test_a_typed_test_event_reaches_the_receiver_and_the_activity_log(stack: RunningStack, receiver: Receiver) -> None:
