@@ -1460,7 +1460,7 @@ def test_resend_failed_deliveries_since_an_hour_ago(
         since.fill(default)
         dialog.get_by_role("button", name="Resend failed deliveries").click()
         expect(dialog).to_be_hidden()
-        expect(page.get_by_text("2 failed deliveries are being sent again.")).to_be_visible()
+        expect(page.get_by_text("Found 2 deliveries not delivered: 2 are being sent again now.")).to_be_visible()
         expect(page.get_by_role("row").filter(has=page.locator(".status.ok"))).to_have_count(2, timeout=TIMEOUT)
         assert sent() == before + 2
         _axe_clean(page, "activity after resending failed deliveries")

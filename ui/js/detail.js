@@ -518,10 +518,7 @@ function activityView(ctx, hook, panel) {
     if (!result || !ctx.active) return;
     const [answer, until] = result;
     const count = answer?.count ?? 0;
-    const text =
-      count === 0
-        ? "No failed delivery was found in that time: nothing was sent again."
-        : `${count} failed ${count === 1 ? "delivery is" : "deliveries are"} being sent again.`;
+    const text = recoverText(answer);
     const more = answer?.next_since
       ? [
           h("span", { text: ` There are more events after ${formatTime(answer.next_since, true)}. ` }),
@@ -778,7 +775,7 @@ function askRecover(hook) {
       id: "recover-since",
       label: "From",
       input: sinceInput,
-      help: "Your local time. Deliveries of events from this time on that failed (no more tries) are sent again, once each.",
+      help: "Your local time. Failing deliveries of events from this time on are sent again now, once each.",
       validate: (v) => (parseLocal(v) ? "" : "Enter the date and time to start from"),
     });
     const until = field({
@@ -829,7 +826,7 @@ function askRecover(hook) {
         },
       },
       h("p", {
-        text: "Every delivery to this webhook that failed (with no more tries left) in this time is sent again now. Deliveries that are waiting for a retry, or were delivered, are left alone.",
+        text: "Every delivery to this webhook in this time that is failing is sent again now: those waiting for a retry after a failed attempt, those held while the webhook kept failing, and those that failed with no more tries left. A delivered one is never sent again, and one already queued is not sent twice.",
       }),
       since.node,
       until.node,
@@ -852,6 +849,26 @@ function parseLocal(value) {
 }
 /** RFC 3339 in UTC, to the second. */
 const rfc3339 = (d) => d.toISOString().replace(/\.\d{3}Z$/, "Z");
+
+/** What a recover did, in words, from its answer: how many it found and sent, and why others were not sent. */
+function recoverText(answer) {
+  const count = answer?.count ?? 0;
+  const found = answer?.found ?? count;
+  const queued = answer?.already_queued ?? 0;
+  if (!found) return "No failing delivery was found in that time: nothing was sent again.";
+  const parts = [`${count} ${count === 1 ? "is" : "are"} being sent again now`];
+  if (queued) parts.push(`${queued} ${queued === 1 ? "was" : "were"} already queued to be sent (not sent twice)`);
+  for (const skip of answer?.skipped ?? []) parts.push(`${skip.count} not sent: ${skip.message}`);
+  let text = `Found ${found} ${found === 1 ? "delivery" : "deliveries"} not delivered: ${parts.join("; ")}.`;
+  const circuit = answer?.circuit;
+  if (count && circuit?.state === "open") {
+    const at = circuit.next_attempt ? ` at ${formatTime(circuit.next_attempt, true)}` : "";
+    text += ` The webhook's circuit is open (its deliveries kept failing): they wait for its next probe${at}, and go once it succeeds.`;
+  } else if (count && circuit?.state === "half-open") {
+    text += " The webhook's circuit is half-open: one delivery goes first as its probe, the others once it succeeds.";
+  }
+  return text;
+}
 
 function recoverReason(err) {
   return String(err.message || "").replace(/^malformed request body:\s*/i, "");
