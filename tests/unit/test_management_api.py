@@ -1119,7 +1119,7 @@ def test_recover_answers_what_it_queued_what_it_left_and_why_and_an_open_circuit
             {
                 "reason": "disabled",
                 "count": 1,
-                "message": "skipped while the webhook was disabled; retry each one to send it",
+                "message": "skipped while the webhook was disabled (retry each one to send it)",
             }
         ],
         "circuit": {

@@ -31,8 +31,8 @@ QUEUED_ALREADY = "the delivery is already queued to be attempted now"
 RecoverSkip = Literal["delivered", "attempted", "disabled", "record_full", "gone"]
 RECOVER_SKIPS: dict[RecoverSkip, str] = {
     "delivered": "delivered since it was found",
-    "attempted": "attempted again meanwhile; it is waiting for its next retry",
-    "disabled": "skipped while the webhook was disabled; retry each one to send it",
+    "attempted": "attempted again meanwhile, and waiting for its next retry",
+    "disabled": "skipped while the webhook was disabled (retry each one to send it)",
     "record_full": "the event's activity record is full and cannot record another attempt",
     "gone": "no longer in the activity log",
 }
