@@ -20,7 +20,9 @@ from devicehooks.domain.activity import (
     DeliveryState,
     DeliveryStatus,
     EventFilter,
+    WAITING_CAP,
     HourCount,
+    Waiting,
     hour_of,
     matches,
 )
@@ -286,6 +288,17 @@ class MemoryActivityStore:
         events.sort(key=lambda e: (e.time, e.id), reverse=True)
         skip = (page - 1) * per_page
         return events[skip : skip + per_page]
+
+    def waiting(self, tenant_id: str, integration_id: str, cap: int = WAITING_CAP) -> Waiting:
+        with self._lock:
+            times = [
+                e.time
+                for (t, _), e in self._events.items()
+                if t == tenant_id
+                and (status := e.deliveries.get(integration_id)) is not None
+                and status.state == "retrying"
+            ]
+        return Waiting(count=min(len(times), cap), more=len(times) > cap, oldest_at=min(times, default=None))
 
     def count_attempts(self, tenant_id: str, integration_id: str, counts: HourCount, expire_ts: int) -> None:
         with self._lock:

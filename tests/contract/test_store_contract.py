@@ -22,6 +22,7 @@ from devicehooks.domain.activity import (
     DeliveryStatus,
     EventFilter,
     HourCount,
+    Waiting,
 )
 from devicehooks.domain.events import WebhookEvent
 from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
@@ -1210,6 +1211,31 @@ def test_events_are_filtered_by_state_exactly_across_pages(stores: Stores) -> No
         log.check(b, EventFilter(state=state))  # type: ignore[arg-type]
     assert log.check(None, EventFilter(state="delivered"))
     assert log.check(b, EventFilter(state="failed"))
+
+
+def test_a_webhooks_waiting_deliveries_are_counted_to_a_cap_with_the_oldest_exact(stores: Stores) -> None:
+    log, a, b = _Log(stores), str(uuid.uuid4()), str(uuid.uuid4())
+    assert stores.activity.waiting(log.tenant, a) == Waiting()
+    types = ["device-provisioned", "device-status-changed", "webhook-test", "device-inventory-changed"]
+    events = [log.add(n, [a, b] if n % 2 else [b, a], types[n % 4], f"dev-{n}") for n in range(8)]
+    log.set(events[0], b, "retrying")  # another webhook's, older than any of a's: not a's
+    log.set(events[1], a, "failed")  # failed, not waiting
+    log.set(events[2], a, "delivered")
+    log.set(events[3], a, "retrying")  # after a failed attempt (on the marker: a is second)
+    held = DeliveryStatus(a).held(NOW + timedelta(minutes=9), "held: the webhook's rate limit is reached", NOW)
+    for event in events[4:7]:  # held: retrying without an attempt, of three types
+        stores.activity.record(log.tenant, event.id, [(held, None)])
+    elsewhere = _elsewhere(stores)
+    assert elsewhere.waiting(log.tenant, a) == Waiting(count=4, oldest_at=events[3].time)
+    assert elsewhere.waiting(log.tenant, b) == Waiting(count=1, oldest_at=events[0].time)
+    # the count stops past the cap ("3+"); the oldest stays exact
+    assert elsewhere.waiting(log.tenant, a, cap=3) == Waiting(count=3, more=True, oldest_at=events[3].time)
+    assert elsewhere.waiting(log.tenant, a, cap=1) == Waiting(count=1, more=True, oldest_at=events[3].time)
+    assert elsewhere.waiting(log.tenant, a, cap=4) == Waiting(count=4, oldest_at=events[3].time)
+    # delivered at last: it waits no more, and the oldest is the next one
+    log.set(events[3], a, "delivered")
+    assert elsewhere.waiting(log.tenant, a) == Waiting(count=3, oldest_at=events[4].time)
+    assert elsewhere.waiting(_tenant(), a) == Waiting()
 
 
 def test_events_are_filtered_by_type_and_time_exactly_across_pages(stores: Stores) -> None:

@@ -1278,11 +1278,40 @@ def test_health_counts_24_hours_of_attempts_oldest_first(health_api: Api) -> Non
         "failing_since": "2026-01-01T09:00:00.000Z",
         "circuit": {"state": "closed", "failures": 1},
         "disable_at": "2026-01-06T09:00:00.000Z",
+        "waiting": 0,
+        "waiting_more": False,
+        "oldest_waiting_at": None,
     }
     assert len(hourly) == 24
     assert hourly[0] == {"hour": "2026-01-01T11:00:00Z", "delivered": 0, "failed": 0}
     assert hourly[-3] == {"hour": "2026-01-02T08:00:00Z", "delivered": 0, "failed": 2}
     assert hourly[-1] == {"hour": "2026-01-02T10:00:00Z", "delivered": 2, "failed": 0}
+
+
+def test_health_counts_the_deliveries_waiting_and_the_oldest_ones_time(health_api: Api) -> None:
+    api = health_api
+    integration_id, other = _create(api), _create(api)
+    now = datetime(2026, 1, 2, 10, 30, tzinfo=UTC)
+    held = DeliveryStatus(integration_id).held(now, "held: the webhook's rate limit is reached", now)
+    first = _event_to(api, [held])
+    _event_to(api, [_retrying(integration_id), _retrying(other)])
+    _event_to(api, [DeliveryStatus(integration_id, state="failed", attempts=3, error="HTTP 503")])  # not waiting
+    oldest = api.activity.get("tenant-1", first)
+    assert oldest is not None
+    body = api("GET", f"{BASE}/integrations/{integration_id}/health").json()
+    assert (body["waiting"], body["waiting_more"]) == (2, False)
+    assert body["oldest_waiting_at"] == rfc3339_millis(oldest.time)
+    assert api("GET", f"{BASE}/integrations/{other}/health").json()["waiting"] == 1
+
+
+def test_health_says_1000_and_more_past_the_count_cap(health_api: Api) -> None:
+    api = health_api
+    integration_id = _create(api)
+    for _ in range(1001):
+        _event_to(api, [_retrying(integration_id)])
+    body = api("GET", f"{BASE}/integrations/{integration_id}/health").json()
+    assert (body["waiting"], body["waiting_more"]) == (1000, True)
+    assert body["oldest_waiting_at"] is not None
 
 
 def test_health_of_a_webhook_without_attempts_and_of_unknown_ones(health_api: Api) -> None:
@@ -1345,6 +1374,9 @@ def test_the_openapi_document_shows_the_health_shape_and_the_event_filters(api: 
         "circuit",
         "disable_at",
         "hourly",
+        "waiting",
+        "waiting_more",
+        "oldest_waiting_at",
     }
     assert set(schemas["HealthHourOut"]["properties"]) == {"hour", "delivered", "failed"}
     parameters = {p["name"] for p in document["paths"][f"{BASE}/events"]["get"]["parameters"]}

@@ -285,8 +285,8 @@ def test_integration(
     f"{BASE}/integrations/<integration_id>/health",
     summary="A webhook's health (devicehooks)",
     description="Its attempts of the last 24 hours (delivered: 2xx; failed: any failed attempt; held deliveries "
-    "are not attempts), hour by hour, its last attempt, its circuit breaker and when it is disabled if it keeps "
-    "failing.",
+    "are not attempts), hour by hour, its last attempt, its circuit breaker, when it is disabled if it keeps "
+    "failing, and how many of its deliveries wait for a try (retrying or held; counted up to 1000) since when.",
     tags=["Integrations"],
     responses=http.responses(
         {200: {"description": "The webhook's health.", "content": {"application/json": {"model": HealthOut}}}},

@@ -397,6 +397,14 @@ class HealthOut(ResponseModel):
         "null when it is not failing."
     )
     hourly: list[HealthHourOut] = Field(description="window_hours entries, oldest first, hours without attempts 0.")
+    waiting: int = Field(
+        description="Its deliveries that wait for a try (state retrying: after a failed attempt, or held without "
+        "one), counted up to 1000."
+    )
+    waiting_more: bool = Field(description="true: more than `waiting` wait (the count stops at 1000: \"1,000+\").")
+    oldest_waiting_at: str | None = Field(
+        description="The event time of the oldest delivery that waits (RFC 3339); null when none waits."
+    )
 
     def to_json(self) -> dict[str, Any]:
         """Every field, nulls included; the circuit exactly as GET /integrations/{id} writes it."""
@@ -425,4 +433,7 @@ class HealthOut(ResponseModel):
             circuit=CircuitOut.of(integration.circuit, health.now),
             disable_at=rfc3339_millis(health.disable_at) if health.disable_at else None,
             hourly=[HealthHourOut(hour=rfc3339(h.hour), delivered=h.delivered, failed=h.failed) for h in health.hourly],
+            waiting=health.waiting.count,
+            waiting_more=health.waiting.more,
+            oldest_waiting_at=rfc3339_millis(health.waiting.oldest_at) if health.waiting.oldest_at else None,
         )

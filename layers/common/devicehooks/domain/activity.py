@@ -240,6 +240,22 @@ class HourCount:
         )
 
 
+# how far a webhook's waiting deliveries are counted: beyond it, "1,000+" (docs/architecture.md,
+# "Webhook health")
+WAITING_CAP = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A webhook's deliveries that wait (state ``retrying``: a retry after a failed attempt, or held
+    without one): how many, counted up to a cap (``more``: there are more than ``count``, which is
+    the cap), and the event time of the oldest of them (``None``: none waits)."""
+
+    count: int = 0
+    more: bool = False
+    oldest_at: datetime | None = None
+
+
 def hour_of(at: datetime) -> datetime:
     """The start of ``at``'s hour, UTC."""
     return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)

@@ -1,9 +1,9 @@
-"""A webhook's health: its attempts of the last 24 hours, hour by hour, its last attempt, and
-where its circuit and auto-disable stand.
+"""A webhook's health: its attempts of the last 24 hours, hour by hour, its last attempt, its
+deliveries waiting, and where its circuit and auto-disable stand.
 
-Read from the hourly counts the dispatcher writes (one Query of at most 24 items) and the
-integration (one Query of its configuration and state items); see docs/architecture.md, "Webhook
-health".
+Read from the hourly counts the dispatcher writes (one Query of at most 24 items), the
+integration (one Query of its configuration and state items) and the ``retrying`` entries of the
+``by_state`` index (a Query per event type); see docs/architecture.md, "Webhook health".
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from devicehooks.domain.activity import HourCount, hour_of
+from devicehooks.domain.activity import HourCount, Waiting, hour_of
 from devicehooks.domain.models import Integration
 from devicehooks.errors import NotFound
 from devicehooks.services.integrations import NOT_FOUND
@@ -32,6 +32,7 @@ class Health:
     last: HourCount | None  # the latest counted hour: its last attempt is the webhook's last
     hourly: list[HourCount]  # WINDOW_HOURS of them, oldest first, hours without attempts zero
     disable_after: int
+    waiting: Waiting = Waiting()  # its deliveries that wait (retrying, held ones included)
 
     @property
     def delivered(self) -> int:
@@ -83,4 +84,5 @@ class HealthService:
             last=counted[0] if counted and counted[0].last_at is not None else None,
             hourly=[by_hour.get(h) or HourCount(hour=h) for h in hours],
             disable_after=self.disable_after,
+            waiting=self.activity.waiting(tenant_id, integration_id),
         )

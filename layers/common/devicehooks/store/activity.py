@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from devicehooks.aws.dynamo import batch_delete, query_all
-from devicehooks.domain.activity import ActivityEvent, DeliveryState, EventFilter, HourCount
+from devicehooks.domain.activity import WAITING_CAP, ActivityEvent, DeliveryState, EventFilter, HourCount, Waiting
 from devicehooks.store.activity_items import (
     BY_DEVICE,
     BY_STATE,
@@ -111,6 +111,10 @@ class ActivityStore(Protocol):
         """A page of the tenant's events, newest first, optionally only one webhook's, and only
         those ``only`` lets through."""
 
+    def waiting(self, tenant_id: str, integration_id: str, cap: int = WAITING_CAP) -> Waiting:
+        """How many of a webhook's deliveries wait (``retrying``, held ones included), counted up to
+        ``cap``, and the event time of the oldest of them (the ``by_state`` index, no Scan)."""
+
     def count_attempts(self, tenant_id: str, integration_id: str, counts: HourCount, expire_ts: int) -> None:
         """Add an hour's attempts to a webhook's counts of that hour (and make its last attempt
         the hour's last, when it is the latest)."""
@@ -194,6 +198,9 @@ class DynamoActivityStore:
     ) -> list[ActivityEvent]:
         return self._queries.list_events(tenant_id, page, per_page, integration_id, only)
 
+    def waiting(self, tenant_id: str, integration_id: str, cap: int = WAITING_CAP) -> Waiting:
+        return self._queries.waiting(tenant_id, integration_id, cap)
+
     def count_attempts(self, tenant_id: str, integration_id: str, counts: HourCount, expire_ts: int) -> None:
         self._hours.count_attempts(tenant_id, integration_id, counts, expire_ts)
 
@@ -227,4 +234,5 @@ __all__ = [
     "EventFilter",
     "HourCount",
     "Update",
+    "Waiting",
 ]

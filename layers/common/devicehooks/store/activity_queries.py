@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from devicehooks.aws.dynamo import query_all
-from devicehooks.domain.activity import ActivityEvent, EventFilter, matches
+from devicehooks.domain.activity import ActivityEvent, EventFilter, Waiting, matches
 from devicehooks.domain.models import ACTIVITY_TYPES
 from devicehooks.store.activity_items import (
     BY_DEVICE,
@@ -24,6 +24,7 @@ from devicehooks.store.activity_items import (
     device_pk,
     event_id_of,
     state_pk,
+    time_of,
     time_pk,
     time_prefix,
     webhook_pk,
@@ -106,11 +107,13 @@ class ActivityQueries:
         upper: str | None,
         limit: int,
         webhook: str | None = None,
+        oldest_first: bool = False,
     ) -> Entries:
         """An index partition's entries between two times, newest first, as (sort key, event id), the
         sort key (``<time>#<escaped id>``) in the order of the partition, which the merge keeps: a
         Query page at a time, read only as far as the caller goes on. ``webhook``: only the entries
-        of that webhook's deliveries (``by_state``), the others read and passed over."""
+        of that webhook's deliveries (``by_state``), the others read and passed over;
+        ``oldest_first``: oldest first instead."""
         pk, sk = INDEX_KEYS[index]
         condition = f"{pk} = :p"
         values: dict[str, Any] = {":p": {"S": partition}}
@@ -130,11 +133,33 @@ class ActivityQueries:
             IndexName=index,
             KeyConditionExpression=condition,
             ExpressionAttributeValues=values,
-            ScanIndexForward=False,
+            ScanIndexForward=oldest_first,
             Limit=limit,
         ):
             if webhook is None or item.get("gsi2pk", {}).get("S") == webhook:
                 yield item[sk]["S"], event_id_of(item["sk"]["S"])
+
+    def waiting(self, tenant_id: str, integration_id: str, cap: int) -> Waiting:
+        """A webhook's ``retrying`` deliveries: its entries in the ``retrying`` partition of each
+        event type of ``by_state``, read oldest first a Query page at a time (other webhooks'
+        entries passed over). The first of each partition is its oldest, so the oldest is exact;
+        the count stops once it passes ``cap``."""
+        webhook = webhook_pk(tenant_id, integration_id)
+        streams = [
+            self._entries(BY_STATE, state_pk(tenant_id, "retrying", t), None, None, 1000, webhook, oldest_first=True)
+            for t in ACTIVITY_TYPES
+        ]
+        firsts = [entry for entry in (next(s, None) for s in streams) if entry is not None]
+        count = len(firsts)
+        for stream in streams:
+            if count > cap:
+                break
+            for _ in stream:
+                count += 1
+                if count > cap:
+                    break
+        oldest = min((time_of(key) for key, _ in firsts), default=None)
+        return Waiting(count=min(count, cap), more=count > cap, oldest_at=oldest)
 
     def _times(
         self, tenant_id: str, event_type: str | None, lower: str | None, upper: str | None, limit: int
