@@ -16,11 +16,11 @@ from typing import Any
 
 from devicehooks.delivery.tasks import DeliveryTask, EventMessage, Queued
 from devicehooks.domain.activity import (
+    WAITING_CAP,
     ActivityEvent,
     DeliveryState,
     DeliveryStatus,
     EventFilter,
-    WAITING_CAP,
     HourCount,
     Waiting,
     hour_of,

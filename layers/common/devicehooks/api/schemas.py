@@ -401,7 +401,7 @@ class HealthOut(ResponseModel):
         description="Its deliveries that wait for a try (state retrying: after a failed attempt, or held without "
         "one), counted up to 1000."
     )
-    waiting_more: bool = Field(description="true: more than `waiting` wait (the count stops at 1000: \"1,000+\").")
+    waiting_more: bool = Field(description='true: more than `waiting` wait (the count stops at 1000: "1,000+").')
     oldest_waiting_at: str | None = Field(
         description="The event time of the oldest delivery that waits (RFC 3339); null when none waits."
     )
