@@ -751,7 +751,7 @@ def test_retrying_and_failed_deliveries_differ_and_say_why(
     rows = page.get_by_role("row")
     again = rows.filter(has_text="device-1").locator("td[data-label='Status']")
     gone = rows.filter(has_text="device-2").locator("td[data-label='Status']")
-    expect(again.locator(".status.retry")).to_contain_text("Retrying")
+    expect(again.locator(".status.retry")).to_contain_text("Waiting")
     expect(again.locator(".status.retry")).to_contain_text("503")
     expect(again).to_contain_text(re.compile(r"Last attempt: HTTP 503\. Next try \d\d:\d\d:\d\d"))
     expect(gone.locator(".status.bad")).to_contain_text("Failed")
@@ -769,11 +769,11 @@ def test_retrying_and_failed_deliveries_differ_and_say_why(
     _no_stray_text(page)
     _axe_clean(page, "activity with retrying and failed deliveries")
 
-    # the details say it once: "Retrying", never "retrying retrying"
+    # the details say it once: "Waiting", never "retrying retrying"
     rows.filter(has_text="device-1").get_by_role("button", name="View details").click()
     status = page.locator("dt:text-is('Status') + dd")
-    expect(status).to_contain_text("Retrying")
-    expect(status).not_to_contain_text(re.compile("retrying.*retrying", re.IGNORECASE))
+    expect(status).to_contain_text("Waiting")
+    expect(status).not_to_contain_text(re.compile("(retrying|waiting).*(retrying|waiting)", re.IGNORECASE))
     expect(page.locator("dt:text-is('Error') + dd")).to_have_text("HTTP 503")
     expect(page.locator("dt:text-is('Next attempt') + dd time")).to_be_visible()
     _axe_clean(page, "event details of a retrying delivery")
@@ -1074,9 +1074,9 @@ def test_an_open_circuit_shows_as_paused_and_held_deliveries_read_sensibly(ui: S
     expect(late).to_be_visible(timeout=POLL_TIMEOUT)
     expect(late.locator("td[data-label='Attempts']")).to_have_text("0 attempts")  # the unit shows on phones only
     status_cell = late.locator("td[data-label='Status']")
-    expect(status_cell).to_contain_text("Held, not attempted yet")
+    expect(status_cell).to_contain_text("Waiting, not attempted yet")
     expect(status_cell).to_contain_text(
-        re.compile(r"Paused: the webhook failed \d+ times in a row\. Next try [\d: -]+")
+        re.compile(r"The webhook has been failing; devicehooks tries it again (at [\d: -]+|any moment now)\.")
     )
     expect(status_cell.locator(".status.held")).to_be_visible()  # a grey ring: not a failure of its own
     expect(late).not_to_contain_text("Failed")
@@ -1087,10 +1087,12 @@ def test_an_open_circuit_shows_as_paused_and_held_deliveries_read_sensibly(ui: S
     # its details: the reason (not an error) and the next attempt, and no attempt yet
     late.get_by_role("button", name="View details").click()
     expect(page.get_by_role("heading", name="Event details")).to_be_visible()
-    reason = page.locator("dt:text-is('Held because') + dd")
-    expect(reason).to_contain_text("Paused: the webhook failed")
+    reason = page.locator("dt:text-is('Waiting because') + dd")
+    expect(reason).to_contain_text("The webhook has been failing")
     expect(reason).to_contain_text("circuit open since")  # the API's own words too
-    expect(page.locator("dt:text-is('Next attempt') + dd time")).to_be_visible()
+    expect(page.locator("dt:text-is('Next attempt') + dd")).to_have_text(
+        re.compile(r"^(Any moment now|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)$")  # never a time past
+    )
     expect(page.locator("dt:text-is('Error')")).to_have_count(0)
     expect(page.get_by_text("No delivery attempt yet.")).to_be_visible()
     _no_stray_text(page)
@@ -1737,4 +1739,113 @@ def test_webhook_health_chart_and_verdict_in_the_list_and_the_settings(
     expect(table.locator("tbody td:last-child").filter(has_not_text=re.compile(r"^0$")).first).to_be_attached()
     _no_stray_text(page)
     _axe_clean(page, "settings with health")
+    ui.assert_clean()
+
+
+def test_waiting_deliveries_read_in_plain_words_and_the_backlog_shows(
+    ui: Session, stack: RunningStack, receiver: Receiver
+) -> None:
+    """Retrying and held deliveries are one word, "Waiting", with the server's hold reasons in plain
+    sentences and a next try never in the past; the webhook's health says how many wait since when;
+    a disabled webhook's event offers no Retry now (rewritten answers of the real API)."""
+    tenant = _tenant()
+    page = ui.page
+    hook = _create_webhook(stack, tenant, receiver.hook("/waiting"), description="Waiting receiver")
+    off = _create_webhook(stack, tenant, receiver.hook("/off"), description="Disabled receiver")
+    requests.put(
+        f"{stack.url}{MANAGEMENT}/integrations/{off}",
+        json={"enabled": False},
+        headers=_headers(stack, tenant),
+        timeout=10,
+    ).raise_for_status()
+
+    def iso(seconds: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + seconds))
+
+    def event(n: int, integration: str, state: str, **status: Any) -> dict[str, Any]:
+        return {
+            "id": f"0000000{n}-0000-4000-8000-000000000000",
+            "type": "device-provisioned",
+            "data": {"id": f"device-{n}", "status": "accepted"},
+            "time": iso(-60 * n),
+            "delivery_statuses": [{"integration_id": integration, "success": False, "state": state, **status}],
+        }
+
+    past = iso(-120)
+    circuit = event(
+        1,
+        hook,
+        "retrying",
+        attempts=0,
+        error=f"circuit open since {iso(-900)} (5 failures in a row): next probe at {past}",
+        next_attempt=past,
+    )
+    trial = event(
+        2,
+        hook,
+        "retrying",
+        attempts=0,
+        error="held: the webhook is on trial (no delivery to it has succeeded yet, or one failed or was slow since): "
+        "4 dispatchers at a time attempt it",
+        next_attempt=iso(300),
+    )
+    again = event(3, hook, "retrying", attempts=2, status_code=503, error="HTTP 503", next_attempt=past)
+    failed = event(4, off, "failed", attempts=5, error="connection refused")
+    page.route(re.compile(r".*/events\?.*"), lambda route: route.fulfill(json=[circuit, trial, again]))
+    page.route(re.compile(r".*/events/00000001-.*"), lambda route: route.fulfill(json=circuit))
+    page.route(re.compile(r".*/events/00000004-.*"), lambda route: route.fulfill(json=failed))
+    oldest = iso(-3600)
+    page.route(
+        re.compile(rf".*/integrations/{hook}/health$"),
+        lambda route: route.fulfill(
+            json={**route.fetch().json(), "waiting": 155, "waiting_more": False, "oldest_waiting_at": oldest}
+        ),
+    )
+
+    _sign_in(ui, stack, tenant, f"/#/integrations/{hook}/activity")
+    rows = page.get_by_role("row")
+    paused = rows.filter(has_text="device-1").locator("td[data-label='Status']")
+    checking = rows.filter(has_text="device-2").locator("td[data-label='Status']")
+    retried = rows.filter(has_text="device-3").locator("td[data-label='Status']")
+    expect(paused).to_contain_text("Waiting, not attempted yet")
+    expect(paused).to_contain_text("The webhook has been failing; devicehooks tries it again any moment now.")
+    expect(checking).to_contain_text(
+        re.compile(r"devicehooks is checking the webhook works before sending more\. Next try \d\d:\d\d:\d\d")
+    )
+    expect(retried.locator(".status.retry")).to_contain_text("Waiting")
+    expect(retried).to_contain_text("Last attempt: HTTP 503. Next try any moment now")
+    table = page.get_by_role("table")
+    for jargon in ("Held", "Retrying", "Paused", "was due", "on trial", "dispatchers"):
+        expect(table).not_to_contain_text(jargon)
+    expect(page.get_by_label("Status")).to_contain_text("Waiting")
+    _no_stray_text(page)
+    _axe_clean(page, "activity with waiting deliveries in plain words")
+
+    # the details: the reason in words (and the server's own), and a next attempt that is not in the past
+    rows.filter(has_text="device-1").get_by_role("button", name="View details").click()
+    expect(page.get_by_role("heading", name="Event details")).to_be_visible()
+    reason = page.locator("dt:text-is('Waiting because') + dd")
+    expect(reason).to_contain_text("The webhook has been failing; devicehooks tries it again any moment now")
+    expect(reason).to_contain_text("circuit open since")
+    expect(page.locator("dt:text-is('Next attempt') + dd")).to_have_text("Any moment now")
+    _no_stray_text(page)
+    _axe_clean(page, "event details of a waiting delivery")
+
+    # the webhook's health: how many wait, since when
+    ui.open(f"/#/integrations/{hook}")
+    backlog = page.get_by_role("tabpanel", name="Settings").locator(".health-backlog")
+    expect(backlog).to_have_text(re.compile(r"^155 deliveries waiting, the oldest since (\d{4}-\d\d-\d\d )?\d\d:\d\d$"))
+    expect(backlog.locator("time")).to_have_attribute("datetime", oldest)
+    _no_stray_text(page)
+    _axe_clean(page, "settings with the deliveries waiting")
+
+    # a disabled webhook's event: no Retry now (the server would refuse it), and why
+    ui.open(f"/#/integrations/{off}/events/{failed['id']}")
+    expect(page.get_by_role("heading", name="Event details")).to_be_visible()
+    expect(page.locator(".disabled-note")).to_have_text(
+        "The webhook is disabled, so this event cannot be sent to it: enable it on the Settings tab first."
+    )
+    expect(page.get_by_role("button", name=re.compile("Retry now|Redeliver"))).to_have_count(0)
+    _no_stray_text(page)
+    _axe_clean(page, "event details of a disabled webhook's delivery")
     ui.assert_clean()

@@ -18,6 +18,7 @@ import {
   notice,
   replace,
   retryable,
+  nextTryText,
   retryProblem,
   stateView,
   statusCell,
@@ -503,7 +504,15 @@ function activityView(ctx, hook, panel) {
         if (!ctx.active) return;
         const status = deliveryFor(event, hook.id);
         watched.set(event.id, [status?.attempts ?? 0, Date.now() + 60_000]);
-        tell(notice("ok", `${what[0].toUpperCase()}${what.slice(1)} is being sent again now.`));
+        const What = `${what[0].toUpperCase()}${what.slice(1)}`;
+        tell(
+          notice(
+            "ok",
+            hook.circuit?.state === "open"
+              ? `${What} was queued, but the webhook is paused (it kept failing): devicehooks tries it again ${nextTryText(hook.circuit.next_attempt)}, then sends it.`
+              : `${What} is being sent again now.`,
+          ),
+        );
       } catch (err) {
         if (err instanceof SignedOut || !ctx.active) return;
         tell(retryProblem(err));
@@ -643,7 +652,7 @@ function activityView(ctx, hook, panel) {
 
 const STATES = [
   ["pending", "Pending"],
-  ["retrying", "Retrying or held"],
+  ["retrying", "Waiting"],
   ["delivered", "Delivered"],
   ["failed", "Failed"],
   ["skipped", "Skipped"],

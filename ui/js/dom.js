@@ -113,7 +113,7 @@ export function circuitState(integration, explain = false) {
       {},
       h("strong", { text: "Paused" }),
       circuit.since ? [": failing since ", timeEl(circuit.since)] : null,
-      circuit.next_attempt ? [circuit.since ? ", " : ": ", "next try ", soonEl(circuit.next_attempt)] : null,
+      circuit.next_attempt ? [circuit.since ? ", " : ": ", "next try ", nextTryEl(circuit.next_attempt)] : null,
     );
     help = `${failures ? `${inARow}. ` : ""}Deliveries are not attempted but kept on the retry queue until the next try; none is lost.`;
   } else if (circuit.state === "half-open") {
@@ -139,14 +139,46 @@ const HOLD = /^(circuit open|held:|handed back:)/i;
 export const isHeld = (status) =>
   status?.state === "retrying" && (!status.attempts || HOLD.test(String(status.error ?? "")));
 
-/** Why a delivery waits, in a few words (the API's full text stays in the event's details). */
-export function reasonText(error) {
+const isPast = (iso) => new Date(iso).getTime() < Date.now();
+
+/** A time to come as HH:mm:ss today (else with its date), or "any moment now" once it is past: a
+ * next try is never shown in the past. */
+export function nextTryText(iso) {
+  if (!iso || Number.isNaN(new Date(iso).getTime())) return "any moment now";
+  if (isPast(iso)) return "any moment now";
+  const full = formatTime(iso, true);
+  const today = formatTime(new Date().toISOString()).slice(0, 10);
+  return full.startsWith(today) ? `at ${full.slice(11)}` : `at ${full}`;
+}
+
+/** A next try: the time (HH:mm:ss today) while it is to come, else "any moment now". */
+export function nextTryEl(iso) {
+  if (!iso || isPast(iso)) return h("span.next-try", { text: "any moment now" });
+  return soonEl(iso);
+}
+
+// the server's hold reasons (domain/decisions.py, dispatch/gate.py), in plain words
+// (devicehooks is written in lower case, at the start of a sentence too)
+const HOLD_WORDS = [
+  [/^held: the webhook is on trial\b/i, "devicehooks is checking the webhook works before sending more"],
+  [/^held: the webhook's rate limit is reached/i, "The webhook's rate limit is reached; devicehooks sends it as soon as the limit allows"],
+  [/^held: the webhook's share of concurrent deliveries is in use/i, "Other deliveries to this webhook are being sent; this one follows them"],
+  [/^held: another dispatcher is probing the webhook/i, "devicehooks is trying one delivery to see if the webhook works again; this one follows"],
+  [/^handed back: /i, "devicehooks put it back in the queue to send shortly"],
+];
+
+/** Why a delivery waits, as a plain sentence (the API's full text stays in the event's details);
+ * `nextAttempt`: when it is tried again, for the circuit's "tries it again at …". */
+export function reasonText(error, nextAttempt = null) {
   const text = String(error ?? "").trim();
-  const circuit = /^circuit open\b.*?\((\d+) failures? in a row\)/i.exec(text);
-  if (circuit) return `Paused: the webhook failed ${circuit[1]} time${circuit[1] === "1" ? "" : "s"} in a row`;
-  if (/^circuit open\b/i.test(text)) return "Paused: the webhook keeps failing";
+  if (/^circuit open\b/i.test(text)) {
+    const probe = /next probe at (\S+)\s*$/i.exec(text)?.[1];
+    const at = nextAttempt ?? probe;
+    return `The webhook has been failing; devicehooks tries it again ${nextTryText(at)}`;
+  }
+  for (const [pattern, sentence] of HOLD_WORDS) if (pattern.test(text)) return sentence;
   const held = /^(held|handed back):\s*(.*)$/i.exec(text);
-  if (held) return `${held[1][0].toUpperCase()}${held[1].slice(1).toLowerCase()}: ${held[2]}`;
+  if (held) return held[2][0] ? held[2][0].toUpperCase() + held[2].slice(1) : text;
   return text;
 }
 
@@ -167,7 +199,8 @@ export function deliveryKind(status) {
   return "wait";
 }
 
-const WORDS = { ok: "Delivered", retry: "Retrying", bad: "Failed", held: "Held", wait: "Pending" };
+// retrying and held are one situation to the reader: the delivery waits for its next try
+const WORDS = { ok: "Delivered", retry: "Waiting", bad: "Failed", held: "Waiting", wait: "Pending" };
 
 /** A dot (filled: delivered or failed; a ring: still to be tried), the state in a word and the HTTP
  * status (418 when there is no delivery status, as Mender shows). */
@@ -193,13 +226,14 @@ export function waitNote(status) {
   const error = String(status.error ?? "").trim().replace(/\.$/, "");
   if (kind === "bad") return error ? h("span.wait-note", { title: status.error }, `Last attempt: ${error}. No more tries.`) : null;
   if (!status.next_attempt) return error ? h("span.wait-note", { title: status.error }, `Last attempt: ${error}.`) : null;
-  const why = isHeld(status) ? reasonText(status.error) : error ? `Last attempt: ${error}` : "";
+  const held = isHeld(status);
+  const why = held ? reasonText(status.error, status.next_attempt) : error ? `Last attempt: ${error}` : "";
+  const circuit = held && /^circuit open\b/i.test(String(status.error ?? "")); // its sentence has the next try
   return h(
     "span.wait-note",
     { title: status.error || null },
-    why ? `${why.replace(/\.$/, "")}. ` : null,
-    new Date(status.next_attempt).getTime() < Date.now() - 2000 ? "Next try was due " : "Next try ",
-    soonEl(status.next_attempt),
+    why ? `${why.replace(/\.$/, "")}.` : null,
+    circuit ? null : [why ? " " : null, "Next try ", nextTryEl(status.next_attempt)],
   );
 }
 

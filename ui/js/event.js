@@ -1,5 +1,5 @@
 // Event details: what was sent (the exact payload) and every delivery attempt; redelivery.
-import { events, SignedOut } from "./api.js";
+import { events, integrations, SignedOut } from "./api.js";
 import {
   append,
   busy,
@@ -8,6 +8,7 @@ import {
   h,
   isHeld,
   isTestEvent,
+  nextTryText,
   notice,
   reasonText,
   replace,
@@ -45,10 +46,24 @@ export async function renderEvent(ctx, integrationId, eventId) {
   let timer = null;
   // after "Retry now": [attempts before, stop watching at], until the new attempt is recorded
   let watching = null;
+  let webhook = null;
+  let hookReadAt = 0;
   async function load() {
     clearTimeout(timer);
-    const event = await events.get(eventId);
+    // the webhook too (again after 10 s): Retry now is not offered where it cannot work (disabled),
+    // and says when a paused one tries
+    const fresh = Date.now() - hookReadAt < 10_000;
+    const [event, hook] = await Promise.all([
+      events.get(eventId),
+      fresh
+        ? webhook
+        : integrations.get(integrationId).catch((err) => {
+            if (err instanceof SignedOut) throw err;
+            return null;
+          }),
+    ]);
     if (!ctx.active) return;
+    if (!fresh) [webhook, hookReadAt] = [hook, Date.now()];
     body.removeAttribute("aria-busy");
     const status = deliveryFor(event, integrationId);
     if (watching && ((status?.attempts ?? 0) > watching[0] && status?.state !== "pending" || Date.now() > watching[1])) {
@@ -57,14 +72,14 @@ export async function renderEvent(ctx, integrationId, eventId) {
     const hadFocus = document.activeElement?.classList?.contains("redeliver");
     // a refresh keeps the attempts that were opened (by default the last one is)
     const opened = body.querySelector("details.attempt") ? new Set([...body.querySelectorAll("details.attempt[open]")].map((d) => d.dataset.n)) : null;
-    replace(body, ...view(event, status, opened));
+    replace(body, ...view(event, status, opened, hook));
     if (hadFocus) body.querySelector(".redeliver")?.focus();
     clearTimeout(timer); // one refresh loop, even when two loads overlapped
     if ((status && IN_PROGRESS.has(status.state)) || watching) timer = ctx.after(2000, () => load().catch(ctx.fail));
   }
 
   let formatted = false; // the body shown with line breaks added (the copy is always as sent)
-  function view(event, status, opened) {
+  function view(event, status, opened, hook) {
     const exact = typeof event.body === "string"; // older servers return only `data`
     const sent = exact ? event.body : JSON.stringify(event.data ?? null, null, 2);
     const pretty = () => {
@@ -88,7 +103,8 @@ export async function renderEvent(ctx, integrationId, eventId) {
     // one action: "Retry now" (POST …/retry: only if it was still not delivered) for a delivery waiting
     // for its retry or failed, "Redeliver" (POST …/redeliver: sent again, whatever) otherwise; none for a test
     const now = retryable(status);
-    const redeliver = isTestEvent(event)
+    const disabled = hook?.enabled === false;
+    const redeliver = isTestEvent(event) || disabled
       ? null
       : button(now ? "Retry now" : "Redeliver", async () => {
           if (!(await (now ? confirmRetry("this event") : confirmRedeliver("this event")))) return;
@@ -97,7 +113,7 @@ export async function renderEvent(ctx, integrationId, eventId) {
               await (now ? events.retry : events.redeliver)(event.id, integrationId);
               if (!ctx.active) return;
               watching = [status?.attempts ?? 0, Date.now() + 60_000];
-              replace(outcome, notice("ok", now ? "The delivery is being attempted again now." : "The event was queued for redelivery."));
+              replace(outcome, notice("ok", queuedText(now, hook)));
             } catch (err) {
               if (err instanceof SignedOut || !ctx.active) return;
               replace(outcome, retryProblem(err, now ? "retried" : "redelivered"));
@@ -122,11 +138,16 @@ export async function renderEvent(ctx, integrationId, eventId) {
           h("dt", { text: "Status" }),
           h("dd", {}, statusCell(status)),
           status?.error ? reasonRow(status) : null,
-          status?.next_attempt ? [h("dt", { text: "Next attempt" }), h("dd", {}, timeEl(status.next_attempt, true))] : null,
+          status?.next_attempt
+            ? [h("dt", { text: "Next attempt" }), h("dd", {}, new Date(status.next_attempt).getTime() < Date.now() ? "Any moment now" : timeEl(status.next_attempt, true))]
+            : null,
           h("dt", { text: "Event ID" }),
           h("dd.mono", { text: event.id }),
         ),
         redeliver ? h("div.actions.start", {}, redeliver) : null,
+        disabled && !isTestEvent(event)
+          ? h("p.help.disabled-note", { text: "The webhook is disabled, so this event cannot be sent to it: enable it on the Settings tab first." })
+          : null,
       ),
       h(
         "section.card",
@@ -160,12 +181,22 @@ export async function renderEvent(ctx, integrationId, eventId) {
   await load();
 }
 
+/** What a retry or redelivery that was accepted does: now, or at a paused webhook's next try. */
+function queuedText(now, hook) {
+  const circuit = hook?.circuit;
+  const what = now ? "The delivery" : "The event";
+  if (circuit?.state === "open") {
+    return `${what} was queued, but the webhook is paused (it kept failing): devicehooks tries it again ${nextTryText(circuit.next_attempt)}, then sends it.`;
+  }
+  return now ? "The delivery is being attempted again now." : "The event was queued for redelivery.";
+}
+
 /** A held delivery's reason (not attempted, so not an error), or the last attempt's error. */
 function reasonRow(status) {
   if (!isHeld(status)) return [h("dt", { text: "Error" }), h("dd", { text: status.error })];
-  const summary = reasonText(status.error);
+  const summary = reasonText(status.error, status.next_attempt);
   return [
-    h("dt", { text: "Held because" }),
+    h("dt", { text: "Waiting because" }),
     h(
       "dd",
       {},

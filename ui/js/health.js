@@ -31,6 +31,28 @@ export function rateText(health) {
   return `${pct}% delivered (${delivered.toLocaleString("en")} of ${total.toLocaleString("en")})`;
 }
 
+/** A past time as HH:mm today, else with its date too. */
+function sinceEl(iso) {
+  const full = formatTime(iso);
+  const today = formatTime(new Date().toISOString()).slice(0, 10);
+  return h("time", { datetime: iso, title: iso, text: full.startsWith(today) ? full.slice(11) : full });
+}
+
+/** The deliveries that wait for a try (retrying or held: no attempt counted for a held one), in
+ * words: "155 deliveries waiting, the oldest since 12:40"; "1,000+" past the API's count cap. */
+export function waitingLine(health) {
+  if (!Number.isInteger(health.waiting)) return null;
+  const n = health.waiting;
+  if (n <= 0) return h("p.health-backlog", { text: "No deliveries waiting" });
+  const many = `${n.toLocaleString("en")}${health.waiting_more ? "+" : ""} ${n === 1 && !health.waiting_more ? "delivery" : "deliveries"}`;
+  return h(
+    "p.health-backlog",
+    {},
+    h("strong", { text: `${many} waiting` }),
+    health.oldest_waiting_at ? [n === 1 && !health.waiting_more ? ", since " : ", the oldest since ", sinceEl(health.oldest_waiting_at)] : null,
+  );
+}
+
 /** The verdict as a badge: a symbol (its shape differs too) and the word. */
 export function badge(health) {
   const [kind, word, symbol] = verdict(health);
@@ -103,6 +125,7 @@ export function healthPanel(health) {
   const hours = Array.isArray(health.hourly) ? health.hourly : [];
   return [
     h("p.health-verdict", {}, badge(health), h("span", { text: ` ${rateText(health)}` })),
+    waitingLine(health),
     h(
       "dl.props",
       {},
