@@ -477,10 +477,7 @@ def redeliver_event(
     service: Deliveries,
     request: Annotated[RedeliverIn | None, Body()] = None,
 ) -> Response[str]:
-    target = request.integration_id if request is not None else None
-    canonical = _event_id(event_id)
-    queued = service.redeliver(caller.tenant_id, canonical, _integration_id(target) if target else None)
-    return http.model_response(202, RedeliverOut(event_id=canonical, integration_ids=queued))
+    return _queued(service.redeliver, caller, event_id, request)
 
 
 @api.post(
@@ -509,9 +506,19 @@ def retry_event(
     service: Deliveries,
     request: Annotated[RetryIn | None, Body()] = None,
 ) -> Response[str]:
+    return _queued(service.retry, caller, event_id, request)
+
+
+def _queued(
+    queue: Callable[[str, str, str | None], list[str]],
+    caller: Caller,
+    event_id: str,
+    request: RedeliverIn | RetryIn | None,
+) -> Response[str]:
+    """Redeliver or retry (``queue``): the ids checked, then 202 with what was queued."""
     target = request.integration_id if request is not None else None
     canonical = _event_id(event_id)
-    queued = service.retry(caller.tenant_id, canonical, _integration_id(target) if target else None)
+    queued = queue(caller.tenant_id, canonical, _integration_id(target) if target else None)
     return http.model_response(202, RedeliverOut(event_id=canonical, integration_ids=queued))
 
 
