@@ -26,6 +26,7 @@ from devicehooks.domain.activity import (
     hour_of,
     matches,
 )
+from devicehooks.domain.eventids import check_event_id
 from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
 from devicehooks.errors import Conflict
 from devicehooks.store.activity import Claim, Update
@@ -176,6 +177,7 @@ class MemoryActivityStore:
         self._lock = threading.Lock()
 
     def create(self, event: ActivityEvent) -> ActivityEvent | None:
+        check_event_id(event.id, event.type)  # as the DynamoDB store, which keys the event by it
         with self._lock:
             stored = self._events.get((event.tenant_id, event.id))
             if stored is None:

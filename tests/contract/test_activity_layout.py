@@ -1,8 +1,7 @@
 """The activity table's layout on DynamoDB, where the write budget comes from: the happy path writes
 no ``by_state`` entry and keeps a single-webhook item under 1 KB; rare states get their entry and
 lose it; the request headers that follow from the event and the attempt are kept as bits and come
-back exactly; items written before (their own ``by_time`` partition, every state in ``by_state``,
-their id, tenant, time and type as attributes: a layout never released) are read and recorded.
+back exactly; an event item is in its type's partition, sorted by its id, which says its time.
 """
 
 from __future__ import annotations
@@ -14,12 +13,12 @@ from typing import Any
 import pytest
 
 from bench.dynamometer import item_size
-from devicehooks.aws.dynamo import to_item
 from devicehooks.delivery.signing import webhook_headers
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus, EventFilter
+from devicehooks.domain.eventids import new_event_id, shard_of_id
 from devicehooks.domain.events import WebhookEvent
 from devicehooks.store.activity import DynamoActivityStore
-from devicehooks.store.activity_items import marker_key, state_pk, tenant_pk, time_key, webhook_pk
+from devicehooks.store.activity_items import marker_key, state_pk
 from tests.contract.conftest import Stores
 from tests.contract.test_store_contract import NOW, _elsewhere, _event, _tenant
 
@@ -51,7 +50,9 @@ def test_the_happy_path_writes_no_state_entry_and_rare_states_come_and_go(store:
     assert store.create(event) is None
     item, marker = _raw(store, store._key(tenant, event.id)), _raw(store, marker_key(tenant, event.id, "b"))
     assert "gsi4pk" not in item and "gsi4pk" not in marker  # pending: read on, never indexed
-    assert item["gsi1pk"]["S"] == f"T#{tenant}#Y#d"  # by_time: a partition per type, named by a letter
+    assert item["pk"]["S"] == f"T#{tenant}#Y#d#{shard_of_id(event.id)}"  # its type's partition, its shard
+    assert item["sk"]["S"] == f"E#{event.id}" and marker["pk"] == item["pk"]  # the marker beside it
+    assert not {"gsi1pk", "event_type", "time", "tenant_id", "event_id"} & set(item)  # its keys say them
     store.record(tenant, event.id, [(_delivered("a"), None), (_failed("b", "retrying"), None)])
     item, marker = _raw(store, store._key(tenant, event.id)), _raw(store, marker_key(tenant, event.id, "b"))
     assert "gsi4pk" not in item  # delivered: no entry
@@ -76,7 +77,7 @@ def test_a_delivered_single_webhook_event_with_menders_ids_stays_under_one_kilob
     webhook; the attempt as the dispatcher records it (signed, answered ``{"ok":true}``)."""
     tenant, device, hook = uuid.uuid4().hex[:24], str(uuid.uuid4()), str(uuid.uuid4())
     data = {"id": device, "status": "accepted"}
-    plain = WebhookEvent(str(uuid.uuid4()), tenant, "device-status-changed", data, NOW)
+    plain = WebhookEvent(new_event_id(NOW, "device-status-changed"), tenant, "device-status-changed", data, NOW)
     event = ActivityEvent.new(plain, int(NOW.timestamp()) + 3600, [DeliveryStatus(hook)])
     store.create(event)
     headers = webhook_headers(event.id, event.body, [b"k" * 32], int(NOW.timestamp()))
@@ -101,46 +102,29 @@ def test_headers_that_differ_from_what_the_event_says_are_kept_as_sent(store: Dy
     assert stored is not None and dict(stored.attempts["a"][0].headers or {}) == headers
 
 
-def _legacy_item(tenant: str, event: ActivityEvent, state: str) -> dict[str, Any]:
-    """An event item as the store wrote it before the write budget (one webhook, ``a``)."""
-    return to_item(
-        {
-            "pk": tenant_pk(tenant),
-            "sk": f"E#{event.id}",
-            "gsi1pk": tenant_pk(tenant),
-            "gsi1sk": time_key(event),
-            "gsi2pk": webhook_pk(tenant, "a"),
-            "gsi2sk": time_key(event),
-            "gsi3pk": f"T#{tenant}#V#dev-1",
-            "gsi4pk": state_pk(tenant, state, event.type),
-            "event_id": event.id,
-            "tenant_id": tenant,
-            "event_type": event.type,
-            "time": event.time.isoformat(),
-            "body": event.body.decode(),
-            "expire_ts": event.expire_ts,
-            "deliveries": {"a": {"state": state, "attempts": 0}},
-            "attempt_log": {},
-        }
-    )
-
-
-def test_an_item_of_the_layout_before_is_read_and_recorded_never_an_error(store: DynamoActivityStore) -> None:
-    """The layout before the write budget was never released (docs/operations.md: a table from
-    before is emptied), so no list reads its partitions; but an item of it left in a table is read
-    whole where a list meets it (a webhook's, a device's), and recorded, never a 500."""
+def test_a_type_partition_sorts_by_time_and_its_bounds_are_exact(store: DynamoActivityStore) -> None:
+    """Events a microsecond apart, each side of a filter's bounds, listed by the table's partitions
+    alone (no index: the ids sort by time), newest first, across pages and types."""
     tenant = _tenant()
-    old = _event(tenant, [DeliveryStatus("a")], NOW)
-    store.client.put_item(TableName=store.table_name, Item=_legacy_item(tenant, old, "pending"))
-    new = _event(tenant, [DeliveryStatus("a")], NOW + timedelta(seconds=10), "device-provisioned")
-    store.create(new)
-    assert [e.id for e in store.list_events(tenant, 1, 10, "a")] == [new.id, old.id]
-    assert [e.id for e in store.list_events(tenant, 1, 10, only=EventFilter(device_id="dev-1"))] == [new.id, old.id]
-    read = _elsewhere(Stores("dynamodb", None, store)).get(tenant, old.id)  # type: ignore[arg-type]
-    assert read is not None
-    assert (read.id, read.tenant_id, read.type, read.time) == (old.id, tenant, "device-decommissioned", old.time)
-    fresh = _elsewhere(Stores("dynamodb", None, store))  # type: ignore[arg-type]
-    fresh.record(tenant, old.id, [(_delivered("a"), None)])  # nothing remembered: its keys read first
-    stored = store.get(tenant, old.id)
-    assert stored is not None and stored.deliveries["a"].state == "delivered"
-    assert "gsi4pk" not in _raw(store, store._key(tenant, old.id))  # its pending entry left with it
+    times = [NOW + timedelta(microseconds=n) for n in (0, 1, 2, 3)] + [NOW - timedelta(days=400)]
+    kinds = ["device-decommissioned", "device-provisioned", "device-decommissioned", "device-status-changed"]
+    events = [
+        _event(tenant, [DeliveryStatus("a")], at, kind) for at, kind in zip(times, [*kinds, kinds[0]], strict=True)
+    ]
+    for event in events:
+        assert store.create(event) is None
+    newest_first = [e.id for e in sorted(events, key=lambda e: e.time, reverse=True)]
+    pages = [e.id for n in (1, 2, 3) for e in store.list_events(tenant, n, 2)]
+    assert pages == newest_first
+    window = EventFilter(since=times[1], until=times[3])  # since <= time < until
+    assert [e.id for e in store.list_events(tenant, 1, 10, only=window)] == [events[2].id, events[1].id]
+    kind = EventFilter(type="device-decommissioned", since=times[0])
+    assert [e.id for e in store.list_events(tenant, 1, 10, only=kind)] == [events[2].id, events[0].id]
+
+
+def test_an_id_devicehooks_did_not_make_finds_nothing(store: DynamoActivityStore) -> None:
+    tenant = _tenant()
+    event = _event(tenant, [DeliveryStatus("a")])
+    store.create(event)
+    assert store.get(tenant, str(uuid.uuid4())) is None  # a UUIDv4 says no type: no partition
+    assert store.get(tenant, event.id.replace(event.id[-1], "0" if event.id[-1] != "0" else "1")) is None

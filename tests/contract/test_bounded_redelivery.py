@@ -18,6 +18,7 @@ import pytest
 from bench.dynamometer import item_size
 from devicehooks.dispatch import Batch, Dispatcher
 from devicehooks.domain.activity import ActivityEvent, DeliveryStatus
+from devicehooks.domain.eventids import new_event_id
 from devicehooks.domain.events import WebhookEvent
 from devicehooks.store.activity import DynamoActivityStore
 from devicehooks.store.bounds import BODY_BYTES, TARGET_BYTES, bound_for
@@ -58,7 +59,11 @@ def test_a_240_kib_event_to_20_webhooks_redelivered_again_and_again_never_fails_
     ]
     data: dict[str, Any] = {"id": "dev-1", "pad": ""}
     event = WebhookEvent(
-        id=str(uuid.uuid4()), tenant_id=tenant, type="device-decommissioned", data=data, time=datetime.now(UTC)
+        id=new_event_id(datetime.now(UTC), "device-decommissioned"),
+        tenant_id=tenant,
+        type="device-decommissioned",
+        data=data,
+        time=datetime.now(UTC),
     )
     data["pad"] = "x" * (BODY_BYTES - len(event.body()))
     assert len(event.body()) == BODY_BYTES

@@ -24,6 +24,7 @@ from devicehooks.domain.activity import (
     HourCount,
     Waiting,
 )
+from devicehooks.domain.eventids import new_event_id
 from devicehooks.domain.events import WebhookEvent
 from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
 from devicehooks.errors import Conflict
@@ -80,7 +81,9 @@ def _integration(tenant: str, n: int = 0, **fields: object) -> Integration:
 def _event(
     tenant: str, statuses: list[DeliveryStatus], at: datetime = NOW, event_type: str = "device-decommissioned"
 ) -> ActivityEvent:
-    event = WebhookEvent(id=str(uuid.uuid4()), tenant_id=tenant, type=event_type, data={"id": "dev-1"}, time=at)  # type: ignore[arg-type]
+    event = WebhookEvent(
+        id=new_event_id(at, event_type), tenant_id=tenant, type=event_type, data={"id": "dev-1"}, time=at
+    )  # type: ignore[arg-type]
     return ActivityEvent.new(event, int(at.timestamp()) + 3600, statuses)
 
 
@@ -1098,7 +1101,11 @@ def _device_event(tenant: str, n: int, hooks: list[str], event_type: str, device
     elif event_type == "webhook-test":
         data = {"integration_id": hooks[0] if hooks else "none", "message": "test"}
     event = WebhookEvent(
-        id=str(uuid.uuid4()), tenant_id=tenant, type=event_type, data=data, time=NOW + timedelta(seconds=n)
+        id=new_event_id(NOW + timedelta(seconds=n), event_type),
+        tenant_id=tenant,
+        type=event_type,
+        data=data,
+        time=NOW + timedelta(seconds=n),
     )  # type: ignore[arg-type]
     leased = [DeliveryStatus.leased(h, NOW + timedelta(seconds=n + 60)) for h in hooks]
     return ActivityEvent.new(event, int(NOW.timestamp()) + 3600, leased)
@@ -1399,7 +1406,9 @@ def _big_event(tenant: str, integration_ids: list[str], size: int = BODY_BYTES) 
     """An event whose body is exactly ``size`` bytes (240 KiB: the largest an event may be)."""
     at = NOW
     data: dict[str, Any] = {"id": "dev-1", "pad": ""}
-    plain = WebhookEvent(id=str(uuid.uuid4()), tenant_id=tenant, type="device-decommissioned", data=data, time=at)  # type: ignore[arg-type]
+    plain = WebhookEvent(
+        id=new_event_id(at, "device-decommissioned"), tenant_id=tenant, type="device-decommissioned", data=data, time=at
+    )  # type: ignore[arg-type]
     data["pad"] = "x" * (size - len(plain.body()))
     event = replace(plain, data=data)
     assert len(event.body()) == size

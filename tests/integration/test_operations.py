@@ -13,6 +13,7 @@ import requests
 
 from devicehooks_dev.local.stack import LocalStack
 from tests.conftest import load_event
+from tests.ids import webhook_id
 from tests.integration.test_faults import Scenario
 from tests.receiver import Answer, Receiver, eventually
 
@@ -57,7 +58,7 @@ def test_the_dispatcher_emits_delivery_metrics_and_logs_with_the_event_id(stack:
         since = len(function.logs.lines())
         assert function.invoke(event) == {"batchItemFailures": []}
         # the function's log (its environments' output), as CloudWatch Logs would keep it
-        eventually(lambda: any(body["id"] in line for line in function.logs.lines()))
+        eventually(lambda: any(webhook_id(body) in line for line in function.logs.lines()))
         eventually(lambda: any("DeliveryLatency" in line for line in function.logs.lines()[since:]))
         output = "\n".join(function.logs.lines())
     finally:
@@ -68,7 +69,7 @@ def test_the_dispatcher_emits_delivery_metrics_and_logs_with_the_event_id(stack:
     assert {"DeliveryFailed", "DeliveryLatency"} <= names
     # the stack's pollers may be logging other tests' retries meanwhile: this event's own line
     failures = [line for line in lines if line.get("message") == "webhook delivery failed"]
-    ours = [line for line in failures if line.get("correlation_id") == body["id"]]
+    ours = [line for line in failures if line.get("correlation_id") == webhook_id(body)]
     assert ours, f"no failure logged with the event id as correlation id: {failures}"
     assert ours[0]["integration_id"] == scenario.integration_id
 

@@ -303,13 +303,13 @@ def _kms_actions(template: dict[str, Any], function: str) -> set[str]:
     return {s["Action"] for s in statements if str(s["Action"]).startswith("kms:")}
 
 
-def test_the_activity_table_has_its_four_indexes_keys_only_but_by_state(template: dict[str, Any]) -> None:
+def test_the_activity_table_has_its_three_indexes_keys_only_but_by_state(template: dict[str, Any]) -> None:
     props = template["Resources"]["ActivityLogTable"]["Properties"]
     gsis = props["GlobalSecondaryIndexes"]
-    assert [g["IndexName"] for g in gsis] == ["by_time", "by_webhook", "by_device", "by_state"]
-    assert all(g["Projection"] == {"ProjectionType": "KEYS_ONLY"} for g in gsis[:3])
+    assert [g["IndexName"] for g in gsis] == ["by_webhook", "by_device", "by_state"]  # by time: the table
+    assert all(g["Projection"] == {"ProjectionType": "KEYS_ONLY"} for g in gsis[:2])
     # by_state shows each delivery's webhook
-    assert gsis[3]["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["gsi2pk"]}
+    assert gsis[2]["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["gsi2pk"]}
     keyed = {k["AttributeName"] for g in gsis for k in g["KeySchema"]} | {"pk", "sk"}
     assert {a["AttributeName"] for a in props["AttributeDefinitions"]} == keyed  # CloudFormation's rule
 

@@ -15,6 +15,7 @@ import pytest
 from bench.dynamometer import attribute_size, item_size
 from devicehooks.aws.dynamo import value
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
+from devicehooks.domain.eventids import new_event_id
 from devicehooks.domain.events import WebhookEvent
 from devicehooks.services.ingest import MAX_DETAIL_BYTES
 from devicehooks.store import bounds
@@ -73,7 +74,7 @@ class _Capture:
 def test_the_items_fixed_attributes_are_within_their_figure() -> None:
     tenant, device = "t" * 256, "d" * 256  # the longest ids events may carry (services/ingest.py)
     event = WebhookEvent(
-        id=str(uuid.uuid4()),
+        id=new_event_id(NOW, "device-inventory-changed"),
         tenant_id=tenant,
         type="device-inventory-changed",
         data={"device_id": device, "inventory": []},

@@ -23,6 +23,7 @@ from devicehooks.delivery.tasks import DeliveryTask
 from devicehooks.dispatch import Batch, Busy, DispatchContext, Dispatcher
 from devicehooks.domain.activity import ActivityEvent, DeliveryStatus
 from devicehooks.domain.decisions import DispatchPolicy
+from devicehooks.domain.eventids import new_event_id
 from devicehooks.domain.events import WebhookEvent, normalize_data
 from devicehooks.domain.models import Circuit, Integration, IntegrationChanges
 from devicehooks.errors import Conflict, InvalidRequest, NotFound
@@ -31,6 +32,7 @@ from devicehooks.services import redelivery
 from devicehooks.services.redelivery import DeliveryService
 from devicehooks_dev.doubles import MemoryActivityStore, MemoryIntegrationStore, MemoryTaskQueue, PlainTestCipher
 from devicehooks_dev.receiver import verify_men_signature, verify_standard_webhook
+from tests.ids import webhook_id
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
@@ -133,8 +135,9 @@ class Harness:
         payload = {"id": "dev-1", "status": "accepted"} if event_type == "device-status-changed" else {"id": "dev-1"}
         payload.update(data)
         self.new_batch()
-        self.message(self.bus(event_id, event_type, tenant, payload))
-        return event_id
+        body = self.bus(event_id, event_type, tenant, payload)
+        self.message(body)
+        return webhook_id(body)  # the id the bus event's webhook event gets
 
     @staticmethod
     def bus(event_id: str, event_type: str, tenant: str, data: dict[str, Any]) -> str:
@@ -283,8 +286,7 @@ def test_a_crash_before_the_success_is_recorded_never_loses_the_delivery(h: Harn
     h.clock.advance(h.policy.lease_seconds + 1)
     h.message(body)  # the lease expired: the delivery is made (at least once)
     assert len(h.requests()) == 2
-    event = json.loads(body)
-    record = h.activity.get("tenant-1", event["id"])
+    record = h.activity.get("tenant-1", webhook_id(body))
     assert record is not None and record.deliveries[hook.id].state == "delivered"
     h.message(body)
     assert len(h.requests()) == 2  # and never again once recorded
@@ -757,7 +759,7 @@ def _bumped(h: Harness, event_id: str, integration_id: str) -> Any:
 
 def _failed_event(h: Harness, hook: Integration, minutes_ago: float, state: str = "failed", attempts: int = 3) -> str:
     event = WebhookEvent(
-        id=str(uuid.uuid4()),
+        id=new_event_id(h.clock() - timedelta(minutes=minutes_ago), "device-decommissioned"),
         tenant_id="tenant-1",
         type="device-decommissioned",
         data={"id": "dev-1"},

@@ -26,6 +26,7 @@ from devicehooks.dispatch.context import spread
 from devicehooks.domain.decisions import DispatchPolicy
 from devicehooks.domain.models import Integration
 from devicehooks.security.ssrf import DestinationGuard
+from tests.ids import webhook_id
 from tests.unit.test_dispatcher import LOOPBACK, Harness
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -85,7 +86,7 @@ def _invocation(dispatcher: Dispatcher, start: threading.Barrier | None = None) 
         start.wait(5)
     dispatcher.handle_message(body, batch)
     dispatcher.finish_batch(batch)
-    return event_id
+    return webhook_id(body)
 
 
 def _posts(h: Harness, path: str) -> int:
@@ -238,8 +239,8 @@ def test_the_share_is_the_dispatchers_two_batches_of_it_share_one_limit_another_
         threads = []
         for n in range(count):
             event_id = str(uuid.uuid4())
-            events[dispatcher].append(event_id)
             body = Harness.bus(event_id, "device-status-changed", "tenant-1", {"id": f"d{n}", "status": "accepted"})
+            events[dispatcher].append(webhook_id(body))
             threads.append(threading.Thread(target=dispatcher.handle_message, args=(body, batch)))
         return threads
 
@@ -308,11 +309,11 @@ def test_with_no_time_left_in_the_invocation_deliveries_are_handed_back_not_atte
     body = h.bus("e-late", "device-decommissioned", "tenant-1", {"id": "dev-1"})
     h.message(body)
     assert _posts(h, "/hook") == 0
-    record = h.activity.get("tenant-1", "e-late")
+    record = h.activity.get("tenant-1", webhook_id(body))
     assert record is not None and record.deliveries[hook.id].state == "retrying"
     assert record.deliveries[hook.id].error == "handed back: the invocation had no time left for it"
     ((task, delay),) = h.queue.scheduled
-    assert task.event_id == "e-late" and 1 <= delay <= 2
+    assert task.event_id == webhook_id(body) and 1 <= delay <= 2
     h.clock.advance(2)
     _due_tasks(h)
     assert _posts(h, "/hook") == 1
@@ -374,7 +375,7 @@ def test_a_device_event_that_cannot_be_delivered_is_shown_failed_and_kept_with_i
         }
     )
     h.message(body)
-    record = h.activity.get("tenant-1", "e-bad")
+    record = h.activity.get("tenant-1", webhook_id(body))
     assert record is not None
     if why is None:
         assert record.deliveries[hook.id].state == "delivered"
@@ -398,7 +399,7 @@ def test_identity_data_json_cannot_carry_is_refused_visibly_not_crashed_on(h: Ha
         }
     )
     h.message(body)  # no exception: SQS does not bring it back five times
-    record = h.activity.get("tenant-1", "e-inf")
+    record = h.activity.get("tenant-1", webhook_id(body))
     assert record is not None and record.deliveries[hook.id].state == "failed"
     assert h.queue.rejected[0][1] == "malformed device event: data JSON cannot carry (ValueError)"
     assert h.requests() == []
@@ -481,10 +482,10 @@ def test_a_copy_of_an_event_whose_delivery_was_held_queues_the_held_task_again(h
         h.send()  # the circuit opens
     body = h.bus("e-held", "device-decommissioned", "tenant-1", {"id": "dev-1"})
     h.message(body)  # held when it came
-    first = [t for t, _ in h.queue.scheduled if t.event_id == "e-held"]
-    h.queue.scheduled = [(t, d) for t, d in h.queue.scheduled if t.event_id != "e-held"]  # as if lost
+    first = [t for t, _ in h.queue.scheduled if t.event_id == webhook_id(body)]
+    h.queue.scheduled = [(t, d) for t, d in h.queue.scheduled if t.event_id != webhook_id(body)]  # as if lost
     h.message(body)  # SQS brings the message again
-    again = [t for t, _ in h.queue.scheduled if t.event_id == "e-held"]
+    again = [t for t, _ in h.queue.scheduled if t.event_id == webhook_id(body)]
     assert len(first) == len(again) == 1 and again[0].reason == "hold" and again[0].integration_id == down.id
     assert _posts(h, "/down") == 3
 
@@ -528,7 +529,7 @@ def test_a_webhook_on_trial_is_attempted_by_a_few_invocations_across_dispatcher_
         # the others' events went back to the queue as they came, unrecorded, for a few seconds
         assert not h.queue.scheduled and len(h.queue.returned) == 4
         assert all(1 <= delay <= 3 for _, delay in h.queue.returned)
-        held = [json.loads(body)["id"] for body, _ in h.queue.returned]
+        held = [webhook_id(body) for body, _ in h.queue.returned]
         assert len(set(held) & set(first)) == 4 and all(h.activity.get("tenant-1", e) is None for e in held)
         stored = h.integrations.get("tenant-1", hook.id)
         assert stored is not None and stored.circuit.proven  # the two attempts succeeded
@@ -635,14 +636,15 @@ def test_the_rate_limit_holds_across_two_dispatcher_instances_at_once(h: Harness
 # ---------------------------------------------------------------------------------------- held backlogs
 def _batch_of_events(h: Harness, count: int, tenant: str = "tenant-1") -> list[str]:
     """``count`` status changes of ``tenant`` handled as one batch (one invocation); their ids."""
-    ids = [str(uuid.uuid4()) for _ in range(count)]
+    bodies = [
+        Harness.bus(str(uuid.uuid4()), "device-status-changed", tenant, {"id": f"d{n}", "status": "accepted"})
+        for n in range(count)
+    ]
     batch = h.new_batch()
-    for n, event_id in enumerate(ids):
-        h.dispatcher.handle_message(
-            Harness.bus(event_id, "device-status-changed", tenant, {"id": f"d{n}", "status": "accepted"}), batch
-        )
+    for body in bodies:
+        h.dispatcher.handle_message(body, batch)
     h.dispatcher.finish_batch(batch)
-    return ids
+    return [webhook_id(body) for body in bodies]
 
 
 def test_a_backlog_held_for_an_open_circuit_goes_back_and_forth_as_one_message_and_follows_a_probe_that_succeeds(

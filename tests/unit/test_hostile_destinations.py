@@ -24,6 +24,7 @@ from devicehooks.errors import InvalidRequest
 from devicehooks.security.ssrf import DestinationGuard, system_resolver
 from devicehooks.services.integrations import IntegrationService
 from devicehooks_dev.doubles import MemoryActivityStore, MemoryIntegrationStore, MemoryTaskQueue, PlainTestCipher
+from tests.ids import webhook_id
 
 # names that resolve to private places (what a hostile DNS zone would publish)
 HOSTILE_NAMES = {
@@ -149,7 +150,7 @@ def _send(dispatcher: Dispatcher, integrations: MemoryIntegrationStore, url: str
     batch = Batch(deadline=None)
     dispatcher.handle_message(json.dumps(event), batch)
     dispatcher.finish_batch(batch)
-    return "e-1"
+    return webhook_id(event)
 
 
 def test_a_name_public_when_stored_and_private_when_sent_is_refused_at_send(httpserver: HTTPServer) -> None:

@@ -35,6 +35,7 @@ from devicehooks.domain.activity import (
     HourCount,
 )
 from devicehooks.domain.decisions import DispatchPolicy
+from devicehooks.domain.eventids import new_event_id
 from devicehooks.domain.events import WebhookEvent
 from devicehooks.domain.models import Circuit
 from devicehooks.handlers import management as management_handler
@@ -493,7 +494,7 @@ def _store_events(api: Api, count: int, tenant: str = "tenant-1", integration: s
     ids = []
     for n in range(count):
         event = WebhookEvent(
-            id=str(uuid.uuid4()),
+            id=new_event_id(start + timedelta(seconds=n), "device-decommissioned"),
             tenant_id=tenant,
             type="device-decommissioned",
             data={"id": f"device-{n}"},
@@ -698,7 +699,7 @@ def test_redeliver_queues_the_event_for_its_webhooks(api: Api, httpserver: Any) 
 def _event_to(api: Api, statuses: list[DeliveryStatus], tenant: str = "tenant-1", test: bool = False) -> str:
     """An event recorded with these deliveries' statuses (no POST made)."""
     event = WebhookEvent(
-        id=str(uuid.uuid4()),
+        id=new_event_id(datetime.now(UTC), "device-decommissioned"),
         tenant_id=tenant,
         type="device-decommissioned",
         data={"id": "device-1"},
@@ -876,7 +877,7 @@ def test_a_delivery_its_event_record_has_no_room_to_lease_goes_to_the_dlq_unsent
 def test_event_detail_says_how_many_attempts_its_log_left_out(api: Api) -> None:
     integration_id = _create(api)
     event = WebhookEvent(
-        id=str(uuid.uuid4()),
+        id=new_event_id(datetime.now(UTC), "device-decommissioned"),
         tenant_id="tenant-1",
         type="device-decommissioned",
         data={"id": "d"},
@@ -1068,7 +1069,7 @@ def test_scopes_change_with_put_and_the_event_type_filter_stays_inside_them(api:
 
 def _failed(api: Api, integration_id: str, minutes_ago: float, state: str = "failed", attempts: int = 3) -> str:
     event = WebhookEvent(
-        id=str(uuid.uuid4()),
+        id=new_event_id(datetime.now(UTC) - timedelta(minutes=minutes_ago), "device-decommissioned"),
         tenant_id="tenant-1",
         type="device-decommissioned",
         data={"id": "device-1"},

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from devicehooks.domain.events import BusEvent, WebhookEvent
+from devicehooks.domain.eventids import event_id, time_of_id, type_of_id
+from devicehooks.domain.events import BusEvent, WebhookEvent, id_of_bus_event
 from devicehooks.jsonenc import MAX_JSON_DEPTH, JSONInputError, dumpb, loads
+from devicehooks.timeutil import parse_time
 from tests.conftest import load_event
 
 
@@ -17,10 +20,29 @@ def _bus(name: str) -> dict[str, Any]:
     return dict(json.loads(load_event(name)["Records"][0]["body"]))
 
 
+def _id(name: str) -> bytes:
+    """The webhook event's id of a sample bus event: a UUIDv7 of its time, type and bus id."""
+    bus = _bus(name)
+    at = parse_time(bus["detail"].get("time") or bus["time"])
+    return event_id(at, bus["detail-type"], bus["id"]).encode()
+
+
+def test_an_events_id_is_a_uuidv7_of_its_time_and_type_the_same_for_the_same_bus_event() -> None:
+    bus = _bus("dispatcher-device-status-changed.json")
+    event = WebhookEvent.from_bus(BusEvent.model_validate(bus))
+    again = WebhookEvent.from_bus(BusEvent.model_validate(bus))
+    other = WebhookEvent.from_bus(BusEvent.model_validate({**bus, "id": "another-bus-event"}))
+    assert event.id == again.id != other.id and uuid.UUID(event.id).version == 7
+    assert (time_of_id(event.id), type_of_id(event.id)) == (event.time, "device-status-changed")
+    assert id_of_bus_event(bus) == event.id  # what the intake and the internal API trace it as
+
+
 def test_provisioned_body_has_menders_key_order_and_fields() -> None:
     event = WebhookEvent.from_bus(BusEvent.model_validate(_bus("dispatcher-device-provisioned.json")))
     body = event.body()
-    assert body.startswith(b'{"id":"5d0f1c2a-8a6e-4a59-9a2f-3b1b2e6c7d01","type":"device-provisioned","data":{')
+    assert body.startswith(
+        b'{"id":"' + _id("dispatcher-device-provisioned.json") + b'","type":"device-provisioned","data":{'
+    )
     decoded = json.loads(body)
     assert list(decoded) == ["id", "type", "data", "time"]
     assert list(decoded["data"]) == ["id", "status", "auth_sets", "created_ts"]
@@ -48,7 +70,7 @@ def test_empty_status_auth_sets_and_created_ts_are_left_out() -> None:
 def test_status_change_and_decommission_bodies() -> None:
     status = WebhookEvent.from_bus(BusEvent.model_validate(_bus("dispatcher-device-status-changed.json")))
     assert status.body() == (
-        b'{"id":"5d0f1c2a-8a6e-4a59-9a2f-3b1b2e6c7d02","type":"device-status-changed",'
+        b'{"id":"' + _id("dispatcher-device-status-changed.json") + b'","type":"device-status-changed",'
         b'"data":{"id":"9c91e5fa-9dcb-451b-b4d8-d30e6b1e9266","status":"rejected"},"time":"2026-01-01T10:00:00.123456Z"}'
     )
     gone = WebhookEvent.from_bus(BusEvent.model_validate(_bus("dispatcher-device-decommissioned.json")))
@@ -149,7 +171,7 @@ def test_inventory_changed_body_is_menders_documented_shape() -> None:
     event = WebhookEvent.from_bus(BusEvent.model_validate(_bus("dispatcher-device-inventory-changed.json")))
     body = event.body()
     assert body.startswith(
-        b'{"id":"5d0f1c2a-8a6e-4a59-9a2f-3b1b2e6c7d04","type":"device-inventory-changed","data":'
+        b'{"id":"' + _id("dispatcher-device-inventory-changed.json") + b'","type":"device-inventory-changed","data":'
         b'{"device_id":"1c251e63-ca93-41e2-ae39-97f402d93dd3","tenant_id":"tenant-1","inventory":'
         b'[{"name":"artifact_name","value":"large","scope":"inventory"},'
     )

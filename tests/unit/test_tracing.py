@@ -20,9 +20,11 @@ from pytest_httpserver import HTTPServer
 
 from devicehooks import observability
 from devicehooks.aws.eventbridge import EventBridgePublisher
+from devicehooks.domain import eventids
 from devicehooks.domain.events import ProvisionedDevice
 from devicehooks.services.ingest import IngestService
 from devicehooks.services.intake import forward
+from devicehooks.timeutil import parse_time
 from tests.unit.test_dispatcher import Harness
 
 
@@ -136,26 +138,34 @@ class _Bus:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.ids: dict[str, str] = {}  # the bus id of each device: its webhook event's id
 
     def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - botocore's name
         self.calls += 1
         results = [{"EventId": f"ev-{json.loads(e['Detail'])['data']['id']}"} for e in Entries]
         if self.calls == 1:
             results[0] = {"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}
+        for entry, result in zip(Entries, results, strict=True):
+            if "EventId" in result:
+                detail = json.loads(entry["Detail"])
+                at = parse_time(detail["time"])
+                self.ids[detail["data"]["id"]] = eventids.event_id(at, entry["DetailType"], result["EventId"])
         return {"FailedEntryCount": sum("ErrorCode" in r for r in results), "Entries": results}
 
 
 def test_the_internal_api_traces_the_ids_the_bus_gave_its_events_and_logs_a_single_one_as_correlation_id(
     recorder: Recorder,
 ) -> None:
-    publisher = EventBridgePublisher("bus", "devicehooks.deviceauth", client=_Bus(), sleep=lambda _: None)
+    bus = _Bus()
+    publisher = EventBridgePublisher("bus", "devicehooks.deviceauth", client=bus, sleep=lambda _: None)
     service = IngestService(publisher)
     service.change_status("t1", "accepted", ["a", "b", "c"])  # "a" refused once, then put
-    assert recorder.named("device event") == [{"event_id": "ev-a"}, {"event_id": "ev-b"}, {"event_id": "ev-c"}]
+    # each the id of the webhook event the dispatcher will make of it (its bus id, type and time)
+    assert recorder.named("device event") == [{"event_id": bus.ids[d]} for d in "abc"]
     service.provision("t1", ProvisionedDevice.model_validate({"id": "d"}))
-    assert recorder.named("device event")[-1] == {"event_id": "ev-d"}
+    assert recorder.named("device event")[-1] == {"event_id": bus.ids["d"]}
     try:
-        assert observability.logger.get_correlation_id() == "ev-d"
+        assert observability.logger.get_correlation_id() == bus.ids["d"]
     finally:
         observability.logger.set_correlation_id(None)
 
@@ -168,14 +178,22 @@ def test_the_intake_traces_each_forwarded_events_id() -> None:
             sent.extend(messages)
             return []
 
-    bodies = [json.dumps({"id": "e1", "detail": {"tenant_id": "t1"}}), "not json", json.dumps({"id": "e2"})]
+    whole = {"id": "e3", "detail-type": "device-decommissioned", "time": "2026-01-01T10:00:00Z", "detail": {}}
+    bodies = [
+        json.dumps({"id": "e1", "detail": {"tenant_id": "t1"}}),
+        "not json",
+        json.dumps({"id": "e2"}),
+        json.dumps(whole),
+    ]
     recorder = Recorder()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(observability.tracer, "provider", recorder)
         patch.setattr(observability.tracer, "disabled", False)
         assert forward(Queue(), bodies) == []
-    assert sent == [(bodies[0], "t1"), (bodies[1], None), (bodies[2], None)]
-    assert recorder.named("device event") == [{"event_id": "e1"}, {"event_id": "e2"}]
+    assert sent == [(bodies[0], "t1"), (bodies[1], None), (bodies[2], None), (bodies[3], None)]
+    # the id its webhook event gets; the bus's own where it can have none (the dispatcher refuses it)
+    third = eventids.event_id(parse_time("2026-01-01T10:00:00Z"), "device-decommissioned", "e3")
+    assert recorder.named("device event") == [{"event_id": "e1"}, {"event_id": "e2"}, {"event_id": third}]
 
 
 def test_disabled_tracing_calls_no_provider(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:

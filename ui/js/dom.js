@@ -275,7 +275,7 @@ export function button(label, onClick, cls = "") {
 /** "View details", whose accessible name also says which row (`parts`), made distinct within `names`. */
 export function detailsButton(names, parts, id, onClick) {
   let name = parts.filter(Boolean).join(", ");
-  if (names.has(name)) name += `, ${String(id).slice(0, 8)}`;
+  if (names.has(name)) name += `, ${String(id).slice(-8)}`; // an id starts with its time: its end differs
   names.add(name);
   return h("button.button.outlined", { type: "button", on: { click: onClick } }, "View details", h("span.sr-only", { text: ` for ${name}` }));
 }

@@ -20,7 +20,8 @@ from devicehooks.dispatch.deliver import Job, deliver
 from devicehooks.dispatch.gate import FlowGate
 from devicehooks.domain.activity import ActivityEvent, DeliveryStatus
 from devicehooks.domain.decisions import Hold
-from devicehooks.domain.events import BusEvent, WebhookEvent
+from devicehooks.domain.eventids import event_id as make_id
+from devicehooks.domain.events import BusEvent, WebhookEvent, bus_time
 from devicehooks.domain.models import EVENT_TYPES, Integration
 from devicehooks.domain.validation import format_errors
 from devicehooks.observability import logger, tracer
@@ -239,7 +240,9 @@ def refuse(ctx: DispatchContext, batch: Batch, data: dict[str, Any], body: str, 
         targets = [i for i in batch.integrations_of(tenant_id, ctx.integrations.list_tenant) if i.wants(kind)]
         if targets:
             now = ctx.clock()
-            shown = WebhookEvent(id=event_id, tenant_id=tenant_id, type=kind, data={}, time=now)
+            # at the event's time when it has one to read (the same id whenever SQS brings it back)
+            at = bus_time(data) or now
+            shown = WebhookEvent(id=make_id(at, kind, event_id), tenant_id=tenant_id, type=kind, data={}, time=at)
             statuses = [DeliveryStatus(i.id).closed("failed", reason, now) for i in targets]
             ctx.activity.create(ActivityEvent.new(shown, int(now.timestamp()) + ctx.policy.retention, statuses))
     reject(ctx, body, reason, event_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
@@ -18,6 +19,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from devicehooks.domain.eventids import TYPE_CODES, event_id
 from devicehooks.domain.models import ActivityType, EventType
 from devicehooks.jsonenc import dumpb
 from devicehooks.timeutil import parse_time, rfc3339
@@ -230,6 +232,32 @@ class BusEvent(BaseModel):
         return parse_time(self.detail.time or self.time)
 
 
+def bus_time(raw: Mapping[str, Any]) -> datetime | None:
+    """A bus event's time as :meth:`BusEvent.event_time` reads it, from an event not validated yet;
+    ``None`` when it has none to read."""
+    detail = raw.get("detail")
+    given = detail.get("time") if isinstance(detail, dict) else None
+    at = given or raw.get("time")
+    if not isinstance(at, str):
+        return None
+    try:
+        return parse_time(at)
+    except ValueError:
+        return None
+
+
+def id_of_bus_event(raw: Any) -> str | None:
+    """The id :meth:`WebhookEvent.from_bus` gives the event of a bus event not validated yet (a
+    trace annotation where the event is only passed on): ``None`` when it has no valid id, type or
+    time to make it from."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+        return None
+    kind, at = raw.get("detail-type"), bus_time(raw)
+    if kind not in TYPE_CODES or at is None:
+        return None
+    return event_id(at, str(kind), raw["id"])
+
+
 @dataclass(frozen=True, slots=True)
 class WebhookEvent:
     """One event as webhooks receive it: ``{"id","type","data","time"}`` in that order."""
@@ -243,12 +271,13 @@ class WebhookEvent:
     @classmethod
     def from_bus(cls, event: BusEvent) -> WebhookEvent:
         """Validate a bus event's data for its type; raises ``pydantic.ValidationError``."""
+        at = event.event_time()
         return cls(
-            id=event.id,
+            id=event_id(at, event.detail_type, event.id),  # the same bus event: the same id
             tenant_id=event.detail.tenant_id,
             type=event.detail_type,
             data=normalize_data(event.detail_type, event.detail.data, event.detail.tenant_id),
-            time=event.event_time(),
+            time=at,
         )
 
     def body(self) -> bytes:

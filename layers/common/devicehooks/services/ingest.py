@@ -12,11 +12,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from devicehooks.domain.eventids import event_id
 from devicehooks.domain.events import Decommission, InventoryChange, ProvisionedDevice, StatusChange
 from devicehooks.errors import InvalidRequest
 from devicehooks.jsonenc import JSONInputError, check, dumpb
 from devicehooks.observability import logger, trace_events
-from devicehooks.timeutil import rfc3339, utcnow
+from devicehooks.timeutil import parse_time, rfc3339, utcnow
 
 BATCH = 10  # PutEvents takes at most 10 entries
 # EventBridge refuses a PutEvents request whose entries add up to 256 KB or more, counted as
@@ -73,7 +74,7 @@ def entry_size(entry: Mapping[str, Any]) -> int:
 class EventPublisher(Protocol):
     def publish(self, events: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
         """Put ``(detail-type, detail)`` events on the bus; raise unless every one was accepted.
-        Returns the ids the bus gave them (each webhook's ``id``), in order."""
+        Returns the ids the bus gave them, in order."""
 
 
 class IngestService:
@@ -86,7 +87,9 @@ class IngestService:
     def _publish(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Publish; the events' ids are the request's trace annotations and, for a single event, its
         log lines' correlation id (the id its deliveries log and trace with, up to each POST)."""
-        ids = self.publisher.publish(events)
+        bus_ids = self.publisher.publish(events)
+        # the ids its webhook events get, which the dispatcher's traces and logs carry
+        ids = [event_id(parse_time(d["time"]), t, b) for (t, d), b in zip(events, bus_ids, strict=True)]
         trace_events(ids)
         if len(ids) == 1:
             logger.set_correlation_id(ids[0])

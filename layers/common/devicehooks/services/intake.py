@@ -14,6 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Protocol
 
+from devicehooks.domain.events import id_of_bus_event
 from devicehooks.observability import trace_events
 
 UNKNOWN_TENANT = None  # an event whose tenant cannot be read: the dispatcher will refuse it
@@ -26,8 +27,8 @@ class FairQueue(Protocol):
 
 
 def read(body: str) -> tuple[str | None, str | None]:
-    """The ``detail.tenant_id`` of a bus event's message (the bus contract) and the event's ``id``,
-    each if it has one."""
+    """The ``detail.tenant_id`` of a bus event's message (the bus contract) and the id its webhook
+    event will have (the bus event's own when it cannot have one), each if it has one."""
     try:
         event = json.loads(body)
     except ValueError:
@@ -36,8 +37,10 @@ def read(body: str) -> tuple[str | None, str | None]:
         return UNKNOWN_TENANT, None
     detail = event.get("detail")
     tenant = detail.get("tenant_id") if isinstance(detail, dict) else None
-    event_id = event.get("id")
-    return (tenant if isinstance(tenant, str) else UNKNOWN_TENANT), (event_id if isinstance(event_id, str) else None)
+    # the id its webhook event will have; else (an event the dispatcher will refuse) the bus's
+    bus_id = event.get("id")
+    event_id = id_of_bus_event(event) or (bus_id if isinstance(bus_id, str) else None)
+    return (tenant if isinstance(tenant, str) else UNKNOWN_TENANT), event_id
 
 
 def tenant_of(body: str) -> str | None:

@@ -17,8 +17,9 @@ from devicehooks.domain.activity import (
     DeliveryStatus,
     RecoverSkip,
 )
+from devicehooks.domain.eventids import new_event_id
 from devicehooks.domain.events import WebhookEvent, sample_data
-from devicehooks.domain.models import TEST_EVENT_TYPE, Circuit, EventType, Integration, new_id
+from devicehooks.domain.models import TEST_EVENT_TYPE, ActivityType, Circuit, EventType, Integration
 from devicehooks.errors import Conflict, InvalidRequest, NotFound
 from devicehooks.store.activity import ActivityStore
 from devicehooks.store.bounds import ItemTooLarge
@@ -312,10 +313,11 @@ class DeliveryService:
         if integration is None:
             raise NotFound("integration not found")
         now = self.clock()
+        kind: ActivityType = TEST_EVENT_TYPE if event_type is None else event_type
         event = WebhookEvent(
-            id=new_id(),
+            id=new_event_id(now, kind),
             tenant_id=tenant_id,
-            type=TEST_EVENT_TYPE if event_type is None else event_type,
+            type=kind,
             data=(
                 {"integration_id": integration_id, "message": "This is a test event sent by devicehooks."}
                 if event_type is None

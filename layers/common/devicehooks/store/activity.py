@@ -17,15 +17,16 @@ from typing import Any, Protocol
 
 from devicehooks.aws.dynamo import batch_delete, query_all
 from devicehooks.domain.activity import WAITING_CAP, ActivityEvent, DeliveryState, EventFilter, HourCount, Waiting
+from devicehooks.domain.models import ACTIVITY_TYPES
 from devicehooks.store.activity_items import (
     BY_DEVICE,
     BY_STATE,
-    BY_TIME,
     BY_WEBHOOK,
     INDEX_KEYS,
     KnownEvents,
     event_key,
     tenant_pk,
+    time_pks,
 )
 from devicehooks.store.activity_items import attempt_map as _attempt_map  # noqa: F401 - read here by tests
 from devicehooks.store.activity_items import status_map as _status_map  # noqa: F401 - read here by tests
@@ -208,13 +209,15 @@ class DynamoActivityStore:
         return self._hours.hour_counts(tenant_id, integration_id, until, hours)
 
     def remove_tenant(self, tenant_id: str) -> int:
+        partitions = [tenant_pk(tenant_id), *(pk for t in ACTIVITY_TYPES for pk in time_pks(tenant_id, t))]
         keys = [
             {"pk": i["pk"], "sk": i["sk"]}
+            for partition in partitions
             for i in query_all(
                 self.client,
                 TableName=self.table_name,
                 KeyConditionExpression="pk = :p",
-                ExpressionAttributeValues={":p": {"S": tenant_pk(tenant_id)}},
+                ExpressionAttributeValues={":p": {"S": partition}},
                 ProjectionExpression="pk, sk",
             )
         ]
@@ -225,7 +228,6 @@ class DynamoActivityStore:
 __all__ = [
     "BY_DEVICE",
     "BY_STATE",
-    "BY_TIME",
     "BY_WEBHOOK",
     "INDEX_KEYS",
     "ActivityStore",

@@ -1,36 +1,36 @@
 """The activity table's items: their keys, the mapping between items and :class:`ActivityEvent`,
 and the events read (:class:`KnownEvents`, which remembers what recording their statuses needs).
 
-One partition per tenant (``pk = T#<tenant>``) holds:
+Each tenant's events of one type are one partition, sorted by event id (``pk = T#<tenant>#Y#<type's
+letter>``, ``sk = E#<event id>``): an event id is a UUIDv7 that says its type and sorts by its time
+(:mod:`devicehooks.domain.eventids`), so the table itself lists a tenant's events by time, one
+partition per type (merged for a list of every type), and reads one by its id. The event item holds
+the exact body, the delivery status per webhook (a map, updated in place with conditional
+expressions), the attempt detail per webhook (a map of lists) and the TTL ``expire_ts``. The
+tenant's own partition (``pk = T#<tenant>``) holds a marker ``sk = D#<event id>#<integration id>``
+for each webhook of an event but the first, and the hourly health counts.
 
-* the event item ``sk = E#<event id>``: exact body, delivery status per webhook (a map, updated
-  in place with conditional expressions), attempt detail per webhook (a map of lists), TTL
-  ``expire_ts``;
-* a marker ``sk = D#<event id>#<integration id>`` for each webhook of the event but the first.
+A keys-only index ``by_webhook`` (``gsi2pk = T#<tenant>#I#<integration>``) holds the event item
+under its first webhook and the markers under the others. So an event to one webhook is one item
+(one write before the POST, one after), and updating a delivery's status never rewrites an index
+entry (no index projects it).
 
-Two keys-only indexes page through it newest first, without a Scan: ``by_time``
-(``gsi1pk = T#<tenant>#Y#<letter>``, one partition per event type, merged for a list of every type)
-holds every event item; ``by_webhook`` (``gsi2pk = T#<tenant>#I#<integration>``) holds the event
-item under its first webhook and the markers under the others. So an event to one webhook is one
-item (one write before the POST, one after), and updating a delivery's status never rewrites an
-index entry (neither index projects it).
-
-The filters of ``GET /events`` have two more indexes, sorted by those same ``<time>#<id>`` keys:
+The filters of ``GET /events`` have two more indexes, sorted by ``<time>#<id>`` keys:
 ``by_device`` (``gsi3pk = T#<tenant>#V#<device>`` on the event item) and ``by_state`` (``gsi4pk =
 T#<tenant>#S#<state>#Y#<type>``), which holds only the deliveries in a state worth finding and
 rare (:data:`INDEXED_STATES`: retrying, failed, skipped) on the item that stands for each: the
 event item for its first webhook, the marker for the others. A delivery entering such a state
 gets its entry (the event item's in the same write as the status, a marker's with one conditional
 write, versioned by its ``sv``), leaving it loses it; the happy path (pending, then delivered)
-writes none: those states are found by reading on through ``by_time`` or ``by_webhook``
+writes none: those states are found by reading on through the type partitions or ``by_webhook``
 (:mod:`devicehooks.store.activity_queries`). Hourly attempt counts per webhook
 (``H#<integration>#<hour>``, :mod:`devicehooks.store.health`) give its health. Every id in a key is
 escaped (:mod:`devicehooks.store.keys`: ``%`` as ``%25``, ``#`` as ``%23``), so that ids holding
 ``#`` make no key of another tenant, event or webhook.
 
-The item keeps what its keys do not say: the event's id, tenant, time and type are read back from
-``sk``, ``pk``, ``gsi1sk`` and ``gsi1pk``, so that a delivered single-webhook event stays under
-1 KB (one write unit per write).
+The item keeps what its keys do not say: the event's id, tenant, type and time are read back from
+``sk``, ``pk`` and ``gsi1sk``, so that a delivered single-webhook event stays under 1 KB (one write
+unit per write).
 """
 
 from __future__ import annotations
@@ -43,22 +43,22 @@ from typing import Any, cast
 from devicehooks.aws.dynamo import batch_get, from_item, to_item
 from devicehooks.delivery.signing import MEN_ALGORITHM_HEADER, derived_headers
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus, device_of
+from devicehooks.domain.eventids import SHARDS, check_event_id, shard_of_id, type_of_id
 from devicehooks.domain.models import ActivityType
 from devicehooks.store.keys import escape, join, split
 from devicehooks.store.table import Table
 
-BY_TIME = "by_time"
+TABLE = ""  # not an index: the table's own partitions, a tenant's events of one type by time
 BY_WEBHOOK = "by_webhook"
 BY_DEVICE = "by_device"  # gsi3pk T#<tenant>#V#<device>, gsi1sk: each event item
 BY_STATE = "by_state"  # gsi4pk T#<tenant>#S#<state>#Y#<type>, gsi2sk, and gsi2pk (its webhook): each delivery
 INDEX_KEYS = {  # each index's partition and sort key attributes (template.yaml)
-    BY_TIME: ("gsi1pk", "gsi1sk"),
     BY_WEBHOOK: ("gsi2pk", "gsi2sk"),
     BY_DEVICE: ("gsi3pk", "gsi1sk"),
     BY_STATE: ("gsi4pk", "gsi2sk"),
 }
 # the states by_state holds: rare, and what an administrator looks for; pending and delivered (the
-# happy path) are read on through by_time or by_webhook, so that they cost no index write
+# happy path) are read on through the type partitions or by_webhook, so that they cost no index write
 INDEXED_STATES: frozenset[str] = frozenset({"retrying", "failed", "skipped"})
 # the request headers an attempt keeps as a bit of ``hd`` when they are as derived (in this order)
 DERIVED = ("Content-Type", "webhook-id", "webhook-timestamp", MEN_ALGORITHM_HEADER)
@@ -69,8 +69,8 @@ def tenant_pk(tenant_id: str) -> str:
     return join("T", tenant_id)
 
 
-# by_time's partitions name the type with a letter (the item carries no other copy of its type, so
-# a short one keeps it under 1 KB); a type without a letter is named in full, which no letter is
+# the type partitions name the type with a letter (the item carries no other copy of its type, so a
+# short one keeps it under 1 KB); a type without a letter is named in full, which no letter is
 TYPE_LETTERS = {
     "device-provisioned": "p",
     "device-decommissioned": "d",
@@ -81,9 +81,23 @@ TYPE_LETTERS = {
 LETTER_TYPES = {letter: name for name, letter in TYPE_LETTERS.items()}
 
 
-def time_pk(tenant_id: str, event_type: str) -> str:
-    """The tenant's ``by_time`` partition of one event type: ``T#<tenant>#Y#<type's letter>``."""
-    return join("T", tenant_id, "Y", TYPE_LETTERS.get(event_type, event_type))
+def time_pk(tenant_id: str, event_type: str, shard: int) -> str:
+    """A partition of the tenant's events of one type: ``T#<tenant>#Y#<type's letter>#<shard>``."""
+    return join("T", tenant_id, "Y", TYPE_LETTERS.get(event_type, event_type), str(shard))
+
+
+def time_pks(tenant_id: str, event_type: str) -> list[str]:
+    """Every partition of the tenant's events of one type (its shards)."""
+    return [time_pk(tenant_id, event_type, n) for n in range(SHARDS)]
+
+
+def event_pk(tenant_id: str, event_id: str) -> str:
+    """The partition of an event's item and markers: its type's shard, which its id says (an id that
+    says no type, not one devicehooks made, is looked for in the tenant's partition: no event is)."""
+    event_type = type_of_id(event_id)
+    if event_type is None:
+        return tenant_pk(tenant_id)
+    return time_pk(tenant_id, event_type, shard_of_id(event_id))
 
 
 def webhook_pk(tenant_id: str, integration_id: str) -> str:
@@ -122,11 +136,15 @@ def time_of(key: str) -> datetime:
 
 
 def event_key(tenant_id: str, event_id: str) -> dict[str, Any]:
-    return {"pk": {"S": tenant_pk(tenant_id)}, "sk": {"S": join("E", event_id)}}
+    return {"pk": {"S": event_pk(tenant_id, event_id)}, "sk": {"S": event_sk(event_id)}}
+
+
+def event_sk(event_id: str) -> str:
+    return join("E", event_id)
 
 
 def marker_key(tenant_id: str, event_id: str, integration_id: str) -> dict[str, Any]:
-    return {"pk": {"S": tenant_pk(tenant_id)}, "sk": {"S": join("D", event_id, integration_id)}}
+    return {"pk": {"S": event_pk(tenant_id, event_id)}, "sk": {"S": join("D", event_id, integration_id)}}
 
 
 def first_of(item: Mapping[str, Any]) -> str | None:
@@ -150,18 +168,14 @@ class Keyed:
 
 
 def type_of(item: Mapping[str, Any]) -> str:
-    """An event item's type (plain values or as stored), from its ``by_time`` partition (an item of
-    the pre-release layout before it, with an ``event_type``, is still read, never a 500)."""
-    raw = item.get("gsi1pk")
-    parts = split(raw["S"] if isinstance(raw, Mapping) else str(raw)) if raw is not None else []
-    if len(parts) == 4:  # T#<tenant>#Y#<type's letter>
-        return LETTER_TYPES.get(parts[3], parts[3])
-    legacy = item["event_type"]
-    return str(legacy["S"] if isinstance(legacy, Mapping) else legacy)
+    """An event item's type (plain values or as stored), from its partition ``T#<tenant>#Y#<letter>#<n>``."""
+    raw = item["pk"]
+    letter = split(raw["S"] if isinstance(raw, Mapping) else str(raw))[3]
+    return LETTER_TYPES.get(letter, letter)
 
 
 def keyed_of(item: Mapping[str, Any]) -> Keyed:
-    """An event item's :class:`Keyed` (the item as stored, or its ``gsi1pk``, ``gsi2pk`` and ``event_type``)."""
+    """An event item's :class:`Keyed` (the item as stored, or its ``pk`` and ``gsi2pk``)."""
     return Keyed(carrier=first_of(item) or "", type=type_of(item))
 
 
@@ -255,15 +269,15 @@ def attempt_of(a: Mapping[str, Any], event_id: str) -> Attempt:
 def event_item(event: ActivityEvent) -> dict[str, Any]:
     """A new event's item: in every index, its first webhook's delivery (if any) its entry in
     ``by_webhook`` and ``by_state``."""
+    check_event_id(event.id, event.type)
     first = next(iter(event.deliveries), None)
     device = device_of(event)
     state = event.deliveries[first].state if first is not None else None
     return to_item(
         {
-            "pk": tenant_pk(event.tenant_id),
-            "sk": join("E", event.id),
-            "gsi1pk": time_pk(event.tenant_id, event.type),
-            "gsi1sk": time_key(event),
+            "pk": event_pk(event.tenant_id, event.id),
+            "sk": event_sk(event.id),
+            "gsi1sk": time_key(event),  # by_device's sort key, and the event's exact time
             "gsi2pk": webhook_pk(event.tenant_id, first) if first is not None else None,
             "gsi2sk": time_key(event),  # also the sort key of the state indexes
             "gsi3pk": device_pk(event.tenant_id, device) if device is not None else None,
@@ -283,7 +297,7 @@ def marker_item(event: ActivityEvent, integration_id: str) -> dict[str, Any]:
     status = event.deliveries.get(integration_id) or DeliveryStatus(integration_id)
     return to_item(
         {
-            "pk": tenant_pk(event.tenant_id),
+            "pk": event_pk(event.tenant_id, event.id),
             "sk": join("D", event.id, integration_id),
             "gsi2pk": webhook_pk(event.tenant_id, integration_id),
             "gsi2sk": time_key(event),
@@ -337,7 +351,7 @@ class KnownEvents:
             out = self.table.client.get_item(
                 TableName=self.table.name,
                 Key=event_key(tenant_id, event_id),
-                ProjectionExpression="gsi1pk, gsi2pk, event_type",
+                ProjectionExpression="pk, gsi2pk",
             )
             item = out.get("Item")
             if not item:
@@ -357,10 +371,16 @@ class KnownEvents:
         self.remember(tenant_id, event_id, keyed_of(item))
         return event_from_item(item)
 
-    def events(self, tenant_id: str, event_ids: list[str]) -> list[ActivityEvent]:
-        """These events, in this order (those gone meanwhile left out): BatchGetItem."""
+    def events(
+        self, tenant_id: str, event_ids: list[str], read: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> list[ActivityEvent]:
+        """These events, in this order (those gone meanwhile left out): BatchGetItem of those not in
+        ``read`` (event items read already, by id)."""
+        read = read or {}
         found = {}
-        for item in batch_get(self.table.client, self.table.name, [event_key(tenant_id, e) for e in event_ids]):
+        given = [read[e] for e in event_ids if e in read]
+        missing = [event_key(tenant_id, e) for e in event_ids if e not in read]
+        for item in [*given, *batch_get(self.table.client, self.table.name, missing)]:
             event = found[event_id_of(item["sk"]["S"])] = event_from_item(item)
             self.remember(tenant_id, event.id, keyed_of(item))
         return [found[e] for e in event_ids if e in found]

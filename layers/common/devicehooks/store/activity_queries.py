@@ -1,5 +1,6 @@
-"""Listing the activity log: which index partitions hold the events a list asks for, read newest
-first a Query page at a time and merged, then the events read with one BatchGetItem
+"""Listing the activity log: which partitions (of the table or an index) hold the events a list asks
+for, read newest first a Query page at a time and merged, then the events read with one BatchGetItem
+(those read whole already, from the table's type partitions, not again)
 (:mod:`devicehooks.store.activity_items` has the indexes; docs/architecture.md, "Event filters",
 how each filter is served)."""
 
@@ -12,20 +13,22 @@ from typing import Any
 
 from devicehooks.aws.dynamo import query_all
 from devicehooks.domain.activity import ActivityEvent, EventFilter, Waiting, matches
+from devicehooks.domain.eventids import floor_id
 from devicehooks.domain.models import ACTIVITY_TYPES
 from devicehooks.store.activity_items import (
     BY_DEVICE,
     BY_STATE,
-    BY_TIME,
     BY_WEBHOOK,
     INDEX_KEYS,
     INDEXED_STATES,
+    TABLE,
     KnownEvents,
     device_pk,
     event_id_of,
+    event_sk,
     state_pk,
     time_of,
-    time_pk,
+    time_pks,
     time_prefix,
     webhook_pk,
 )
@@ -87,7 +90,8 @@ class ActivityQueries:
         only = only or EventFilter()
         skip = (page - 1) * per_page
         want = skip + per_page
-        streams = self._exact(tenant_id, integration_id, only, min(want, 1000))
+        read: dict[str, dict[str, Any]] = {}  # event items the type partitions gave whole
+        streams = self._exact(tenant_id, integration_id, only, min(want, 1000), read)
         if streams is None:
             return self._read_on(tenant_id, integration_id, only, skip, want)[skip:]
         event_ids: list[str] = []
@@ -97,7 +101,7 @@ class ActivityQueries:
             event_ids.append(event_id)
             if len(event_ids) >= want:
                 break
-        return self.known.events(tenant_id, event_ids[skip:])
+        return self.known.events(tenant_id, event_ids[skip:], read)
 
     def _entries(
         self,
@@ -108,13 +112,15 @@ class ActivityQueries:
         limit: int,
         webhook: str | None = None,
         oldest_first: bool = False,
+        read: dict[str, dict[str, Any]] | None = None,
     ) -> Entries:
         """An index partition's entries between two times, newest first, as (sort key, event id), the
         sort key (``<time>#<escaped id>``) in the order of the partition, which the merge keeps: a
         Query page at a time, read only as far as the caller goes on. ``webhook``: only the entries
         of that webhook's deliveries (``by_state``), the others read and passed over;
-        ``oldest_first``: oldest first instead."""
-        pk, sk = INDEX_KEYS[index]
+        ``oldest_first``: oldest first instead. ``index`` :data:`TABLE`: the table's type partitions,
+        whose entries are the event items: each is kept in ``read``, by event id."""
+        pk, sk = INDEX_KEYS.get(index, ("pk", "sk"))
         condition = f"{pk} = :p"
         values: dict[str, Any] = {":p": {"S": partition}}
         # sort keys are "<time>#<id>": between the bare times is lower <= time < upper
@@ -127,17 +133,21 @@ class ActivityQueries:
         elif upper is not None:
             condition += f" AND {sk} < :b"
             values[":b"] = {"S": upper}
+        where = {"IndexName": index} if index != TABLE else {}
         for item in query_all(
             self.table.client,
             TableName=self.table.name,
-            IndexName=index,
             KeyConditionExpression=condition,
             ExpressionAttributeValues=values,
             ScanIndexForward=oldest_first,
             Limit=limit,
+            **where,
         ):
             if webhook is None or item.get("gsi2pk", {}).get("S") == webhook:
-                yield item[sk]["S"], event_id_of(item["sk"]["S"])
+                event_id = event_id_of(item["sk"]["S"])
+                if read is not None and index == TABLE:
+                    read[event_id] = item
+                yield item[sk]["S"], event_id
 
     def waiting(self, tenant_id: str, integration_id: str, cap: int) -> Waiting:
         """A webhook's ``retrying`` deliveries: its entries in the ``retrying`` partition of each
@@ -162,13 +172,24 @@ class ActivityQueries:
         return Waiting(count=min(count, cap), more=count > cap, oldest_at=oldest)
 
     def _times(
-        self, tenant_id: str, event_type: str | None, lower: str | None, upper: str | None, limit: int
+        self, tenant_id: str, only: EventFilter, limit: int, read: dict[str, dict[str, Any]] | None
     ) -> list[Entries]:
-        """The ``by_time`` partitions of one event type, or of every type."""
-        types = (event_type,) if event_type else ACTIVITY_TYPES
-        return [self._entries(BY_TIME, time_pk(tenant_id, t), lower, upper, limit) for t in types]
+        """The table's partitions (every shard) of one event type, or of every type, between the
+        filter's times (an event id sorts by its time: between the lowest ids of those times)."""
+        types = (only.type,) if only.type else ACTIVITY_TYPES
+        lower = event_sk(floor_id(only.since)) if only.since is not None else event_sk("")
+        upper = event_sk(floor_id(only.until)) if only.until is not None else event_sk("~")
+        partitions = [pk for t in types for pk in time_pks(tenant_id, t)]
+        return [self._entries(TABLE, pk, lower, upper, limit, read=read) for pk in partitions]
 
-    def _exact(self, tenant_id: str, integration_id: str | None, only: EventFilter, limit: int) -> list[Entries] | None:
+    def _exact(
+        self,
+        tenant_id: str,
+        integration_id: str | None,
+        only: EventFilter,
+        limit: int,
+        read: dict[str, dict[str, Any]] | None = None,
+    ) -> list[Entries] | None:
         """The index partitions whose merge, newest first, is exactly the events asked for (an event
         may come more than once, from several of its deliveries, one after the other); ``None`` when
         no index holds exactly them, and the list is read on (:meth:`_read_on`)."""
@@ -185,7 +206,7 @@ class ActivityQueries:
         if only.state is None:
             if integration_id is not None:
                 return [self._entries(BY_WEBHOOK, webhook_pk(tenant_id, integration_id), lower, upper, limit)]
-            return self._times(tenant_id, only.type, lower, upper, limit)
+            return self._times(tenant_id, only, limit, read)
         types = (only.type,) if only.type else ACTIVITY_TYPES
         webhook = webhook_pk(tenant_id, integration_id) if integration_id is not None else None
         # an event's other deliveries come too (passed over, or the same event again): larger pages
@@ -203,17 +224,18 @@ class ActivityQueries:
         lower = time_prefix(only.since) if only.since is not None else None
         upper = time_prefix(only.until) if only.until is not None else None
         limit = min(max(want, 100), 1000)
+        read: dict[str, dict[str, Any]] = {}
         if only.device_id is not None:
             streams = [self._entries(BY_DEVICE, device_pk(tenant_id, only.device_id), lower, upper, limit)]
         elif integration_id is not None:
             streams = [self._entries(BY_WEBHOOK, webhook_pk(tenant_id, integration_id), lower, upper, limit)]
         else:
-            streams = self._times(tenant_id, only.type, lower, upper, limit)
+            streams = self._times(tenant_id, only, limit, read)
         entries = heapq.merge(*streams, reverse=True)  # each event once: an item is in one partition
         found: list[ActivityEvent] = []
         while len(found) < want:
             chunk = [event_id for _, event_id in _take(entries, 100)]
             if not chunk:
                 break
-            found += [e for e in self.known.events(tenant_id, chunk) if matches(e, integration_id, only)]
+            found += [e for e in self.known.events(tenant_id, chunk, read) if matches(e, integration_id, only)]
         return found[:want]
