@@ -1160,6 +1160,9 @@ class _Log:
                 continue
             if only.device_id is not None and self.devices[event.id] != only.device_id:
                 continue
+            device = self.devices[event.id]
+            if only.device_prefix is not None and not (device or "").startswith(only.device_prefix):
+                continue
             if only.type is not None and event.type != only.type:
                 continue
             if only.since is not None and event.time < only.since:
@@ -1208,6 +1211,29 @@ def test_events_are_filtered_by_device_exactly_across_pages(stores: Stores) -> N
     assert log.check(b, EventFilter(device_id="dev-1", state="pending"), per_page=2)
     assert log.check(None, EventFilter(device_id="dev-2", type="device-inventory-changed"), per_page=1)
     assert log.check(None, EventFilter(device_id="nobody")) == []
+
+
+def test_events_are_filtered_by_device_prefix_exactly_across_pages_case_as_stored(stores: Stores) -> None:
+    log, a, b = _Log(stores), str(uuid.uuid4()), str(uuid.uuid4())
+    devices = ["dev-041", "dev-042", "DEV-042", "dev-0420", "x-dev-042", "dev-04#2", "dev-04%2", "de"]
+    types = ["device-provisioned", "device-status-changed", "device-inventory-changed", "device-decommissioned"]
+    for n in range(24):
+        event = log.add(n, [[a], [a, b], [b]][n % 3], types[n % 4], devices[n % len(devices)])
+        if n % 5 == 0:
+            log.set(event, a if n % 3 != 2 else b, "failed")
+    other = _Log(stores)  # another tenant whose key starts like these: never in them
+    other.tenant = log.tenant + "#V#dev"
+    other.add(0, [a], types[0], "-042")
+    assert log.check(None, EventFilter(device_prefix="dev-04"), per_page=4)
+    assert log.check(None, EventFilter(device_prefix="dev-042"), per_page=2)
+    assert log.check(None, EventFilter(device_prefix="dev-04#"), per_page=1)  # ids holding the separator
+    assert log.check(None, EventFilter(device_prefix="dev-04%"), per_page=1)
+    assert log.check(None, EventFilter(device_prefix="DEV"))  # case as stored
+    assert log.check(None, EventFilter(device_prefix="dev-04", type="device-status-changed"), per_page=1)
+    assert log.check(a, EventFilter(device_prefix="dev-042"), per_page=1)
+    assert log.check(None, EventFilter(device_prefix="dev-04", state="failed"), per_page=1)
+    assert log.check(b, EventFilter(device_prefix="d", since=NOW + timedelta(seconds=5)), per_page=3)
+    assert log.check(None, EventFilter(device_prefix="nobody")) == []
 
 
 def test_events_are_filtered_by_state_exactly_across_pages(stores: Stores) -> None:

@@ -1209,6 +1209,8 @@ def test_a_typed_test_event_sends_a_sample_of_that_type(api: Api, httpserver: An
         (f"device_id={'d' * 257}", "invalid device_id query: the length must be no more than 256"),
         ("device_id=d\ud800", "invalid device_id query: contains a lone surrogate (\\ud800), which is not Unicode"),
         ("status=failed&integration_id=nope", "integration ID is not a valid UUID"),
+        (f"device_prefix={'d' * 257}", "invalid device_prefix query: the length must be no more than 256"),
+        ("device_prefix=d&device_id=d1", "invalid device query: give device_id or device_prefix, not both"),
     ],
 )
 def test_event_filters_are_validated_with_menders_error_body(api: Api, query: str, message: str) -> None:
@@ -1224,6 +1226,11 @@ def test_events_are_filtered_by_device_status_type_and_time(api: Api) -> None:
     _store_events(api, 2)  # to no webhook
     query = "&".join
     assert [e["id"] for e in api("GET", f"{BASE}/events", query="device_id=device-2").json()] == [ids[2]]
+    prefixed = [e["id"] for e in api("GET", f"{BASE}/events", query="device_prefix=device-").json()]
+    assert len(prefixed) == 6 and set(ids) < set(prefixed)  # device-0..3 here, device-0..1 to no webhook
+    narrowed = api("GET", f"{BASE}/events", query=f"device_prefix=device-&integration_id={integration}").json()
+    assert [e["id"] for e in narrowed] == ids[::-1]
+    assert api("GET", f"{BASE}/events", query="device_prefix=DEVICE").json() == []  # case as stored
     assert [e["id"] for e in api("GET", f"{BASE}/events", query="status=delivered").json()] == ids[::-1]
     assert api("GET", f"{BASE}/events", query=f"status=failed&integration_id={integration}").json() == []
     decommissioned = api("GET", f"{BASE}/events", query="type=device-decommissioned&per_page=2").json()
@@ -1232,7 +1239,7 @@ def test_events_are_filtered_by_device_status_type_and_time(api: Api) -> None:
     assert [e["id"] for e in api("GET", f"{BASE}/events", query="status=pending").json()] == []  # none pending
     window = query(["from=2026-01-01T00:00:01Z", "to=2026-01-01T00:00:03.000Z", f"integration_id={integration}"])
     assert [e["id"] for e in api("GET", f"{BASE}/events", query=window).json()] == [ids[2], ids[1]]
-    empty = query(["device_id=", "status=", "type=", "from=", "to="])  # empty parameters are absent
+    empty = query(["device_id=", "device_prefix=", "status=", "type=", "from=", "to="])  # empty: absent
     assert len(api("GET", f"{BASE}/events", query=empty).json()) == 6
 
 
@@ -1381,7 +1388,17 @@ def test_the_openapi_document_shows_the_health_shape_and_the_event_filters(api: 
     }
     assert set(schemas["HealthHourOut"]["properties"]) == {"hour", "delivered", "failed"}
     parameters = {p["name"] for p in document["paths"][f"{BASE}/events"]["get"]["parameters"]}
-    assert parameters == {"page", "per_page", "integration_id", "device_id", "status", "type", "from", "to"}
+    assert parameters == {
+        "page",
+        "per_page",
+        "integration_id",
+        "device_id",
+        "device_prefix",
+        "status",
+        "type",
+        "from",
+        "to",
+    }
 
 
 def test_egress_lists_the_static_addresses_webhook_requests_come_from(api: Api) -> None:

@@ -363,6 +363,13 @@ def list_events(
         str | None,
         Query(description="devicehooks: only events about this device (data.id, or data.device_id)."),
     ] = None,
+    device_prefix: Annotated[
+        str | None,
+        Query(
+            description="devicehooks: only events about devices whose id starts with this (case as stored; "
+            "not with device_id)."
+        ),
+    ] = None,
     status: Annotated[
         str | None,
         Query(
@@ -385,7 +392,7 @@ def list_events(
         if go_uuid_error(integration_id) is not None:
             raise InvalidRequest("integration ID is not a valid UUID")
         only = str(uuid.UUID(integration_id))
-    narrowed = event_filter(device_id, status, type, since, until)
+    narrowed = event_filter(device_id, status, type, since, until, device_prefix)
     events = service.list_events(caller.tenant_id, page, per_page, only, narrowed)
     return http.model_response(200, [EventOut.of(e) for e in events])
 
@@ -398,11 +405,20 @@ def _query_time(name: str, text: str) -> datetime:
 
 
 def event_filter(
-    device_id: str | None, status: str | None, kind: str | None, since: str | None, until: str | None
+    device_id: str | None,
+    status: str | None,
+    kind: str | None,
+    since: str | None,
+    until: str | None,
+    device_prefix: str | None = None,
 ) -> EventFilter | None:
     """The events' filters from their query parameters (empty ones are absent), or a 400."""
     if device_id:
         check_id(device_id, "device_id query")  # what no event can carry, no event is about
+    if device_prefix:
+        check_id(device_prefix, "device_prefix query")
+        if device_id:
+            raise InvalidRequest("invalid device query: give device_id or device_prefix, not both")
     if status and status not in DELIVERY_STATES:
         raise InvalidRequest(f'invalid status query: "{status}" (one of {", ".join(DELIVERY_STATES)})')
     if kind and kind not in ACTIVITY_TYPES:
@@ -417,6 +433,7 @@ def event_filter(
         type=kind or None,
         since=start,
         until=end,
+        device_prefix=device_prefix or None,
     )
     return found if found != EventFilter() else None
 

@@ -199,18 +199,20 @@ class EventFilter:
     """What ``GET /events`` may narrow a list to, besides a webhook (all optional, combined with AND).
 
     ``state``: with a webhook, that webhook's delivery is in it; without, any delivery of the event.
-    ``since <= time < until``."""
+    ``since <= time < until``. ``device_prefix``: the event's device id starts with it (case as
+    stored)."""
 
     device_id: str | None = None
     state: DeliveryState | None = None
     type: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    device_prefix: str | None = None
 
     @property
     def keyed(self) -> bool:
         """Narrows by more than time (read through the filter indexes, not the time indexes)."""
-        return bool(self.device_id or self.state or self.type)
+        return bool(self.device_id or self.state or self.type or self.device_prefix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +286,8 @@ def matches(event: ActivityEvent, integration_id: str | None, only: EventFilter)
     if only.type is not None and event.type != only.type:
         return False
     if only.device_id is not None and device_of(event) != only.device_id:
+        return False
+    if only.device_prefix is not None and not (device_of(event) or "").startswith(only.device_prefix):
         return False
     if only.state is not None:
         states = (

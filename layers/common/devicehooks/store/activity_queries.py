@@ -113,13 +113,16 @@ class ActivityQueries:
         webhook: str | None = None,
         oldest_first: bool = False,
         read: dict[str, dict[str, Any]] | None = None,
+        device_prefix: str | None = None,
     ) -> Entries:
         """An index partition's entries between two times, newest first, as (sort key, event id), the
         sort key (``<time>#<escaped id>``) in the order of the partition, which the merge keeps: a
         Query page at a time, read only as far as the caller goes on. ``webhook``: only the entries
         of that webhook's deliveries (``by_state``), the others read and passed over;
         ``oldest_first``: oldest first instead. ``index`` :data:`TABLE`: the table's type partitions,
-        whose entries are the event items: each is kept in ``read``, by event id."""
+        whose entries are the event items: each is kept in ``read``, by event id; ``device_prefix``
+        (there only): the items whose device key starts with it (a filter expression: every item
+        is read, the others not returned)."""
         pk, sk = INDEX_KEYS.get(index, ("pk", "sk"))
         condition = f"{pk} = :p"
         values: dict[str, Any] = {":p": {"S": partition}}
@@ -133,7 +136,10 @@ class ActivityQueries:
         elif upper is not None:
             condition += f" AND {sk} < :b"
             values[":b"] = {"S": upper}
-        where = {"IndexName": index} if index != TABLE else {}
+        where: dict[str, Any] = {"IndexName": index} if index != TABLE else {}
+        if device_prefix is not None:
+            where["FilterExpression"] = "begins_with(gsi3pk, :v)"
+            values[":v"] = {"S": device_prefix}
         for item in query_all(
             self.table.client,
             TableName=self.table.name,
@@ -172,7 +178,12 @@ class ActivityQueries:
         return Waiting(count=min(count, cap), more=count > cap, oldest_at=oldest)
 
     def _times(
-        self, tenant_id: str, only: EventFilter, limit: int, read: dict[str, dict[str, Any]] | None
+        self,
+        tenant_id: str,
+        only: EventFilter,
+        limit: int,
+        read: dict[str, dict[str, Any]] | None,
+        device_prefix: str | None = None,
     ) -> list[Entries]:
         """The table's partitions (every shard) of one event type, or of every type, between the
         filter's times (an event id sorts by its time: between the lowest ids of those times)."""
@@ -180,7 +191,9 @@ class ActivityQueries:
         lower = event_sk(floor_id(only.since)) if only.since is not None else event_sk("")
         upper = event_sk(floor_id(only.until)) if only.until is not None else event_sk("~")
         partitions = [pk for t in types for pk in time_pks(tenant_id, t)]
-        return [self._entries(TABLE, pk, lower, upper, limit, read=read) for pk in partitions]
+        return [
+            self._entries(TABLE, pk, lower, upper, limit, read=read, device_prefix=device_prefix) for pk in partitions
+        ]
 
     def _exact(
         self,
@@ -195,6 +208,8 @@ class ActivityQueries:
         no index holds exactly them, and the list is read on (:meth:`_read_on`)."""
         lower = time_prefix(only.since) if only.since is not None else None
         upper = time_prefix(only.until) if only.until is not None else None
+        if only.device_prefix is not None:
+            return None  # read on, through the type partitions filtered by device key, or by_webhook
         if only.device_id is not None:
             if integration_id is not None or only.state or only.type:
                 return None
@@ -219,8 +234,9 @@ class ActivityQueries:
         self, tenant_id: str, integration_id: str | None, only: EventFilter, skip: int, want: int
     ) -> list[ActivityEvent]:
         """A list no index holds exactly: the entries of the narrowest index that holds all of it (a
-        device's, a webhook's, or a type's or every type's by time), newest first, read with their
-        events until ``want`` match: at most every event of that index in the window."""
+        device's, a webhook's, or a type's or every type's partitions of the table, those of a device
+        prefix filtered by DynamoDB), newest first, read with their events until ``want`` match: at
+        most every event of that index in the window."""
         lower = time_prefix(only.since) if only.since is not None else None
         upper = time_prefix(only.until) if only.until is not None else None
         limit = min(max(want, 100), 1000)
@@ -229,6 +245,8 @@ class ActivityQueries:
             streams = [self._entries(BY_DEVICE, device_pk(tenant_id, only.device_id), lower, upper, limit)]
         elif integration_id is not None:
             streams = [self._entries(BY_WEBHOOK, webhook_pk(tenant_id, integration_id), lower, upper, limit)]
+        elif only.device_prefix is not None:  # a device key's escaping keeps prefixes: escaped, a prefix
+            streams = self._times(tenant_id, only, limit, read, device_pk(tenant_id, only.device_prefix))
         else:
             streams = self._times(tenant_id, only, limit, read)
         entries = heapq.merge(*streams, reverse=True)  # each event once: an item is in one partition
