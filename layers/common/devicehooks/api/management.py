@@ -1,145 +1,55 @@
-"""Management API (Mender's ``/api/management/v1/iot-manager``): integrations and activity."""
+"""Management API (Mender's ``/api/management/v1/iot-manager``): integrations here, activity in
+:mod:`devicehooks.api.management_events`, the resolver and dependencies in
+:mod:`devicehooks.api.management_app`."""
 
 from __future__ import annotations
 
-import contextvars
-import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.depends import Depends
-from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body
 
 from devicehooks import __version__
-from devicehooks.api import http
+from devicehooks.api import (
+    http,
+    management_events,  # noqa: F401 - registers the activity routes
+)
+from devicehooks.api.management_app import (
+    _JSON_LIST_OF_INTEGRATIONS,
+    BASE,
+    DOCS,
+    OPENAPI,
+    PUBLIC_PATHS,
+    Caller,
+    Deliveries,
+    EgressIps,
+    Healths,
+    Integrations,
+    Services,
+    _identity,
+    _integration_id,
+    api,
+    app,
+    delivery_service,
+    egress_ips,
+    event_service,
+    health_service,
+    integration_service,
+    wire,
+)
 from devicehooks.api.schemas import (
     EgressOut,
-    EventDetailOut,
-    EventOut,
     HealthOut,
     IntegrationOut,
     RecoverIn,
     RecoverOut,
-    RedeliverIn,
-    RedeliverOut,
-    RetryIn,
     SendTestIn,
     TestOutcomeOut,
 )
-from devicehooks.domain.activity import DELIVERY_STATES, EventFilter
 from devicehooks.domain.inputs import CredentialsIn, IntegrationIn, IntegrationUpdate
-from devicehooks.domain.models import ACTIVITY_TYPES, go_uuid_error
-from devicehooks.errors import DevicehooksError, InvalidRequest
-from devicehooks.security.identity import Identity, identity_from_request
-from devicehooks.services.events import EventService
-from devicehooks.services.health import HealthService
-from devicehooks.services.ingest import check_id
-from devicehooks.services.integrations import IntegrationService
-from devicehooks.services.redelivery import DeliveryService
+from devicehooks.errors import DevicehooksError
+from devicehooks.security.identity import identity_from_request
 from devicehooks.timeutil import parse_time
-
-BASE = "/api/management/v1/iot-manager"
-DOCS = f"{BASE}/docs"
-OPENAPI = f"{BASE}/openapi.json"
-PUBLIC_PATHS = frozenset({DOCS, OPENAPI})
-MAX_PER_PAGE = 500
-
-_identity: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("identity", default=None)
-
-
-@dataclass(frozen=True)
-class Services:
-    """What the routes use, made by the function's composition root (``handlers/management.py``)."""
-
-    integrations: IntegrationService
-    events: EventService
-    deliveries: DeliveryService
-    health: HealthService
-    egress_ips: tuple[str, ...] = ()  # where webhook requests come from (StaticEgressIps)
-
-
-_services: Callable[[], Services] | None = None
-
-
-def wire(services: Callable[[], Services]) -> None:
-    """Give the routes their services (the composition root does, once; tests may override each
-    provider below through ``app.dependency_overrides``)."""
-    global _services
-    _services = services
-
-
-def _wired() -> Services:
-    if _services is None:
-        raise DevicehooksError("the management API's services are not wired")
-    return _services()
-
-
-def integration_service() -> IntegrationService:
-    return _wired().integrations
-
-
-def event_service() -> EventService:
-    return _wired().events
-
-
-def delivery_service() -> DeliveryService:
-    return _wired().deliveries
-
-
-def egress_ips() -> tuple[str, ...]:
-    return _wired().egress_ips
-
-
-def health_service() -> HealthService:
-    return _wired().health
-
-
-def current_identity() -> Identity:
-    """The caller, as verified by the authorizer before any route ran."""
-    identity = _identity.get()
-    if identity is None:
-        raise DevicehooksError("identity missing")  # unreachable: serve() authenticates first
-    return identity
-
-
-def _uuid(value: str, what: str) -> str:
-    """A path id in canonical form, or Mender's 400 naming what it should have been."""
-    problem = go_uuid_error(value)
-    if problem is not None:
-        raise InvalidRequest(f"{what} ID must be a valid UUID: {problem}")
-    return str(uuid.UUID(value))
-
-
-def _integration_id(value: str) -> str:
-    return _uuid(value, "integration")
-
-
-def _event_id(value: str) -> str:
-    return _uuid(value, "event")
-
-
-def _check_path_ids(args: Mapping[str, str]) -> None:
-    """The path's ids are checked before the body, as Mender does (``uuid.Parse`` first)."""
-    if "integration_id" in args:
-        _integration_id(args["integration_id"])
-    if "event_id" in args:
-        _event_id(args["event_id"])
-
-
-api = http.HttpApi(enable_validation=True, path_check=_check_path_ids)
-app = api.app
-
-
-Caller = Annotated[Identity, Depends(current_identity)]
-Integrations = Annotated[IntegrationService, Depends(integration_service)]
-Events = Annotated[EventService, Depends(event_service)]
-Deliveries = Annotated[DeliveryService, Depends(delivery_service)]
-Healths = Annotated[HealthService, Depends(health_service)]
-EgressIps = Annotated[tuple[str, ...], Depends(egress_ips)]
-_JSON_LIST_OF_INTEGRATIONS = {"application/json": {"model": list[IntegrationOut]}}
 
 # ---------------------------------------------------------------- integrations
 
@@ -338,107 +248,6 @@ def recover_integration(
 
 
 @api.get(
-    f"{BASE}/events",
-    summary="List events (activity), newest first",
-    tags=["Activity"],
-    responses=http.responses(
-        {
-            200: {
-                "description": "A page of events.",
-                "content": {"application/json": {"model": list[EventOut]}},
-            }
-        },
-        400,
-        401,
-        403,
-    ),
-)
-def list_events(
-    caller: Caller,
-    service: Events,
-    page: Annotated[int, Query(ge=1, description="Page number.")] = 1,
-    per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE, description="Events per page.")] = 20,
-    integration_id: Annotated[str | None, Query(description="Only events delivered to this integration.")] = None,
-    device_id: Annotated[
-        str | None,
-        Query(description="devicehooks: only events about this device (data.id, or data.device_id)."),
-    ] = None,
-    device_prefix: Annotated[
-        str | None,
-        Query(
-            description="devicehooks: only events about devices whose id starts with this (case as stored; "
-            "not with device_id)."
-        ),
-    ] = None,
-    status: Annotated[
-        str | None,
-        Query(
-            description="devicehooks: only events with a delivery in this state (pending, retrying, delivered, "
-            "failed, skipped); with integration_id, that integration's delivery."
-        ),
-    ] = None,
-    type: Annotated[  # noqa: A002 - the query parameter's name
-        str | None, Query(description="devicehooks: only events of this type (a device event type, webhook-test).")
-    ] = None,
-    since: Annotated[
-        str | None, Query(alias="from", description="devicehooks: only events at or after this time (RFC 3339).")
-    ] = None,
-    until: Annotated[
-        str | None, Query(alias="to", description="devicehooks: only events before this time (RFC 3339).")
-    ] = None,
-) -> Response[str]:
-    only: str | None = None
-    if integration_id:
-        if go_uuid_error(integration_id) is not None:
-            raise InvalidRequest("integration ID is not a valid UUID")
-        only = str(uuid.UUID(integration_id))
-    narrowed = event_filter(device_id, status, type, since, until, device_prefix)
-    events = service.list_events(caller.tenant_id, page, per_page, only, narrowed)
-    return http.model_response(200, [EventOut.of(e) for e in events])
-
-
-def _query_time(name: str, text: str) -> datetime:
-    try:
-        return parse_time(text)
-    except ValueError:
-        raise InvalidRequest(f'invalid {name} query: "{text}" is not an RFC 3339 time') from None
-
-
-def event_filter(
-    device_id: str | None,
-    status: str | None,
-    kind: str | None,
-    since: str | None,
-    until: str | None,
-    device_prefix: str | None = None,
-) -> EventFilter | None:
-    """The events' filters from their query parameters (empty ones are absent), or a 400."""
-    if device_id:
-        check_id(device_id, "device_id query")  # what no event can carry, no event is about
-    if device_prefix:
-        check_id(device_prefix, "device_prefix query")
-        if device_id:
-            raise InvalidRequest("invalid device query: give device_id or device_prefix, not both")
-    if status and status not in DELIVERY_STATES:
-        raise InvalidRequest(f'invalid status query: "{status}" (one of {", ".join(DELIVERY_STATES)})')
-    if kind and kind not in ACTIVITY_TYPES:
-        raise InvalidRequest(f'invalid type query: "{kind}" (one of {", ".join(ACTIVITY_TYPES)})')
-    start = _query_time("from", since) if since else None
-    end = _query_time("to", until) if until else None
-    if start is not None and end is not None and end <= start:
-        raise InvalidRequest("invalid time range: to must be after from")
-    found = EventFilter(
-        device_id=device_id or None,
-        state=next((s for s in DELIVERY_STATES if s == status), None),
-        type=kind or None,
-        since=start,
-        until=end,
-        device_prefix=device_prefix or None,
-    )
-    return found if found != EventFilter() else None
-
-
-@api.get(
     f"{BASE}/egress",
     summary="The addresses webhook requests come from (devicehooks)",
     description="The public IP addresses of every webhook request, for receivers that allow-list "
@@ -450,93 +259,6 @@ def event_filter(
 )
 def get_egress(caller: Caller, addresses: EgressIps) -> Response[str]:
     return http.model_response(200, EgressOut(addresses=list(addresses)))
-
-
-@api.get(
-    f"{BASE}/events/<event_id>",
-    summary="One event with per-attempt detail (devicehooks)",
-    tags=["Activity"],
-    responses=http.responses(
-        {200: {"description": "The event.", "content": {"application/json": {"model": EventDetailOut}}}},
-        400,
-        401,
-        403,
-        404,
-    ),
-)
-def get_event(event_id: str, caller: Caller, service: Events) -> Response[str]:
-    return http.model_response(200, EventDetailOut.of(service.get(caller.tenant_id, _event_id(event_id))))
-
-
-@api.post(
-    f"{BASE}/events/<event_id>/redeliver",
-    summary="Send an event again (devicehooks)",
-    description="Queues the event, to be sent now, for one webhook (integration_id) or for every enabled webhook "
-    "it went to, whatever their deliveries' state: a delivered event is sent again (the receiver gets it once "
-    "more; to attempt only what was not delivered, use retry), and a delivery waiting for its next retry is "
-    "attempted now, that retry then dropped. The same bytes and webhook-id are sent; the attempts are recorded "
-    "as new attempts. 409 while an attempt of the delivery is in flight, and when the event's activity record "
-    "has no room to record another attempt (then nothing is sent).",
-    tags=["Activity"],
-    responses=http.responses(
-        {202: {"description": "Queued.", "content": {"application/json": {"model": RedeliverOut}}}},
-        400,
-        401,
-        403,
-        404,
-        409,
-        503,
-    ),
-)
-def redeliver_event(
-    event_id: str,
-    caller: Caller,
-    service: Deliveries,
-    request: Annotated[RedeliverIn | None, Body()] = None,
-) -> Response[str]:
-    return _queued(service.redeliver, caller, event_id, request)
-
-
-@api.post(
-    f"{BASE}/events/<event_id>/retry",
-    summary="Retry an event's deliveries that were not delivered (devicehooks)",
-    description="Queues, to be attempted now, the event's delivery to one webhook (integration_id), or each of "
-    "its deliveries to an enabled webhook, that was not delivered: waiting for its next retry or held, "
-    "failed, or skipped. A delivered delivery is never sent again, however stale the caller's view (the "
-    "store reopens a delivery only while it is in one of these states); redeliver sends an event again. "
-    "A retry that was waiting is then dropped. 409, with the reason, when there is nothing to retry: every "
-    "delivery was delivered, an attempt is in flight or queued, the webhook is disabled, a test event.",
-    tags=["Activity"],
-    responses=http.responses(
-        {202: {"description": "Queued.", "content": {"application/json": {"model": RedeliverOut}}}},
-        400,
-        401,
-        403,
-        404,
-        409,
-        503,
-    ),
-)
-def retry_event(
-    event_id: str,
-    caller: Caller,
-    service: Deliveries,
-    request: Annotated[RetryIn | None, Body()] = None,
-) -> Response[str]:
-    return _queued(service.retry, caller, event_id, request)
-
-
-def _queued(
-    queue: Callable[[str, str, str | None], list[str]],
-    caller: Caller,
-    event_id: str,
-    request: RedeliverIn | RetryIn | None,
-) -> Response[str]:
-    """Redeliver or retry (``queue``): the ids checked, then 202 with what was queued."""
-    target = request.integration_id if request is not None else None
-    canonical = _event_id(event_id)
-    queued = queue(caller.tenant_id, canonical, _integration_id(target) if target else None)
-    return http.model_response(202, RedeliverOut(event_id=canonical, integration_ids=queued))
 
 
 # ---------------------------------------------------------------- OpenAPI
@@ -572,3 +294,17 @@ def authenticate(event: dict[str, Any]) -> Response[str] | None:
     except DevicehooksError as exc:
         return http.error_response(exc.status_code, exc.message)
     return None
+
+
+# what the composition root (handlers/management.py) and the tests use, with the routes registered
+__all__ = [
+    "Services",
+    "app",
+    "authenticate",
+    "delivery_service",
+    "egress_ips",
+    "event_service",
+    "health_service",
+    "integration_service",
+    "wire",
+]
