@@ -534,6 +534,10 @@ class LocalStack:
             starting_position=str(resolver.resolve(eprops.get("StartingPosition", "TRIM_HORIZON"))),
             max_retries=int(resolver.resolve(eprops.get("MaximumRetryAttempts", -1))),
             bisect=bool(resolver.resolve(eprops.get("BisectBatchOnFunctionError", False))),
+            filters=tuple(
+                json.loads(str(f["Pattern"]))
+                for f in (resolver.resolve(eprops.get("FilterCriteria") or {}).get("Filters") or [])
+            ),
         )
 
     # ------------------------------------------------------------------ HTTP

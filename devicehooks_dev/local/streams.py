@@ -13,6 +13,8 @@ Lambda's poller does, and hands each batch to an execution environment of its fu
   ``eventSourceARN`` (the stream's), ``awsRegion``, and ``dynamodb`` with ``Keys``, ``NewImage``,
   ``OldImage``, ``SequenceNumber``, ``SizeBytes``, ``StreamViewType`` and
   ``ApproximateCreationDateTime`` in epoch seconds (binary values in base64, as in JSON);
+* ``FilterCriteria``: a record that matches none of the patterns is dropped before any batch (the
+  patterns' exact values, ``prefix`` and ``exists``; not the numeric and ``anything-but`` rules);
 * ``ReportBatchItemFailures``: the record the answer names and every one after it are sent again;
   an invocation that fails is sent again, halved first with ``BisectBatchOnFunctionError``; a
   batch is dropped (a line on standard error) after ``MaximumRetryAttempts`` retries.
@@ -53,6 +55,31 @@ class StreamSource:
     starting_position: str = "TRIM_HORIZON"
     max_retries: int = -1  # MaximumRetryAttempts (-1: until the records expire)
     bisect: bool = False  # BisectBatchOnFunctionError
+    filters: tuple[Mapping[str, Any], ...] = ()  # FilterCriteria's patterns (none: every record)
+
+
+def matches(pattern: Mapping[str, Any], value: Any) -> bool:
+    """Whether ``value`` (a record, or a part of it) matches an event filtering ``pattern``: each key
+    of the pattern must match (a nested pattern, or a list of which one value or rule holds)."""
+    if not isinstance(value, Mapping):
+        return False
+    for key, wanted in pattern.items():
+        if isinstance(wanted, Mapping):
+            if not matches(wanted, value.get(key)):
+                return False
+        elif not any(_rule(rule, key in value, value.get(key)) for rule in wanted):
+            return False
+    return True
+
+
+def _rule(rule: Any, present: bool, value: Any) -> bool:
+    if isinstance(rule, Mapping):
+        if "prefix" in rule:
+            return isinstance(value, str) and value.startswith(rule["prefix"])
+        if "exists" in rule:
+            return present is bool(rule["exists"])
+        raise ValueError(f"filter rule not emulated locally: {rule}")
+    return present and value == rule
 
 
 def _plain(value: Any) -> Any:
@@ -134,9 +161,11 @@ class StreamPoller:
                 room = self.source.batch_size - len(batch)
                 out = client.get_records(ShardIterator=iterator, Limit=room)
                 iterator = out["NextShardIterator"]
-                if out["Records"] and not batch:
+                shaped = [record(r, self.source) for r in out["Records"]]
+                kept = [r for r in shaped if not self.source.filters or any(matches(f, r) for f in self.source.filters)]
+                if kept and not batch:
                     first_at = time.monotonic()
-                batch += [record(r, self.source) for r in out["Records"]]
+                batch += kept
                 full = len(batch) >= self.source.batch_size
                 if batch and (full or time.monotonic() - first_at >= self.source.batching_window):
                     with self._busy:

@@ -311,6 +311,9 @@ def test_the_health_counter_reads_the_activity_tables_stream_and_may_only_update
     assert events["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert events["BisectBatchOnFunctionError"] is True and events["MaximumRetryAttempts"] >= 1
     assert (events["BatchSize"], events["MaximumBatchingWindowInSeconds"]) == (100, 10)
+    # event items' writes only: no invocation for markers, removals or the counter's own items
+    [pattern] = [json.loads(f["Pattern"]) for f in events["FilterCriteria"]["Filters"]]
+    assert pattern == {"eventName": ["INSERT", "MODIFY"], "dynamodb": {"Keys": {"sk": {"S": [{"prefix": "E#"}]}}}}
     # its code's one call: UpdateItem on the activity table (SAM adds the stream's reads)
     statements = [s for p in props["Policies"] for s in p["Statement"]]
     assert [(s["Action"], s["Resource"]) for s in statements] == [
