@@ -323,7 +323,10 @@ class LocalStack:
             )
             poller.start()
             self.pollers.append(poller)
-        for stream in self.streams if poll else []:
+        # DEVICEHOOKS_LOCAL_STREAMS=0: no stream is read (bench/delivery.py runs the health counter
+        # itself, metered, over the records it made: the stack's own would write the same items)
+        reading = poll and os.environ.get("DEVICEHOOKS_LOCAL_STREAMS", "1") != "0"
+        for stream in self.streams if reading else []:
             reader = StreamPoller(
                 stream, invoke=self.functions[stream.function].invoke, client=lambda: self._client("dynamodbstreams")
             )
