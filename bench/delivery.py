@@ -17,13 +17,20 @@ Figures:
   median of ``BENCH_ROUNDS`` rounds;
 * ``P1_dynamo_requests_per_delivery_<scenario>``, ``P1_dynamo_wru_per_delivery_<scenario>``,
   ``P1_dynamo_rru_per_delivery_<scenario>``: DynamoDB requests, write and read request units
-  (counted by bench/dynamometer.py in a separate, unmeasured run);
+  (counted by bench/dynamometer.py in a separate, unmeasured run). Requests are the delivery
+  path's (the dispatcher's); write units add the health counter's: after the counted run, the
+  activity table's stream records it made (as the counter's event source filters them) are run
+  through the production counter, metered alike, in the batches Lambda would hand it: each event
+  alone for ``1x1`` and ``1x5`` (a quiet fleet: events further apart than the source's 10 s
+  window), ``BatchSize`` (100) records for ``10x1`` (a busy one). A note line says its requests
+  and units per delivery;
 * ``C1_usd_per_million_deliveries``: the ``10x1`` scenario (a busy fleet, single-webhook events)
   priced with docs/operations.md's table: DynamoDB units as counted; SQS requests (the bus's
   SendMessage, and Lambda's ReceiveMessage and DeleteMessageBatch per batch of 10) plus those the
   dispatcher made; one EventBridge event per event; Lambda GB-seconds at the dispatcher's
   measured wall time per batch with a receiver that answers in 250 ms, at the template's memory
-  size, plus one invocation per batch; KMS requests as counted.
+  size, plus one invocation per batch; the health counter's invocations (one per 100 stream
+  records) at its measured wall time and memory size; KMS requests as counted.
 """
 
 from __future__ import annotations
@@ -44,6 +51,9 @@ import costs
 import dynamometer
 from benchlib import bus_event, figure, note
 
+from devicehooks.store.keys import split
+from devicehooks_dev.local.streams import StreamSource, matches, record
+
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 EVENTS = {"1x1": 200, "1x5": 60, "10x1": 300}
 WEBHOOKS = {"1x1": 1, "1x5": 5, "10x1": 1}
@@ -51,6 +61,7 @@ COUNTED_EVENTS = 30
 SLOW_RECEIVER = 0.25
 SLOW_BATCHES = 5
 RECORDS_PER_BATCH = 10
+ALONE = {"1x1", "1x5"}  # the health counter's batches: each event alone (else BatchSize records)
 
 
 def one_by_one(dispatcher: Any, bodies: list[str], _pool: ThreadPoolExecutor) -> None:
@@ -101,6 +112,8 @@ class Fleet:
             self.activity_table: dynamometer.TableShape.from_template(template["Resources"]["ActivityLogTable"]),
         }
         self.memory_gb = benchlib.function_memory_mb(template, "DispatcherFunction") / 1024
+        self.counter_memory_gb = benchlib.function_memory_mb(template, "HealthCounterFunction") / 1024
+        self.stream = ActivityStream(resources["ActivityLogTable"]["StreamArn"], template)
         integrations, _ = self.stores(None)
         cipher = benchlib.kms_cipher(self.key)
         for scenario, count in WEBHOOKS.items():
@@ -119,6 +132,65 @@ class Fleet:
     def dispatcher(self, meter: dynamometer.Meter | None = None) -> Any:
         integrations, activity = self.stores(meter)
         return benchlib.dispatcher(integrations, activity, benchlib.kms_cipher(self.key))
+
+    def health_counter(self, meter: dynamometer.Meter) -> Any:
+        from devicehooks.services.health_counter import HealthCounter
+
+        _, activity = self.stores(meter)
+        return HealthCounter(activity, 7 * 24 * 3600)
+
+
+class ActivityStream:
+    """The activity table's stream as the health counter's event source sees it (its filter
+    applied, records shaped as Lambda hands them; moto's stream has one shard)."""
+
+    def __init__(self, arn: str, template: dict[str, Any]) -> None:
+        from devicehooks import aws
+
+        props = template["Resources"]["HealthCounterFunction"]["Properties"]["Events"]["ActivityStream"]["Properties"]
+        filters = tuple(json.loads(f["Pattern"]) for f in props["FilterCriteria"]["Filters"])
+        self.source = StreamSource(
+            "HealthCounterFunction", "ActivityStream", arn, int(props["BatchSize"]), filters=filters
+        )
+        self.client = aws.client("dynamodbstreams")
+        self.shard = self.client.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+
+    def mark(self) -> str:
+        """An iterator at the stream's end: :meth:`since` reads what is written after this call."""
+        return str(
+            self.client.get_shard_iterator(
+                StreamArn=self.source.stream_arn, ShardId=self.shard, ShardIteratorType="LATEST"
+            )["ShardIterator"]
+        )
+
+    def since(self, iterator: str) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        while True:
+            out = self.client.get_records(ShardIterator=iterator, Limit=1000)
+            iterator = out["NextShardIterator"]
+            if not out["Records"]:
+                return [r for r in records if any(matches(f, r) for f in self.source.filters)]
+            records += [record(r, self.source) for r in out["Records"]]
+
+    def batches(self, records: list[dict[str, Any]], alone: bool) -> list[list[dict[str, Any]]]:
+        """The batches Lambda hands the counter: each event's records alone, or BatchSize at a time."""
+        if not alone:
+            size = self.source.batch_size
+            return [records[n : n + size] for n in range(0, len(records), size)]
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for r in records:
+            grouped.setdefault(split(r["dynamodb"]["Keys"]["sk"]["S"])[1], []).append(r)
+        return list(grouped.values())
+
+
+class Consumed:
+    """What the health counter did with a counted run's stream records: its DynamoDB requests and
+    units (a meter), its invocations and their wall time."""
+
+    def __init__(self) -> None:
+        self.meter = dynamometer.Meter()
+        self.invocations = 0
+        self.seconds = 0.0
 
 
 def events(tenant: str, count: int) -> list[str]:
@@ -149,16 +221,28 @@ def cpu_per_delivery(
     return {s: statistics.median(v) for s, v in samples.items()}, benchlib.kms_requests() / total
 
 
-def counted(fleet: Fleet, pool: ThreadPoolExecutor) -> dict[str, dynamometer.Meter]:
+def counted(fleet: Fleet, pool: ThreadPoolExecutor) -> tuple[dict[str, dynamometer.Meter], dict[str, Consumed]]:
+    """The dispatcher's DynamoDB requests and units per scenario, and then the health counter's
+    over the stream records the counted run made (see the module)."""
     meters: dict[str, dynamometer.Meter] = {}
+    consumed: dict[str, Consumed] = {}
     for scenario in EVENTS:
         meter = dynamometer.Meter()
         dispatcher = fleet.dispatcher(meter)
         RUN[scenario](dispatcher, events(scenario, RECORDS_PER_BATCH), pool)  # warm: as the CPU run
         meter.reset()
+        start = fleet.stream.mark()
         RUN[scenario](dispatcher, events(scenario, COUNTED_EVENTS), pool)
         meters[scenario] = meter
-    return meters
+        consumer = consumed[scenario] = Consumed()
+        counter = fleet.health_counter(consumer.meter)
+        for batch in fleet.stream.batches(fleet.stream.since(start), alone=scenario in ALONE):
+            started = time.perf_counter()
+            if counter.count(batch) is not None:
+                raise RuntimeError(f"{scenario}: the health counter could not write its counts")
+            consumer.seconds += time.perf_counter() - started
+            consumer.invocations += 1
+    return meters, consumed
 
 
 def lambda_seconds_per_delivery(fleet: Fleet, pool: ThreadPoolExecutor) -> float:
@@ -175,6 +259,9 @@ def lambda_seconds_per_delivery(fleet: Fleet, pool: ThreadPoolExecutor) -> float
 
 def main() -> None:
     benchlib.quiet()
+    # the stack reads no stream: the counted runs' records are counted here, metered; its own
+    # health counter would write the same hour items meanwhile (and make this one's writes cross)
+    os.environ["DEVICEHOOKS_LOCAL_STREAMS"] = "0"
     with (
         benchlib.receiver() as receiver,
         benchlib.receiver(delay=SLOW_RECEIVER) as slow,
@@ -186,7 +273,7 @@ def main() -> None:
             with urllib.request.urlopen(f"{stack.url}/local/info", timeout=30) as answer:
                 fleet = Fleet(json.loads(answer.read()), receiver, slow)
             cpu, kms = cpu_per_delivery(fleet, receiver, pool)
-            meters = counted(fleet, pool)
+            meters, consumed = counted(fleet, pool)
             seconds = lambda_seconds_per_delivery(fleet, pool)
         finally:
             benchlib.stop_stack(stack)
@@ -194,13 +281,26 @@ def main() -> None:
     per: dict[str, dict[str, float]] = {}
     for scenario, meter in meters.items():
         deliveries = COUNTED_EVENTS * WEBHOOKS[scenario]
+        consumer = consumed[scenario]
         per[scenario] = {
-            "requests": meter.total_requests / deliveries,
-            "wru": meter.write_units / deliveries,
-            "rru": meter.read_units / deliveries,
+            "requests": meter.total_requests / deliveries,  # the delivery path's
+            "wru": (meter.write_units + consumer.meter.write_units) / deliveries,
+            "rru": (meter.read_units + consumer.meter.read_units) / deliveries,
+            "invocations": consumer.invocations / deliveries,
+            "counter_seconds": consumer.seconds / deliveries,
         }
         calls = ", ".join(f"{op} {n / deliveries:.2f}" for op, n in sorted(meter.requests.items()))
         note(f"{scenario}: per delivery {calls}")
+        note(
+            f"{scenario}: health counter: {consumer.meter.total_requests / deliveries:.2f} requests, "
+            f"{consumer.meter.write_units / deliveries:.2f} WRU per delivery "
+            f"({consumer.invocations} invocation(s) for {deliveries} deliveries: "
+            + (
+                "each event alone)"
+                if scenario in ALONE
+                else f"up to {fleet.stream.source.batch_size} stream records each)"
+            )
+        )
     for scenario in EVENTS:
         figure(f"P1_cpu_us_per_delivery_{scenario}", cpu[scenario], 0)
     for scenario in EVENTS:
@@ -209,19 +309,25 @@ def main() -> None:
         figure(f"P1_dynamo_rru_per_delivery_{scenario}", per[scenario]["rru"])
 
     busy = per["10x1"]
+    # the health counter: its invocations per delivery, at its measured time and memory
+    counter_lambda = busy["counter_seconds"] * fleet.counter_memory_gb * costs.price("lambda_gb_second") + busy[
+        "invocations"
+    ] * costs.price("lambda_request")
     sqs = 1 + 2 / RECORDS_PER_BATCH  # the rule's SendMessage; Lambda's Receive and DeleteMessageBatch per batch
     parts = {
         "DynamoDB": busy["wru"] * costs.price("dynamodb_write_unit") + busy["rru"] * costs.price("dynamodb_read_unit"),
         "SQS": sqs * costs.price("sqs_request"),
         "EventBridge": costs.price("eventbridge_event"),
         "Lambda": seconds * fleet.memory_gb * costs.price("lambda_gb_second")
-        + costs.price("lambda_request") / RECORDS_PER_BATCH,
+        + costs.price("lambda_request") / RECORDS_PER_BATCH
+        + counter_lambda,
         "KMS": kms * costs.price("kms_request"),
     }
     note(
         f"C1 (10x1, receiver {SLOW_RECEIVER * 1000:.0f} ms: {seconds * 1000:.1f} ms of a "
         f"{fleet.memory_gb:.0f} GB function per delivery): "
         + ", ".join(f"{name} ${usd * 1e6:.2f}" for name, usd in parts.items())
+        + f" (of Lambda, the health counter ${counter_lambda * 1e6:.3f})"
     )
     figure("C1_usd_per_million_deliveries", sum(parts.values()) * 1e6)
 

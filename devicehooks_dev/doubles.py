@@ -315,6 +315,17 @@ class MemoryActivityStore:
                 failed=stored.failed + counts.failed,
             )
 
+    def uncount_attempts(
+        self, tenant_id: str, integration_id: str, hour: datetime, delivered: int, failed: int
+    ) -> None:
+        with self._lock:
+            key = (tenant_id, integration_id, hour_of(hour))
+            stored = self._hours.get(key)
+            if stored is not None:
+                self._hours[key] = replace(
+                    stored, delivered=stored.delivered - delivered, failed=stored.failed - failed
+                )
+
     def hour_counts(self, tenant_id: str, integration_id: str, until: datetime, hours: int) -> list[HourCount]:
         with self._lock:
             found = [

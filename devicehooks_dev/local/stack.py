@@ -17,6 +17,9 @@
   ``batchItemFailures``; moto moves messages past ``maxReceiveCount`` to their DLQ. Each source
   runs up to its ``ScalingConfig.MaximumConcurrency`` invocations side by side, as Lambda does
   (``devicehooks_dev.local.sqs``); a function's sources share its environments.
+* DynamoDB stream event sources read moto's stream (``dynamodbstreams``) into their function, a
+  batch at a time, with Lambda's record shape and partial batch responses
+  (``devicehooks_dev.local.streams``).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from devicehooks_dev import devkeys
 from devicehooks_dev.local import motoserver
 from devicehooks_dev.local.environments import FunctionPool, FunctionSpec, InvocationError, lambda_variables
 from devicehooks_dev.local.sqs import UNBOUNDED_CONCURRENCY, SqsPoller, SqsSource
+from devicehooks_dev.local.streams import StreamPoller, StreamSource
 from devicehooks_dev.local.template import (
     Resolver,
     load_template,
@@ -171,7 +175,11 @@ def create_resources(
             kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
         if props.get("LocalSecondaryIndexes"):
             kwargs["LocalSecondaryIndexes"] = props["LocalSecondaryIndexes"]
-        arn = dynamodb.create_table(**kwargs)["TableDescription"]["TableArn"]
+        stream = (props.get("StreamSpecification") or {}).get("StreamViewType")
+        if stream:
+            kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream}
+        described = dynamodb.create_table(**kwargs)["TableDescription"]
+        arn = described["TableArn"]
         ttl = props.get("TimeToLiveSpecification")
         if ttl and ttl.get("Enabled"):
             dynamodb.update_time_to_live(
@@ -181,6 +189,9 @@ def create_resources(
         resolver.refs[logical] = name
         resolver.attributes[(logical, "Arn")] = arn
         physical[logical] = {"TableName": name, "Arn": arn}
+        if stream:
+            resolver.attributes[(logical, "StreamArn")] = described["LatestStreamArn"]
+            physical[logical]["StreamArn"] = described["LatestStreamArn"]
 
     sqs = aws.client("sqs")
     queues = resources_of(template, "AWS::SQS::Queue")
@@ -271,7 +282,8 @@ class LocalStack:
         self.functions: dict[str, FunctionPool] = {}
         self.routes: list[ApiRoute] = []
         self.sources: list[SqsSource] = []
-        self.pollers: list[SqsPoller] = []
+        self.pollers: list[SqsPoller | StreamPoller] = []
+        self.streams: list[StreamSource] = []
         self.physical: dict[str, dict[str, Any]] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -311,6 +323,15 @@ class LocalStack:
             )
             poller.start()
             self.pollers.append(poller)
+        # DEVICEHOOKS_LOCAL_STREAMS=0: no stream is read (bench/delivery.py runs the health counter
+        # itself, metered, over the records it made: the stack's own would write the same items)
+        reading = poll and os.environ.get("DEVICEHOOKS_LOCAL_STREAMS", "1") != "0"
+        for stream in self.streams if reading else []:
+            reader = StreamPoller(
+                stream, invoke=self.functions[stream.function].invoke, client=lambda: self._client("dynamodbstreams")
+            )
+            reader.start()
+            self.pollers.append(reader)
 
     def check_settings(self) -> None:
         """Each function's ``DEVICEHOOKS_*`` settings, checked as its cold start checks them: a value
@@ -465,12 +486,15 @@ class LocalStack:
                     )
                 elif event.get("Type") == "SQS" and resolver.resolve(eprops.get("Enabled", True)) is not False:
                     self.sources.append(self._sqs_source(logical, str(event_name), eprops, resolver))
+                elif event.get("Type") == "DynamoDB" and resolver.resolve(eprops.get("Enabled", True)) is not False:
+                    self.streams.append(self._stream_source(logical, str(event_name), eprops, resolver))
         # an SQS-invoked function: as many environments as its sources' batches in flight at most;
         # one behind API routes (or an authorizer): API_CONCURRENCY, started as requests overlap
         behind_api = {r.function for r in self.routes} | {r.authorizer for r in self.routes if r.authorizer}
         api_concurrency = int(os.environ.get("DEVICEHOOKS_LOCAL_API_CONCURRENCY", str(API_CONCURRENCY)))
         for logical, spec in specs.items():
             polled = sum(s.max_concurrency for s in self.sources if s.function == logical)
+            polled += sum(1 for s in self.streams if s.function == logical)  # a batch per shard: moto has one
             concurrency = polled + (api_concurrency if logical in behind_api else 0)
             self.functions[logical] = FunctionPool(FunctionSpec(concurrency=max(1, concurrency), **spec))
         self.routes.sort(key=lambda r: r.rank)
@@ -494,6 +518,29 @@ class LocalStack:
                 int(os.environ.get("DEVICEHOOKS_LOCAL_MAX_CONCURRENCY", "1000")),
             ),
             report_failures="ReportBatchItemFailures" in (resolver.resolve(eprops.get("FunctionResponseTypes")) or []),
+        )
+
+    @staticmethod
+    def _stream_source(function: str, name: str, eprops: Mapping[str, Any], resolver: Resolver) -> StreamSource:
+        """A DynamoDB stream event source: its stream, batch size and window, retries."""
+        return StreamSource(
+            function=function,
+            name=name,
+            stream_arn=str(resolver.resolve(eprops["Stream"])),
+            batch_size=int(resolver.resolve(eprops.get("BatchSize", 100))),
+            batching_window=min(
+                float(resolver.resolve(eprops.get("MaximumBatchingWindowInSeconds", 0))),
+                # a test's (or a developer's) cap: the health view need not lag by the template's window
+                float(os.environ.get("DEVICEHOOKS_LOCAL_STREAM_WINDOW", "inf")),
+            ),
+            report_failures="ReportBatchItemFailures" in (resolver.resolve(eprops.get("FunctionResponseTypes")) or []),
+            starting_position=str(resolver.resolve(eprops.get("StartingPosition", "TRIM_HORIZON"))),
+            max_retries=int(resolver.resolve(eprops.get("MaximumRetryAttempts", -1))),
+            bisect=bool(resolver.resolve(eprops.get("BisectBatchOnFunctionError", False))),
+            filters=tuple(
+                json.loads(str(f["Pattern"]))
+                for f in (resolver.resolve(eprops.get("FilterCriteria") or {}).get("Filters") or [])
+            ),
         )
 
     # ------------------------------------------------------------------ HTTP

@@ -100,9 +100,14 @@ def receiver() -> Iterator[Receiver]:
 
 
 # ---------------------------------------------------------------------------- the stack and the browser
+# the health counter's batches gathered for a second, not the template's 10: the health figures
+# the pages show follow the deliveries within about a second (they lag by the stream's batch)
+FAST_HEALTH = {"DEVICEHOOKS_LOCAL_STREAM_WINDOW": "1"}
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    running = start_stack(tmp_path_factory.mktemp("browser"))
+    running = start_stack(tmp_path_factory.mktemp("browser"), FAST_HEALTH)
     yield running
     stop_stack(running)
 
@@ -110,7 +115,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
 @pytest.fixture(scope="module")
 def short_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """A second stack whose deliveries fail for good quickly: one retry, after 1 s."""
-    running = start_stack(tmp_path_factory.mktemp("browser-short"), {"DEVICEHOOKS_RETRY_SCHEDULE": "1"})
+    running = start_stack(tmp_path_factory.mktemp("browser-short"), {"DEVICEHOOKS_RETRY_SCHEDULE": "1", **FAST_HEALTH})
     yield running
     stop_stack(running)
 

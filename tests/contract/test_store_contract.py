@@ -1403,6 +1403,19 @@ def test_attempts_are_counted_per_webhook_and_hour_the_latest_attempt_last(store
     assert stores.activity.hour_counts(_tenant(), hook, NOW, 24) == []
 
 
+def test_counts_taken_back_leave_the_hours_last_attempt(stores: Stores) -> None:
+    # the health counter's take-back (services/health_counter.py): a batch that comes back counts
+    # these attempts again, with the same last attempt
+    tenant, hook = _tenant(), str(uuid.uuid4())
+    hour = NOW.replace(minute=0, second=0, microsecond=0)
+    ok = Attempt(number=1, at=hour + timedelta(minutes=30), status_code=204)
+    bad = Attempt(number=2, at=hour + timedelta(minutes=40), status_code=503, error="HTTP 503")
+    stores.activity.count_attempts(tenant, hook, HourCount(hour=hour).plus(ok, True).plus(ok, True).plus(bad, False), 0)
+    stores.activity.uncount_attempts(tenant, hook, hour, 1, 1)
+    [counted] = stores.activity.hour_counts(tenant, hook, NOW, 24)
+    assert (counted.delivered, counted.failed, counted.last_status_code, counted.last_at) == (1, 0, 503, bad.at)
+
+
 def test_hour_counts_keep_to_their_webhook_whatever_its_id_holds(stores: Stores) -> None:
     # unescaped, "h"'s hours were a prefix of the others' keys ("H#h#..."), and "h#x" and "h%23x" one key
     tenant, hour = _tenant() + "#H#h", NOW.replace(minute=0, second=0, microsecond=0)

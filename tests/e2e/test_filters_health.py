@@ -22,8 +22,12 @@ B_ANSWERS = [500, 200, 503, 200, 500, 200, 200, 502]  # webhook B; A answers 200
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    # one retry, long after the test: a failed first attempt stays "retrying"
-    running = start_stack(tmp_path_factory.mktemp("filters"), {"DEVICEHOOKS_RETRY_SCHEDULE": "3600"})
+    # one retry, long after the test: a failed first attempt stays "retrying"; the health counter's
+    # batches gathered for half a second (the template's 10 s would make each wait below 10 s long)
+    running = start_stack(
+        tmp_path_factory.mktemp("filters"),
+        {"DEVICEHOOKS_RETRY_SCHEDULE": "3600", "DEVICEHOOKS_LOCAL_STREAM_WINDOW": "0.5"},
+    )
     yield running
     stop_stack(running)
 
@@ -64,8 +68,9 @@ def test_filters_and_health_match_a_known_mix_of_outcomes(stack: RunningStack, r
             tenant.internal("DELETE", f"/devices/{device}")
         body = json.loads(receiver.wait_for(n + 1, "/b")[n].body)
         receiver.wait_for(n + 1, "/a")
-        # counted once the batch is done, after what the outcome means for the webhook (its
-        # failing-since, its circuit) is written: the next event's outcome comes after it
+        # counted by the health counter from the activity table's stream once the outcome is
+        # recorded (what it means for the webhook, its failing-since and circuit, is written right
+        # after the record, long before the stream's batch): the next event's outcome comes after it
         eventually(lambda n=n: health(b, n + 1))
         sent.append({"id": body["id"], "type": body["type"], "device": device, "b_ok": answer < 300})
 

@@ -4,7 +4,7 @@ and every action its role grants is used (or listed below, with its reason).
 A local stack runs with ``DEVICEHOOKS_LOCAL_RECORD_CALLS`` (its execution environments record
 each botocore call: :mod:`devicehooks_dev.local.callrecorder`) through a representative flow:
 webhooks created, changed and tested through the management API, device events through the
-internal API (so the intake and the dispatcher run), a failing receiver (retries, a failed
+internal API (so the intake, the dispatcher and the health counter run), a failing receiver (retries, a failed
 delivery), retry now, recover, health, the activity log, deletion of a webhook and of a tenant.
 The calls are then checked against the roles the SAM translator generates from template.yaml
 (tests/iam.py), resources resolved against the stack's physical names.
@@ -44,6 +44,9 @@ MANAGED = {
 # the SQS event source mapping's own sqs:ReceiveMessage/DeleteMessage/GetQueueAttributes (the
 # mapping polls and deletes; the code never does)
 SQS_SOURCE = "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"
+# the DynamoDB stream event source mapping's own dynamodb:DescribeStream/GetShardIterator/
+# GetRecords/ListStreams (the mapping reads the stream; the code never does)
+STREAM_SOURCE = "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole"
 # The functions that POST to receivers (the dispatcher; the management API's test deliveries) run in
 # the egress VPC when StaticEgressIps is true: Lambda then manages their network interfaces with the
 # role (ec2:CreateNetworkInterface, DescribeNetworkInterfaces, DeleteNetworkInterface, Assign/
@@ -58,6 +61,7 @@ MANAGED_OF = {
     "InternalFunction": MANAGED,
     "IntakeFunction": MANAGED | {SQS_SOURCE},
     "DispatcherFunction": MANAGED | {SQS_SOURCE, VPC_ACCESS},
+    "HealthCounterFunction": MANAGED | {STREAM_SOURCE},
 }
 
 # Granted, not used by this flow, and why ((function, action glob, resource glob) -> reason).
@@ -69,7 +73,13 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Running
     calls = tmp_path_factory.mktemp("calls")
     stack = start_stack(
         tmp_path_factory.mktemp("iam"),
-        {callrecorder.VARIABLE: str(calls), "DEVICEHOOKS_RETRY_SCHEDULE": str(RETRY_AFTER)},
+        # the health counter's batches gathered for a second (not the template's 10): it counts
+        # within the flow
+        {
+            callrecorder.VARIABLE: str(calls),
+            "DEVICEHOOKS_RETRY_SCHEDULE": str(RETRY_AFTER),
+            "DEVICEHOOKS_LOCAL_STREAM_WINDOW": "1",
+        },
     )
     try:
         yield stack, calls

@@ -31,6 +31,7 @@ from devicehooks_dev import devkeys
 from devicehooks_dev.local.runtime import LambdaContext
 from devicehooks_dev.local.sqs import UNBOUNDED_CONCURRENCY, SqsPoller, SqsSource
 from devicehooks_dev.local.stack import API_CONCURRENCY, LocalStack
+from devicehooks_dev.local.streams import StreamPoller
 from devicehooks_dev.local.template import Resolver, load_template
 from tests.conftest import ROOT
 from tests.integration.gate import GateServer
@@ -106,7 +107,11 @@ def test_each_sqs_event_source_runs_up_to_the_templates_maximum_concurrency(stac
         p.source.name: p.source.max_concurrency for p in stack.pollers if p.source.function == "DispatcherFunction"
     }
     assert configured == declared
-    assert {p.source.batch_size for p in stack.pollers} == {10}
+    assert {p.source.batch_size for p in stack.pollers if isinstance(p, SqsPoller)} == {10}
+    # the activity table's stream: one reader, one batch at a time (moto's stream has one shard)
+    [stream] = [p for p in stack.pollers if isinstance(p, StreamPoller)]
+    assert (stream.source.function, stream.source.batch_size) == ("HealthCounterFunction", 100)
+    assert stack.functions["HealthCounterFunction"].spec.concurrency == 1
     # a source without a maximum: Lambda's first 5 concurrent batches
     source = stack._sqs_source(
         "DispatcherFunction", "Unbounded", {"Queue": {"Fn::GetAtt": ["DispatchQueue", "Arn"]}}, Resolver({})

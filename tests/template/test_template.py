@@ -83,7 +83,7 @@ def _alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_every_alarm_notifies_the_alarm_topic_and_says_where_to_look(template: dict[str, Any]) -> None:
     alarms = _alarms(template)
-    assert len(alarms) == 9
+    assert len(alarms) == 11
     for name, alarm in alarms.items():
         assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
         assert alarm["TreatMissingData"] == "notBreaching", name  # no messages, no invocations: all is well
@@ -295,6 +295,37 @@ def test_tables_are_encrypted_with_point_in_time_recovery_and_activity_and_webho
     for name in ("ActivityLogTable", "IntegrationsTable"):  # events; webhooks' state and rate items
         ttl = tables[name]["Properties"]["TimeToLiveSpecification"]
         assert ttl == {"AttributeName": "expire_ts", "Enabled": True}, name
+
+
+def test_the_health_counter_reads_the_activity_tables_stream_and_may_only_update_its_items(
+    template: dict[str, Any],
+) -> None:
+    # what a write added is told by the item before and after it (store/activity_stream.py)
+    table = template["Resources"]["ActivityLogTable"]["Properties"]
+    assert table["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    props = _functions(template)["HealthCounterFunction"]["Properties"]
+    [source] = props["Events"].values()
+    assert source["Type"] == "DynamoDB"
+    events = source["Properties"]
+    assert events["Stream"] == {"Fn::GetAtt": ["ActivityLogTable", "StreamArn"]}
+    assert events["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert events["BisectBatchOnFunctionError"] is True and events["MaximumRetryAttempts"] >= 1
+    assert (events["BatchSize"], events["MaximumBatchingWindowInSeconds"]) == (100, 10)
+    # event items' writes only: no invocation for markers, removals or the counter's own items
+    [pattern] = [json.loads(f["Pattern"]) for f in events["FilterCriteria"]["Filters"]]
+    assert pattern == {"eventName": ["INSERT", "MODIFY"], "dynamodb": {"Keys": {"sk": {"S": [{"prefix": "E#"}]}}}}
+    # its code's one call: UpdateItem on the activity table (SAM adds the stream's reads)
+    statements = [s for p in props["Policies"] for s in p["Statement"]]
+    assert [(s["Action"], s["Resource"]) for s in statements] == [
+        ("dynamodb:UpdateItem", {"Fn::GetAtt": ["ActivityLogTable", "Arn"]})
+    ]
+    # off the delivery path: its errors and its lag alarm (IteratorAge, the stream's records waiting)
+    watched = {
+        (a["MetricName"], a["Statistic"])
+        for a in _alarms(template).values()
+        if a["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "HealthCounterFunction"}}]
+    }
+    assert watched == {("Errors", "Sum"), ("IteratorAge", "Maximum")}
 
 
 def _kms_actions(template: dict[str, Any], function: str) -> set[str]:

@@ -1337,34 +1337,24 @@ def test_health_of_a_webhook_without_attempts_and_of_unknown_ones(health_api: Ap
     assert api("GET", f"{BASE}/integrations/{integration_id}/health", tenant=None).status == 401
 
 
-def test_the_dispatcher_counts_each_attempt_once_per_batch_and_webhook(api: Api, httpserver: Any) -> None:
+def test_the_dispatcher_writes_no_health_counts_the_stream_counter_does(api: Api, httpserver: Any) -> None:
+    # the counts leave the delivery path (docs/architecture.md, "Webhook health"): a batch's
+    # deliveries are recorded and the store's counts never called (tests/unit/test_health_counter.py
+    # has the counter, tests/e2e/test_filters_health.py both together)
     httpserver.expect_request("/ok").respond_with_data("", status=204)
-    httpserver.expect_request("/down").respond_with_data("no", status=500)
     ok = _create(api, _webhook(httpserver.url_for("/ok")))
-    down = _create(api, _webhook(httpserver.url_for("/down")))
+
+    def broken(*_: Any) -> None:
+        raise AssertionError("the dispatcher counted")
+
+    api.activity.count_attempts = broken  # type: ignore[method-assign]
     batch = Batch(deadline=None)
     for n in range(3):
         api.dispatcher.handle_message(json.dumps(_bus_event(f"dev-{n}")), batch)
     api.dispatcher.finish_batch(batch)
-    now = datetime.now(UTC)
-    counted = {i: api.activity.hour_counts("tenant-1", i, now, 24) for i in (ok, down)}
-    assert [(c.delivered, c.failed) for c in counted[ok]] == [(3, 0)]
-    assert [(c.delivered, c.failed, c.last_status_code) for c in counted[down]] == [(0, 3, 500)]
-
-
-def test_a_count_that_cannot_be_written_fails_no_delivery(api: Api, httpserver: Any) -> None:
-    httpserver.expect_request("/ok").respond_with_data("", status=204)
-    _create(api, _webhook(httpserver.url_for("/ok")))
-
-    def broken(*_: Any) -> None:
-        raise RuntimeError("throttled")
-
-    api.activity.count_attempts = broken  # type: ignore[method-assign]
-    batch = Batch(deadline=None)
-    api.dispatcher.handle_message(json.dumps(_bus_event("dev-1")), batch)
-    api.dispatcher.finish_batch(batch)  # the count is written here: it fails, the delivery stays delivered
-    [event] = api.activity.list_events("tenant-1", 1, 10)
-    assert [s.state for s in event.deliveries.values()] == ["delivered"]
+    events = api.activity.list_events("tenant-1", 1, 10)
+    assert [s.state for e in events for s in e.deliveries.values()] == ["delivered"] * 3
+    assert api.activity.hour_counts("tenant-1", ok, datetime.now(UTC), 24) == []
 
 
 def test_the_openapi_document_shows_the_health_shape_and_the_event_filters(api: Api) -> None:

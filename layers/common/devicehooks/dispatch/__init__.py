@@ -22,7 +22,7 @@ from devicehooks.dispatch.context import DispatchContext
 from devicehooks.dispatch.deliver import Job, deliver
 from devicehooks.dispatch.gate import FlowGate
 from devicehooks.dispatch.messages import Busy
-from devicehooks.domain.activity import ActivityEvent, Attempt, HourCount
+from devicehooks.domain.activity import ActivityEvent, Attempt
 from devicehooks.domain.models import Integration
 from devicehooks.observability import logger, traced
 
@@ -55,14 +55,15 @@ class Dispatcher:
 
     def finish_batch(self, batch: Batch) -> None:
         """Send what the batch's records left for the retry queue (raises if it cannot: SQS must then
-        bring the whole batch back); give back its turns at webhooks on trial; count its attempts."""
+        bring the whole batch back); give back its turns at webhooks on trial. Its attempts are
+        counted for the webhooks' health from the activity table's stream, not here
+        (:mod:`devicehooks.services.health_counter`)."""
         try:
             waiting = batch.take_outbox()
             if waiting:
                 self.ctx.queue.schedule_many(waiting)
         finally:
             self._end_trials(batch)
-            self._write_counts(batch)
 
     def send_test(self, event: ActivityEvent, integration: Integration) -> Attempt:
         """POST ``event`` (recorded already) to ``integration`` once, now, whatever its circuit, share
@@ -74,27 +75,6 @@ class Dispatcher:
             self.finish_batch(batch)
         assert isinstance(outcome, Attempted)  # a test delivery is never held
         return outcome.attempt
-
-    def _write_counts(self, batch: Batch) -> None:
-        """The batch's attempts, counted per webhook and hour (one write each, side by side when
-        there are several: the invocation waits for one round trip, not one per webhook)."""
-        counts = batch.take_counts()
-        if len(counts) > 1:
-            list(self.ctx.threads.map(self._write_count, counts))
-        elif counts:
-            self._write_count(counts[0])
-
-    def _write_count(self, counted: tuple[str, str, HourCount]) -> None:
-        """One webhook's count of an hour; one that cannot be written is lost (logged), never a delivery."""
-        tenant_id, integration_id, counts = counted
-        try:
-            expire_ts = int(counts.hour.timestamp()) + self.ctx.policy.retention
-            self.ctx.activity.count_attempts(tenant_id, integration_id, counts, expire_ts)
-        except Exception as exc:  # noqa: BLE001 - health figures are best effort
-            logger.warning(
-                "could not count a webhook's attempts",
-                extra={"integration_id": integration_id, "error": f"{type(exc).__name__}: {exc}"},
-            )
 
     def _end_trials(self, batch: Batch) -> None:
         for (tenant_id, integration_id), trial in batch.take_trials():

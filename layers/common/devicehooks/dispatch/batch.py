@@ -6,11 +6,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import datetime
 from typing import TypeVar
 
 from devicehooks.delivery.tasks import DeliveryTask, EventMessage, Queued, group_held
-from devicehooks.domain.activity import Attempt, HourCount, hour_of
 from devicehooks.domain.models import Integration
 from devicehooks.store.integrations import Trial
 
@@ -22,9 +20,9 @@ class Batch:
     """One invocation's batch: when it must stop starting attempts (``deadline``, on
     ``time.monotonic()``; ``None``: no limit), each tenant's webhooks read once however many of its
     records ask at the same time (and kept up to date with what its records learn of them), the
-    turns it took at webhooks on trial, what waits to go back to the retry queue, and its attempts
-    counted per webhook and hour. Made by whoever runs the batch (the handler, a test), finished
-    with :meth:`devicehooks.dispatch.Dispatcher.finish_batch`."""
+    turns it took at webhooks on trial, and what waits to go back to the retry queue. Made by
+    whoever runs the batch (the handler, a test), finished with
+    :meth:`devicehooks.dispatch.Dispatcher.finish_batch`."""
 
     def __init__(self, deadline: float | None) -> None:
         self.deadline = deadline
@@ -32,7 +30,6 @@ class Batch:
         self._trials: dict[tuple[str, str], Future[Trial]] = {}
         self._outbox: list[tuple[Queued, float]] = []
         self._alone: list[tuple[Queued, float]] = []  # sent as they are, never grouped
-        self._hours: dict[tuple[str, str, datetime], HourCount] = {}
         self._slow: set[tuple[str, str]] = set()  # webhooks that answered slowly in this batch
         self._lock = threading.Lock()
 
@@ -126,19 +123,6 @@ class Batch:
             taken, self._outbox = self._outbox, []
             alone, self._alone = self._alone, []
         return group_held(taken) + alone
-
-    def count(self, integration: Integration, attempt: Attempt, delivered: bool) -> None:
-        """Count an attempt for its webhook's health, written once per webhook and hour when the
-        batch is finished (:meth:`take_counts`)."""
-        key = (integration.tenant_id, integration.id, hour_of(attempt.at))
-        with self._lock:
-            counted = self._hours.get(key) or HourCount(hour=key[2])
-            self._hours[key] = counted.plus(attempt, delivered)
-
-    def take_counts(self) -> list[tuple[str, str, HourCount]]:
-        with self._lock:
-            taken, self._hours = self._hours, {}
-        return [(tenant_id, integration_id, counts) for (tenant_id, integration_id, _), counts in taken.items()]
 
     def take_trials(self) -> list[tuple[tuple[str, str], Trial]]:
         """The turns this batch took (to give back), forgotten here."""

@@ -54,7 +54,8 @@ def turn(ctx: DispatchContext, gate: FlowGate, batch: Batch, event: ActivityEven
 
 
 def settle(ctx: DispatchContext, batch: Batch, event: ActivityEvent, outcomes: list[Outcome]) -> None:
-    """Record outcomes of one event (one write), count their attempts, follow them up."""
+    """Record outcomes of one event (one write; the activity table's stream counts their attempts
+    for the webhooks' health), follow them up."""
     ctx.activity.record(
         event.tenant_id,
         event.id,
@@ -62,8 +63,6 @@ def settle(ctx: DispatchContext, batch: Batch, event: ActivityEvent, outcomes: l
         deliveries=len(event.deliveries),  # what each delivery keeps is bounded by how many there are
     )
     for outcome in outcomes:
-        if isinstance(outcome, Attempted):
-            batch.count(outcome.integration, outcome.attempt, outcome.status.state == "delivered")
         follow_up(ctx, batch, outcome)
 
 

@@ -120,6 +120,12 @@ class ActivityStore(Protocol):
         """Add an hour's attempts to a webhook's counts of that hour (and make its last attempt
         the hour's last, when it is the latest)."""
 
+    def uncount_attempts(
+        self, tenant_id: str, integration_id: str, hour: datetime, delivered: int, failed: int
+    ) -> None:
+        """Take back counts :meth:`count_attempts` added (attempts that will be counted again), the
+        hour's last attempt left as it is."""
+
     def hour_counts(self, tenant_id: str, integration_id: str, until: datetime, hours: int) -> list[HourCount]:
         """A webhook's counted hours up to ``until``'s hour, newest first, at most ``hours`` of them
         (hours without attempts have no counts)."""
@@ -204,6 +210,11 @@ class DynamoActivityStore:
 
     def count_attempts(self, tenant_id: str, integration_id: str, counts: HourCount, expire_ts: int) -> None:
         self._hours.count_attempts(tenant_id, integration_id, counts, expire_ts)
+
+    def uncount_attempts(
+        self, tenant_id: str, integration_id: str, hour: datetime, delivered: int, failed: int
+    ) -> None:
+        self._hours.uncount_attempts(tenant_id, integration_id, hour, delivered, failed)
 
     def hour_counts(self, tenant_id: str, integration_id: str, until: datetime, hours: int) -> list[HourCount]:
         return self._hours.hour_counts(tenant_id, integration_id, until, hours)

@@ -69,6 +69,20 @@ class HourCounts:
                 ExpressionAttributeValues={":d": values[":d"], ":f": values[":f"]},
             )
 
+    def uncount_attempts(
+        self, tenant_id: str, integration_id: str, hour: datetime, delivered: int, failed: int
+    ) -> None:
+        """Take back counts added for attempts that will be counted again (a stream batch's records
+        that come back after a partial failure); the last attempt stays, since counting it again
+        writes the same one."""
+        self.table.client.update_item(
+            TableName=self.table.name,
+            Key={"pk": {"S": tenant_pk(tenant_id)}, "sk": {"S": _hour_sk(integration_id, hour)}},
+            UpdateExpression="ADD delivered :d, failed :f",
+            ConditionExpression="attribute_exists(sk)",
+            ExpressionAttributeValues={":d": {"N": str(-delivered)}, ":f": {"N": str(-failed)}},
+        )
+
     def hour_counts(self, tenant_id: str, integration_id: str, until: datetime, hours: int) -> list[HourCount]:
         out = self.table.client.query(
             TableName=self.table.name,
