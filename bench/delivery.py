@@ -25,12 +25,15 @@ Figures:
   window), ``BatchSize`` (100) records for ``10x1`` (a busy one). A note line says its requests
   and units per delivery;
 * ``C1_usd_per_million_deliveries``: the ``10x1`` scenario (a busy fleet, single-webhook events)
-  priced with docs/operations.md's table: DynamoDB units as counted; SQS requests (the bus's
-  SendMessage, and Lambda's ReceiveMessage and DeleteMessageBatch per batch of 10) plus those the
-  dispatcher made; one EventBridge event per event; Lambda GB-seconds at the dispatcher's
-  measured wall time per batch with a receiver that answers in 250 ms, at the template's memory
-  size, plus one invocation per batch; the health counter's invocations (one per 100 stream
-  records) at its measured wall time and memory size; KMS requests as counted.
+  priced with docs/operations.md's table: DynamoDB units as counted; SQS requests (the rule's
+  SendMessage to the intake queue, the intake's ReceiveMessage, DeleteMessageBatch and
+  SendMessageBatch to the dispatch queue per batch of its ``BatchSize``, the dispatcher's
+  ReceiveMessage and DeleteMessageBatch per batch of 10); one EventBridge event per event; Lambda
+  GB-seconds at the dispatcher's measured wall time per batch with a receiver that answers in
+  250 ms, at the template's memory size, plus one invocation per batch; the intake's invocations
+  per batch at bench/scalemodel.py's stated 30 ms and its memory size; the health counter's
+  invocations (one per 100 stream records) at its measured wall time and memory size; KMS
+  requests as counted.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from typing import Any
 import benchlib
 import costs
 import dynamometer
+import scalemodel
 from benchlib import bus_event, figure, note
 
 from devicehooks.store.keys import split
@@ -113,6 +117,9 @@ class Fleet:
         }
         self.memory_gb = benchlib.function_memory_mb(template, "DispatcherFunction") / 1024
         self.counter_memory_gb = benchlib.function_memory_mb(template, "HealthCounterFunction") / 1024
+        self.intake_memory_gb = benchlib.function_memory_mb(template, "IntakeFunction") / 1024
+        intake_source = template["Resources"]["IntakeFunction"]["Properties"]["Events"]["BusEvents"]
+        self.intake_batch = int(intake_source["Properties"]["BatchSize"])
         self.stream = ActivityStream(resources["ActivityLogTable"]["StreamArn"], template)
         integrations, _ = self.stores(None)
         cipher = benchlib.kms_cipher(self.key)
@@ -313,13 +320,20 @@ def main() -> None:
     counter_lambda = busy["counter_seconds"] * fleet.counter_memory_gb * costs.price("lambda_gb_second") + busy[
         "invocations"
     ] * costs.price("lambda_request")
-    sqs = 1 + 2 / RECORDS_PER_BATCH  # the rule's SendMessage; Lambda's Receive and DeleteMessageBatch per batch
+    # the rule's SendMessage; the intake's Receive, DeleteMessageBatch and SendMessageBatch per its
+    # batch; the dispatcher's Receive and DeleteMessageBatch per batch
+    sqs = 1 + 3 / fleet.intake_batch + 2 / RECORDS_PER_BATCH
+    intake_lambda = (
+        scalemodel.Pipeline.intake_batch_s * fleet.intake_memory_gb * costs.price("lambda_gb_second")
+        + costs.price("lambda_request")
+    ) / fleet.intake_batch
     parts = {
         "DynamoDB": busy["wru"] * costs.price("dynamodb_write_unit") + busy["rru"] * costs.price("dynamodb_read_unit"),
         "SQS": sqs * costs.price("sqs_request"),
         "EventBridge": costs.price("eventbridge_event"),
         "Lambda": seconds * fleet.memory_gb * costs.price("lambda_gb_second")
         + costs.price("lambda_request") / RECORDS_PER_BATCH
+        + intake_lambda
         + counter_lambda,
         "KMS": kms * costs.price("kms_request"),
     }
@@ -327,7 +341,8 @@ def main() -> None:
         f"C1 (10x1, receiver {SLOW_RECEIVER * 1000:.0f} ms: {seconds * 1000:.1f} ms of a "
         f"{fleet.memory_gb:.0f} GB function per delivery): "
         + ", ".join(f"{name} ${usd * 1e6:.2f}" for name, usd in parts.items())
-        + f" (of Lambda, the health counter ${counter_lambda * 1e6:.3f})"
+        + f" (of Lambda, the intake ${intake_lambda * 1e6:.3f}, the health counter ${counter_lambda * 1e6:.3f}; "
+        f"of SQS, the intake's hop ${3 / fleet.intake_batch * costs.price('sqs_request') * 1e6:.2f})"
     )
     figure("C1_usd_per_million_deliveries", sum(parts.values()) * 1e6)
 

@@ -36,12 +36,13 @@ from typing import Any
 
 import benchlib
 import costs
+import delivery
 import dynamometer
 import scalemodel
 from benchlib import bus_event, figure, note
 from scalemodel import Fleet, KeyLoad, Measured, Pipeline
 
-BUSY_BATCHES = 5  # batches of 10 of the hot tenant's events, counted
+BUSY_BATCHES = 20  # batches of 10 of the hot tenant's events, counted (200: the shards' shares settle)
 ALONE_EVENTS = 20  # quiet tenants' events, each alone in its batch, counted
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 FLEET = Fleet()
@@ -89,9 +90,12 @@ class Moto:
 
 def count(
     moto: Moto, receiver: benchlib.Receiver, pool: ThreadPoolExecutor, batch: int, events: int
-) -> tuple[dynamometer.Meter, dict[str, str]]:
+) -> tuple[dynamometer.Meter, dynamometer.Meter, dict[str, str]]:
     """A new tenant with one webhook, proven; then ``events`` of its devices' events in batches of
-    ``batch``, metered. Returns the meter and what to write for the tenant's ids in key shapes."""
+    ``batch``, metered; then the health counter over the stream records they made (each event alone
+    in its stream batch when ``batch`` is 1, a quiet tenant's; else the event source's batches),
+    metered apart. Returns the two meters and what to write for the tenant's ids in key shapes."""
+    from devicehooks.services.health_counter import HealthCounter
     from devicehooks_dev.doubles import PlainTestCipher
 
     meter = dynamometer.Meter()
@@ -106,12 +110,25 @@ def count(
     for _ in range(2):  # its first successes prove the webhook: the happy path from then on
         raise_any(benchlib.one_batch(dispatcher, [bus_event(tenant, str(uuid.uuid4()))]))
     meter.reset()
+    arn = moto.client.describe_table(TableName=moto.names["ActivityLogTable"])["Table"]["LatestStreamArn"]
+    stream = delivery.ActivityStream(arn, moto.template)
+    mark = stream.mark()
     devices = [str(uuid.uuid4()) for _ in range(events)]
     bodies = [bus_event(tenant, device) for device in devices]
     for start in range(0, events, batch):
         raise_any(benchlib.one_batch(dispatcher, bodies[start : start + batch], pool if batch > 1 else None))
+    counter_meter = dynamometer.Meter()
+    _, counter_activity = benchlib.dynamo_stores(
+        moto.names["IntegrationsTable"],
+        moto.names["ActivityLogTable"],
+        dynamometer.MeteredClient(moto.client, moto.shapes(), counter_meter),
+    )
+    counter = HealthCounter(counter_activity, 7 * 24 * 3600)
+    for records in stream.batches(stream.since(mark), alone=batch == 1):
+        if counter.count(records) is not None:
+            raise RuntimeError("the health counter could not write its counts")
     names = {tenant: "<tenant>", webhook: "<webhook>", **dict.fromkeys(devices, "<device>")}
-    return meter, names
+    return meter, counter_meter, names
 
 
 def raise_any(errors: list[BaseException | None]) -> None:
@@ -161,26 +178,37 @@ def measure() -> tuple[Measured, Pipeline, float]:
         with benchlib.receiver() as receiver, ThreadPoolExecutor(10, thread_name_prefix="record") as pool:
             pipe = pipeline(moto)
             busy_events = BUSY_BATCHES * pipe.batch_size
-            busy, busy_names = count(moto, receiver, pool, pipe.batch_size, busy_events)
-            alone, _ = count(moto, receiver, pool, 1, ALONE_EVENTS)
+            busy, busy_counter, busy_names = count(moto, receiver, pool, pipe.batch_size, busy_events)
+            alone, alone_counter, _ = count(moto, receiver, pool, 1, ALONE_EVENTS)
         tables = {moto.names[logical]: prefix for logical, prefix in TABLES.items()}
         timeout = float(
             moto.resolver.resolve(moto.template["Resources"]["DispatcherFunction"]["Properties"]["Timeout"])
         )
     finally:
         moto.stop()
-    for name, meter, events in (("busy", busy, busy_events), ("alone", alone, ALONE_EVENTS)):
+    for name, meter, counter, events in (
+        ("busy", busy, busy_counter, busy_events),
+        ("alone", alone, alone_counter, ALONE_EVENTS),
+    ):
         calls = ", ".join(f"{op} {n / events:.2f}" for op, n in sorted(meter.requests.items()))
-        note(f"measured, {name} ({events} deliveries): per delivery {calls}")
+        note(
+            f"measured, {name} ({events} deliveries): per delivery {calls}; the health counter "
+            f"{counter.total_requests / events:.2f} requests, {counter.write_units / events:.2f} WRU"
+        )
+    both = dynamometer.Meter()  # the busy tenant's keys: the dispatcher's writes and the counter's
+    for meter in (busy, busy_counter):
+        for partition, units in meter.partitions.items():
+            both.partitions[partition] += units
+    # requests: the delivery path's (the batch's critical path); units: the counter's too
     return (
         Measured(
-            busy_wru=busy.write_units / busy_events,
+            busy_wru=(busy.write_units + busy_counter.write_units) / busy_events,
             busy_rru=busy.read_units / busy_events,
             busy_requests=busy.total_requests / busy_events,
-            alone_wru=alone.write_units / ALONE_EVENTS,
+            alone_wru=(alone.write_units + alone_counter.write_units) / ALONE_EVENTS,
             alone_rru=alone.read_units / ALONE_EVENTS,
             alone_requests=alone.total_requests / ALONE_EVENTS,
-            keys=tuple(key_loads(busy, busy_names, tables, busy_events)),
+            keys=tuple(key_loads(both, busy_names, tables, busy_events)),
         ),
         pipe,
         timeout,
