@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from devicehooks.domain.activity import ActivityEvent, Attempt, DeliveryStatus
+from devicehooks.domain.eventids import new_event_id
 from devicehooks.domain.events import WebhookEvent
 from devicehooks.services.health_counter import HealthCounter
 from devicehooks.store.activity import DynamoActivityStore
@@ -54,7 +55,11 @@ def activity(moto_tables: tuple[Any, dict[str, dict[str, Any]]]) -> Iterator[tup
 
 def _event(tenant: str, hooks: list[str]) -> ActivityEvent:
     event = WebhookEvent(
-        id=str(uuid.uuid4()), tenant_id=tenant, type="device-decommissioned", data={"id": "d"}, time=NOW
+        id=new_event_id(NOW, "device-decommissioned"),
+        tenant_id=tenant,
+        type="device-decommissioned",
+        data={"id": "d"},
+        time=NOW,
     )  # type: ignore[arg-type]
     return ActivityEvent.new(event, int(NOW.timestamp()) + 3600, [DeliveryStatus.leased(h, NOW) for h in hooks])
 
