@@ -38,3 +38,18 @@ class Tenant:
 
     def post(self, path: str, body: Any = None) -> requests.Response:
         return requests.post(f"{self.stack.url}{MGMT}{path}", json=body, headers=self.headers, timeout=20)
+
+    def pages(self, per_page: int = 2, **params: Any) -> list[str]:
+        """Every page of ``GET /events`` with these filters: each full but the last, none repeated."""
+        listed: list[list[str]] = []
+        for page in range(1, 50):
+            response = self.get("/events", page=page, per_page=per_page, **params)
+            assert response.status_code == 200, response.text
+            found = [e["id"] for e in response.json()]
+            if not found:
+                break
+            listed.append(found)
+        assert all(len(p) == per_page for p in listed[:-1]), (params, listed)
+        flat = [e for p in listed for e in p]
+        assert len(set(flat)) == len(flat)
+        return flat

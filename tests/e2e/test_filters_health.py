@@ -13,7 +13,7 @@ import pytest
 
 from devicehooks.timeutil import parse_time
 from devicehooks_dev.local.process import RunningStack, start_stack, stop_stack
-from tests.e2e.tenant import Tenant as ApiTenant
+from tests.e2e.tenant import Tenant
 from tests.receiver import Answer, Receiver, eventually
 
 pytestmark = pytest.mark.e2e
@@ -30,23 +30,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     )
     yield running
     stop_stack(running)
-
-
-class Tenant(ApiTenant):
-    def pages(self, per_page: int = 2, **params: Any) -> list[str]:
-        """Every page of ``GET /events`` with these filters: each full but the last, none repeated."""
-        listed: list[list[str]] = []
-        for page in range(1, 50):
-            response = self.get("/events", page=page, per_page=per_page, **params)
-            assert response.status_code == 200, response.text
-            found = [e["id"] for e in response.json()]
-            if not found:
-                break
-            listed.append(found)
-        assert all(len(p) == per_page for p in listed[:-1]), (params, listed)
-        flat = [e for p in listed for e in p]
-        assert len(set(flat)) == len(flat)
-        return flat
 
 
 def test_filters_and_health_match_a_known_mix_of_outcomes(stack: RunningStack, receiver: Receiver) -> None:

@@ -123,9 +123,11 @@ export const integrations = {
 };
 
 export const events = {
-  /** `filters`: device_id, status, type, from, to (RFC 3339, from <= time < to); empty ones are left out. */
+  /** `filters`: device_id or device_prefix, status, type, from, to (RFC 3339, from <= time < to); empty ones
+   * are left out. No `integrationId`: the tenant's events across all its webhooks. */
   list: (integrationId, page, perPage, filters = {}) => {
-    const query = new URLSearchParams({ page: String(page), per_page: String(perPage), integration_id: integrationId });
+    const query = new URLSearchParams({ page: String(page), per_page: String(perPage) });
+    if (integrationId) query.set("integration_id", integrationId);
     for (const [key, value] of Object.entries(filters)) if (value) query.set(key, value);
     return api("GET", `/events?${query}`);
   },

@@ -22,14 +22,13 @@ import {
   retryProblem,
   stateView,
   statusCell,
-  timeEl,
   triggerLabel,
   waitNote,
 } from "./dom.js";
+import { apiFilters, describeFilters, emptyPage, eventCells, filterQuery, filtersForm, localInput, pager, parseLocal, PER_PAGE, readFilters, readPage, rfc3339 } from "./filters.js";
 import { field, rateLimitError, rateLimitInput, secretError, secretHelp } from "./form.js";
 import { healthPanel } from "./health.js";
 
-const PER_PAGE = 20;
 const POLL_MS = 10_000;
 const FAST_POLL_MS = 2_000;
 
@@ -402,7 +401,7 @@ function activityView(ctx, hook, panel) {
   const here = `#/integrations/${encodeURIComponent(hook.id)}/activity`;
   // filters and page come from the address (#/integrations/<id>/activity?device=…&page=2)
   let filters = readFilters(ctx.query);
-  let page = Math.max(1, Number.parseInt(ctx.query.get("page") || "1", 10) || 1);
+  let page = readPage(ctx.query);
   let timer = null;
   let running = false;
   let last = "";
@@ -412,20 +411,11 @@ function activityView(ctx, hook, panel) {
   const updated = h("span.muted.small", { "aria-live": "off" });
   const table = h("div.activity-body", {}, h("p.muted", { text: "Loading…" }));
   const outcome = h("div.outcome");
-  const prev = button("Previous page", () => turn(-1));
-  const next = button("Next page", () => turn(1));
-  const pageLabel = h("span.page", { "aria-live": "polite" });
-  const pager = h("nav.pager", { "aria-label": "Activity pages", hidden: true }, prev, pageLabel, next);
+  const pages = pager("Activity pages", (step) => turn(step));
   const refresh = button("Refresh", () => load());
   const resend = button("Resend failed deliveries…", () => resendFailed());
   const summary = h("p.filter-summary", { "aria-live": "polite" });
-  const query = () => {
-    const pairs = Object.entries(filters).filter(([, v]) => v);
-    if (page > 1) pairs.push(["page", String(page)]);
-    // times keep their colons: ?from=2026-11-29T09:00:00Z
-    const text = pairs.map(([k, v]) => `${k}=${encodeURIComponent(v).replace(/%3A/gi, ":")}`).join("&");
-    return text ? `?${text}` : "";
-  };
+  const query = () => filterQuery(filters, page);
   const filterForm = filtersForm(filters, (chosen) => {
     filters = chosen;
     page = 1;
@@ -439,7 +429,7 @@ function activityView(ctx, hook, panel) {
     summary,
     outcome,
     table,
-    pager,
+    pages.node,
   );
 
   async function load() {
@@ -552,28 +542,10 @@ function activityView(ctx, hook, panel) {
 
   function show(list) {
     const filtered = Object.values(filters).some(Boolean);
-    const more = list.length >= PER_PAGE;
-    prev.disabled = page <= 1;
-    next.disabled = !more;
-    pager.hidden = page <= 1 && !more;
-    const first = (page - 1) * PER_PAGE + 1;
-    pageLabel.textContent = [
-      `Page ${page}`,
-      list.length ? `events ${first}–${first + list.length - 1}` : "no events",
-      more ? "more on the next page" : page > 1 ? "last page" : "",
-      filtered ? "filtered" : "",
-    ].filter(Boolean).join(" · ");
+    pages.show(page, list.length, filtered);
     summary.textContent = `Showing ${describeFilters(filters)}${page > 1 ? `, page ${page}` : ""}.`;
     if (!list.length) {
-      replace(
-        table,
-        h(
-          "p.empty",
-          {},
-          page > 1 ? `No events on page ${page}. ` : filtered ? "No event matches these filters." : "No webhook activity yet.",
-          page > 1 ? button("Go to the first page", () => turn(1 - page)) : null,
-        ),
-      );
+      replace(table, emptyPage(page, filtered, turn));
       return;
     }
     const names = new Set();
@@ -619,9 +591,7 @@ function activityView(ctx, hook, panel) {
             return h(
               "tr",
               {},
-              h("td.when", { "data-label": "Time" }, timeEl(event.time, true)),
-              h(device ? "td.device.mono" : "td.device.mono.none", { "data-label": "Device", text: device ?? "—", title: device ?? undefined }),
-              h("td.trigger", { "data-label": "Event trigger", text: triggerLabel(event.type) }),
+              eventCells(event),
               h("td.state", { "data-label": "Status" }, h("span.status-stack", {}, statusCell(status), waitNote(status))),
               h(
                 "td.attempts",
@@ -648,130 +618,6 @@ function activityView(ctx, hook, panel) {
       timer = false;
     },
   };
-}
-
-const STATES = [
-  ["pending", "Pending"],
-  ["retrying", "Waiting"],
-  ["delivered", "Delivered"],
-  ["failed", "Failed"],
-  ["skipped", "Skipped"],
-];
-const TRIGGER_TYPES = [...EVENT_TYPES.map(([type]) => type), "webhook-test"];
-
-/** The Activity filters the address holds (unknown values dropped). */
-function readFilters(query) {
-  const valid = {
-    device: (v) => v.trim().length > 0,
-    status: (v) => STATES.some(([s]) => s === v),
-    type: (v) => TRIGGER_TYPES.includes(v),
-    from: (v) => !Number.isNaN(Date.parse(v)),
-    to: (v) => !Number.isNaN(Date.parse(v)),
-  };
-  const found = {};
-  for (const [key, ok] of Object.entries(valid)) {
-    const v = query.get(key);
-    if (v && ok(v)) found[key] = key === "device" ? v.trim() : v;
-  }
-  return found;
-}
-
-/** GET /events's query parameters for these filters (from <= time < to, RFC 3339). */
-function apiFilters(f) {
-  return { device_id: f.device, status: f.status, type: f.type, from: f.from, to: f.to };
-}
-
-/** The filters in words: "Failed Device provisioned events of device x, from … until …". */
-function describeFilters(f) {
-  const words = [
-    f.status ? STATES.find(([s]) => s === f.status)[1].toLowerCase() : "all",
-    f.type ? `${triggerLabel(f.type)}` : null,
-    "events",
-    f.device ? `of device ${f.device}` : null,
-    f.from ? `from ${formatTime(f.from)}` : null,
-    f.to ? `until ${formatTime(f.to)}` : null,
-  ];
-  return words.filter(Boolean).join(" ");
-}
-
-/** The filter form (role="search"): device id, status, trigger, time range; `apply(filters)` on submit. */
-function filtersForm(current, apply) {
-  const choose = (name, options, value) =>
-    h("select", { name }, options.map(([v, label]) => h("option", { value: v, selected: v === (value || ""), text: label })));
-  const device = field({
-    id: "filter-device",
-    label: "Device ID",
-    input: h("input", { type: "search", name: "device", maxlength: "256", autocomplete: "off", spellcheck: "false", class: "mono", value: current.device || "" }),
-  });
-  const status = field({ id: "filter-status", label: "Status", input: choose("status", [["", "Any status"], ...STATES], current.status) });
-  const type = field({
-    id: "filter-type",
-    label: "Event trigger",
-    input: choose("type", [["", "Any trigger"], ...TRIGGER_TYPES.map((t) => [t, triggerLabel(t)])], current.type),
-  });
-  const fromInput = h("input", { type: "datetime-local", name: "from", value: current.from ? localInput(new Date(current.from)) : "" });
-  const toInput = h("input", { type: "datetime-local", name: "to", value: current.to ? localInput(new Date(current.to)) : "" });
-  const from = field({ id: "filter-from", label: "From", input: fromInput, validate: (v) => (!v || parseLocal(v) ? "" : "Enter a date and time, or leave it empty") });
-  const to = field({
-    id: "filter-to",
-    label: "Until",
-    input: toInput,
-    validate: (v) => {
-      if (!v) return "";
-      const end = parseLocal(v);
-      if (!end) return "Enter a date and time, or leave it empty";
-      const start = parseLocal(fromInput.value);
-      return start && end <= start ? "The end has to be after the start" : "";
-    },
-  });
-  const clear = button("Clear filters", () => {
-    for (const f of [device, status, type, from, to]) {
-      f.input.value = "";
-      f.setError("");
-    }
-    apply({});
-  });
-  const form = h(
-    "form.filters",
-    {
-      role: "search",
-      "aria-label": "Filter activity",
-      novalidate: true,
-      on: {
-        submit: (event) => {
-          event.preventDefault();
-          const ok = [from.check(), to.check()];
-          if (!ok[0] || !ok[1]) {
-            (ok[0] ? toInput : fromInput).focus();
-            return;
-          }
-          const chosen = {
-            device: device.input.value.trim(),
-            status: status.input.value,
-            type: type.input.value,
-            from: fromInput.value ? rfc3339(parseLocal(fromInput.value)) : "",
-            to: toInput.value ? rfc3339(parseLocal(toInput.value)) : "",
-          };
-          apply(Object.fromEntries(Object.entries(chosen).filter(([, v]) => v)));
-        },
-      },
-    },
-    device.node,
-    status.node,
-    type.node,
-    from.node,
-    to.node,
-    h(
-      "div.actions.start",
-      {},
-      h("button.button.primary", { type: "submit", text: "Apply filters" }),
-      clear,
-      h("span.filter-help.help", { text: "Times are your local time: events from the start, before the end." }),
-    ),
-  );
-  // folded away on a phone until asked for (or while filters are on)
-  const open = Object.values(current).some(Boolean) || !matchMedia("(max-width: 680px)").matches;
-  return h("details.filter-box", { open }, h("summary", { text: "Filters" }), form);
 }
 
 /** "Resend failed deliveries": asks for the time window; resolves [the API's answer, until] or null. */
@@ -844,20 +690,6 @@ function askRecover(hook) {
     );
   });
 }
-
-const pad2 = (n) => String(n).padStart(2, "0");
-/** A Date as a datetime-local input's value (local time, to the minute). */
-function localInput(d) {
-  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}T${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
-}
-/** A datetime-local input's value (local time) as a Date, or null. */
-function parseLocal(value) {
-  if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?$/.test(value || "")) return null;
-  const d = new Date(value); // no zone: local time
-  return Number.isNaN(d.getTime()) ? null : d;
-}
-/** RFC 3339 in UTC, to the second. */
-const rfc3339 = (d) => d.toISOString().replace(/\.\d{3}Z$/, "Z");
 
 /** What a recover did, in words, from its answer: how many it found and sent, and why others were not sent. */
 function recoverText(answer) {

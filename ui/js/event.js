@@ -1,10 +1,12 @@
 // Event details: what was sent (the exact payload) and every delivery attempt; redelivery.
+import { deviceActivityHref } from "./activity.js";
 import { events, integrations, SignedOut } from "./api.js";
 import {
   append,
   busy,
   button,
   deliveryFor,
+  deviceId,
   h,
   isHeld,
   isTestEvent,
@@ -135,6 +137,7 @@ export async function renderEvent(ctx, integrationId, eventId) {
           h("dd", {}, timeEl(event.time, true)),
           h("dt", { text: "Event trigger" }),
           h("dd", { text: triggerLabel(event.type) }),
+          deviceRow(deviceId(event)),
           h("dt", { text: "Status" }),
           h("dd", {}, statusCell(status)),
           status?.error ? reasonRow(status) : null,
@@ -189,6 +192,15 @@ function queuedText(now, hook) {
     return `${what} was queued, but the webhook is paused (it kept failing): devicehooks tries it again ${nextTryText(circuit.next_attempt)}, then sends it.`;
   }
   return now ? "The delivery is being attempted again now." : "The event was queued for redelivery.";
+}
+
+/** The device the event is about, a link to its events on every webhook (the Activity page). */
+function deviceRow(device) {
+  if (!device) return null;
+  return [
+    h("dt", { text: "Device" }),
+    h("dd", {}, h("a.mono", { href: deviceActivityHref(device), text: device }), h("span.muted.small", { text: " (its events on every webhook)" })),
+  ];
 }
 
 /** A held delivery's reason (not attempted, so not an error), or the last attempt's error. */

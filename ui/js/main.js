@@ -1,5 +1,7 @@
 // Start-up, session and hash routing (#/integrations, #/integrations/new, #/integrations/<id>[/activity|/edit],
-// #/integrations/<id>/events/<event id>; the Activity tab's filters and page follow a "?"). Opening /#token=<jwt> signs in with that token.
+// #/integrations/<id>/events/<event id>; the Activity tab's filters and page follow a "?"; #/activity?…: every
+// webhook's events). Opening /#token=<jwt> signs in with that token.
+import { renderActivity } from "./activity.js";
 import { session, SignedOut, whenUnauthorized } from "./api.js";
 import { h, problemView, replace } from "./dom.js";
 import { renderEvent } from "./event.js";
@@ -45,6 +47,7 @@ function stopView() {
 function showSession() {
   const signedIn = Boolean(session.token);
   document.getElementById("session").hidden = !signedIn;
+  document.getElementById("sections").hidden = !signedIn;
   const tenant = session.tenant();
   document.getElementById("tenant").textContent = signedIn ? `Tenant: ${tenant || "(default)"}` : "";
 }
@@ -62,7 +65,7 @@ function signInView(message) {
 function signIn(token) {
   session.set(token);
   flash = null;
-  if (location.hash.startsWith("#/integrations")) route();
+  if (/^#\/(integrations|activity)/.test(location.hash)) route();
   else location.hash = "#/integrations";
 }
 
@@ -85,7 +88,7 @@ function route() {
   } catch {
     parts = ["integrations"]; // a broken %-escape: the list
   }
-  if (parts[0] !== "integrations") {
+  if (parts[0] !== "integrations" && parts[0] !== "activity") {
     history.replaceState(null, "", "#/integrations");
     parts.splice(0, parts.length, "integrations");
   }
@@ -128,9 +131,11 @@ function route() {
     },
   };
   flash = null;
+  markSection(parts[0]);
   const [, id, sub, eventId] = parts;
   let work;
-  if (!id) work = renderList(ctx);
+  if (parts[0] === "activity") work = renderActivity(ctx);
+  else if (!id) work = renderList(ctx);
   else if (id === "new") work = renderForm(ctx);
   else if (sub === "edit") work = renderForm(ctx, id);
   else if (sub === "events" && eventId) work = renderEvent(ctx, id, eventId);
@@ -143,6 +148,14 @@ function route() {
     heading.focus({ preventScroll: true });
   }
   firstRoute = false;
+}
+
+/** The sections' navigation (Webhooks, Activity): shown while signed in, the current one marked. */
+function markSection(section) {
+  for (const link of document.querySelectorAll("#sections a")) {
+    if (link.getAttribute("href") === `#/${section}`) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
 }
 
 whenUnauthorized((error) => {
