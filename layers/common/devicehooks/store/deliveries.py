@@ -144,7 +144,7 @@ class Deliveries:
                 return Claim.STALE
             return Claim.BUSY
         except self.client.exceptions.ClientError as exc:
-            if too_large(exc):  # an item from before the bounds: not taken, so nothing is POSTed unrecorded
+            if too_large(exc):  # past the bounds (none should be): not taken, so nothing is POSTed unrecorded
                 raise ItemTooLarge(f"event {event_id}: the activity item has no room to lease a delivery") from exc
             raise
         return Claim.TAKEN
@@ -191,7 +191,7 @@ class Deliveries:
 
     def _record_alone(self, tenant_id: str, event_id: str, update: Update, keep: int, keyed: Keyed | None) -> None:
         """One delivery's update, written as it can be: its log started when it is not there yet (a
-        rotating slot needs the list); refused for the item's size (an item from before the bounds),
+        rotating slot needs the list); refused for the item's size (past the bounds, which none should be),
         the attempt recorded bare, then not at all: its status still counts it, so it is never
         POSTed again for want of a record. :class:`ItemTooLarge` when not even the status fits."""
         status, attempt = update
@@ -318,7 +318,7 @@ class Deliveries:
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
         except self.client.exceptions.ClientError as exc:
-            if too_large(exc):  # an item from before the bounds: the caller answers a clear 409
+            if too_large(exc):  # past the bounds (none should be): the caller answers a clear 409
                 raise ItemTooLarge(f"event {event_id}: the activity item has no room to reopen a delivery") from exc
             raise
         if keyed is not None and keyed.carrier != integration_id:
