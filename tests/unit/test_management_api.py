@@ -798,7 +798,10 @@ def test_a_disabled_webhooks_retry_says_it_is_disabled_even_while_an_attempt_is_
     everywhere = api("POST", f"{BASE}/events/{event_id}/retry")
     assert (everywhere.status, everywhere.json()["error"]) == (409, RETRY_DISABLED)
     redeliver = api("POST", f"{BASE}/events/{event_id}/redeliver", {"integration_id": hook})
-    assert (redeliver.status, redeliver.json()["error"]) == (409, "the webhook is disabled; enable it before redelivering")
+    assert (redeliver.status, redeliver.json()["error"]) == (
+        409,
+        "the webhook is disabled; enable it before redelivering",
+    )
     # a delivered delivery still reads as delivered, disabled or not
     done = _event_to(api, [_delivered(hook)])
     delivered = api("POST", f"{BASE}/events/{done}/retry", {"integration_id": hook})
