@@ -51,7 +51,7 @@ export async function renderEvent(ctx, integrationId, eventId) {
   async function load() {
     clearTimeout(timer);
     // the webhook too (again after 10 s): Retry now is not offered where it cannot work (disabled),
-    // and says when a paused one tries
+    // and says when a failing one (its circuit open) tries
     const fresh = Date.now() - hookReadAt < 10_000;
     const [event, hook] = await Promise.all([
       events.get(eventId),
@@ -181,12 +181,12 @@ export async function renderEvent(ctx, integrationId, eventId) {
   await load();
 }
 
-/** What a retry or redelivery that was accepted does: now, or at a paused webhook's next try. */
+/** What a retry or redelivery that was accepted does: now, or at a failing webhook's next try. */
 function queuedText(now, hook) {
   const circuit = hook?.circuit;
   const what = now ? "The delivery" : "The event";
   if (circuit?.state === "open") {
-    return `${what} was queued, but the webhook is paused (it kept failing): devicehooks tries it again ${nextTryText(circuit.next_attempt)}, then sends it.`;
+    return `${what} was queued; it is waiting: the webhook has been failing, and devicehooks tries it again ${nextTryText(circuit.next_attempt)}, then sends it.`;
   }
   return now ? "The delivery is being attempted again now." : "The event was queued for redelivery.";
 }

@@ -1,7 +1,7 @@
 // Start-up, session and hash routing (#/integrations, #/integrations/new, #/integrations/<id>[/activity|/edit],
 // #/integrations/<id>/events/<event id>; the Activity tab's filters and page follow a "?"). Opening /#token=<jwt> signs in with that token.
 import { session, SignedOut, whenUnauthorized } from "./api.js";
-import { h, problemView, replace } from "./dom.js";
+import { h, problemView, replace, zoneText } from "./dom.js";
 import { renderEvent } from "./event.js";
 import { renderForm } from "./form.js";
 import { renderDetail } from "./detail.js";
@@ -47,6 +47,8 @@ function showSession() {
   document.getElementById("session").hidden = !signedIn;
   const tenant = session.tenant();
   document.getElementById("tenant").textContent = signedIn ? `Tenant: ${tenant || "(default)"}` : "";
+  // every time on every screen is local, in one format (YYYY-MM-DD HH:mm): the zone is said once, here
+  document.getElementById("zone").textContent = signedIn ? `Times in ${zoneText()}` : "";
 }
 
 function signInView(message) {
