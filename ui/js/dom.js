@@ -159,13 +159,15 @@ export function circuitState(integration, explain = false) {
   let help;
   if (circuit.state === "open") {
     // its deliveries wait, as a held delivery does: the one word "Waiting", the reason in plain words
+    // (in a list row, the short form: "Waiting: failing since 12:40, next try at 12:52:05")
+    const next = circuit.next_attempt ? nextTryText(circuit.next_attempt) : "soon";
     badge = h(
       "span.circuit.open",
       {},
       h("strong", { text: "Waiting" }),
-      ": the webhook has been failing",
-      circuit.since ? [" since ", timeEl(circuit.since)] : null,
-      `; devicehooks tries it again ${circuit.next_attempt ? nextTryText(circuit.next_attempt) : "soon"}`,
+      explain ? ": the webhook has been failing" : ": failing",
+      circuit.since ? [" since ", sinceEl(circuit.since)] : null,
+      explain ? `; devicehooks tries it again ${next}` : `, next try ${next}`,
     );
     help = `${failures ? `${inARow}. ` : ""}Its deliveries are not attempted but wait on the retry queue until then; none is lost.`;
   } else if (circuit.state === "half-open") {
