@@ -6,6 +6,7 @@ import {
   button,
   deliveryFor,
   h,
+  hookName,
   isHeld,
   isTestEvent,
   nextTryText,
@@ -29,13 +30,14 @@ export async function renderEvent(ctx, integrationId, eventId) {
   const back = `#/integrations/${encodeURIComponent(integrationId)}/activity`;
   const body = h("div", { "aria-busy": "true" }, h("p.muted", { text: "Loading…" }));
   const outcome = h("div.outcome");
+  const crumb = h("a", { href: back, text: "Webhook details" }); // then the webhook's name
   append(ctx.root, [
     h(
       "nav.crumbs",
       { "aria-label": "Breadcrumb" },
       h("span", { text: "Settings" }),
       h("a", { href: "#/integrations", text: "Integrations" }),
-      h("a", { href: back, text: "Webhook details" }),
+      crumb,
     ),
     h("p.back", {}, h("a", { href: back, text: "← Back to webhook" })),
     h("h1", { text: "Event details" }),
@@ -64,6 +66,7 @@ export async function renderEvent(ctx, integrationId, eventId) {
     ]);
     if (!ctx.active) return;
     if (!fresh) [webhook, hookReadAt] = [hook, Date.now()];
+    if (hook) crumb.textContent = hookName(hook);
     body.removeAttribute("aria-busy");
     const status = deliveryFor(event, integrationId);
     if (watching && ((status?.attempts ?? 0) > watching[0] && status?.state !== "pending" || Date.now() > watching[1])) {
