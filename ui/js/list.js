@@ -12,13 +12,14 @@ const SORTS = [
   ["state", "State (problems first)"],
 ];
 const urlOf = (hook) => hook.credentials?.http?.url ?? "";
+const shownUrl = (hook) => maskUrl(urlOf(hook));
 // disabled first, then waiting (circuit open), testing, failures in a row, then the rest
 const trouble = (hook) =>
   hook.enabled === false ? 0 : hook.circuit?.state === "open" ? 1 : hook.circuit?.state === "half-open" ? 2 : hook.circuit?.failures ? 3 : 4;
 const byName = (a, b) => hookName(a).localeCompare(hookName(b), "en", { sensitivity: "base" }) || a.id.localeCompare(b.id);
 const ORDER = {
   name: byName,
-  url: (a, b) => urlOf(a).localeCompare(urlOf(b), "en") || byName(a, b),
+  url: (a, b) => shownUrl(a).localeCompare(shownUrl(b), "en") || byName(a, b),
   state: (a, b) => trouble(a) - trouble(b) || byName(a, b),
 };
 
@@ -26,6 +27,7 @@ const ORDER = {
 // list does not ask again for what it asked less than 30 s ago
 const healths = new Map();
 const fresh = (id) => healths.has(id) && Date.now() - healths.get(id)[1] < POLL_MS;
+const asking = new Set(); // ids whose health is being fetched: never asked twice at once
 
 export async function renderList(ctx) {
   document.title = "Integrations · devicehooks";
@@ -143,16 +145,19 @@ export async function renderList(ctx) {
   /** Fetches the health of the rows shown (`again`: even when fetched less than 30 s ago), four at
    * a time; a row no longer shown (another page, a search) is not asked for. */
   async function fetchHealth(ids, again) {
-    const wanted = ids.filter((id) => again || !fresh(id));
+    const wanted = ids.filter((id) => (again || !fresh(id)) && !asking.has(id));
     const work = async () => {
       for (let id = wanted.shift(); id !== undefined; id = wanted.shift()) {
         if (!ctx.active) return;
-        if (!cells.has(id)) continue;
+        if (!cells.has(id) || asking.has(id)) continue;
+        asking.add(id);
         try {
           healths.set(id, [await integrations.health(id), Date.now()]);
         } catch (err) {
           if (err instanceof SignedOut || !ctx.active) return;
           if (!healths.has(id)) healths.set(id, [null, Date.now()]);
+        } finally {
+          asking.delete(id);
         }
         if (ctx.active) fill(id);
       }
@@ -165,7 +170,8 @@ export async function renderList(ctx) {
     if (!hooks) return;
     const needle = search.toLowerCase();
     const found = hooks
-      .filter((hook) => !needle || [hook.description, urlOf(hook), hook.id].some((t) => String(t ?? "").toLowerCase().includes(needle)))
+      // the URL as shown (masked): a search never tells what a hidden token holds
+      .filter((hook) => !needle || [hook.description, shownUrl(hook), hook.id].some((t) => String(t ?? "").toLowerCase().includes(needle)))
       .sort(ORDER[sort]);
     const pages = Math.max(1, Math.ceil(found.length / PER_PAGE));
     page = Math.min(page, pages);
@@ -231,7 +237,7 @@ export async function renderList(ctx) {
                 return h(
                   "tr",
                   {},
-                  h("td.url", { "data-label": "URL", text: maskUrl(urlOf(hook)) }),
+                  h("td.url", { "data-label": "URL", text: shownUrl(hook) }),
                   h("td", { "data-label": "Description", text: hook.description || "—" }),
                   h("td", { "data-label": "Event types", text: eventTypesLabel(hook) }),
                   h("td", { "data-label": "State" }, stateView(hook)),
