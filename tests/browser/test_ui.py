@@ -15,7 +15,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
@@ -69,8 +71,8 @@ def _handler(received: list[dict[str, Any]], codes: dict[str, int]) -> type[Base
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             received.append({"path": self.path, "headers": dict(self.headers), "body": body})
-            # /status/<code> answers that code; anything else is a 200
-            parts = self.path.strip("/").split("/")
+            # /status/<code> answers that code; anything else is a 200 (a query string aside)
+            parts = self.path.split("?", 1)[0].strip("/").split("/")
             code = int(parts[1]) if len(parts) == 2 and parts[0] == "status" and parts[1].isdigit() else 200
             if len(parts) == 2 and parts[0] == "switch":
                 code = codes.get(parts[1], 200)
@@ -114,8 +116,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
 
 @pytest.fixture(scope="module")
 def short_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """A second stack whose deliveries fail for good quickly: one retry, after 1 s."""
-    running = start_stack(tmp_path_factory.mktemp("browser-short"), {"DEVICEHOOKS_RETRY_SCHEDULE": "1", **FAST_HEALTH})
+    """A second stack whose deliveries fail for good quickly (one retry, after 1 s), and where a
+    tenant may have 99 webhooks (the paged list)."""
+    running = start_stack(
+        tmp_path_factory.mktemp("browser-short"),
+        {"DEVICEHOOKS_RETRY_SCHEDULE": "1", "DEVICEHOOKS_MAX_INTEGRATIONS": "99", **FAST_HEALTH},
+    )
     yield running
     stop_stack(running)
 
@@ -160,8 +166,10 @@ def _request_failed(session: Session, request: Any) -> None:
     session.problems.append(f"request failed: {request.method} {request.url} {request.failure}")
 
 
-def _new_session(browser: Browser, stack: RunningStack, width: int, height: int) -> Session:
-    context = browser.new_context(viewport={"width": width, "height": height}, base_url=stack.url)
+def _new_session(
+    browser: Browser, stack: RunningStack, width: int, height: int, timezone: str | None = None
+) -> Session:
+    context = browser.new_context(viewport={"width": width, "height": height}, base_url=stack.url, timezone_id=timezone)
     context.set_default_timeout(TIMEOUT)
     page = context.new_page()
     session = Session(context, page, stack.url)
@@ -205,13 +213,13 @@ def _headers(stack: RunningStack, tenant: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {stack.token(tenant)}"}
 
 
-def _create_webhook(stack: RunningStack, tenant: str, url: str, **extra: Any) -> str:
+def _create_webhook(stack: RunningStack, tenant: str, url: str, *, timeout: float = 10, **extra: Any) -> str:
     http: dict[str, str] = {"url": url}
     if "secret" in extra:
         http["secret"] = extra.pop("secret")
     body = {"provider": "webhook", "credentials": {"type": "http", "http": http}, **extra}
     created = requests.post(
-        f"{stack.url}{MANAGEMENT}/integrations", json=body, headers=_headers(stack, tenant), timeout=10
+        f"{stack.url}{MANAGEMENT}/integrations", json=body, headers=_headers(stack, tenant), timeout=timeout
     )
     assert created.status_code == 201, created.text
     return str(created.headers["Location"].rsplit("/", 1)[1])
@@ -440,7 +448,9 @@ def test_add_a_webhook_see_its_activity_and_delete_it(ui: Session, stack: Runnin
     page.get_by_role("tab", name="Settings").click()
     page.get_by_role("button", name="Delete webhook").click()
     dialog = page.get_by_role("dialog")
-    expect(dialog).to_contain_text("Remove the webhook. Are you sure?")
+    # the dialog names the webhook and says how many deliveries wait for it
+    expect(dialog).to_contain_text(f"Delete the webhook “Browser test <b>receiver</b>” ({hook_url})?")
+    expect(dialog).to_contain_text("No delivery is waiting for it.")
     _axe_clean(page, "delete dialog")
     dialog.get_by_role("button", name="Cancel").click()
     expect(dialog).to_be_hidden()
@@ -583,8 +593,16 @@ def test_settings_actions_and_keyboard_tabs(ui: Session, stack: RunningStack, re
     expect(panel).to_contain_text("Device decommissioned")
     _no_stray_text(page)
 
-    # disable, enable
+    # disable (confirmed first: a cancel changes nothing), enable (at once)
     panel.get_by_role("button", name="Disable").click()
+    confirm = page.get_by_role("dialog", name="Disable webhook")
+    expect(confirm).to_contain_text(f"Disable “127.0.0.1:{receiver.url.rsplit(':', 1)[1]}”? Nothing is sent to it")
+    _axe_clean(page, "disable dialog")
+    confirm.get_by_role("button", name="Cancel").click()
+    expect(confirm).to_be_hidden()
+    assert _integrations(stack, tenant)[0]["enabled"] is True
+    panel.get_by_role("button", name="Disable").click()
+    confirm.get_by_role("button", name="Disable").click()
     expect(panel).to_contain_text("Disabled (disabled by a user)")
     assert _integrations(stack, tenant)[0]["enabled"] is False
     panel.get_by_role("button", name="Enable").click()
@@ -688,7 +706,8 @@ def test_edit_a_webhook_in_place(ui: Session, stack: RunningStack, receiver: Rec
     limit.fill("7")
     page.get_by_role("button", name="Save changes").click()
     expect(page.get_by_role("status").filter(has_text="The webhook was saved")).to_be_visible()
-    expect(page.get_by_role("heading", name="Webhook details", level=1)).to_be_visible()
+    expect(page.get_by_role("heading", name="After", level=1)).to_be_visible()  # its description
+    expect(page).to_have_title("After · Webhook · devicehooks")
     panel = page.get_by_role("tabpanel")
     expect(panel.locator("dd.url")).to_have_text(receiver.hook(f"/after/{tenant}"))
     expect(panel).to_contain_text("After")
@@ -1017,7 +1036,7 @@ def test_rate_limit_set_changed_and_removed_in_settings(ui: Session, stack: Runn
     ui.assert_clean()
 
 
-def test_an_open_circuit_shows_as_paused_and_held_deliveries_read_sensibly(ui: Session, stack: RunningStack) -> None:
+def test_an_open_circuit_shows_as_waiting_and_held_deliveries_read_sensibly(ui: Session, stack: RunningStack) -> None:
     tenant = _tenant()
     page = ui.page
     down = f"http://127.0.0.1:{_closed_port()}/down"
@@ -1037,9 +1056,10 @@ def test_an_open_circuit_shows_as_paused_and_held_deliveries_read_sensibly(ui: S
     row = page.get_by_role("row").filter(has_text=down)
     paused = row.locator(".circuit.open")
     expect(row).to_contain_text("Enabled")
-    expect(paused).to_contain_text(re.compile(r"^Paused: failing since \d{4}-\d\d-\d\d \d\d:\d\d, next try [\d: -]+$"))
-    expect(paused.locator("time").first).to_have_attribute("datetime", circuit["since"])
-    expect(paused.locator("time").last).to_have_attribute("datetime", circuit["next_attempt"])
+    expect(paused).to_contain_text(
+        re.compile(r"^Waiting: failing since (\d{4}-\d\d-\d\d )?\d\d:\d\d, next try (at [\d: -]+|any moment now)$")
+    )
+    expect(paused.locator("time")).to_have_attribute("datetime", circuit["since"])
     _no_stray_text(page)
     assert _contrast(page, ".circuit.open") >= 4.5
     assert _contrast(page, ".state.on") >= 4.5
@@ -1053,7 +1073,7 @@ def test_an_open_circuit_shows_as_paused_and_held_deliveries_read_sensibly(ui: S
     row.get_by_role("button", name="View details").click()
     state = page.locator("dt:text-is('State') + dd")
     expect(state).to_contain_text("Enabled")
-    expect(state.locator(".circuit.open")).to_contain_text("Paused: failing since")
+    expect(state.locator(".circuit.open")).to_contain_text("Waiting: the webhook has been failing since")
     expect(state).to_contain_text("failures in a row")
     expect(state).to_contain_text("none is lost")
     _no_stray_text(page)
@@ -1242,7 +1262,8 @@ def test_screenshots_of_the_list_and_the_activity(
 
     _sign_in(ui, stack, tenant)
     expect(page.get_by_role("row").filter(has_text="Archive")).to_contain_text("Disabled")
-    expect(page.get_by_role("row").filter(has_text="Legacy CRM")).to_contain_text("Paused: failing since")
+    legacy = page.get_by_role("row").filter(has_text="Legacy CRM")
+    expect(legacy).to_contain_text("Waiting: failing since")
     expect(page.locator("td.health .health-badge")).to_have_count(4)  # every row's health has arrived
     shots.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shots / "integrations.png"))
@@ -1482,8 +1503,11 @@ def test_resend_failed_deliveries_since_an_hour_ago(
         assert resp.status_code in (200, 204), resp.text
         page.get_by_role("button", name="Resend failed deliveries…").click()
         dialog.get_by_role("button", name="Resend failed deliveries").click()
-        expect(dialog.get_by_role("alert")).to_contain_text("This webhook is disabled")
-        expect(dialog.get_by_role("alert")).to_contain_text("The server said: the webhook is disabled")
+        # the server's refusal, as it gives it
+        expect(dialog.get_by_role("alert")).to_have_text(
+            "The failed deliveries were not sent again: "
+            "the webhook is disabled; enable it before recovering its deliveries"
+        )
         dialog.get_by_role("button", name="Cancel").click()
         expect(dialog).to_be_hidden()
         assert sent() == before + 2
@@ -1853,4 +1877,261 @@ def test_waiting_deliveries_read_in_plain_words_and_the_backlog_shows(
     expect(page.get_by_role("button", name=re.compile("Retry now|Redeliver"))).to_have_count(0)
     _no_stray_text(page)
     _axe_clean(page, "event details of a disabled webhook's delivery")
+    ui.assert_clean()
+
+
+def _health_asked(page: Page) -> list[str]:
+    """The ids of the webhooks whose health the page asks for, in order, as it asks."""
+    asked: list[str] = []
+    health = re.compile(r".*/integrations/([^/?]+)/health$")
+
+    def seen(request: Any) -> None:
+        if found := health.match(request.url):
+            asked.append(found[1])
+
+    page.on("request", seen)
+    return asked
+
+
+def _wait_on_page(page: Page, probe: Callable[[], bool], what: str, deadline: float = 20.0) -> None:
+    """``probe()`` true within ``deadline`` seconds, asked while the page's events are handled (the
+    requests a listener records arrive only while Playwright runs: ``time.sleep`` would hold them)."""
+    end = time.monotonic() + deadline
+    while not probe():
+        if time.monotonic() > end:
+            raise AssertionError(f"not within {deadline} s: {what}")
+        page.wait_for_timeout(200)
+
+
+def _axe_clean_on_a_stopped_clock(page: Page, screen: str) -> None:
+    """axe (which needs timers) on a page whose clock the test stopped; stopped again after."""
+    page.clock.resume()
+    try:
+        _axe_clean(page, screen)
+    finally:
+        now: float = page.evaluate("Date.now()")
+        page.clock.pause_at(datetime.fromtimestamp(now / 1000 + 0.5, UTC))
+
+
+def test_99_webhooks_are_searched_sorted_and_paged_with_health_for_the_rows_shown_only(
+    browser: Browser, short_stack: RunningStack, receiver: Receiver
+) -> None:
+    """A tenant with 99 webhooks (issue 21: an 8,285 px page and 99 health requests): 20 rows a
+    page, each row's health asked for when the row is shown and not before, a search, a sort, the
+    page in the address; URLs shown with their query values masked; the list fetched again every
+    30 s while the tab is visible (the page's clock run forward), never while it is hidden, with
+    the time it was updated; times in the browser's zone, which the page names."""
+    stack = short_stack
+    session = _new_session(browser, stack, 1280, 860, timezone="America/New_York")
+    page = session.page
+    try:
+        tenant = _tenant()
+        with ThreadPoolExecutor(4) as pool:  # the local stack runs 4 API environments at most
+            ids = list(
+                pool.map(
+                    lambda n: _create_webhook(
+                        stack,
+                        tenant,
+                        receiver.hook(f"/many/{n}?token=secret-{n}&v=2"),
+                        description=f"Hook {n:03d}",
+                        timeout=60,  # 99 creates: a machine shared with other work may be slow
+                    ),
+                    range(99),
+                )
+            )
+        by_name = {f"Hook {n:03d}": hook for n, hook in enumerate(ids)}
+        requests.put(
+            f"{stack.url}{MANAGEMENT}/integrations/{ids[50]}",
+            json={"enabled": False},
+            headers=_headers(stack, tenant),
+            timeout=10,
+        ).raise_for_status()
+        # one webhook's backlog, as the health API gives it when deliveries wait (rewritten answer)
+        oldest = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 3600))
+        page.route(
+            re.compile(rf".*/integrations/{ids[3]}/health$"),
+            lambda route: route.fulfill(
+                json={**route.fetch().json(), "waiting": 155, "waiting_more": False, "oldest_waiting_at": oldest}
+            ),
+        )
+        asked = _health_asked(page)
+        listed: list[str] = []
+        page.on("request", lambda r: listed.append(r.url) if r.url.endswith(f"{MANAGEMENT}/integrations") else None)
+        page.clock.install()
+        _sign_in(session, stack, tenant)
+        # the page's clock stopped: its 30 s refresh comes only when the test runs the clock forward
+        page.clock.pause_at(datetime.now(UTC) + timedelta(seconds=1))
+
+        rows = page.locator("tbody tr")
+        names = page.locator("tbody tr td[data-label='Description']")
+        expect(rows).to_have_count(20)
+        expect(page.locator("td.health .health-badge")).to_have_count(20)
+        expect(names.first).to_have_text("Hook 000")
+        expect(names.last).to_have_text("Hook 019")
+        expect(page.locator(".list-count")).to_have_text("99 webhooks, 1–20 shown.")
+        expect(page.get_by_role("navigation", name="Webhook pages")).to_contain_text("Page 1 of 5")
+        assert sorted(asked) == sorted(by_name[f"Hook {n:03d}"] for n in range(20))  # the rows shown, once each
+        # the backlog in the list, from the health the list fetched
+        backlog = rows.filter(has_text="Hook 003").locator(".health-backlog")
+        expect(backlog).to_have_text(re.compile(r"^155 deliveries waiting, the oldest since \d\d:\d\d$"))
+        # query-string values masked: the token is never on screen
+        expect(rows.filter(has_text="Hook 001").locator("td.url")).to_have_text(
+            receiver.hook("/many/1?token=•••&v=•••")
+        )
+        expect(page.locator("main")).not_to_contain_text("secret-")
+        # the time zone named, the time updated in it (New York, UTC−05:00 in winter)
+        expect(page.locator("#zone")).to_have_text(re.compile(r"^Times in America/New_York \(UTC−0[45]:00\)$"))
+        updated = page.locator(".updated time")
+        expect(updated).to_have_text(re.compile(r"^\d\d:\d\d:\d\d$"))
+        _no_stray_text(page)
+        _axe_clean_on_a_stopped_clock(page, "the first page of 99 webhooks")
+        height = page.evaluate("document.documentElement.scrollHeight")
+        assert height < 3000, f"the list is {height} px high"
+
+        # the next page: its 20 rows' health, and nothing else
+        page.get_by_role("button", name="Next page").click()
+        expect(names.first).to_have_text("Hook 020")
+        expect(page.locator("td.health .health-badge")).to_have_count(20)
+        assert "page=2" in page.url
+        assert sorted(asked) == sorted(by_name[f"Hook {n:03d}"] for n in range(40))
+        page.go_back()
+        expect(names.first).to_have_text("Hook 000")
+
+        # a search: the matching rows only, in the address; one health more (row 42 was never shown)
+        page.get_by_label("Search").fill("hook 042")
+        expect(rows).to_have_count(1)
+        expect(names.first).to_have_text("Hook 042")
+        expect(page.locator(".list-count")).to_have_text("1 of 99 webhooks match.")
+        expect(page.get_by_role("navigation", name="Webhook pages")).to_be_hidden()
+        expect(page.locator("td.health .health-badge")).to_have_count(1)
+        assert "q=hook+042" in page.url
+        assert len(asked) == 41 and asked[-1] == by_name["Hook 042"]
+        page.get_by_label("Search").fill("secret-42")  # a masked value is not searched: it tells nothing
+        expect(page.locator(".list-count")).to_have_text("No webhook matches “secret-42”.")
+        page.get_by_label("Search").fill("no such hook")
+        expect(page.locator(".list-count")).to_have_text("No webhook matches “no such hook”.")
+        _axe_clean_on_a_stopped_clock(page, "a search that finds nothing")
+        page.get_by_label("Search").fill("")
+        expect(rows).to_have_count(20)
+
+        # sorted with the problems first: the disabled webhook leads
+        page.get_by_label("Sort by").select_option("state")
+        expect(rows.first).to_contain_text("Hook 050")
+        expect(rows.first).to_contain_text("Disabled")
+        assert "sort=state" in page.url
+
+        # 30 s later the list and the rows' health are fetched again, and the time says so
+        was = updated.get_attribute("datetime")
+        lists, healths = len(listed), len(asked)
+        page.clock.fast_forward(31_000)
+        expect(updated).not_to_have_attribute("datetime", was or "")
+        _wait_on_page(page, lambda: len(asked) >= healths + 20, "the health of the 20 rows shown, again")
+        assert len(listed) == lists + 1
+
+        # a hidden tab asks nothing, however long; shown again, it is brought up to date at once
+        page.evaluate(
+            """() => {
+                Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+                document.dispatchEvent(new Event("visibilitychange"));
+            }"""
+        )
+        lists, healths = len(listed), len(asked)
+        page.clock.fast_forward(5 * 60_000)
+        page.wait_for_timeout(500)  # no deadline to wait for: give a wrongly scheduled refresh its chance
+        assert (len(listed), len(asked)) == (lists, healths)
+        page.evaluate(
+            """() => {
+                Object.defineProperty(document, "hidden", { configurable: true, get: () => false });
+                document.dispatchEvent(new Event("visibilitychange"));
+            }"""
+        )
+        _wait_on_page(page, lambda: len(listed) == lists + 1, "the list fetched again once the tab is visible")
+        session.assert_clean()
+    finally:
+        session.context.close()
+
+
+def test_the_waiting_count_refusals_test_types_and_the_named_delete_dialog(
+    ui: Session, stack: RunningStack, receiver: Receiver
+) -> None:
+    """A webhook whose deliveries wait (a receiver answering 503): the list says how many; a stale
+    page's Retry now on a webhook disabled meanwhile shows the server's own refusal; its heading is
+    its URL's host (no description), its URL shown masked; a test event of a chosen type; the
+    delete dialog names it and says how many deliveries wait for it."""
+    tenant = _tenant()
+    page = ui.page
+    switch = f"waiting-{tenant}"
+    receiver.codes[switch] = 503
+    path = f"/switch/{switch}?key=hunter2"
+    hook = _create_webhook(stack, tenant, receiver.hook(path))
+    device = f"dev-w-{uuid.uuid4().hex[:6]}"
+    _provision(stack, tenant, device)
+    _wait_for(
+        lambda: (s := _delivery(stack, tenant, hook, device)) and s["state"] == "retrying" and s["attempts"] >= 2,
+        "the delivery waits after 2 attempts",
+    )
+    _sign_in(ui, stack, tenant)
+    row = page.get_by_role("row").filter(has_text=f"/switch/{switch}")
+    expect(row.locator("td.url")).to_have_text(receiver.hook(f"/switch/{switch}?key=•••"))
+    expect(row.locator(".health-backlog")).to_have_text(re.compile(r"^1 delivery waiting, since \d\d:\d\d$"))
+    _axe_clean(page, "the list with a webhook's deliveries waiting")
+
+    # the webhook's page: its host as heading and title, its URL masked
+    row.get_by_role("button", name="View details").click()
+    host = receiver.url.removeprefix("http://")
+    expect(page.get_by_role("heading", level=1)).to_have_text(host)
+    expect(page).to_have_title(f"{host} · Webhook · devicehooks")
+    expect(page.locator("main")).not_to_contain_text("hunter2")
+
+    # a test event of a chosen type: a sample of that type reaches the receiver
+    receiver.codes[switch] = 200
+    panel = page.get_by_role("tabpanel", name="Settings")
+    panel.get_by_label("Test event type").select_option("device-decommissioned")
+    _axe_clean(page, "settings with the test event type chooser")
+    before = len(receiver.requests)
+    with page.expect_request(re.compile(r".*/test$")) as asked:
+        panel.get_by_role("button", name="Send test event").click()
+    assert asked.value.post_data_json == {"type": "device-decommissioned"}
+    expect(panel.get_by_text("Test event delivered: HTTP 200")).to_be_visible()
+    sample = [r for r in receiver.requests[before:] if r["path"].startswith(f"/switch/{switch}")]
+    assert [json.loads(r["body"])["type"] for r in sample] == ["device-decommissioned"]
+    receiver.codes[switch] = 503
+
+    # a stale page: the webhook is disabled elsewhere; Retry now gets the server's refusal, as given
+    page.get_by_role("tab", name="Activity").click()
+    retry = page.get_by_role("row").filter(has_text=device).get_by_role("button", name=re.compile("^Retry now"))
+    expect(retry).to_be_visible(timeout=POLL_TIMEOUT)
+    requests.put(
+        f"{stack.url}{MANAGEMENT}/integrations/{hook}",
+        json={"enabled": False},
+        headers=_headers(stack, tenant),
+        timeout=10,
+    ).raise_for_status()
+    retry.click()
+    with page.expect_response(re.compile(r".*/events/[^/]+/retry$")) as answered:
+        page.get_by_role("dialog", name="Retry now").get_by_role("button", name="Retry now").click()
+    assert answered.value.status == 409
+    expect(page.get_by_role("alert")).to_have_text(
+        "The delivery was not retried: the webhook is disabled; enable it before retrying"
+    )
+    _axe_clean(page, "a refused Retry now on a webhook disabled meanwhile")
+
+    # the delete dialog names the webhook and says what waits for it
+    requests.put(
+        f"{stack.url}{MANAGEMENT}/integrations/{hook}",
+        json={"enabled": True},
+        headers=_headers(stack, tenant),
+        timeout=10,
+    ).raise_for_status()
+    page.get_by_role("tab", name="Settings").click()
+    panel.get_by_role("button", name="Delete webhook").click()
+    dialog = page.get_by_role("dialog", name="Delete webhook")
+    expect(dialog).to_contain_text(
+        f"Delete the webhook {receiver.hook(f'/switch/{switch}?key=•••')}? "
+        "1 delivery is waiting for it: it is never sent."
+    )
+    _axe_clean(page, "the named delete dialog")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    assert len(_integrations(stack, tenant)) == 1
     ui.assert_clean()

@@ -389,6 +389,29 @@ def test_a_success_clears_the_failure_streak(h: Harness) -> None:
     assert stored is not None and stored.failing_since is None and stored.enabled
 
 
+def test_a_flaky_webhook_is_failing_since_its_last_success_and_is_not_disabled(h: Harness) -> None:
+    """docs/architecture.md, "What 'failing since' means for a flaky webhook": since the last
+    success; a success now and then clears it, so the disable date moves and the webhook stays on."""
+    hook = h.webhook()
+    h.server.clear()
+    h.server.expect_request("/hook", method="POST").respond_with_data("down", status=500)
+    h.send()
+    first = h.integrations.get("tenant-1", hook.id)
+    assert first is not None and first.failing_since == h.clock()
+    h.clock.advance(h.policy.disable_after // 2)
+    h.server.clear()
+    h.server.expect_request("/hook", method="POST").respond_with_data("ok", status=200)
+    h.send()  # a lone success
+    cleared = h.integrations.get("tenant-1", hook.id)
+    assert cleared is not None and cleared.failing_since is None
+    h.clock.advance(h.policy.disable_after // 2 + 1)  # past the first failure's disable date
+    h.server.clear()
+    h.server.expect_request("/hook", method="POST").respond_with_data("down", status=500)
+    h.send()
+    again = h.integrations.get("tenant-1", hook.id)
+    assert again is not None and again.enabled and again.failing_since == h.clock()  # since the new failure
+
+
 def test_retries_of_removed_or_disabled_webhooks_stop(h: Harness) -> None:
     removed, disabled = h.webhook(), h.webhook(path="/other")
     _respond(h.server, "/hook", (500, {}))

@@ -787,6 +787,29 @@ def test_retry_is_refused_with_the_reason_while_attempted_for_a_disabled_webhook
     assert api.queue.scheduled == []
 
 
+def test_a_disabled_webhooks_retry_says_it_is_disabled_even_while_an_attempt_is_in_flight(api: Api) -> None:
+    """The order of the checks: delivered first, then the webhook (removed, disabled), then the
+    delivery's own state; a disabled webhook's refusal never reads as "being attempted"."""
+    hook = _create(api)
+    event_id = _event_to(api, [_retrying(hook)])
+    api.activity.claim("tenant-1", event_id, hook, datetime.now(UTC), 60, 1)  # an attempt started before
+    assert api("PUT", f"{BASE}/integrations/{hook}", {"enabled": False}).status == 200
+    refused = api("POST", f"{BASE}/events/{event_id}/retry", {"integration_id": hook})
+    assert (refused.status, refused.json()["error"]) == (409, RETRY_DISABLED)
+    everywhere = api("POST", f"{BASE}/events/{event_id}/retry")
+    assert (everywhere.status, everywhere.json()["error"]) == (409, RETRY_DISABLED)
+    redeliver = api("POST", f"{BASE}/events/{event_id}/redeliver", {"integration_id": hook})
+    assert (redeliver.status, redeliver.json()["error"]) == (
+        409,
+        "the webhook is disabled; enable it before redelivering",
+    )
+    # a delivered delivery still reads as delivered, disabled or not
+    done = _event_to(api, [_delivered(hook)])
+    delivered = api("POST", f"{BASE}/events/{done}/retry", {"integration_id": hook})
+    assert (delivered.status, delivered.json()["error"]) == (409, DELIVERED_ALREADY)
+    assert api.queue.scheduled == []
+
+
 def test_retry_of_unknown_or_malformed_ids(api: Api) -> None:
     hook = _create(api)
     event_id = _event_to(api, [_retrying(hook)])

@@ -2,22 +2,11 @@
 // filters of a webhook's Activity tab, the device as the start of its id (device_prefix) and a webhook to
 // choose; each event names the webhooks it went to, with each one's delivery.
 import { events, integrations, SignedOut } from "./api.js";
-import { append, button, detailsButton, deviceId, formatTime, h, notice, replace, statusCell, triggerLabel, waitNote } from "./dom.js";
+import { append, button, detailsButton, deviceId, formatTime, h, hookName, notice, replace, statusCell, triggerLabel, waitNote } from "./dom.js";
 import { apiFilters, describeFilters, emptyPage, eventCells, filterQuery, filtersForm, pager, PER_PAGE, readFilters, readPage } from "./filters.js";
 
 const POLL_MS = 10_000;
 const HERE = "#/activity";
-
-/** A webhook's name: its description, else its URL's host. */
-function webhookName(hook) {
-  if (hook.description) return hook.description;
-  const url = hook.credentials?.http?.url ?? "";
-  try {
-    return new URL(url).host || url;
-  } catch {
-    return url || hook.id;
-  }
-}
 
 /** The link to this page for one device's events (the start of its id: its whole id). */
 export const deviceActivityHref = (device) => `${HERE}?device=${encodeURIComponent(device)}`;
@@ -38,7 +27,7 @@ export async function renderActivity(ctx) {
   const hooks = ((await integrations.list()) || []).filter((i) => i.provider === "webhook");
   if (!ctx.active) return;
   body.removeAttribute("aria-busy");
-  const names = new Map(hooks.map((hook) => [hook.id, webhookName(hook)]));
+  const names = new Map(hooks.map((hook) => [hook.id, hookName(hook)]));
   const order = new Map(hooks.map((hook, n) => [hook.id, n]));
   const choices = hooks.map((hook) => [hook.id, names.get(hook.id)]);
   if (filters.webhook && !names.has(filters.webhook)) choices.push([filters.webhook, `Deleted webhook ${filters.webhook}`]);

@@ -114,7 +114,8 @@ export const integrations = {
   remove: (id) => api("DELETE", `/integrations/${encodeURIComponent(id)}`),
   setCredentials: (id, url, secret) =>
     api("PUT", `/integrations/${encodeURIComponent(id)}/credentials`, { type: "http", http: { url, secret } }),
-  test: (id) => api("POST", `/integrations/${encodeURIComponent(id)}/test`),
+  /** `type`: a sample of that event type; none: a "webhook-test" event. */
+  test: (id, type) => api("POST", `/integrations/${encodeURIComponent(id)}/test`, type ? { type } : undefined),
   health: (id) => api("GET", `/integrations/${encodeURIComponent(id)}/health`),
   recover: (id, since, until) =>
     api("POST", `/integrations/${encodeURIComponent(id)}/recover`, until ? { since, until } : { since }),

@@ -13,6 +13,8 @@ import {
   EVENT_TYPES,
   formatTime,
   h,
+  hookName,
+  maskUrl,
   isTestEvent,
   modal,
   notice,
@@ -36,6 +38,7 @@ export async function renderDetail(ctx, id, initialTab) {
   document.title = "Webhook details · devicehooks";
   const base = `#/integrations/${encodeURIComponent(id)}`;
   const subtitle = h("p.subtitle.url");
+  const heading = h("h1", { text: "Webhook details" }); // then the webhook's name
   const body = h("div", { "aria-busy": "true" }, h("p.muted", { text: "Loading…" }));
   append(ctx.root, [
     h(
@@ -44,7 +47,7 @@ export async function renderDetail(ctx, id, initialTab) {
       h("span", { text: "Settings" }),
       h("a", { href: "#/integrations", text: "Integrations" }),
     ),
-    h("h1", { text: "Webhook details" }),
+    heading,
     subtitle,
     ctx.flash ? notice(ctx.flash[0], ctx.flash[1]) : null,
     body,
@@ -53,7 +56,10 @@ export async function renderDetail(ctx, id, initialTab) {
   const hook = await integrations.get(id); // a failure replaces the view, with Retry (main.js)
   if (!ctx.active) return;
   body.removeAttribute("aria-busy");
-  subtitle.textContent = hook.credentials?.http?.url ?? "";
+  // the webhook's name (its description, else its URL's host), in the heading and the tab's title
+  heading.textContent = hookName(hook);
+  document.title = `${hookName(hook)} · Webhook · devicehooks`;
+  subtitle.textContent = maskUrl(hook.credentials?.http?.url);
 
   const settingsPanel = h("div.panel#panel-settings", { role: "tabpanel", "aria-labelledby": "tab-settings", tabindex: "0" });
   const activityPanel = h("div.panel#panel-activity", { role: "tabpanel", "aria-labelledby": "tab-activity", tabindex: "0" });
@@ -119,13 +125,14 @@ function settingsView(ctx, initial, panel) {
   const healthBody = h("div.health-body", { "aria-busy": "true" }, h("p.muted", { text: "Loading…" }));
   const healthSection = h("section.health", { "aria-labelledby": "health-title" }, h("h2#health-title", { text: "Health, last 24 hours" }), healthBody);
   let healthTimer = null;
+  let health = null; // the health last fetched: the delete dialog says how many deliveries wait
   // fetched when the tab is shown, then every 30 s while it stays shown
   const loadHealth = async () => {
     clearTimeout(healthTimer);
     if (!watching) return;
     if (!document.hidden) {
       try {
-        const health = await integrations.health(initial.id);
+        health = await integrations.health(initial.id);
         if (!ctx.active || !watching) return;
         const open = healthBody.querySelector("details.hourly")?.open;
         replace(healthBody, healthPanel(health));
@@ -146,8 +153,13 @@ function settingsView(ctx, initial, panel) {
 
   const render = () => {
     const enabled = hook.enabled !== false;
-    const toggle = button(enabled ? "Disable" : "Enable", () =>
-      busy(toggle, async () => {
+    const toggle = button(enabled ? "Disable" : "Enable", async () => {
+      if (enabled && !(await confirmDialog(
+        "Disable webhook",
+        `Disable “${hookName(hook)}”? Nothing is sent to it while it is disabled: its new events are recorded as skipped, and the deliveries waiting for it are not sent. You can enable it again at any time.`,
+        "Disable",
+      ))) return;
+      await busy(toggle, async () => {
         try {
           hook = await integrations.update(hook.id, { enabled: !enabled });
           if (!ctx.active) return;
@@ -156,13 +168,20 @@ function settingsView(ctx, initial, panel) {
         } catch (err) {
           failed("The webhook could not be changed: ")(err);
         }
-      }),
+      });
+    });
+    // the event sent: "webhook-test", or a sample of a real type, so that a receiver can be tried on what it will get
+    const testType = h(
+      "select#test-type",
+      { name: "test-type" },
+      [["", "Test event (webhook-test)"], ...EVENT_TYPES].map(([value, label]) => h("option", { value, text: label })),
     );
     const test = button("Send test event", () =>
       busy(test, async () => {
-        say(notice("info", "Sending a test event…"));
+        const type = testType.value || undefined;
+        say(notice("info", `Sending ${type ? `a sample ${triggerLabel(type)} event` : "a test event"}…`));
         try {
-          const result = await integrations.test(hook.id);
+          const result = await integrations.test(hook.id, type);
           if (ctx.active) say(testOutcome(result));
           loadHealth();
         } catch (err) {
@@ -188,7 +207,15 @@ function settingsView(ctx, initial, panel) {
     const remove = button(
       "Delete webhook",
       async () => {
-        const sure = await confirmDialog("Delete webhook", "Remove the webhook. Are you sure?", "Delete");
+        // the dialog names the webhook and says how many deliveries wait for it (fetched now)
+        let waiting = health;
+        try {
+          waiting = await integrations.health(hook.id);
+        } catch (err) {
+          if (err instanceof SignedOut) return;
+        }
+        if (!ctx.active) return;
+        const sure = await confirmDialog("Delete webhook", deleteText(hook, waiting), "Delete");
         if (!sure) return;
         busy(remove, async () => {
           try {
@@ -210,7 +237,7 @@ function settingsView(ctx, initial, panel) {
         "dl.props",
         {},
         h("dt", { text: "Destination URL" }),
-        h("dd.url", { text: hook.credentials?.http?.url ?? "" }),
+        h("dd.url", { text: maskUrl(hook.credentials?.http?.url) }),
         h("dt", { text: "Description" }),
         h("dd", { text: hook.description || "—" }),
         h("dt", { text: "Event types" }),
@@ -221,7 +248,13 @@ function settingsView(ctx, initial, panel) {
         stateDd,
       ),
       healthSection,
-      h("div.actions.start", {}, edit, toggle, test, rotate),
+      h("div.actions.start", {}, edit, toggle, rotate),
+      h(
+        "div.test-tools",
+        {},
+        h("div.field", {}, h("label", { for: "test-type", text: "Test event type" }), testType),
+        test,
+      ),
       outcome,
       rateLimitForm(ctx, hook, (saved) => {
         hook = saved;
@@ -338,6 +371,18 @@ function rateLimitProblem(err) {
     ];
   }
   return ["The rate limit was not saved: ", h("span", { text: err.message })];
+}
+
+/** The delete dialog's words: which webhook, and what becomes of the deliveries that wait for it. */
+function deleteText(hook, health) {
+  const url = maskUrl(hook.credentials?.http?.url);
+  const name = hook.description ? `“${hook.description}” (${url})` : url;
+  const n = health?.waiting;
+  const more = health?.waiting_more ? "+" : "";
+  let backlog = "devicehooks could not tell how many deliveries wait for it.";
+  if (n === 0) backlog = "No delivery is waiting for it.";
+  else if (Number.isInteger(n)) backlog = `${n.toLocaleString("en")}${more} ${n === 1 && !more ? "delivery is" : "deliveries are"} waiting for it: ${n === 1 && !more ? "it is" : "they are"} never sent.`;
+  return `Delete the webhook ${name}? ${backlog} Deliveries stop at once; its activity stays until it expires. This cannot be undone.`;
 }
 
 function testOutcome(result) {
@@ -499,7 +544,7 @@ function activityView(ctx, hook, panel) {
           notice(
             "ok",
             hook.circuit?.state === "open"
-              ? `${What} was queued, but the webhook is paused (it kept failing): devicehooks tries it again ${nextTryText(hook.circuit.next_attempt)}, then sends it.`
+              ? `${What} was queued; it is waiting: the webhook has been failing, and devicehooks tries it again ${nextTryText(hook.circuit.next_attempt)}, then sends it.`
               : `${What} is being sent again now.`,
           ),
         );
@@ -719,7 +764,8 @@ function recoverReason(err) {
 function recoverProblem(err) {
   const said = h("span.detail", { text: ` (The server said: ${recoverReason(err)})` });
   if (err.status === 409) {
-    return ["This webhook is disabled, so nothing can be sent to it: enable it on the Settings tab first.", said];
+    // as the server gives it (a disabled webhook: "the webhook is disabled; enable it before …")
+    return ["The failed deliveries were not sent again: ", h("span", { text: err.message })];
   }
   if (err.status === 400) {
     return ["The failed deliveries were not sent again: the start has to be in the past and before the end.", said];

@@ -43,7 +43,7 @@ export const uid = (prefix) => `${prefix}-${++ids}`;
 
 const pad = (n) => String(n).padStart(2, "0");
 
-/** Local time as YYYY-MM-DD HH:mm (seconds too when asked). */
+/** The one date format of every screen: local time as YYYY-MM-DD HH:mm (seconds too when asked). */
 export function formatTime(iso, seconds = false) {
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return String(iso ?? "");
@@ -52,15 +52,65 @@ export function formatTime(iso, seconds = false) {
   return `${day} ${time}`;
 }
 
+/** The browser's time zone, which every time shown is in: "America/New_York (UTC−05:00)". */
+export function zoneText(at = new Date()) {
+  const offset = -at.getTimezoneOffset();
+  const sign = offset < 0 ? "−" : "+";
+  const utc = `UTC${sign}${pad(Math.floor(Math.abs(offset) / 60))}:${pad(Math.abs(offset) % 60)}`;
+  const name = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  return name && name !== "UTC" ? `${name} (${utc})` : utc;
+}
+
+/** A <time>: the text in the one format, its tooltip the same with seconds and the zone. */
+function timeNode(iso, text) {
+  return h("time", { datetime: iso, title: `${formatTime(iso, true)}, ${zoneText(new Date(iso))}`, text });
+}
+
 export function timeEl(iso, seconds = false) {
-  return h("time", { datetime: iso, title: iso, text: formatTime(iso, seconds) });
+  return timeNode(iso, formatTime(iso, seconds));
+}
+
+/** The same format without its date when the day is today: "12:40" (`seconds`: "12:40:05"). */
+export function todayText(iso, seconds = false) {
+  const full = formatTime(iso, seconds);
+  const today = formatTime(new Date().toISOString()).slice(0, 10);
+  return full.startsWith(today) ? full.slice(11) : full;
 }
 
 /** A time soon to come or just past: HH:mm:ss today, else the date too. */
 export function soonEl(iso) {
-  const full = formatTime(iso, true);
-  const today = formatTime(new Date().toISOString()).slice(0, 10);
-  return h("time", { datetime: iso, title: iso, text: full.startsWith(today) ? full.slice(11) : full });
+  return timeNode(iso, todayText(iso, true));
+}
+
+/** A past time: HH:mm today, else the date too. */
+export function sinceEl(iso) {
+  return timeNode(iso, todayText(iso));
+}
+
+/** A URL as shown: every query-string value (and a password in it) masked, "?token=•••", so that a
+ * token in a webhook's address is not on screen; the address sent and edited stays whole. */
+export function maskUrl(url) {
+  const text = String(url ?? "");
+  let parsed;
+  try {
+    parsed = new URL(text);
+  } catch {
+    return text.replace(/([?&][^=&#]*=)[^&#]*/g, "$1•••");
+  }
+  const query = parsed.search ? `?${parsed.search.slice(1).split("&").map((p) => (p.includes("=") ? `${p.split("=")[0]}=•••` : p)).join("&")}` : "";
+  const user = parsed.username ? `${parsed.username}${parsed.password ? ":•••" : ""}@` : "";
+  return `${parsed.protocol}//${user}${parsed.host}${parsed.pathname}${query}${parsed.hash ? "#•••" : ""}`;
+}
+
+/** A webhook's name: its description, else its URL's host. */
+export function hookName(hook) {
+  if (hook?.description) return hook.description;
+  const url = hook?.credentials?.http?.url ?? "";
+  try {
+    return new URL(url).host || maskUrl(url);
+  } catch {
+    return maskUrl(url) || "Webhook";
+  }
 }
 
 export const EVENT_TYPES = [
@@ -108,20 +158,24 @@ export function circuitState(integration, explain = false) {
   let badge;
   let help;
   if (circuit.state === "open") {
+    // its deliveries wait, as a held delivery does: the one word "Waiting", the reason in plain words
+    // (in a list row, the short form: "Waiting: failing since 12:40, next try at 12:52:05")
+    const next = circuit.next_attempt ? nextTryText(circuit.next_attempt) : "soon";
     badge = h(
       "span.circuit.open",
       {},
-      h("strong", { text: "Paused" }),
-      circuit.since ? [": failing since ", timeEl(circuit.since)] : null,
-      circuit.next_attempt ? [circuit.since ? ", " : ": ", "next try ", nextTryEl(circuit.next_attempt)] : null,
+      h("strong", { text: "Waiting" }),
+      explain ? ": the webhook has been failing" : ": failing",
+      circuit.since ? [" since ", sinceEl(circuit.since)] : null,
+      explain ? `; devicehooks tries it again ${next}` : `, next try ${next}`,
     );
-    help = `${failures ? `${inARow}. ` : ""}Deliveries are not attempted but kept on the retry queue until the next try; none is lost.`;
+    help = `${failures ? `${inARow}. ` : ""}Its deliveries are not attempted but wait on the retry queue until then; none is lost.`;
   } else if (circuit.state === "half-open") {
     badge = h("span.circuit.half-open", {}, h("strong", { text: "Testing" }), ": one delivery decides");
-    help = "The next delivery tests the webhook: if it succeeds, deliveries resume; if it fails, they are paused again.";
+    help = "The next delivery tests the webhook: if it succeeds, deliveries resume; if it fails, they wait again.";
   } else if (failures > 0) {
     badge = h("span.circuit.failing", { text: inARow });
-    help = "Deliveries are paused when a webhook keeps failing.";
+    help = "Deliveries wait, without attempts, when a webhook keeps failing.";
   } else {
     return null;
   }

@@ -8,6 +8,7 @@ import {
   deliveryFor,
   deviceId,
   h,
+  hookName,
   isHeld,
   isTestEvent,
   nextTryText,
@@ -31,13 +32,14 @@ export async function renderEvent(ctx, integrationId, eventId) {
   const back = `#/integrations/${encodeURIComponent(integrationId)}/activity`;
   const body = h("div", { "aria-busy": "true" }, h("p.muted", { text: "Loading…" }));
   const outcome = h("div.outcome");
+  const crumb = h("a", { href: back, text: "Webhook details" }); // then the webhook's name
   append(ctx.root, [
     h(
       "nav.crumbs",
       { "aria-label": "Breadcrumb" },
       h("span", { text: "Settings" }),
       h("a", { href: "#/integrations", text: "Integrations" }),
-      h("a", { href: back, text: "Webhook details" }),
+      crumb,
     ),
     h("p.back", {}, h("a", { href: back, text: "← Back to webhook" })),
     h("h1", { text: "Event details" }),
@@ -53,7 +55,7 @@ export async function renderEvent(ctx, integrationId, eventId) {
   async function load() {
     clearTimeout(timer);
     // the webhook too (again after 10 s): Retry now is not offered where it cannot work (disabled),
-    // and says when a paused one tries
+    // and says when a failing one (its circuit open) tries
     const fresh = Date.now() - hookReadAt < 10_000;
     const [event, hook] = await Promise.all([
       events.get(eventId),
@@ -66,6 +68,7 @@ export async function renderEvent(ctx, integrationId, eventId) {
     ]);
     if (!ctx.active) return;
     if (!fresh) [webhook, hookReadAt] = [hook, Date.now()];
+    if (hook) crumb.textContent = hookName(hook);
     body.removeAttribute("aria-busy");
     const status = deliveryFor(event, integrationId);
     if (watching && ((status?.attempts ?? 0) > watching[0] && status?.state !== "pending" || Date.now() > watching[1])) {
@@ -184,12 +187,12 @@ export async function renderEvent(ctx, integrationId, eventId) {
   await load();
 }
 
-/** What a retry or redelivery that was accepted does: now, or at a paused webhook's next try. */
+/** What a retry or redelivery that was accepted does: now, or at a failing webhook's next try. */
 function queuedText(now, hook) {
   const circuit = hook?.circuit;
   const what = now ? "The delivery" : "The event";
   if (circuit?.state === "open") {
-    return `${what} was queued, but the webhook is paused (it kept failing): devicehooks tries it again ${nextTryText(circuit.next_attempt)}, then sends it.`;
+    return `${what} was queued; it is waiting: the webhook has been failing, and devicehooks tries it again ${nextTryText(circuit.next_attempt)}, then sends it.`;
   }
   return now ? "The delivery is being attempted again now." : "The event was queued for redelivery.";
 }

@@ -1,6 +1,6 @@
 // A webhook's health over the last 24 hours (GET /integrations/{id}/health): a verdict in words and
 // shape, the success rate, and deliveries per hour as a small chart with a text alternative.
-import { formatTime, h, timeEl } from "./dom.js";
+import { formatTime, h, sinceEl, timeEl } from "./dom.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 function svg(tag, attrs = {}, ...children) {
@@ -31,22 +31,15 @@ export function rateText(health) {
   return `${pct}% delivered (${delivered.toLocaleString("en")} of ${total.toLocaleString("en")})`;
 }
 
-/** A past time as HH:mm today, else with its date too. */
-function sinceEl(iso) {
-  const full = formatTime(iso);
-  const today = formatTime(new Date().toISOString()).slice(0, 10);
-  return h("time", { datetime: iso, title: iso, text: full.startsWith(today) ? full.slice(11) : full });
-}
-
 /** The deliveries that wait for a try (retrying or held: no attempt counted for a held one), in
  * words: "155 deliveries waiting, the oldest since 12:40"; "1,000+" past the API's count cap. */
-export function waitingLine(health) {
+export function waitingLine(health, tag = "p") {
   if (!Number.isInteger(health.waiting)) return null;
   const n = health.waiting;
-  if (n <= 0) return h("p.health-backlog", { text: "No deliveries waiting" });
+  if (n <= 0) return tag === "p" ? h("p.health-backlog", { text: "No deliveries waiting" }) : null;
   const many = `${n.toLocaleString("en")}${health.waiting_more ? "+" : ""} ${n === 1 && !health.waiting_more ? "delivery" : "deliveries"}`;
   return h(
-    "p.health-backlog",
+    `${tag}.health-backlog`,
     {},
     h("strong", { text: `${many} waiting` }),
     health.oldest_waiting_at ? [n === 1 && !health.waiting_more ? ", since " : ", the oldest since ", sinceEl(health.oldest_waiting_at)] : null,
@@ -108,6 +101,7 @@ export function healthCell(health) {
     {},
     h("span.health-line", {}, badge(health), attempted ? h("span.rate", { text: rateText(health).replace(/ \(.*\)$/, "") }) : null),
     chart(health, true),
+    waitingLine(health, "span"), // the backlog, only when some wait
   );
 }
 

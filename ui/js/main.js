@@ -3,7 +3,7 @@
 // webhook's events). Opening /#token=<jwt> signs in with that token.
 import { renderActivity } from "./activity.js";
 import { session, SignedOut, whenUnauthorized } from "./api.js";
-import { h, problemView, replace } from "./dom.js";
+import { h, problemView, replace, zoneText } from "./dom.js";
 import { renderEvent } from "./event.js";
 import { renderForm } from "./form.js";
 import { renderDetail } from "./detail.js";
@@ -50,6 +50,8 @@ function showSession() {
   document.getElementById("sections").hidden = !signedIn;
   const tenant = session.tenant();
   document.getElementById("tenant").textContent = signedIn ? `Tenant: ${tenant || "(default)"}` : "";
+  // every time on every screen is local, in one format (YYYY-MM-DD HH:mm): the zone is said once, here
+  document.getElementById("zone").textContent = signedIn ? `Times in ${zoneText()}` : "";
 }
 
 function signInView(message) {

@@ -180,13 +180,17 @@ class DeliveryService:
         self, tenant_id: str, event_id: str, integration: Integration | None, status: DeliveryStatus, now: datetime
     ) -> str | None:
         """Reopen one delivery and queue its attempt; ``None`` when queued, else why not."""
-        refusal = status.retry_refusal(now)  # first: a delivered delivery reads as delivered, wherever it went
-        if refusal is not None:
+        refusal = status.retry_refusal(now)
+        if refusal == DELIVERED_ALREADY:  # first: a delivered delivery reads as delivered, wherever it went
             return refusal
+        # then the webhook: a disabled one's refusal says so, even while an attempt started before
+        # it was disabled is in flight or a task is still queued (that one is skipped, not sent)
         if integration is None:
             return RETRY_REMOVED
         if not integration.enabled:
             return RETRY_DISABLED
+        if refusal is not None:
+            return refusal
         try:
             # the state checked again in the write itself: what was read above may be stale already
             reopened = self.activity.reopen(tenant_id, event_id, status.integration_id, now, status.attempts, RETRYABLE)
