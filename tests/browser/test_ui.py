@@ -2048,6 +2048,8 @@ def test_99_webhooks_are_searched_sorted_and_paged_with_health_for_the_rows_show
         _wait_on_page(page, lambda: len(listed) == lists + 1, "the list fetched again once the tab is visible")
         session.assert_clean()
     finally:
+        # a health request still in flight must not reach the rewriting route once the context is gone
+        page.unroute_all(behavior="ignoreErrors")
         session.context.close()
 
 
