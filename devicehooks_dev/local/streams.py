@@ -171,7 +171,7 @@ class StreamPoller:
                     with self._busy:
                         self._deliver(batch)
                     batch = []
-                elif not out["Records"]:
+                if not full:  # as Lambda: a few polls a second, not one after another (each takes moto's turn)
                     self._stop.wait(POLL_SECONDS)
         except Exception:  # noqa: BLE001 - the stack keeps serving; the poller's end is reported
             if not self._stop.is_set():
