@@ -171,6 +171,18 @@ def get_event(event_id: str, caller: Caller, service: Events) -> Response[str]:
     return http.model_response(200, EventDetailOut.of(service.get(caller.tenant_id, _event_id(event_id))))
 
 
+# what redeliver and retry answer (one description: both queue deliveries and say which)
+_QUEUED_RESPONSES = http.responses(
+    {202: {"description": "Queued.", "content": {"application/json": {"model": RedeliverOut}}}},
+    400,
+    401,
+    403,
+    404,
+    409,
+    503,
+)
+
+
 @api.post(
     f"{BASE}/events/<event_id>/redeliver",
     summary="Send an event again (devicehooks)",
@@ -181,15 +193,7 @@ def get_event(event_id: str, caller: Caller, service: Events) -> Response[str]:
     "as new attempts. 409 while an attempt of the delivery is in flight, and when the event's activity record "
     "has no room to record another attempt (then nothing is sent).",
     tags=["Activity"],
-    responses=http.responses(
-        {202: {"description": "Queued.", "content": {"application/json": {"model": RedeliverOut}}}},
-        400,
-        401,
-        403,
-        404,
-        409,
-        503,
-    ),
+    responses=_QUEUED_RESPONSES,
 )
 def redeliver_event(
     event_id: str,
@@ -210,15 +214,7 @@ def redeliver_event(
     "A retry that was waiting is then dropped. 409, with the reason, when there is nothing to retry: every "
     "delivery was delivered, an attempt is in flight or queued, the webhook is disabled, a test event.",
     tags=["Activity"],
-    responses=http.responses(
-        {202: {"description": "Queued.", "content": {"application/json": {"model": RedeliverOut}}}},
-        400,
-        401,
-        403,
-        404,
-        409,
-        503,
-    ),
+    responses=_QUEUED_RESPONSES,
 )
 def retry_event(
     event_id: str,
