@@ -99,7 +99,7 @@ class Fleet:
 
         os.environ.update(
             {
-                "AWS_ENDPOINT_URL": info["moto_endpoint"],
+                **info["aws_endpoints"],
                 "AWS_ACCESS_KEY_ID": "testing",
                 "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_DEFAULT_REGION": "us-east-1",

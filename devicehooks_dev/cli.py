@@ -301,7 +301,7 @@ def _redrive(args: argparse.Namespace) -> int:
                 f"cannot reach the local stack at {args.local} ({reason}): is devicehooks local running?"
             ) from None
         os.environ.update(
-            AWS_ENDPOINT_URL=info["moto_endpoint"],
+            info["aws_endpoints"],
             AWS_ACCESS_KEY_ID="testing",
             AWS_SECRET_ACCESS_KEY="testing",  # noqa: S105 - moto's dummy credentials
             AWS_DEFAULT_REGION="us-east-1",

@@ -1,8 +1,9 @@
 """``devicehooks local``: moto's server, the template's resources, and the real handlers.
 
-* moto's server runs in a child process (``motoserver.py``) on a free loopback port, as AWS
-  answers from beside Lambda, not inside it; the SDK (handlers included) reaches it through
-  ``AWS_ENDPOINT_URL``.
+* moto's servers run in child processes (``motoserver.py``) on free loopback ports, as AWS
+  answers from beside Lambda, not inside it: DynamoDB (and its streams) in one, every other service
+  in another, as AWS serves each service apart (``APART``). The SDK (handlers included) reaches them
+  through ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_DYNAMODB(_STREAMS)``.
 * Tables, queues, the bus, its rule and targets, the KMS key and the topic are created from
   template.yaml; functions get the environment the template gives them, resolved locally.
 * One HTTP server serves the API routes the template declares (HttpApi events), turning each
@@ -59,6 +60,12 @@ REGION = "us-east-1"
 STACK = "devicehooks-local"
 LOCAL_ALLOWED_CIDRS = "127.0.0.0/8,::1/128"
 MAX_API_PAYLOAD = 10 * 1024 * 1024  # API Gateway HTTP API limit
+# services answered by a moto server of their own, beside the one serving the rest, and the variables
+# that send the SDK there. AWS serves each service apart; one moto process would serve them all on one
+# core (its GIL), and DynamoDB's share is the largest: every delivery's writes, and a stream record
+# built for each write of the activity table. P8 measured that one process at a full core while the
+# other core was half idle.
+APART = {"dynamodb": ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_DYNAMODB_STREAMS")}
 # execution environments of a function behind API routes (Lambda scales it with the requests in
 # flight; the HTTP API throttles at 100 requests/s): started only as requests overlap
 API_CONCURRENCY = 4
@@ -287,9 +294,10 @@ class LocalStack:
         self.physical: dict[str, dict[str, Any]] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._moto: subprocess.Popen[str] | None = None
+        self._motos: list[subprocess.Popen[str]] = []
         self._server: Any = None
-        self.moto_endpoint = ""
+        self.moto_endpoint = ""  # the server of every service not APART
+        self.apart_endpoints: dict[str, str] = {}  # variable (AWS_ENDPOINT_URL_<SERVICE>) -> its server
         self.redelivery_seconds = int(os.environ.get("DEVICEHOOKS_LOCAL_REDELIVERY_SECONDS", "2"))
         self.shutdown_grace = 10.0  # seconds stop() waits for batches in flight before giving them back
         self.access_log = True
@@ -301,7 +309,7 @@ class LocalStack:
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # our server's request lines
 
-        self.moto_endpoint = self._start_moto()
+        self._start_moto()
         os.environ.update(self._aws_variables())  # this process (the pollers, the gateway) calls moto too
         from devicehooks import aws
 
@@ -359,6 +367,7 @@ class LocalStack:
         """How code on this machine reaches the stack's AWS (moto) as Lambda's functions reach AWS."""
         return {
             "AWS_ENDPOINT_URL": self.moto_endpoint,
+            **self.apart_endpoints,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's dummy credentials
             "AWS_SESSION_TOKEN": "testing",  # noqa: S105
@@ -388,9 +397,7 @@ class LocalStack:
             stopper.join()
         for function in self.functions.values():
             function.stop()
-        if self._moto is not None:
-            self._stop_moto()
-            self._moto = None
+        self._stop_moto()
         # invocations still running past the grace period fail fast without moto; wait a little for them
         deadline = time.monotonic() + 10
         left = [t for p in self.pollers for t in p.join(max(0.0, deadline - time.monotonic()))]
@@ -399,14 +406,37 @@ class LocalStack:
             print(f"devicehooks local: invocations still running after stop: {names}", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ moto, beside this process
-    def _start_moto(self) -> str:
-        """moto's server in a child process (``motoserver.py``), as AWS answers from elsewhere; its URL."""
-        self._moto, url = motoserver.start()
-        return url
+    def _start_moto(self) -> None:
+        """moto's servers in child processes (``motoserver.py``), as AWS answers from elsewhere: one
+        for each ``APART`` service and one for the rest, started side by side."""
+        names = ["", *APART]
+        started: dict[str, tuple[subprocess.Popen[str], str]] = {}
+        failures: list[BaseException] = []
+
+        def launch(name: str) -> None:
+            try:
+                started[name] = motoserver.start()
+            except BaseException as exc:  # noqa: BLE001 - reported below, once all have tried
+                failures.append(exc)
+
+        launchers = [threading.Thread(target=launch, args=(name,), daemon=True) for name in names]
+        for launcher in launchers:
+            launcher.start()
+        for launcher in launchers:
+            launcher.join()
+        self._motos = [process for process, _ in started.values()]
+        if failures:
+            self._stop_moto()
+            raise failures[0]
+        self.moto_endpoint = started[""][1]
+        self.apart_endpoints = {
+            variable: started[name][1] for name, variables in APART.items() for variable in variables
+        }
 
     def _stop_moto(self) -> None:
-        assert self._moto is not None
-        motoserver.stop(self._moto)
+        for process in self._motos:
+            motoserver.stop(process)
+        self._motos = []
 
     # ------------------------------------------------------------------ resources
     def _client(self, service: str) -> Any:
@@ -613,7 +643,12 @@ class LocalStack:
         """Local-stack-only helpers for the web UI (never deployed): who we are, development tokens."""
         json_type = [("Content-Type", "application/json")]
         if path == "/local/info" and method == "GET":
-            info = {"local": True, "moto_endpoint": self.moto_endpoint, "resources": self.physical}
+            info = {
+                "local": True,
+                "moto_endpoint": self.moto_endpoint,
+                "aws_endpoints": {"AWS_ENDPOINT_URL": self.moto_endpoint, **self.apart_endpoints},
+                "resources": self.physical,
+            }
             return 200, json_type, json.dumps(info).encode()
         if path == "/local/dev-token" and method == "POST":
             try:

@@ -514,3 +514,32 @@ def test_a_setting_a_function_would_refuse_at_its_cold_start_is_named_before_the
     assert str(refused.value) == (
         "invalid configuration: DEVICEHOOKS_MAX_INTEGRATIONS: must be at least 1 and at most 99, not 150"
     )
+
+
+def test_dynamodb_is_answered_by_a_moto_process_of_its_own_and_every_function_is_sent_there(
+    stack: LocalStack,
+) -> None:
+    """AWS serves each service apart: the stack's DynamoDB (and its streams) is a moto server in a
+    process of its own, beside the one serving SQS, EventBridge and the rest; the SDK finds it
+    through ``AWS_ENDPOINT_URL_DYNAMODB(_STREAMS)``, in every function's environment."""
+    import boto3
+
+    from devicehooks_dev.local.stack import APART
+
+    apart = stack.apart_endpoints
+    assert set(apart) == {v for variables in APART.values() for v in variables}
+    assert set(apart.values()) == {apart["AWS_ENDPOINT_URL_DYNAMODB"]} != {stack.moto_endpoint}
+    credentials = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    tables = {r["TableName"] for r in stack.physical.values() if "TableName" in r}
+    on_its_own = boto3.client("dynamodb", endpoint_url=apart["AWS_ENDPOINT_URL_DYNAMODB"], **credentials)
+    on_the_rest = boto3.client("dynamodb", endpoint_url=stack.moto_endpoint, **credentials)
+    assert tables and tables <= set(on_its_own.list_tables()["TableNames"])
+    assert on_the_rest.list_tables()["TableNames"] == []  # another process: none of the tables
+    queues = boto3.client("sqs", endpoint_url=stack.moto_endpoint, **credentials).list_queues()["QueueUrls"]
+    assert {r["QueueUrl"] for r in stack.physical.values() if "QueueUrl" in r} <= set(queues)
+    for function in stack.functions.values():
+        environment = function.spec.environment
+        assert environment["AWS_ENDPOINT_URL"] == stack.moto_endpoint
+        assert {k: environment.get(k) for k in apart} == apart, function.spec.logical_id
+    info = requests.get(f"{stack.url}/local/info", timeout=WAIT).json()
+    assert info["aws_endpoints"] == {"AWS_ENDPOINT_URL": stack.moto_endpoint, **apart}
