@@ -434,7 +434,8 @@ def test_a_batch_that_fails_fails_the_request_once_every_other_batch_has_been_pu
         def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto3's name
             devices = [json.loads(e["Detail"])["data"]["id"] for e in Entries]
             if "0" in devices:  # the first batch: refused every time
-                return {"FailedEntryCount": len(Entries), "Entries": [{"ErrorCode": "InternalFailure"} for _ in Entries]}
+                refused = [{"ErrorCode": "InternalFailure"} for _ in Entries]
+                return {"FailedEntryCount": len(Entries), "Entries": refused}
             with self.lock:
                 self.put.extend(devices)
             return {"FailedEntryCount": 0, "Entries": [{"EventId": "x"} for _ in Entries]}

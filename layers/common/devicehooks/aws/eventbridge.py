@@ -11,7 +11,6 @@ from devicehooks import aws
 from devicehooks.errors import InvalidRequest, ServiceUnavailable
 from devicehooks.services.ingest import BATCH, EVENTBRIDGE_MAX_ENTRY_BYTES, detail_json, entry_size
 
-
 # A request's batches are put side by side: Mender's largest bulk (100 devices) is 10 PutEvents
 # requests, each a round trip of tens of milliseconds; one after another they were most of the time
 # before its 202. The client is thread-safe; in Lambda, X-Ray gives each thread the invocation's segment.
