@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from devicehooks import aws
 from devicehooks.errors import InvalidRequest, ServiceUnavailable
 from devicehooks.services.ingest import BATCH, EVENTBRIDGE_MAX_ENTRY_BYTES, detail_json, entry_size
 
-# A request's batches are put side by side: Mender's largest bulk (100 devices) is 10 PutEvents
-# requests, each a round trip of tens of milliseconds; one after another they were most of the time
-# before its 202. The client is thread-safe; in Lambda, X-Ray gives each thread the invocation's segment.
-PUTS_AT_ONCE = 10
-_puts = ThreadPoolExecutor(max_workers=PUTS_AT_ONCE, thread_name_prefix="put-events")
-
 
 class EventBridgePublisher:
-    """PutEvents in batches of at most 10 entries and 256 KB, side by side (:data:`PUTS_AT_ONCE`);
-    entries the bus refuses are sent again, then the call fails (once every batch has been tried)."""
+    """PutEvents in batches of at most 10 entries and 256 KB; entries the bus refuses are sent
+    again, then the call fails."""
 
     def __init__(
         self,
@@ -55,35 +48,20 @@ class EventBridgePublisher:
         sizes = [entry_size(e) for e in entries]
         if any(s >= EVENTBRIDGE_MAX_ENTRY_BYTES for s in sizes):  # before any is put: all or none
             raise InvalidRequest(f"device event too large for the bus: over {EVENTBRIDGE_MAX_ENTRY_BYTES} bytes")
-        batches: list[list[dict[str, Any]]] = []
+        ids: dict[int, str] = {}  # entry (by identity) -> the id the bus gave its event
         batch: list[dict[str, Any]] = []
         batch_size = 0
         for entry, size in zip(entries, sizes, strict=True):
             if batch and (len(batch) == BATCH or batch_size + size >= EVENTBRIDGE_MAX_ENTRY_BYTES):
-                batches.append(batch)
+                self._put(batch, ids)
                 batch, batch_size = [], 0
             batch.append(entry)
             batch_size += size
         if batch:
-            batches.append(batch)
-        ids: dict[int, str] = {}  # entry (by identity) -> the id the bus gave its event
-        if len(batches) == 1:
-            ids.update(self._put(batches[0]))
-        else:
-            failures: list[BaseException] = []
-            for future in [_puts.submit(self._put, b) for b in batches]:  # each tried, whatever the others do
-                try:
-                    ids.update(future.result())
-                except Exception as exc:  # noqa: BLE001 - raised below, once all have finished
-                    failures.append(exc)
-            if failures:
-                raise failures[0]
+            self._put(batch, ids)
         return [ids[id(e)] for e in entries if id(e) in ids]
 
-    def _put(self, entries: list[dict[str, Any]]) -> dict[int, str]:
-        """One batch put (refused entries sent again): the id the bus gave each entry, by identity."""
-        ids: dict[int, str] = {}
-
+    def _put(self, entries: list[dict[str, Any]], ids: dict[int, str]) -> None:
         def put(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out = self.client.put_events(Entries=pending)
             refused = []
@@ -97,4 +75,3 @@ class EventBridgePublisher:
         left = aws.retried(put, entries, attempts=self.attempts, sleep=self.sleep)
         if left:
             raise ServiceUnavailable(f"failed to publish {len(left)} device event(s) to the bus; retry the request")
-        return ids
