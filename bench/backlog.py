@@ -68,9 +68,13 @@ def measure(api: benchlib.InProcessApi, receiver: benchlib.Receiver) -> None:
     for n in range(EVENTS // BULK):
         api.bulk(s, [f"s-{n}-{d}" for d in range(BULK)])
     sent = time.monotonic() - started
-    waiting = EVENTS - sum(1 for p, *_ in receiver.log(since) if p == "/late/s")
+
+    def still_to_deliver() -> int:
+        return EVENTS - sum(1 for p, *_ in receiver.log(since) if p == "/late/s")
+
+    waiting = still_to_deliver()
     behind = [api.time_to_receive(receiver, b, f"/ok/bx{n}", 10, DEADLINE) for n, b in enumerate(neighbours)]
-    left = EVENTS - sum(1 for p, *_ in receiver.log(since) if p == "/late/s")  # S's backlog still there
+    left = still_to_deliver()  # S's backlog still there
     backlog = statistics.median(behind)
     arrivals: list[float] = []
     while True:  # every one of S's events arrives meanwhile

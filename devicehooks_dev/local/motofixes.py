@@ -237,7 +237,7 @@ def _dynamodbstreams_records() -> list[Patch]:
 
     from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
-    def epoch(value: object) -> float | str:
+    def on_the_wire(value: object) -> float | str:
         if isinstance(value, bytes):
             return base64.b64encode(value).decode()
         if not isinstance(value, datetime):
@@ -248,7 +248,7 @@ def _dynamodbstreams_records() -> list[Patch]:
     def get_records(self: Any) -> str:
         limit = self._get_param("Limit")
         result = self.backend.get_records(self._get_param("ShardIterator"), 1000 if limit is None else limit)
-        return json.dumps(result, default=epoch)
+        return json.dumps(result, default=on_the_wire)
 
     return [(DynamoDBStreamsHandler, "get_records", get_records)]
 

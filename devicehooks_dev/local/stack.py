@@ -36,6 +36,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -296,8 +297,9 @@ class LocalStack:
         self._threads: list[threading.Thread] = []
         self._motos: list[subprocess.Popen[str]] = []
         self._server: Any = None
-        self.moto_endpoint = ""  # the server of every service not APART
-        self.apart_endpoints: dict[str, str] = {}  # variable (AWS_ENDPOINT_URL_<SERVICE>) -> its server
+        # how the SDK reaches moto's servers: AWS_ENDPOINT_URL (every service not APART) and
+        # AWS_ENDPOINT_URL_<SERVICE> for each APART one, each naming its server's URL
+        self.aws_endpoints: dict[str, str] = {}
         self.redelivery_seconds = int(os.environ.get("DEVICEHOOKS_LOCAL_REDELIVERY_SECONDS", "2"))
         self.shutdown_grace = 10.0  # seconds stop() waits for batches in flight before giving them back
         self.access_log = True
@@ -366,8 +368,7 @@ class LocalStack:
     def _aws_variables(self) -> dict[str, str]:
         """How code on this machine reaches the stack's AWS (moto) as Lambda's functions reach AWS."""
         return {
-            "AWS_ENDPOINT_URL": self.moto_endpoint,
-            **self.apart_endpoints,
+            **self.aws_endpoints,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's dummy credentials
             "AWS_SESSION_TOKEN": "testing",  # noqa: S105
@@ -375,6 +376,11 @@ class LocalStack:
             "AWS_REGION": REGION,
             "AWS_EC2_METADATA_DISABLED": "true",
         }
+
+    @property
+    def moto_endpoint(self) -> str:
+        """The server of every service not ``APART`` (SQS, EventBridge, KMS, SNS)."""
+        return self.aws_endpoints.get("AWS_ENDPOINT_URL", "")
 
     @property
     def url(self) -> str:
@@ -409,29 +415,16 @@ class LocalStack:
     def _start_moto(self) -> None:
         """moto's servers in child processes (``motoserver.py``), as AWS answers from elsewhere: one
         for each ``APART`` service and one for the rest, started side by side."""
-        names = ["", *APART]
-        started: dict[str, tuple[subprocess.Popen[str], str]] = {}
-        failures: list[BaseException] = []
-
-        def launch(name: str) -> None:
-            try:
-                started[name] = motoserver.start()
-            except BaseException as exc:  # noqa: BLE001 - reported below, once all have tried
-                failures.append(exc)
-
-        launchers = [threading.Thread(target=launch, args=(name,), daemon=True) for name in names]
-        for launcher in launchers:
-            launcher.start()
-        for launcher in launchers:
-            launcher.join()
+        variables = {"": ("AWS_ENDPOINT_URL",), **APART}
+        with ThreadPoolExecutor(max_workers=len(variables)) as pool:
+            starting = {name: pool.submit(motoserver.start) for name in variables}
+        started = {name: future.result() for name, future in starting.items() if future.exception() is None}
         self._motos = [process for process, _ in started.values()]
-        if failures:
+        failed = next((f.exception() for f in starting.values() if f.exception() is not None), None)
+        if failed is not None:
             self._stop_moto()
-            raise failures[0]
-        self.moto_endpoint = started[""][1]
-        self.apart_endpoints = {
-            variable: started[name][1] for name, variables in APART.items() for variable in variables
-        }
+            raise failed
+        self.aws_endpoints = {v: started[name][1] for name, names in variables.items() for v in names}
 
     def _stop_moto(self) -> None:
         for process in self._motos:
@@ -646,7 +639,7 @@ class LocalStack:
             info = {
                 "local": True,
                 "moto_endpoint": self.moto_endpoint,
-                "aws_endpoints": {"AWS_ENDPOINT_URL": self.moto_endpoint, **self.apart_endpoints},
+                "aws_endpoints": self.aws_endpoints,
                 "resources": self.physical,
             }
             return 200, json_type, json.dumps(info).encode()

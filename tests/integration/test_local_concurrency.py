@@ -33,7 +33,7 @@ from devicehooks_dev.local.sqs import UNBOUNDED_CONCURRENCY, SqsPoller, SqsSourc
 from devicehooks_dev.local.stack import API_CONCURRENCY, LocalStack
 from devicehooks_dev.local.streams import StreamPoller
 from devicehooks_dev.local.template import Resolver, load_template
-from tests.conftest import ROOT
+from tests.conftest import ROOT, moto_client
 from tests.integration.gate import GateServer
 from tests.integration.test_faults import MGMT, Scenario
 from tests.receiver import Receiver, eventually
@@ -522,20 +522,17 @@ def test_dynamodb_is_answered_by_a_moto_process_of_its_own_and_every_function_is
     """AWS serves each service apart: the stack's DynamoDB (and its streams) is a moto server in a
     process of its own, beside the one serving SQS, EventBridge and the rest; the SDK finds it
     through ``AWS_ENDPOINT_URL_DYNAMODB(_STREAMS)``, in every function's environment."""
-    import boto3
-
     from devicehooks_dev.local.stack import APART
 
-    apart = stack.apart_endpoints
+    apart = {k: v for k, v in stack.aws_endpoints.items() if k != "AWS_ENDPOINT_URL"}
     assert set(apart) == {v for variables in APART.values() for v in variables}
     assert set(apart.values()) == {apart["AWS_ENDPOINT_URL_DYNAMODB"]} != {stack.moto_endpoint}
-    credentials = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     tables = {r["TableName"] for r in stack.physical.values() if "TableName" in r}
-    on_its_own = boto3.client("dynamodb", endpoint_url=apart["AWS_ENDPOINT_URL_DYNAMODB"], **credentials)
-    on_the_rest = boto3.client("dynamodb", endpoint_url=stack.moto_endpoint, **credentials)
+    on_its_own = moto_client("dynamodb", apart["AWS_ENDPOINT_URL_DYNAMODB"])
+    on_the_rest = moto_client("dynamodb", stack.moto_endpoint)
     assert tables and tables <= set(on_its_own.list_tables()["TableNames"])
     assert on_the_rest.list_tables()["TableNames"] == []  # another process: none of the tables
-    queues = boto3.client("sqs", endpoint_url=stack.moto_endpoint, **credentials).list_queues()["QueueUrls"]
+    queues = moto_client("sqs", stack.moto_endpoint).list_queues()["QueueUrls"]
     assert {r["QueueUrl"] for r in stack.physical.values() if "QueueUrl" in r} <= set(queues)
     for function in stack.functions.values():
         environment = function.spec.environment
@@ -543,3 +540,4 @@ def test_dynamodb_is_answered_by_a_moto_process_of_its_own_and_every_function_is
         assert {k: environment.get(k) for k in apart} == apart, function.spec.logical_id
     info = requests.get(f"{stack.url}/local/info", timeout=WAIT).json()
     assert info["aws_endpoints"] == {"AWS_ENDPOINT_URL": stack.moto_endpoint, **apart}
+    assert info["moto_endpoint"] == stack.moto_endpoint
